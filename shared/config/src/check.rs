@@ -1,0 +1,152 @@
+//! Pure: checks across sections — references between the daemons' sections.
+
+use ipnet::IpNet;
+
+use crate::Config;
+use crate::decode::Ctx;
+use crate::fw::Policy;
+
+/// Runs every cross-section check, recording errors and warnings.
+pub(crate) fn cross_check(ctx: &mut Ctx<'_>, cfg: &Config) {
+    wg_port_open(ctx, cfg);
+    wg_in_vpn_zone(ctx, cfg);
+    protected_not_in_fw(ctx, cfg);
+    forward_targets_reachable(ctx, cfg);
+    names_do_not_collide(ctx, cfg);
+}
+
+/// The WireGuard listen port must be admitted by the firewall's input policy.
+fn wg_port_open(ctx: &mut Ctx<'_>, cfg: &Config) {
+    let (Some(wg), Some(fw)) = (&cfg.wg, &cfg.fw) else {
+        return;
+    };
+    let port = wg.listen_port.get();
+    if fw.input_admits_from_anywhere(true, port) {
+        return;
+    }
+    ctx.error(
+        wg.listen_port_span.clone(),
+        "wg.listen_port",
+        format!(
+            "WireGuard listen port {port}/udp is blocked by the firewall: [fw.input] has policy \"drop\" and no rule admits udp {port} from anywhere"
+        ),
+    )
+    .hint(format!(
+        "add to the [fw] section:\n[[fw.input.allow]]\nname = \"wireguard\"\nproto = \"udp\"\nport = {port}"
+    ));
+}
+
+/// The WireGuard interface should be in the firewall's vpn zone.
+fn wg_in_vpn_zone(ctx: &mut Ctx<'_>, cfg: &Config) {
+    let (Some(wg), Some(fw)) = (&cfg.wg, &cfg.fw) else {
+        return;
+    };
+    if !fw.vpn.contains(&wg.interface) {
+        ctx.warn(
+            wg.interface_span.clone(),
+            "wg.interface",
+            format!(
+                "WireGuard interface `{}` is not in `fw.vpn`, so the firewall treats its traffic as foreign",
+                wg.interface
+            ),
+        )
+        .hint(format!("add it: vpn = [\"{}\"] in [fw]", wg.interface));
+    }
+}
+
+/// The firewall's zones may not name a protected interface.
+fn protected_not_in_fw(ctx: &mut Ctx<'_>, cfg: &Config) {
+    let (Some(link), Some(fw)) = (&cfg.link, &cfg.fw) else {
+        return;
+    };
+    for (zone, ifaces) in [("wan", &fw.wan), ("lan", &fw.lan), ("vpn", &fw.vpn)] {
+        for i in ifaces {
+            if link.is_protected(i.as_str()) {
+                ctx.error_unlocated(
+                    &format!("fw.{zone}"),
+                    format!("`fw.{zone}` names protected interface `{i}`; the suite never touches it"),
+                )
+                .hint("remove it from the zone, or from `link.protected`");
+            }
+        }
+    }
+    if let Some(wg) = &cfg.wg
+        && link.is_protected(wg.interface.as_str())
+    {
+        ctx.error(
+            wg.interface_span.clone(),
+            "wg.interface",
+            format!("WireGuard interface `{}` is a protected interface", wg.interface),
+        );
+    }
+}
+
+/// Networks the host can reach by its own configuration: managed bridge subnets, declared
+/// routes and WireGuard allowed IPs.
+fn reachable_networks(cfg: &Config) -> Vec<IpNet> {
+    let mut nets = Vec::new();
+    if let Some(link) = &cfg.link {
+        nets.extend(
+            link.bridges
+                .iter()
+                .flat_map(|b| b.addresses.iter().map(IpNet::trunc)),
+        );
+        nets.extend(link.routes.iter().map(|r| r.to));
+    }
+    if let Some(wg) = &cfg.wg {
+        nets.extend(wg.addresses.iter().map(IpNet::trunc));
+        nets.extend(wg.peers.iter().flat_map(|p| p.allowed_ips.iter().copied()));
+    }
+    nets
+}
+
+/// A forward's target should be inside a network the suite manages; otherwise something else
+/// (libvirt) must provide the route, so this is a warning.
+fn forward_targets_reachable(ctx: &mut Ctx<'_>, cfg: &Config) {
+    let Some(fw) = &cfg.fw else {
+        return;
+    };
+    let nets = reachable_networks(cfg);
+    for f in &fw.forwards {
+        // A default route reaches everything, but a forward target behind it would loop back
+        // out of the WAN: only count more specific networks.
+        if nets.iter().any(|n| n.prefix_len() > 0 && n.contains(&f.to)) {
+            continue;
+        }
+        ctx.warn(
+            f.to_span.clone(),
+            &format!("fw.forward.{}.to", f.name),
+            format!(
+                "forward `{}` targets {}, which no managed bridge subnet or declared route reaches",
+                f.name, f.to
+            ),
+        )
+        .hint("fine if libvirt (or another manager) owns that network; otherwise add the bridge address or a [[link.route]]");
+    }
+    if fw.input.policy == Policy::Drop && fw.input.allow.is_empty() {
+        ctx.error_unlocated(
+            "fw.input",
+            "[fw.input] drops everything and allows nothing: this would lock you out of the host",
+        )
+        .hint("add [[fw.input.allow]] rules for SSH (from the admin network) and WireGuard");
+    }
+}
+
+/// The WireGuard interface cannot share a name with a managed bridge.
+fn names_do_not_collide(ctx: &mut Ctx<'_>, cfg: &Config) {
+    let (Some(wg), Some(link)) = (&cfg.wg, &cfg.link) else {
+        return;
+    };
+    if link.bridges.iter().any(|b| b.name == wg.interface)
+        || link.bridge_of_port(wg.interface.as_str()).is_some()
+    {
+        ctx.error(
+            wg.interface_span.clone(),
+            "wg.interface",
+            format!(
+                "WireGuard interface `{}` is also a managed bridge or bridge port",
+                wg.interface
+            ),
+        );
+    }
+}

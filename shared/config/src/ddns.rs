@@ -1,0 +1,418 @@
+//! Pure: the `[ddns]` section — Cloudflare API access, the records to keep in sync, the
+//! public-IP detection sources and their quorum, and when to run.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::decode::{At, Ctx, Table, integer_in};
+use crate::secret::SecretSource;
+use crate::source::Location;
+use crate::types::{DnsName, Dur, HttpUrl, Ip, InterfaceName, one_of};
+
+/// DNS record type managed by the updater.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+pub enum RecordType {
+    /// IPv4 address record.
+    A,
+    /// IPv6 address record.
+    #[allow(clippy::upper_case_acronyms)]
+    AAAA,
+}
+
+impl RecordType {
+    /// The record type as Cloudflare names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::A => "A",
+            RecordType::AAAA => "AAAA",
+        }
+    }
+
+    /// The address family the record holds.
+    pub fn family(self) -> Family {
+        match self {
+            RecordType::A => Family::V4,
+            RecordType::AAAA => Family::V6,
+        }
+    }
+}
+
+/// IP address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+impl Family {
+    /// True when `ip` belongs to this family.
+    pub fn matches(self, ip: IpAddr) -> bool {
+        matches!((self, ip), (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_)))
+    }
+}
+
+/// One DNS record kept in sync.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    /// Fully qualified name (`example.com`).
+    pub name: DnsName,
+    /// A or AAAA.
+    pub kind: RecordType,
+    /// Proxied through Cloudflare.
+    pub proxied: bool,
+    /// TTL in seconds; 1 means automatic.
+    pub ttl: u32,
+    /// Take over an existing record that lacks our ownership comment.
+    pub adopt: bool,
+    /// Where it is declared.
+    pub location: Location,
+}
+
+/// How a detection source finds the public address.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// An HTTPS endpoint answering with the caller's address as plain text (ipify style).
+    Http {
+        /// The URL.
+        url: HttpUrl,
+    },
+    /// Cloudflare's `/cdn-cgi/trace` (`ip=` line; `warp=on` is rejected).
+    CloudflareTrace {
+        /// The URL.
+        url: HttpUrl,
+    },
+    /// A DNS query answered with the caller's address.
+    Dns {
+        /// DNS server address (`1.1.1.1:53`) or DoH URL.
+        server: String,
+        /// Name to query (`whoami.cloudflare`, `myip.opendns.com`).
+        query: DnsName,
+        /// Record type to ask for: `TXT`, `A` or `AAAA`.
+        qtype: String,
+        /// Query class: `IN` or `CH`.
+        class: String,
+        /// Transport: `udp`, `tls` or `https`.
+        transport: String,
+    },
+    /// The address of a local interface (read over rtnetlink).
+    Interface {
+        /// The interface.
+        interface: InterfaceName,
+    },
+    /// A fixed address.
+    Static {
+        /// The address.
+        address: IpAddr,
+    },
+}
+
+/// One detection source.
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    /// Name used in logs and metrics.
+    pub name: String,
+    /// Families it is asked for; both when not restricted.
+    pub families: Vec<Family>,
+    /// How it detects.
+    #[serde(flatten)]
+    pub kind: SourceKind,
+    /// Where it is declared.
+    pub location: Location,
+}
+
+/// The `[ddns]` section.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ddns {
+    /// The Cloudflare API token.
+    pub token: SecretSource,
+    /// Cloudflare API base URL.
+    pub api_url: HttpUrl,
+    /// Extra CA certificate (PEM) to trust.
+    pub ca_file: Option<PathBuf>,
+    /// Zone id; discovered from the record names when absent.
+    pub zone_id: Option<String>,
+    /// Cron expression with seconds (`0 * * * * *`).
+    pub schedule: String,
+    /// Comment marking records as ours.
+    pub owner_comment: String,
+    /// Sources that must agree before an address is accepted.
+    pub quorum: u8,
+    /// WAN interface whose address events trigger a sync.
+    pub wan_interface: Option<InterfaceName>,
+    /// Quiet time after an interface event before syncing.
+    pub debounce: Duration,
+    /// How often a converged record is re-read from the API.
+    pub verify_interval: Duration,
+    /// Timeout of one detection or API request.
+    pub timeout: Duration,
+    /// Records kept in sync.
+    pub records: Vec<Record>,
+    /// Detection sources.
+    pub sources: Vec<Source>,
+}
+
+impl Ddns {
+    /// Families needed by the configured records.
+    pub fn families(&self) -> Vec<Family> {
+        let mut f: Vec<Family> = self.records.iter().map(|r| r.kind.family()).collect();
+        f.sort();
+        f.dedup();
+        f
+    }
+}
+
+/// Normalises a 5-field cron expression to the 6-field (with seconds) form.
+pub fn normalise_cron(s: &str) -> String {
+    let fields = s.split_whitespace().count();
+    if fields == 5 && !s.trim_start().starts_with('@') {
+        format!("0 {}", s.trim())
+    } else {
+        s.trim().to_owned()
+    }
+}
+
+fn source_kind(ctx: &mut Ctx<'_>, t: &mut Table<'_, '_>, kind: &str) -> Option<SourceKind> {
+    match kind {
+        "http" => Some(SourceKind::Http { url: t.req(ctx, "url")? }),
+        "cloudflare-trace" => Some(SourceKind::CloudflareTrace { url: t.req(ctx, "url")? }),
+        "dns" => {
+            let server: Option<String> = t.req(ctx, "server");
+            let query: Option<DnsName> = t.req(ctx, "query");
+            let qtype = t
+                .with(ctx, "type", |c, n| {
+                    one_of(c, n, &[("TXT", "TXT"), ("A", "A"), ("AAAA", "AAAA")])
+                })
+                .unwrap_or("A");
+            let class = t
+                .with(ctx, "class", |c, n| one_of(c, n, &[("IN", "IN"), ("CH", "CH")]))
+                .unwrap_or("IN");
+            let transport = t
+                .with(ctx, "transport", |c, n| {
+                    one_of(c, n, &[("udp", "udp"), ("tls", "tls"), ("https", "https")])
+                })
+                .unwrap_or("udp");
+            Some(SourceKind::Dns {
+                server: server?,
+                query: query?,
+                qtype: qtype.to_owned(),
+                class: class.to_owned(),
+                transport: transport.to_owned(),
+            })
+        }
+        "interface" => Some(SourceKind::Interface {
+            interface: t.req(ctx, "interface")?,
+        }),
+        "static" => {
+            let a: Ip = t.req(ctx, "address")?;
+            Some(SourceKind::Static { address: a.0 })
+        }
+        _ => None,
+    }
+}
+
+/// Decodes `[ddns]`.
+pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
+    let section_span = t.span();
+    let token: Option<SecretSource> = t.req(ctx, "token");
+    let api_url: HttpUrl = t
+        .with(ctx, "api_url", |ctx, n| {
+            let u: HttpUrl = crate::decode::Decode::decode(ctx, n.clone())?;
+            if !u.is_secure_or_loopback() {
+                n.error(ctx, format!("`{u}` would send the API token over plain HTTP"))
+                    .hint("use https:// (plain http is accepted only to a loopback address, for tests)");
+                return None;
+            }
+            Some(u)
+        })
+        .or_else(|| HttpUrl::parse("https://api.cloudflare.com/client/v4").ok())?;
+    let ca_file: Option<String> = t.opt(ctx, "ca_file");
+    let zone_id: Option<At<String>> = t.opt(ctx, "zone_id");
+    if let Some(z) = &zone_id
+        && (z.value.len() != 32 || !z.value.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        ctx.error(z.span.clone(), "ddns.zone_id", format!("`{}` is not a Cloudflare zone id", z.value))
+            .hint("a zone id is 32 hex characters (dashboard → zone → Overview → API), or leave it out to discover it");
+    }
+    let schedule = t
+        .with(ctx, "schedule", |ctx, n| {
+            let s = n.str(ctx, "a cron expression")?;
+            let norm = normalise_cron(s);
+            match cron::Schedule::from_str(&norm) {
+                Ok(_) => Some(norm),
+                Err(e) => {
+                    n.error(ctx, format!("`{s}` is not a valid cron expression: {e}"))
+                        .hint("e.g. \"* * * * *\" (every minute) or \"0 */5 * * * *\" (with seconds)");
+                    None
+                }
+            }
+        })
+        .unwrap_or_else(|| "0 * * * * *".to_owned());
+    let owner_comment: At<String> = t.opt(ctx, "owner_comment").unwrap_or(At {
+        value: "managed by edge".to_owned(),
+        span: t.span(),
+        location: Location::default(),
+    });
+    if owner_comment.value.trim().is_empty() || owner_comment.value.contains(['\n', '\r']) {
+        ctx.error(
+            owner_comment.span.clone(),
+            "ddns.owner_comment",
+            "the ownership comment must be non-empty and on one line",
+        );
+    }
+    let quorum_node = t.raw("quorum").map(|(v, k)| (v.span(), k));
+    let quorum = t
+        .with(ctx, "quorum", |ctx, n| integer_in(ctx, &n, 1, 16).map(|v| v as u8))
+        .unwrap_or(2);
+    let wan_interface = t.opt(ctx, "wan_interface");
+    let debounce = t.or(ctx, "debounce", Dur(Duration::from_secs(2))).0;
+    let verify_interval = t.or(ctx, "verify_interval", Dur(Duration::from_secs(3600))).0;
+    let timeout = t.or(ctx, "timeout", Dur(Duration::from_secs(10))).0;
+
+    struct RawRecord {
+        rec: Record,
+        name_span: std::ops::Range<usize>,
+    }
+    let raw_records = t.list(ctx, "record", |ctx, mut r| {
+        let name: Option<At<DnsName>> = r.req(ctx, "name");
+        let kind = r
+            .with(ctx, "type", |c, n| {
+                one_of(c, n, &[("A", RecordType::A), ("AAAA", RecordType::AAAA)])
+            })
+            .unwrap_or(RecordType::A);
+        let proxied = r.or(ctx, "proxied", false);
+        let ttl_node = r.raw("ttl").map(|(v, k)| (v.span(), k));
+        let ttl = r
+            .with(ctx, "ttl", |ctx, n| integer_in(ctx, &n, 1, 86400).map(|v| v as u32))
+            .unwrap_or(1);
+        if let Some((span, key)) = &ttl_node {
+            if ttl != 1 && ttl < 30 {
+                ctx.error(span.clone(), key, format!("ttl = {ttl} is invalid: Cloudflare accepts 1 (automatic) or 60 to 86400 (30 on Enterprise)"));
+            } else if proxied && ttl != 1 {
+                ctx.warn(span.clone(), key, format!("ttl = {ttl} is ignored: Cloudflare serves proxied records with an automatic TTL"))
+                    .hint("remove `ttl` or set it to 1 (automatic) for proxied records");
+            }
+        }
+        let adopt = r.or(ctx, "adopt", false);
+        let location = ctx.location(&r.span());
+        r.finish(ctx);
+        let name = name?;
+        Some(RawRecord {
+            name_span: name.span.clone(),
+            rec: Record {
+                name: name.value,
+                kind,
+                proxied,
+                ttl,
+                adopt,
+                location,
+            },
+        })
+    });
+
+    let kinds = ["http", "cloudflare-trace", "dns", "interface", "static"];
+    let sources = t.list(ctx, "source", |ctx, mut s| {
+        let name: Option<String> = s.req(ctx, "name");
+        let kind_at: Option<At<String>> = s.req(ctx, "kind");
+        let families = match s.with(ctx, "family", |c, n| {
+            one_of(c, n, &[("ipv4", 4u8), ("ipv6", 6u8), ("both", 0u8)])
+        }) {
+            Some(4) => vec![Family::V4],
+            Some(6) => vec![Family::V6],
+            _ => vec![Family::V4, Family::V6],
+        };
+        let location = ctx.location(&s.span());
+        let kind = match &kind_at {
+            Some(k) if kinds.contains(&k.value.as_str()) => source_kind(ctx, &mut s, &k.value),
+            Some(k) => {
+                let d = ctx.error(k.span.clone(), "ddns.source.kind", format!("unknown source kind `{}`", k.value));
+                match crate::decode::closest(&k.value, &kinds) {
+                    Some(b) => d.hint(format!("did you mean \"{b}\"?")),
+                    None => d.hint(format!("valid kinds: {}", kinds.join(", "))),
+                };
+                None
+            }
+            None => None,
+        };
+        s.finish(ctx);
+        let kind = kind?;
+        let families = match &kind {
+            SourceKind::Static { address } => vec![if address.is_ipv4() { Family::V4 } else { Family::V6 }],
+            _ => families,
+        };
+        Some(Source {
+            name: name?,
+            families,
+            kind,
+            location,
+        })
+    });
+    t.finish(ctx);
+
+    let mut seen: HashMap<(String, RecordType), ()> = HashMap::new();
+    for r in &raw_records {
+        if seen
+            .insert((r.rec.name.to_string(), r.rec.kind), ())
+            .is_some()
+        {
+            ctx.error(
+                r.name_span.clone(),
+                "ddns.record.name",
+                format!("record {} {} is declared twice", r.rec.name, r.rec.kind.as_str()),
+            );
+        }
+    }
+    let mut seen_src: HashMap<&str, ()> = HashMap::new();
+    for s in &sources {
+        if seen_src.insert(&s.name, ()).is_some() {
+            ctx.error_unlocated("ddns.source.name", format!("source name `{}` is used twice", s.name));
+        }
+    }
+    let records: Vec<Record> = raw_records.into_iter().map(|r| r.rec).collect();
+    for fam in [Family::V4, Family::V6] {
+        if !records.iter().any(|r| r.kind.family() == fam) {
+            continue;
+        }
+        let n = sources.iter().filter(|s| s.families.contains(&fam)).count();
+        if n < usize::from(quorum) {
+            let (span, key) = quorum_node
+                .clone()
+                .unwrap_or((section_span.clone(), "ddns.quorum".to_owned()));
+            ctx.error(
+                span,
+                &key,
+                format!(
+                    "quorum = {quorum} but only {n} source{} can detect {} addresses",
+                    if n == 1 { "" } else { "s" },
+                    if fam == Family::V4 { "IPv4" } else { "IPv6" }
+                ),
+            )
+            .hint("add [[ddns.source]] tables or lower `quorum`; a record is changed only when `quorum` sources agree");
+        }
+    }
+
+    Some(Ddns {
+        token: token?,
+        api_url,
+        ca_file: ca_file.map(PathBuf::from),
+        zone_id: zone_id.map(|z| z.value),
+        schedule,
+        owner_comment: owner_comment.value,
+        quorum,
+        wan_interface,
+        debounce,
+        verify_interval,
+        timeout,
+        records,
+        sources,
+    })
+}
+

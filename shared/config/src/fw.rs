@@ -1,0 +1,510 @@
+//! Pure: the `[fw]` section — zones, named networks, the input policy, masquerading and the
+//! port-forwards that `edge-fw` compiles into the `inet edge` table.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::ops::Range;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::decode::{At, Ctx, Decode, Node, Table};
+use crate::source::Location;
+use crate::types::{Ip, InterfaceName, Network, PortRange, one_of};
+
+/// Verdict of a chain policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Let packets through.
+    Accept,
+    /// Drop them silently.
+    Drop,
+}
+
+/// Transport protocol of a port-forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// TCP only.
+    Tcp,
+    /// UDP only.
+    Udp,
+    /// TCP and UDP.
+    Both,
+}
+
+impl Proto {
+    /// True when the protocol includes TCP.
+    pub fn has_tcp(self) -> bool {
+        matches!(self, Proto::Tcp | Proto::Both)
+    }
+
+    /// True when the protocol includes UDP.
+    pub fn has_udp(self) -> bool {
+        matches!(self, Proto::Udp | Proto::Both)
+    }
+
+    fn overlaps(self, other: Proto) -> bool {
+        (self.has_tcp() && other.has_tcp()) || (self.has_udp() && other.has_udp())
+    }
+}
+
+/// A set of source networks as written: a network name from `[fw.networks]` or a literal CIDR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceSet {
+    /// The network name, or the CIDR as written.
+    pub label: String,
+    /// The networks it stands for.
+    pub nets: Vec<IpNet>,
+}
+
+/// One rule admitting traffic to the host itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputRule {
+    /// Stable name (`ssh`, `wireguard`).
+    pub name: String,
+    /// `tcp` or `udp` (not both).
+    pub proto: Proto,
+    /// Destination port(s).
+    pub port: PortRange,
+    /// Allowed sources; `None` means from anywhere.
+    pub from: Option<Vec<SourceSet>>,
+    /// Limit to these input interfaces; empty means any.
+    pub interfaces: Vec<InterfaceName>,
+    /// Where it is declared.
+    pub location: Location,
+}
+
+/// The input (to the host) policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Input {
+    /// What happens to packets no rule accepts.
+    pub policy: Policy,
+    /// Accept essential ICMP/ICMPv6 (echo, errors, neighbour discovery).
+    pub icmp: bool,
+    /// Services the host offers.
+    pub allow: Vec<InputRule>,
+}
+
+/// Policy for routed (forwarded) traffic that is not a port-forward.
+#[derive(Debug, Clone, Serialize)]
+pub struct Routed {
+    /// Default verdict; `accept` keeps libvirt's bridged VM traffic working.
+    pub policy: Policy,
+}
+
+/// Source NAT of traffic leaving through given interfaces.
+#[derive(Debug, Clone, Serialize)]
+pub struct Masquerade {
+    /// Stable name.
+    pub name: String,
+    /// Outgoing interfaces.
+    pub out: Vec<InterfaceName>,
+    /// Source networks to masquerade; `None` means all.
+    pub from: Option<Vec<SourceSet>>,
+    /// Where it is declared.
+    pub location: Location,
+}
+
+/// One port-forward (DNAT).
+#[derive(Debug, Clone, Serialize)]
+pub struct Forward {
+    /// Stable name; also the named counter's name.
+    pub name: String,
+    /// Protocol(s).
+    pub proto: Proto,
+    /// External port or range.
+    pub port: PortRange,
+    /// Interfaces it arrives on (defaults to `fw.wan`).
+    pub on: Vec<InterfaceName>,
+    /// Destination address it arrives at (e.g. br-api's 192.198.0.30); `None`: any.
+    pub address: Option<IpAddr>,
+    /// Target address.
+    pub to: IpAddr,
+    /// Target port (start of the range); defaults to the external port.
+    pub to_port: PortRange,
+    /// Source allow-list; `None` means from anywhere.
+    pub from: Option<Vec<SourceSet>>,
+    /// Generate reflection so hosts on the inside can use the external address too.
+    pub hairpin: bool,
+    /// Where it is declared.
+    pub location: Location,
+    /// Location of the `to` key (for the reachability warning).
+    #[serde(skip)]
+    pub to_span: Range<usize>,
+}
+
+/// The `[fw]` section.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fw {
+    /// Interfaces facing the internet (through the ISP router).
+    pub wan: Vec<InterfaceName>,
+    /// Interfaces of the VM networks.
+    pub lan: Vec<InterfaceName>,
+    /// WireGuard interfaces.
+    pub vpn: Vec<InterfaceName>,
+    /// Named networks referenced by `from` lists.
+    pub networks: BTreeMap<String, Vec<IpNet>>,
+    /// Input policy.
+    pub input: Input,
+    /// Routed-traffic policy.
+    pub routed: Routed,
+    /// Source NAT rules.
+    pub masquerade: Vec<Masquerade>,
+    /// Port-forwards.
+    pub forwards: Vec<Forward>,
+}
+
+impl Fw {
+    /// True when an input rule accepts `proto`/`port` from anywhere on a WAN interface, or
+    /// the input policy accepts everything.
+    pub fn input_admits_from_anywhere(&self, udp: bool, port: u16) -> bool {
+        if self.input.policy == Policy::Accept {
+            return true;
+        }
+        self.input.allow.iter().any(|r| {
+            let proto_ok = if udp { r.proto.has_udp() } else { r.proto.has_tcp() };
+            let Some(p) = crate::types::Port::new(port) else {
+                return false;
+            };
+            let iface_ok = r.interfaces.is_empty()
+                || self.wan.iter().all(|w| r.interfaces.contains(w));
+            proto_ok && r.port.contains(p) && r.from.is_none() && iface_ok
+        })
+    }
+}
+
+fn policy(ctx: &mut Ctx<'_>, n: Node<'_, '_>) -> Option<Policy> {
+    one_of(ctx, n, &[("accept", Policy::Accept), ("drop", Policy::Drop)])
+}
+
+fn proto(ctx: &mut Ctx<'_>, n: Node<'_, '_>, allow_both: bool) -> Option<Proto> {
+    if allow_both {
+        one_of(
+            ctx,
+            n,
+            &[("tcp", Proto::Tcp), ("udp", Proto::Udp), ("both", Proto::Both)],
+        )
+    } else {
+        one_of(ctx, n, &[("tcp", Proto::Tcp), ("udp", Proto::Udp)])
+    }
+}
+
+/// A raw `from` entry: a network name or a CIDR, with its span.
+struct RawSource(At<String>);
+
+impl Decode for RawSource {
+    fn decode(ctx: &mut Ctx<'_>, node: Node<'_, '_>) -> Option<Self> {
+        At::<String>::decode(ctx, node).map(RawSource)
+    }
+}
+
+fn resolve_sources(
+    ctx: &mut Ctx<'_>,
+    raw: Option<Vec<RawSource>>,
+    networks: &BTreeMap<String, Vec<IpNet>>,
+    key: &str,
+) -> Option<Vec<SourceSet>> {
+    let raw = raw?;
+    let mut out = Vec::new();
+    for RawSource(s) in raw {
+        let v = s.value.as_str();
+        if v == "any" {
+            return None;
+        }
+        if let Some(nets) = networks.get(v) {
+            out.push(SourceSet {
+                label: v.to_owned(),
+                nets: nets.clone(),
+            });
+        } else if v.contains('/') || v.parse::<IpAddr>().is_ok() {
+            match Network::parse(v) {
+                Ok(n) => out.push(SourceSet {
+                    label: v.to_owned(),
+                    nets: vec![n.0],
+                }),
+                Err(inv) => {
+                    let d = ctx.error(s.span.clone(), key, inv.message);
+                    if let Some(h) = inv.hint {
+                        d.hint(h);
+                    }
+                }
+            }
+        } else {
+            let names: Vec<&str> = networks.keys().map(String::as_str).collect();
+            let d = ctx.error(
+                s.span.clone(),
+                key,
+                format!("`{v}` is neither a network name from [fw.networks] nor a CIDR"),
+            );
+            match crate::decode::closest(v, &names) {
+                Some(b) => d.hint(format!("did you mean \"{b}\"?")),
+                None => d.hint(format!(
+                    "define it under [fw.networks] (known: {}), or write a CIDR such as 10.17.9.0/24, or \"any\"",
+                    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                )),
+            };
+        }
+    }
+    Some(out)
+}
+
+fn name_of(ctx: &mut Ctx<'_>, t: &mut Table<'_, '_>) -> Option<At<String>> {
+    let n: Option<At<String>> = t.req(ctx, "name");
+    if let Some(n) = &n
+        && (n.value.is_empty()
+            || !n
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
+        ctx.error(
+            n.span.clone(),
+            &format!("{}.name", t.path()),
+            format!("name `{}` must be non-empty and use only letters, digits, `-` and `_`", n.value),
+        )
+        .hint("names become nftables counter names and metric labels");
+        return None;
+    }
+    n
+}
+
+/// Decodes `[fw]`.
+pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Fw> {
+    let wan: Vec<InterfaceName> = t.or(ctx, "wan", Vec::new());
+    let lan: Vec<InterfaceName> = t.or(ctx, "lan", Vec::new());
+    let vpn: Vec<InterfaceName> = t.or(ctx, "vpn", Vec::new());
+
+    let networks = t
+        .sub(ctx, "networks", |ctx, n| {
+            let mut out = BTreeMap::new();
+            for (name, key_span, v) in n.entries() {
+                let path = format!("fw.networks.{name}");
+                if name == "any" {
+                    ctx.error(key_span, &path, "`any` is reserved: it means every source");
+                    continue;
+                }
+                if let Some(nets) = Vec::<Network>::decode(ctx, Node::new(v, &path)) {
+                    out.insert(name, nets.into_iter().map(|n| n.0).collect());
+                }
+            }
+            n.finish_open();
+            Some(out)
+        })
+        .flatten()
+        .unwrap_or_default();
+
+    let input = t
+        .sub(ctx, "input", |ctx, mut i| {
+            let policy = i.with(ctx, "policy", policy).unwrap_or(Policy::Drop);
+            let icmp = i.or(ctx, "icmp", true);
+            let allow = i.list(ctx, "allow", |ctx, mut r| {
+                let name = name_of(ctx, &mut r);
+                let proto = r.with(ctx, "proto", |c, n| proto(c, n, true));
+                let port: Option<PortRange> = r.req(ctx, "port");
+                let from_raw: Option<Vec<RawSource>> = r.opt(ctx, "from");
+                let interfaces = r.or(ctx, "interfaces", Vec::new());
+                let location = ctx.location(&r.span());
+                let key = format!("{}.from", r.path());
+                let from = resolve_sources(ctx, from_raw, &networks, &key);
+                r.finish(ctx);
+                Some(InputRule {
+                    name: name?.value,
+                    proto: proto.unwrap_or(Proto::Tcp),
+                    port: port?,
+                    from,
+                    interfaces,
+                    location,
+                })
+            });
+            i.finish(ctx);
+            Some(Input {
+                policy,
+                icmp,
+                allow,
+            })
+        })
+        .flatten()
+        .unwrap_or(Input {
+            policy: Policy::Drop,
+            icmp: true,
+            allow: Vec::new(),
+        });
+
+    let routed = t
+        .sub(ctx, "routed", |ctx, mut r| {
+            let policy = r.with(ctx, "policy", policy).unwrap_or(Policy::Accept);
+            r.finish(ctx);
+            Some(Routed { policy })
+        })
+        .flatten()
+        .unwrap_or(Routed {
+            policy: Policy::Accept,
+        });
+
+    let masquerade = t.list(ctx, "masquerade", |ctx, mut m| {
+        let name = name_of(ctx, &mut m);
+        let out: Option<Vec<InterfaceName>> = m.req(ctx, "out");
+        let from_raw: Option<Vec<RawSource>> = m.opt(ctx, "from");
+        let key = format!("{}.from", m.path());
+        let from = resolve_sources(ctx, from_raw, &networks, &key);
+        let location = ctx.location(&m.span());
+        m.finish(ctx);
+        Some(Masquerade {
+            name: name?.value,
+            out: out?,
+            from,
+            location,
+        })
+    });
+
+    struct RawFwd {
+        fwd: Forward,
+        name_span: Range<usize>,
+        port_span: Range<usize>,
+    }
+    let wan_default = wan.clone();
+    let raw_forwards = t.list(ctx, "forward", |ctx, mut f| {
+        let name = name_of(ctx, &mut f);
+        let proto = f.with(ctx, "proto", |c, n| proto(c, n, true));
+        let port: Option<At<PortRange>> = f.req(ctx, "port");
+        let on: Option<Vec<InterfaceName>> = f.opt(ctx, "on");
+        let address: Option<Ip> = f.opt(ctx, "address");
+        let to: Option<At<Ip>> = f.req(ctx, "to");
+        let to_port: Option<At<PortRange>> = f.opt(ctx, "to_port");
+        let from_raw: Option<Vec<RawSource>> = f.opt(ctx, "from");
+        let hairpin = f.or(ctx, "hairpin", false);
+        let key = format!("{}.from", f.path());
+        let from = resolve_sources(ctx, from_raw, &networks, &key);
+        let location = ctx.location(&f.span());
+        let path = f.path().to_owned();
+        f.finish(ctx);
+        let (name, port, to) = (name?, port?, to?);
+        let to_port_v = match &to_port {
+            None => port.value,
+            Some(tp) if tp.value.len() == 1 => PortRange {
+                start: tp.value.start,
+                end: crate::types::Port::new(
+                    u16::try_from(
+                        u32::from(tp.value.start.get()) + port.value.len() - 1,
+                    )
+                    .unwrap_or(u16::MAX),
+                )?,
+            },
+            Some(tp) if tp.value.len() == port.value.len() => tp.value,
+            Some(tp) => {
+                ctx.error(
+                    tp.span.clone(),
+                    &format!("{path}.to_port"),
+                    format!(
+                        "to_port {} has {} ports but port {} has {}",
+                        tp.value,
+                        tp.value.len(),
+                        port.value,
+                        port.value.len()
+                    ),
+                )
+                .hint("give one target port (the range is shifted) or a range of the same length");
+                return None;
+            }
+        };
+        if u32::from(to_port_v.start.get()) + port.value.len() - 1 > 65535 {
+            ctx.error(
+                port.span.clone(),
+                &format!("{path}.to_port"),
+                "the target port range runs past 65535",
+            );
+            return None;
+        }
+        if let Some(a) = address
+            && a.0.is_ipv4() != to.value.0.is_ipv4()
+        {
+            ctx.error(
+                to.span.clone(),
+                &format!("{path}.to"),
+                format!(
+                    "target {} is not of the same IP family as address {}",
+                    to.value.0, a.0
+                ),
+            );
+            return None;
+        }
+        Some(RawFwd {
+            name_span: name.span.clone(),
+            port_span: port.span.clone(),
+            fwd: Forward {
+                name: name.value,
+                proto: proto.unwrap_or(Proto::Tcp),
+                port: port.value,
+                on: on.unwrap_or_else(|| wan_default.clone()),
+                address: address.map(|a| a.0),
+                to: to.value.0,
+                to_port: to_port_v,
+                from,
+                hairpin,
+                location,
+                to_span: to.span,
+            },
+        })
+    });
+    t.finish(ctx);
+
+    // --- checks inside [fw] ---
+    let mut names: HashMap<String, ()> = HashMap::new();
+    for r in &raw_forwards {
+        if names.insert(r.fwd.name.clone(), ()).is_some() {
+            ctx.error(
+                r.name_span.clone(),
+                "fw.forward.name",
+                format!("forward name `{}` is used twice", r.fwd.name),
+            )
+            .hint("names identify counters and metrics: make them unique");
+        }
+    }
+    for (i, a) in raw_forwards.iter().enumerate() {
+        for b in &raw_forwards[..i] {
+            let same_dest = match (a.fwd.address, b.fwd.address) {
+                (Some(x), Some(y)) => x == y,
+                _ => true,
+            };
+            let same_iface = a.fwd.on.iter().any(|x| b.fwd.on.contains(x));
+            if same_dest
+                && same_iface
+                && a.fwd.proto.overlaps(b.fwd.proto)
+                && a.fwd.port.overlaps(&b.fwd.port)
+            {
+                ctx.error(
+                    a.port_span.clone(),
+                    "fw.forward.port",
+                    format!(
+                        "forward `{}` ({}) overlaps forward `{}` ({}) on the same protocol and address",
+                        a.fwd.name, a.fwd.port, b.fwd.name, b.fwd.port
+                    ),
+                )
+                .hint("a packet can be forwarded to one target only: change the port or the address");
+            }
+        }
+        if a.fwd.on.is_empty() {
+            ctx.error(
+                a.name_span.clone(),
+                "fw.forward.on",
+                format!(
+                    "forward `{}` arrives on no interface: set `on` or `fw.wan`",
+                    a.fwd.name
+                ),
+            );
+        }
+    }
+
+    Some(Fw {
+        wan,
+        lan,
+        vpn,
+        networks,
+        input,
+        routed,
+        masquerade,
+        forwards: raw_forwards.into_iter().map(|r| r.fwd).collect(),
+    })
+}

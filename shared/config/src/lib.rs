@@ -1,0 +1,251 @@
+//! One strict loader for `/etc/edge/edge.toml`, shared by every daemon and `edgectl`.
+//!
+//! The file has a `version`, a `[global]` section and one section per daemon (`[ddns]`,
+//! `[wg]`, `[fw]`, `[link]`). Loading reports **all** problems of a file at once, each with
+//! `FILE:LINE:COL`, the offending line, a caret and a hint; unknown keys are errors.
+//! Decoding and checking are pure; only [`load`] touches the file system (the file itself and
+//! the modes of the secret files it names).
+
+pub mod check;
+pub mod ddns;
+pub mod decode;
+pub mod fw;
+pub mod global;
+pub mod link;
+pub mod secret;
+pub mod source;
+pub mod types;
+pub mod wg;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use toml::de::DeTable;
+
+pub use global::{Global, LogFormat, Role};
+pub use secret::{SecretError, SecretSource, SecretString};
+pub use source::{Diagnostic, Diagnostics, Location, Severity, SourceFile};
+
+use decode::{Ctx, Decode, Node, Table};
+
+/// Where the configuration lives unless `--config` or `EDGE_CONFIG` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/edge/edge.toml";
+/// Environment variable naming the configuration file.
+pub const ENV_VAR: &str = "EDGE_CONFIG";
+/// The configuration format version this build reads.
+pub const VERSION: u32 = 1;
+
+/// A validated configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Format version (1).
+    pub version: u32,
+    /// Global settings.
+    pub global: Global,
+    /// `[ddns]`, if present.
+    pub ddns: Option<ddns::Ddns>,
+    /// `[wg]`, if present.
+    pub wg: Option<wg::Wg>,
+    /// `[fw]`, if present.
+    pub fw: Option<fw::Fw>,
+    /// `[link]`, if present.
+    pub link: Option<link::Link>,
+}
+
+impl Config {
+    /// The control socket of a role: `<runtime_dir>/<role>.sock`.
+    pub fn socket_path(&self, role: Role) -> PathBuf {
+        self.global.runtime_dir.join(format!("{}.sock", role.as_str()))
+    }
+
+    /// True when the file has a section for `role`.
+    pub fn has_section(&self, role: Role) -> bool {
+        match role {
+            Role::Ddns => self.ddns.is_some(),
+            Role::Wg => self.wg.is_some(),
+            Role::Fw => self.fw.is_some(),
+            Role::Link => self.link.is_some(),
+        }
+    }
+}
+
+/// A configuration that loaded, with the warnings it produced.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// Warnings (never errors), rendered like errors.
+    pub warnings: Diagnostics,
+}
+
+/// How strictly secret files are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoadOptions {
+    /// The daemon loading the file: a missing secret of its own section is an error; missing
+    /// secrets of other sections (and all of them when `None`, e.g. `edgectl config check`
+    /// before installation) are warnings. A secret readable by others is always an error.
+    pub role: Option<Role>,
+}
+
+/// Picks the config path: `--config` first, then `$EDGE_CONFIG`, then `/etc/edge/edge.toml`.
+pub fn resolve_path(cli: Option<&Path>) -> PathBuf {
+    if let Some(p) = cli {
+        return p.to_owned();
+    }
+    match std::env::var_os(ENV_VAR) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_PATH),
+    }
+}
+
+/// Reads, decodes and validates a configuration file, checking its secrets' files.
+pub fn load(path: &Path, opts: LoadOptions) -> Result<Loaded, Diagnostics> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            let src = SourceFile::new(path, String::new());
+            let mut ctx = Ctx::new(&src);
+            ctx.error_unlocated("", format!("cannot read the configuration: {e}"))
+                .hint(format!(
+                    "pass --config PATH or set {ENV_VAR}; the default is {DEFAULT_PATH}"
+                ));
+            let diags = ctx.into_diagnostics();
+            return Err(Diagnostics::new(src, diags));
+        }
+    };
+    let src = SourceFile::new(path, text);
+    let (config, mut ctx, secrets) = decode_source(&src);
+    for s in secrets {
+        check_secret(&mut ctx, &s, opts);
+    }
+    finish(&src, config, ctx)
+}
+
+/// Decodes and validates configuration text without touching the file system (secret files
+/// are not looked at).
+pub fn parse(path: &Path, text: &str) -> Result<Loaded, Diagnostics> {
+    let src = SourceFile::new(path, text);
+    let (config, ctx, _) = decode_source(&src);
+    finish(&src, config, ctx)
+}
+
+fn finish(src: &SourceFile, config: Option<Config>, ctx: Ctx<'_>) -> Result<Loaded, Diagnostics> {
+    let failed = ctx.has_errors();
+    let diags = Diagnostics::new(src.clone(), ctx.into_diagnostics());
+    match config {
+        Some(config) if !failed => Ok(Loaded {
+            config,
+            warnings: diags,
+        }),
+        _ => Err(diags),
+    }
+}
+
+fn role_of_key(key: &str) -> Option<Role> {
+    Role::parse(key.split(['.', '[']).next().unwrap_or_default())
+}
+
+fn check_secret(ctx: &mut Ctx<'_>, s: &decode::SecretRef, opts: LoadOptions) {
+    let Err(e) = s.source.check() else {
+        return;
+    };
+    let own = opts.role.is_some() && opts.role == role_of_key(&s.key);
+    match &e {
+        SecretError::Permissions { .. } => {
+            ctx.error(s.span.clone(), &s.key, e.to_string());
+        }
+        _ if own => {
+            let d = ctx.error(s.span.clone(), &s.key, e.to_string());
+            if let SecretError::Missing { path } = &e {
+                d.hint(format!(
+                    "create it: `install -m 600 /dev/null {}` then write the secret into it",
+                    path.display()
+                ));
+            }
+        }
+        _ => {
+            let d = ctx.warn(s.span.clone(), &s.key, format!("{e} (not checked further)"));
+            if e.is_absent() {
+                d.hint("create the secret before starting the daemon that uses it");
+            }
+        }
+    }
+}
+
+fn decode_source<'s>(
+    src: &'s SourceFile,
+) -> (Option<Config>, Ctx<'s>, Vec<decode::SecretRef>) {
+    let mut ctx = Ctx::new(src);
+    let (doc, syntax) = DeTable::parse_recoverable(src.text());
+    for e in &syntax {
+        let span = e.span().unwrap_or(0..0);
+        let msg = e.message().trim().to_owned();
+        let msg = msg.lines().next().unwrap_or("invalid TOML").to_owned();
+        ctx.error(span, "", format!("TOML syntax error: {msg}"));
+    }
+    if !syntax.is_empty() && doc.get_ref().is_empty() {
+        return (None, ctx, Vec::new());
+    }
+    let mut top = Table::new(doc.get_ref(), doc.span(), "");
+    let version = top.with(&mut ctx, "version", |ctx, n| {
+        let v = u32::decode(ctx, n.clone())?;
+        if v != VERSION {
+            n.error(
+                ctx,
+                format!("configuration version {v} is not supported by this build (it reads version {VERSION})"),
+            )
+            .hint("check the release notes of the version that wrote this file");
+            return None;
+        }
+        Some(v)
+    });
+    if top.raw("version").is_none() {
+        ctx.error(0..0, "version", "missing `version = 1` at the top of the file")
+            .hint("add `version = 1` as the first line");
+    }
+    let global = top
+        .sub(&mut ctx, "global", global::decode)
+        .flatten()
+        .unwrap_or_default();
+    let link = top.sub(&mut ctx, "link", link::decode).flatten();
+    let wg = top.sub(&mut ctx, "wg", wg::decode).flatten();
+    let fw = top.sub(&mut ctx, "fw", fw::decode).flatten();
+    let ddns = top.sub(&mut ctx, "ddns", ddns::decode).flatten();
+    top.finish(&mut ctx);
+    let secrets = ctx.take_secrets();
+    let Some(version) = version else {
+        return (None, ctx, secrets);
+    };
+    let config = Config {
+        path: src.path().to_owned(),
+        version,
+        global,
+        ddns,
+        wg,
+        fw,
+        link,
+    };
+    check::cross_check(&mut ctx, &config);
+    (Some(config), ctx, secrets)
+}
+
+/// Reads the node at `key` of a parsed document (used by tests and tools).
+pub fn node_location(src: &SourceFile, key: &str) -> Option<Location> {
+    let (doc, _) = DeTable::parse_recoverable(src.text());
+    let mut cur = doc.get_ref();
+    let mut parts = key.split('.').peekable();
+    while let Some(p) = parts.next() {
+        let (_, v) = cur.iter().find(|(k, _)| k.get_ref().as_ref() == p)?;
+        if parts.peek().is_none() {
+            return Some(src.location(v.span().start));
+        }
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => cur = t,
+            _ => return None,
+        }
+    }
+    let _ = Node::new;
+    None
+}
