@@ -1,0 +1,1028 @@
+//! I/O: the WireGuard device engine. It owns the TUN queues, the UDP sockets, the peers
+//! (one `boringtun::noise::Tunn` each) and the threads that move packets:
+//!
+//! * one TX thread per TUN queue: read a (super-)packet, split it (GSO), encrypt every
+//!   segment into a send batch, and send equal-size runs with UDP GSO / `sendmmsg`;
+//! * one RX thread per UDP socket: `recvmmsg` with UDP GRO, decrypt, coalesce TCP
+//!   segments (GRO) and write super-packets to the TUN;
+//! * one timer thread: boringtun timers, persistent keepalive, rate-limiter reset.
+//!
+//! A flow always maps to one TUN queue (kernel flow hash) and one UDP socket, so a flow
+//! is handled by one thread in each direction and never reordered. Configuration goes
+//! through [`Device::apply`], which validates and binds first and then swaps state under
+//! the write lock; nothing in it can panic while the lock is held.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::x25519::{PublicKey, StaticSecret};
+use parking_lot::{Mutex, RwLock};
+use tracing::{debug, info, warn};
+
+use crate::allowed_ips::AllowedIps;
+use crate::diff::PeerDiff;
+use crate::model::{DeviceConfig, Key, PeerConfig, SecretKey};
+use crate::offload::{self, Coalescer, Pushed, VNET_HDR_LEN, VnetHdr};
+use crate::stats::{DeviceCounters, DropReason, MetricsSnapshot, PeerCounters, PeerMetrics};
+use crate::tun::TunQueue;
+use crate::uapi::{DeviceStatus, PeerStatus};
+use crate::udp::{RecvBatch, SendBatch, UdpError, UdpSocket};
+
+/// Handshake messages per second before we answer with cookies. Every handshake message
+/// is checked twice (here, and inside `Tunn::decapsulate`, which shares the limiter), so
+/// this is twice the effective rate.
+const HANDSHAKE_RATE_LIMIT: u64 = 100;
+/// Timer tick.
+const TICK: Duration = Duration::from_millis(100);
+const MAX_PACKET: usize = 65535;
+
+/// Errors of applying a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// Binding the new listen port failed; the old sockets stay.
+    #[error("failed to bind listen port {port}")]
+    BindPort {
+        /// The requested port.
+        port: u16,
+        /// The cause.
+        #[source]
+        source: UdpError,
+    },
+    /// Setting the fwmark failed.
+    #[error("failed to set fwmark {mark:#x}")]
+    SetFwmark {
+        /// The mark.
+        mark: u32,
+        /// The cause.
+        #[source]
+        source: UdpError,
+    },
+    /// Starting a worker thread failed.
+    #[error("failed to start thread {name}")]
+    SpawnThread {
+        /// Thread name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl DeviceError {
+    /// The errno the UAPI reports for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            DeviceError::BindPort { source, .. } | DeviceError::SetFwmark { source, .. } => {
+                match source {
+                    UdpError::Bind { source, .. }
+                    | UdpError::CreateSocket { source, .. }
+                    | UdpError::SetFwmark { source, .. } => {
+                        source.raw_os_error().unwrap_or(libc::EIO)
+                    }
+                }
+            }
+            DeviceError::SpawnThread { .. } => libc::EIO,
+        }
+    }
+}
+
+/// One peer: its noise state, live endpoint and counters.
+pub struct Peer {
+    /// The peer's public key.
+    pub public_key: Key,
+    /// Optional configured name.
+    pub name: Option<String>,
+    /// 24-bit session index prefix (boringtun shifts it left by 8).
+    index: u32,
+    tunn: Mutex<Option<Tunn>>,
+    endpoint: RwLock<Option<SocketAddr>>,
+    keepalive: AtomicU16,
+    last_keepalive: Mutex<Instant>,
+    expired: AtomicBool,
+    /// Counters exported as metrics.
+    pub counters: PeerCounters,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("public_key", &self.public_key)
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Peer {
+    fn endpoint(&self) -> Option<SocketAddr> {
+        *self.endpoint.read()
+    }
+
+    /// Moves the endpoint to `src` after an authenticated packet came from there.
+    fn roam(&self, src: SocketAddr) {
+        if self.endpoint() == Some(src) {
+            return;
+        }
+        let mut ep = self.endpoint.write();
+        if *ep != Some(src) {
+            debug!(peer = ?self.public_key, from = ?*ep, to = %src, "endpoint changed");
+            *ep = Some(src);
+            self.counters.endpoint_changes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+struct Keys {
+    secret: StaticSecret,
+    public: PublicKey,
+    limiter: Arc<RateLimiter>,
+}
+
+struct State {
+    config: DeviceConfig,
+    keys: Option<Keys>,
+    peers: HashMap<Key, Arc<Peer>>,
+    by_index: HashMap<u32, Arc<Peer>>,
+    table: AllowedIps<Arc<Peer>>,
+    next_index: u32,
+}
+
+#[derive(Debug)]
+struct Sockets {
+    v4: Option<Arc<UdpSocket>>,
+    v6: Option<Arc<UdpSocket>>,
+    port: u16,
+    generation: u64,
+}
+
+impl Sockets {
+    fn for_addr(&self, a: &SocketAddr) -> Option<&Arc<UdpSocket>> {
+        if a.is_ipv4() {
+            self.v4.as_ref()
+        } else {
+            self.v6.as_ref()
+        }
+    }
+}
+
+/// Test-only knob: force a new handshake every N seconds (see docs/wg.md).
+fn forced_rekey_interval() -> Option<Duration> {
+    std::env::var("EDGE_WG_TEST_REKEY_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+}
+
+/// The running device.
+pub struct Device {
+    name: String,
+    state: RwLock<State>,
+    sockets: RwLock<Arc<Sockets>>,
+    tun: Vec<Arc<TunQueue>>,
+    shutdown: AtomicBool,
+    generation: AtomicU64,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Device-wide counters.
+    pub counters: DeviceCounters,
+    forced_rekey: Option<Duration>,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn bind_pair(port: u16, fwmark: u32) -> Result<(Option<Arc<UdpSocket>>, Option<Arc<UdpSocket>>, u16), UdpError> {
+    let v4 = UdpSocket::bind(false, port, fwmark)?;
+    let port = v4.local_port().unwrap_or(port);
+    // IPv6 is best effort: a host without IPv6 still gets an IPv4 endpoint.
+    let v6 = match UdpSocket::bind(true, port, fwmark) {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) => {
+            warn!(error = %e, "no ipv6 udp socket");
+            None
+        }
+    };
+    Ok((Some(Arc::new(v4)), v6, port))
+}
+
+impl Device {
+    /// Starts the engine on already opened TUN queues with an empty configuration
+    /// (no key, no peers, port 0 = not bound until configured).
+    pub fn start(name: &str, tun: Vec<TunQueue>) -> Result<Arc<Device>, DeviceError> {
+        let dev = Arc::new(Device {
+            name: name.to_string(),
+            state: RwLock::new(State {
+                config: DeviceConfig::default(),
+                keys: None,
+                peers: HashMap::new(),
+                by_index: HashMap::new(),
+                table: AllowedIps::new(),
+                next_index: rand::random::<u32>() & 0x00ff_ffff,
+            }),
+            sockets: RwLock::new(Arc::new(Sockets {
+                v4: None,
+                v6: None,
+                port: 0,
+                generation: 0,
+            })),
+            tun: tun.into_iter().map(Arc::new).collect(),
+            shutdown: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            threads: Mutex::new(Vec::new()),
+            counters: DeviceCounters::default(),
+            forced_rekey: forced_rekey_interval(),
+        });
+        for i in 0..dev.tun.len() {
+            let d = dev.clone();
+            dev.spawn(format!("wg-tx{i}"), move || d.tx_loop(i))?;
+        }
+        let d = dev.clone();
+        dev.spawn("wg-timer".into(), move || d.timer_loop())?;
+        Ok(dev)
+    }
+
+    fn spawn(&self, name: String, f: impl FnOnce() + Send + 'static) -> Result<(), DeviceError> {
+        let h = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(f)
+            .map_err(|source| DeviceError::SpawnThread { name, source })?;
+        self.threads.lock().push(h);
+        Ok(())
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The configuration currently applied.
+    pub fn config(&self) -> DeviceConfig {
+        self.state.read().config.clone()
+    }
+
+    /// Stops every thread and waits for them.
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        let hs: Vec<_> = std::mem::take(&mut *self.threads.lock());
+        for h in hs {
+            let _ = h.join();
+        }
+    }
+
+    /// Applies a new configuration: binds a changed port first (an error leaves
+    /// everything as it was), then updates keys and peers under the write lock.
+    /// Peers that did not change keep their sessions. `force_endpoints` resets the live
+    /// endpoint of these peers even when the configured one did not change (UAPI `set`).
+    pub fn apply(
+        self: &Arc<Self>,
+        new: &DeviceConfig,
+        force_endpoints: &[(Key, SocketAddr)],
+    ) -> Result<PeerDiff, DeviceError> {
+        let mut st = self.state.write();
+        let diff = PeerDiff::new(&st.config, new);
+        // 1. Fallible work first, nothing changed yet.
+        let cur = self.sockets.read().clone();
+        let fwmark = new.fwmark;
+        // Re-bind only when nothing is bound yet or a different, explicit port is asked for.
+        let rebind = cur.v4.is_none()
+            || (diff.listen_port.is_some() && new.listen_port != 0 && new.listen_port != cur.port);
+        let new_sockets = if rebind {
+            let (v4, v6, port) = bind_pair(new.listen_port, fwmark).map_err(|source| {
+                DeviceError::BindPort {
+                    port: new.listen_port,
+                    source,
+                }
+            })?;
+            Some(Sockets {
+                v4,
+                v6,
+                port,
+                generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
+            })
+        } else {
+            None
+        };
+        if new_sockets.is_none() {
+            if let Some(m) = diff.fwmark {
+                for s in [&cur.v4, &cur.v6].into_iter().flatten() {
+                    s.set_fwmark(m)
+                        .map_err(|source| DeviceError::SetFwmark { mark: m, source })?;
+                }
+            }
+        }
+        // 2. Infallible changes.
+        if let Some(k) = diff.private_key {
+            self.set_private_key(&mut st, k);
+        }
+        for k in &diff.removed {
+            if let Some(p) = st.peers.remove(k) {
+                st.by_index.remove(&p.index);
+                st.table.retain(|v| !Arc::ptr_eq(v, &p));
+                info!(peer = %k.to_base64(), "peer removed");
+            }
+        }
+        for pc in &diff.added {
+            self.add_peer(&mut st, pc);
+            info!(peer = %pc.public_key.to_base64(), "peer added");
+        }
+        for c in &diff.changed {
+            let Some(p) = st.peers.get(&c.public_key).cloned() else {
+                continue;
+            };
+            if let Some(ep) = c.endpoint {
+                *p.endpoint.write() = ep;
+            }
+            if let Some(ka) = c.persistent_keepalive {
+                p.keepalive.store(ka, Ordering::Relaxed);
+            }
+            if let Some(psk) = c.preshared_key {
+                // boringtun fixes the PSK at Tunn creation: a new Tunn (same index) takes
+                // it; the next packet starts a handshake that uses it.
+                let t = st.keys.as_ref().map(|k| {
+                    Tunn::new(
+                        k.secret.clone(),
+                        PublicKey::from(p.public_key.0),
+                        psk.map(|s| s.0.0),
+                        None,
+                        p.index,
+                        Some(k.limiter.clone()),
+                    )
+                });
+                *p.tunn.lock() = t;
+            }
+            if let Some(ips) = &c.allowed_ips {
+                st.table.retain(|v| !Arc::ptr_eq(v, &p));
+                for n in ips {
+                    st.table.insert(*n, p.clone());
+                }
+            }
+            info!(peer = %c.public_key.to_base64(), "peer changed");
+        }
+        for (k, ep) in force_endpoints {
+            if let Some(p) = st.peers.get(k) {
+                *p.endpoint.write() = Some(*ep);
+            }
+        }
+        let mut cfg = new.clone();
+        // An allowed IP belongs to one peer only: the last one given it wins.
+        let owners: Vec<(Key, Vec<ipnet::IpNet>)> = cfg
+            .peers
+            .values()
+            .map(|p| (p.public_key, p.allowed_ips.clone()))
+            .collect();
+        for (k, ips) in owners {
+            for n in ips {
+                let Some(owner) = st.table.get_exact(n) else {
+                    continue;
+                };
+                if owner.public_key != k {
+                    if let Some(p) = cfg.peers.get_mut(&k) {
+                        p.allowed_ips.retain(|x| *x != n);
+                    }
+                }
+            }
+        }
+        if let Some(s) = new_sockets {
+            info!(port = s.port, gso = s.v4.as_ref().is_some_and(|x| x.gso()), gro = s.v4.as_ref().is_some_and(|x| x.gro()), "udp sockets bound");
+            cfg.listen_port = new.listen_port;
+            let s = Arc::new(s);
+            *self.sockets.write() = s.clone();
+            for (fam, sock) in [("v4", &s.v4), ("v6", &s.v6)] {
+                if let Some(sock) = sock.clone() {
+                    let d = self.clone();
+                    let generation = s.generation;
+                    // A failed spawn leaves that family without receive; report, go on.
+                    if let Err(e) = self.spawn(format!("wg-rx{fam}"), move || d.rx_loop(sock, generation)) {
+                        warn!(error = %e, "rx thread not started");
+                    }
+                }
+            }
+        }
+        st.config = cfg;
+        Ok(diff)
+    }
+
+    fn set_private_key(&self, st: &mut State, k: Option<SecretKey>) {
+        match k {
+            None => {
+                st.keys = None;
+                for p in st.peers.values() {
+                    *p.tunn.lock() = None;
+                }
+            }
+            Some(sk) => {
+                let secret = StaticSecret::from(sk.0.0);
+                let public = PublicKey::from(&secret);
+                let limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
+                for p in st.peers.values() {
+                    let mut t = p.tunn.lock();
+                    match t.as_mut() {
+                        Some(t) => t.set_static_private(secret.clone(), public, Some(limiter.clone())),
+                        None => {
+                            let psk = st.config.peers.get(&p.public_key).and_then(|c| c.preshared_key);
+                            *t = Some(Tunn::new(
+                                secret.clone(),
+                                PublicKey::from(p.public_key.0),
+                                psk.map(|s| s.0.0),
+                                None,
+                                p.index,
+                                Some(limiter.clone()),
+                            ));
+                        }
+                    }
+                }
+                st.keys = Some(Keys {
+                    secret,
+                    public,
+                    limiter,
+                });
+            }
+        }
+    }
+
+    fn add_peer(&self, st: &mut State, pc: &PeerConfig) {
+        let mut index = st.next_index & 0x00ff_ffff;
+        while st.by_index.contains_key(&index) {
+            index = (index + 1) & 0x00ff_ffff;
+        }
+        st.next_index = index + 1;
+        let tunn = st.keys.as_ref().map(|k| {
+            Tunn::new(
+                k.secret.clone(),
+                PublicKey::from(pc.public_key.0),
+                pc.preshared_key.map(|s| s.0.0),
+                None,
+                index,
+                Some(k.limiter.clone()),
+            )
+        });
+        let p = Arc::new(Peer {
+            public_key: pc.public_key,
+            name: pc.name.clone(),
+            index,
+            tunn: Mutex::new(tunn),
+            endpoint: RwLock::new(pc.endpoint),
+            keepalive: AtomicU16::new(pc.persistent_keepalive),
+            last_keepalive: Mutex::new(Instant::now()),
+            expired: AtomicBool::new(false),
+            counters: PeerCounters::default(),
+        });
+        for n in &pc.allowed_ips {
+            st.table.insert(*n, p.clone());
+        }
+        st.by_index.insert(index, p.clone());
+        st.peers.insert(pc.public_key, p);
+    }
+
+    /// The live state, as `wg show` reports it.
+    pub fn status(&self) -> DeviceStatus {
+        let st = self.state.read();
+        let socks = self.sockets.read().clone();
+        let now = SystemTime::now();
+        let mut peers: Vec<PeerStatus> = st
+            .config
+            .peers
+            .values()
+            .filter_map(|pc| {
+                let p = st.peers.get(&pc.public_key)?;
+                let ms = p.counters.last_handshake_ms.load(Ordering::Relaxed);
+                // Prefer the live value: boringtun knows the session's age.
+                let since = p.tunn.lock().as_ref().and_then(|t| t.time_since_last_handshake());
+                let last = match since.and_then(|d| now.checked_sub(d)) {
+                    Some(t) => t.duration_since(UNIX_EPOCH).unwrap_or_default(),
+                    None if ms > 0 => Duration::from_millis(ms),
+                    None => Duration::ZERO,
+                };
+                Some(PeerStatus {
+                    name: pc.name.clone(),
+                    public_key: pc.public_key.to_base64(),
+                    preshared_key: pc.preshared_key.map(|k| k.0.0),
+                    endpoint: p.endpoint(),
+                    last_handshake: (last.as_secs(), last.subsec_nanos()),
+                    tx_bytes: p.counters.tx_bytes.load(Ordering::Relaxed),
+                    rx_bytes: p.counters.rx_bytes.load(Ordering::Relaxed),
+                    persistent_keepalive: p.keepalive.load(Ordering::Relaxed),
+                    allowed_ips: pc.allowed_ips.clone(),
+                })
+            })
+            .collect();
+        peers.sort_by(|a, b| a.public_key.cmp(&b.public_key));
+        DeviceStatus {
+            interface: self.name.clone(),
+            private_key: st.config.private_key.map(|k| k.0.0),
+            public_key: st.config.public_key().map(|k| k.to_base64()),
+            listen_port: socks.port,
+            fwmark: st.config.fwmark,
+            peers,
+        }
+    }
+
+    /// A copy of every counter, for metrics.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let st = self.state.read();
+        let mut peers: Vec<PeerMetrics> = st
+            .peers
+            .values()
+            .map(|p| {
+                let c = &p.counters;
+                PeerMetrics {
+                    public_key: p.public_key.to_base64(),
+                    name: p.name.clone(),
+                    rx_bytes: c.rx_bytes.load(Ordering::Relaxed),
+                    tx_bytes: c.tx_bytes.load(Ordering::Relaxed),
+                    handshake_attempts: c.handshake_attempts.load(Ordering::Relaxed),
+                    handshake_failures: c.handshake_failures.load(Ordering::Relaxed),
+                    endpoint_changes: c.endpoint_changes.load(Ordering::Relaxed),
+                    last_handshake_seconds: c.last_handshake_ms.load(Ordering::Relaxed) / 1000,
+                }
+            })
+            .collect();
+        peers.sort_by(|a, b| a.public_key.cmp(&b.public_key));
+        MetricsSnapshot {
+            peers,
+            cookie_replies: self.counters.cookie_replies.load(Ordering::Relaxed),
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (r.label().to_string(), self.counters.drops(*r)))
+                .collect(),
+        }
+    }
+
+    fn send_one(&self, socks: &Sockets, buf: &[u8], dst: SocketAddr) {
+        match socks.for_addr(&dst) {
+            Some(s) => {
+                if s.send_to(buf, dst).is_err() {
+                    self.counters.drop(DropReason::UdpSend);
+                }
+            }
+            None => self.counters.drop(DropReason::NoEndpoint),
+        }
+    }
+
+    // ------------------------------------------------------------------ TX path --
+
+    fn tx_loop(self: Arc<Self>, q: usize) {
+        let tun = self.tun[q].clone();
+        let mut rbuf = vec![0u8; VNET_HDR_LEN + MAX_PACKET];
+        let mut scratch = vec![0u8; MAX_PACKET];
+        let mut hs = vec![0u8; 256];
+        let mut b4 = SendBatch::new(256 * 1024);
+        let mut b6 = SendBatch::new(256 * 1024);
+        let mut socks = self.sockets.read().clone();
+        let mut pending = 0usize;
+        while !self.shutdown.load(Ordering::Relaxed) {
+            let n = match tun.read(&mut rbuf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.tx_flush(&socks, &mut b4, &mut b6);
+                    pending = 0;
+                    tun.poll_readable(250);
+                    socks = self.sockets.read().clone();
+                    continue;
+                }
+                Err(e) => {
+                    warn!(error = %e, "tun read failed");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            if n <= VNET_HDR_LEN {
+                continue;
+            }
+            self.tx_packet(&rbuf[..n], &mut scratch, &mut hs, &socks, &mut b4, &mut b6);
+            pending += 1;
+            if pending >= 64 || b4.room() < 96 * 1024 || b6.room() < 96 * 1024 {
+                self.tx_flush(&socks, &mut b4, &mut b6);
+                pending = 0;
+            }
+        }
+    }
+
+    fn tx_flush(&self, socks: &Sockets, b4: &mut SendBatch, b6: &mut SendBatch) {
+        for (b, s) in [(b4, &socks.v4), (b6, &socks.v6)] {
+            if b.is_empty() {
+                continue;
+            }
+            match s {
+                Some(s) => {
+                    if s.send_batch(b).is_err() {
+                        self.counters.drop(DropReason::UdpSend);
+                    }
+                    b.set_gso(s.gso());
+                }
+                None => {
+                    // nothing can carry it: discard the batch
+                    self.counters.drop(DropReason::NoEndpoint);
+                    b.discard();
+                }
+            }
+        }
+    }
+
+    fn tx_packet(
+        &self,
+        frame: &[u8],
+        scratch: &mut [u8],
+        hs: &mut [u8],
+        socks: &Sockets,
+        b4: &mut SendBatch,
+        b6: &mut SendBatch,
+    ) {
+        let Ok(h) = VnetHdr::decode(frame) else {
+            self.counters.drop(DropReason::Malformed);
+            return;
+        };
+        let pkt = &frame[VNET_HDR_LEN..];
+        let peer = {
+            let st = self.state.read();
+            let p = match pkt[0] >> 4 {
+                4 if pkt.len() >= 20 => st.table.lookup_v4([pkt[16], pkt[17], pkt[18], pkt[19]]),
+                6 if pkt.len() >= 40 => {
+                    let mut a = [0u8; 16];
+                    a.copy_from_slice(&pkt[24..40]);
+                    st.table.lookup_v6(a)
+                }
+                _ => None,
+            };
+            match p {
+                Some(p) => p.clone(),
+                None => {
+                    self.counters.drop(DropReason::NoRoute);
+                    return;
+                }
+            }
+        };
+        let Some(dst) = peer.endpoint() else {
+            self.counters.drop(DropReason::NoEndpoint);
+            return;
+        };
+        let batch = if dst.is_ipv4() { b4 } else { b6 };
+        let mut guard = peer.tunn.lock();
+        let Some(tunn) = guard.as_mut() else {
+            self.counters.drop(DropReason::NoEndpoint);
+            return;
+        };
+        let mut tx = 0u64;
+        let mut handshake: Option<usize> = None;
+        let res = offload::gso_split(pkt, &h, scratch, |seg| {
+            if batch.room() < seg.len() + 148 {
+                self.counters.drop(DropReason::UdpSend);
+                return;
+            }
+            match tunn.encapsulate(seg, batch.tail()) {
+                TunnResult::WriteToNetwork(out) => {
+                    let len = out.len();
+                    if out.first() == Some(&4) {
+                        batch.commit(len, dst);
+                        tx += seg.len() as u64;
+                    } else {
+                        // no session yet: the packet was queued and this is an initiation
+                        let l = len.min(hs.len());
+                        hs[..l].copy_from_slice(&batch.tail()[..l]);
+                        handshake = Some(l);
+                    }
+                }
+                TunnResult::Err(_) => self.counters.drop(DropReason::NoEndpoint),
+                _ => {}
+            }
+        });
+        drop(guard);
+        if res.is_err() {
+            self.counters.drop(DropReason::Malformed);
+        }
+        peer.counters.tx_bytes.fetch_add(tx, Ordering::Relaxed);
+        if let Some(l) = handshake {
+            peer.counters.handshake_attempts.fetch_add(1, Ordering::Relaxed);
+            self.send_one(socks, &hs[..l], dst);
+        }
+    }
+
+    // ------------------------------------------------------------------ RX path --
+
+    fn rx_loop(self: Arc<Self>, sock: Arc<UdpSocket>, generation: u64) {
+        let slots = if sock.gro() { 16 } else { 64 };
+        let size = if sock.gro() { MAX_PACKET } else { 2048 };
+        let mut rb = RecvBatch::new(slots, size);
+        let mut ctx = RxCtx {
+            plain: vec![0u8; MAX_PACKET],
+            co: Coalescer::new(16),
+        };
+        let tun = self.tun[0].clone();
+        while !self.shutdown.load(Ordering::Relaxed) {
+            if self.sockets.read().generation != generation {
+                debug!("rx thread of replaced socket exits");
+                return;
+            }
+            let n = match sock.recv_batch(&mut rb) {
+                Ok(n) => n,
+                Err(e) => {
+                    warn!(error = %e, "udp receive failed");
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            if n == 0 {
+                continue;
+            }
+            let socks = self.sockets.read().clone();
+            for i in 0..n {
+                let (data, src, seg) = rb.get(i);
+                let Some(src) = src else { continue };
+                if seg > 0 && data.len() > seg {
+                    for d in data.chunks(seg) {
+                        self.rx_datagram(&mut ctx, &socks, &tun, d, src);
+                    }
+                } else {
+                    self.rx_datagram(&mut ctx, &socks, &tun, data, src);
+                }
+            }
+            self.rx_flush_co(&mut ctx.co, &tun);
+        }
+    }
+
+    fn rx_datagram(&self, ctx: &mut RxCtx, socks: &Sockets, tun: &TunQueue, d: &[u8], src: SocketAddr) {
+        if d.len() < 4 {
+            self.counters.drop(DropReason::Malformed);
+            return;
+        }
+        let ty = d[0];
+        let peer = match ty {
+            4 | 3 if d.len() >= 8 => {
+                let idx = u32::from_le_bytes([d[4], d[5], d[6], d[7]]) >> 8;
+                self.state.read().by_index.get(&idx).cloned()
+            }
+            2 if d.len() >= 12 => {
+                let idx = u32::from_le_bytes([d[8], d[9], d[10], d[11]]) >> 8;
+                self.state.read().by_index.get(&idx).cloned()
+            }
+            1 => match self.identify_initiator(d, src, socks) {
+                Some(p) => Some(p),
+                None => return,
+            },
+            _ => {
+                self.counters.drop(DropReason::Malformed);
+                return;
+            }
+        };
+        let Some(peer) = peer else {
+            self.counters.drop(DropReason::UnknownIndex);
+            return;
+        };
+        let RxCtx { plain, co } = ctx;
+        let mut tunn_guard = peer.tunn.lock();
+        let Some(tunn) = tunn_guard.as_mut() else { return };
+        match tunn.decapsulate(Some(src.ip()), d, plain) {
+            TunnResult::WriteToTunnelV4(p, a) => {
+                // Lock order is state before tunn everywhere: release the tunn first.
+                drop(tunn_guard);
+                let ok = self
+                    .state
+                    .read()
+                    .table
+                    .lookup(IpAddr::V4(a))
+                    .is_some_and(|o| Arc::ptr_eq(o, &peer));
+                if !ok {
+                    self.counters.drop(DropReason::SourceNotAllowed);
+                    return;
+                }
+                peer.roam(src);
+                peer.counters.rx_bytes.fetch_add(p.len() as u64, Ordering::Relaxed);
+                if co.push(p) == Pushed::Full {
+                    self.rx_flush_co(co, tun);
+                    co.push(p);
+                }
+            }
+            TunnResult::WriteToTunnelV6(p, a) => {
+                // Lock order is state before tunn everywhere: release the tunn first.
+                drop(tunn_guard);
+                let ok = self
+                    .state
+                    .read()
+                    .table
+                    .lookup(IpAddr::V6(a))
+                    .is_some_and(|o| Arc::ptr_eq(o, &peer));
+                if !ok {
+                    self.counters.drop(DropReason::SourceNotAllowed);
+                    return;
+                }
+                peer.roam(src);
+                peer.counters.rx_bytes.fetch_add(p.len() as u64, Ordering::Relaxed);
+                if co.push(p) == Pushed::Full {
+                    self.rx_flush_co(co, tun);
+                    co.push(p);
+                }
+            }
+            TunnResult::WriteToNetwork(out) => {
+                // A handshake response, the keepalive that confirms one, or a cookie.
+                let kind = out[0];
+                if kind == 3 {
+                    self.counters.cookie_replies.fetch_add(1, Ordering::Relaxed);
+                    self.send_one(socks, out, src);
+                    return;
+                }
+                if ty != 3 {
+                    peer.roam(src);
+                }
+                self.send_one(socks, out, src);
+                // Flush packets queued while there was no session.
+                loop {
+                    match tunn.decapsulate(None, &[], plain) {
+                        TunnResult::WriteToNetwork(q) => {
+                            let n = q.len() as u64;
+                            self.send_one(socks, q, src);
+                            peer.counters.tx_bytes.fetch_add(n.saturating_sub(32), Ordering::Relaxed);
+                        }
+                        _ => break,
+                    }
+                }
+                if ty == 1 || ty == 2 {
+                    peer.expired.store(false, Ordering::Relaxed);
+                    peer.counters.last_handshake_ms.store(now_unix_ms(), Ordering::Relaxed);
+                }
+            }
+            TunnResult::Done => {
+                // keepalive or cookie reply accepted
+                if ty == 4 {
+                    peer.roam(src);
+                }
+            }
+            TunnResult::Err(e) => {
+                debug!(error = ?e, "decapsulate failed");
+                if ty == 1 || ty == 2 {
+                    peer.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                }
+                self.counters.drop(DropReason::Decrypt);
+            }
+        }
+    }
+
+    fn rx_flush_co(&self, co: &mut Coalescer, tun: &TunQueue) {
+        co.flush(|buf| {
+            if tun.write(buf).is_err() {
+                self.counters.drop(DropReason::TunWrite);
+            }
+        });
+    }
+
+    /// Checks mac1 (and mac2 under load, replying with a cookie), then finds the peer
+    /// whose key sent a handshake initiation.
+    fn identify_initiator(&self, d: &[u8], src: SocketAddr, socks: &Sockets) -> Option<Arc<Peer>> {
+        let st = self.state.read();
+        let keys = st.keys.as_ref()?;
+        let mut cookie = [0u8; 64];
+        let packet = match keys.limiter.verify_packet(Some(src.ip()), d, &mut cookie) {
+            Ok(p) => p,
+            Err(TunnResult::WriteToNetwork(c)) => {
+                self.counters.cookie_replies.fetch_add(1, Ordering::Relaxed);
+                self.send_one(socks, c, src);
+                return None;
+            }
+            Err(TunnResult::Err(boringtun::noise::errors::WireGuardError::UnderLoad)) => {
+                self.counters.drop(DropReason::UnderLoad);
+                return None;
+            }
+            Err(_) => {
+                self.counters.drop(DropReason::InvalidMac);
+                return None;
+            }
+        };
+        let Packet::HandshakeInit(init) = packet else {
+            self.counters.drop(DropReason::Malformed);
+            return None;
+        };
+        match parse_handshake_anon(&keys.secret, &keys.public, &init) {
+            Ok(half) => match st.peers.get(&Key(half.peer_static_public)) {
+                Some(p) => Some(p.clone()),
+                None => {
+                    self.counters.drop(DropReason::UnknownPeer);
+                    None
+                }
+            },
+            Err(_) => {
+                self.counters.drop(DropReason::Decrypt);
+                None
+            }
+        }
+    }
+
+    // --------------------------------------------------------------- timer path --
+
+    fn timer_loop(self: Arc<Self>) {
+        let mut buf = vec![0u8; 2048];
+        let mut last_reset = Instant::now();
+        let mut last_forced = Instant::now();
+        while !self.shutdown.load(Ordering::Relaxed) {
+            std::thread::sleep(TICK);
+            let socks = self.sockets.read().clone();
+            let peers: Vec<Arc<Peer>> = {
+                let st = self.state.read();
+                if last_reset.elapsed() >= Duration::from_secs(1) {
+                    if let Some(k) = &st.keys {
+                        k.limiter.reset_count();
+                    }
+                    last_reset = Instant::now();
+                }
+                st.peers.values().cloned().collect()
+            };
+            let force = self
+                .forced_rekey
+                .is_some_and(|iv| last_forced.elapsed() >= iv);
+            if force {
+                last_forced = Instant::now();
+            }
+            for p in peers {
+                self.peer_timers(&p, &socks, &mut buf, force);
+            }
+        }
+    }
+
+    fn peer_timers(&self, p: &Peer, socks: &Sockets, buf: &mut [u8], force: bool) {
+        let ep = p.endpoint();
+        let mut guard = p.tunn.lock();
+        let Some(t) = guard.as_mut() else { return };
+        let mut out: Vec<(usize, bool)> = Vec::new();
+        match t.update_timers(buf) {
+            TunnResult::WriteToNetwork(pkt) => {
+                out.push((pkt.len(), pkt[0] == 1));
+            }
+            TunnResult::Err(boringtun::noise::errors::WireGuardError::ConnectionExpired) => {
+                if !p.expired.swap(true, Ordering::Relaxed) {
+                    p.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
+        if let Some(since) = t.time_since_last_handshake() {
+            let ms = now_unix_ms().saturating_sub(since.as_millis() as u64);
+            let old = p.counters.last_handshake_ms.load(Ordering::Relaxed);
+            if ms.abs_diff(old) > 1000 {
+                p.counters.last_handshake_ms.store(ms, Ordering::Relaxed);
+            }
+        }
+        let (Some(ep), Some((len, is_init))) = (ep, out.first().copied()) else {
+            drop(guard);
+            self.keepalive_and_rekey(p, socks, buf, force);
+            return;
+        };
+        if is_init {
+            p.counters.handshake_attempts.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(guard);
+        self.send_one(socks, &buf[..len], ep);
+        self.keepalive_and_rekey(p, socks, buf, force);
+    }
+
+    fn keepalive_and_rekey(&self, p: &Peer, socks: &Sockets, buf: &mut [u8], force: bool) {
+        let Some(ep) = p.endpoint() else { return };
+        let ka = p.keepalive.load(Ordering::Relaxed);
+        let due = ka > 0 && {
+            let mut last = p.last_keepalive.lock();
+            if last.elapsed() >= Duration::from_secs(u64::from(ka)) {
+                *last = Instant::now();
+                true
+            } else {
+                false
+            }
+        };
+        if !due && !force {
+            return;
+        }
+        let mut guard = p.tunn.lock();
+        let Some(t) = guard.as_mut() else { return };
+        let res = if force {
+            t.format_handshake_initiation(buf, true)
+        } else {
+            t.encapsulate(&[], buf)
+        };
+        if let TunnResult::WriteToNetwork(pkt) = res {
+            let len = pkt.len();
+            if pkt[0] == 1 {
+                p.counters.handshake_attempts.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(guard);
+            self.send_one(socks, &buf[..len], ep);
+        }
+    }
+}
+
+struct RxCtx {
+    plain: Vec<u8>,
+    co: Coalescer,
+}

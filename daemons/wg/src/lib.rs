@@ -1,0 +1,18 @@
+//! edge-wg: a userspace WireGuard endpoint built on `boringtun::noise::Tunn`, with its own
+//! device engine (multi-queue TUN with TCP offloads, batched UDP with GSO/GRO), the
+//! cross-platform UAPI for the stock `wg` tool, and a pure core (allowed-IPs table, peer
+//! diff, UAPI text, offload math) that is tested without root.
+//!
+//! Layers: pure — [`model`], [`allowed_ips`], [`diff`], [`uapi`], [`offload`], [`stats`];
+//! I/O — [`tun`], [`udp`], [`device`], [`uapi_server`].
+
+pub mod allowed_ips;
+pub mod device;
+pub mod diff;
+pub mod model;
+pub mod offload;
+pub mod stats;
+pub mod tun;
+pub mod uapi;
+pub mod uapi_server;
+pub mod udp;

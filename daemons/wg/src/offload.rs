@@ -1,0 +1,708 @@
+//! Pure: TUN offload math. Splitting the TCP super-packets that the kernel hands a TUN
+//! with `IFF_VNET_HDR` + TSO into wire-sized segments (GSO), and coalescing received TCP
+//! segments of one flow back into a super-packet for a single TUN write (GRO).
+//!
+//! The approach follows wireguard-go's `tun/offload_linux.go` (read, not copied): the
+//! virtio-net header in front of every TUN packet carries the segment size, and
+//! `VIRTIO_NET_HDR_F_NEEDS_CSUM` marks a partial checksum the other side completes.
+
+/// Size of `struct virtio_net_hdr` (without the mergeable-buffer count).
+pub const VNET_HDR_LEN: usize = 10;
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum at csum_start+csum_offset is partial.
+pub const F_NEEDS_CSUM: u8 = 1;
+/// `VIRTIO_NET_HDR_F_DATA_VALID`: the checksum was already verified.
+pub const F_DATA_VALID: u8 = 2;
+/// `VIRTIO_NET_HDR_GSO_NONE`.
+pub const GSO_NONE: u8 = 0;
+/// `VIRTIO_NET_HDR_GSO_TCPV4`.
+pub const GSO_TCPV4: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_TCPV6`.
+pub const GSO_TCPV6: u8 = 4;
+/// `VIRTIO_NET_HDR_GSO_ECN` flag bit.
+pub const GSO_ECN: u8 = 0x80;
+
+const TCP_FIN: u8 = 0x01;
+const TCP_PSH: u8 = 0x08;
+const TCP_ACK: u8 = 0x10;
+const TCP_CWR: u8 = 0x80;
+const PROTO_TCP: u8 = 6;
+
+/// Errors of the offload math (malformed super-packets are dropped and counted).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OffloadError {
+    /// The virtio-net header is shorter than 10 bytes.
+    #[error("virtio-net header is truncated")]
+    ParseVnetHeader,
+    /// The GSO type is one we did not enable.
+    #[error("unsupported gso type {0}")]
+    UnsupportedGso(u8),
+    /// The packet's IP/TCP headers are not what its GSO type claims.
+    #[error("super-packet headers are malformed")]
+    ParseHeaders,
+    /// The scratch buffer cannot hold a segment.
+    #[error("segment does not fit the scratch buffer")]
+    ScratchTooSmall,
+}
+
+/// `struct virtio_net_hdr`, native endian as the TUN driver uses it on this host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VnetHdr {
+    /// `VIRTIO_NET_HDR_F_*`.
+    pub flags: u8,
+    /// `VIRTIO_NET_HDR_GSO_*`.
+    pub gso_type: u8,
+    /// Length of the headers (IP + TCP) in front of the payload.
+    pub hdr_len: u16,
+    /// Payload bytes per segment.
+    pub gso_size: u16,
+    /// Where checksumming starts.
+    pub csum_start: u16,
+    /// Offset of the checksum field from csum_start.
+    pub csum_offset: u16,
+}
+
+impl VnetHdr {
+    /// Decodes the first 10 bytes.
+    pub fn decode(b: &[u8]) -> Result<VnetHdr, OffloadError> {
+        if b.len() < VNET_HDR_LEN {
+            return Err(OffloadError::ParseVnetHeader);
+        }
+        let u = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        Ok(VnetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u(2),
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+        })
+    }
+
+    /// Encodes into the first 10 bytes of `b` (which must be at least that long).
+    pub fn encode(&self, b: &mut [u8]) {
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        b[2..4].copy_from_slice(&self.hdr_len.to_ne_bytes());
+        b[4..6].copy_from_slice(&self.gso_size.to_ne_bytes());
+        b[6..8].copy_from_slice(&self.csum_start.to_ne_bytes());
+        b[8..10].copy_from_slice(&self.csum_offset.to_ne_bytes());
+    }
+}
+
+/// Adds `data` to a ones'-complement running sum (big-endian 16-bit words).
+pub fn csum_add(mut sum: u64, data: &[u8]) -> u64 {
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        sum += w >> 32;
+        sum += w & 0xffff_ffff;
+    }
+    let mut rest = chunks.remainder();
+    if rest.len() >= 4 {
+        sum += u64::from(u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]));
+        rest = &rest[4..];
+    }
+    if rest.len() >= 2 {
+        sum += u64::from(u16::from_be_bytes([rest[0], rest[1]]));
+        rest = &rest[2..];
+    }
+    if let Some(b) = rest.first() {
+        sum += u64::from(*b) << 8;
+    }
+    sum
+}
+
+/// Folds a running sum to 16 bits (not inverted).
+pub fn csum_fold(mut sum: u64) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// Sum of the TCP/UDP pseudo-header for the given addresses, protocol and L4 length.
+pub fn pseudo_header_sum(src: &[u8], dst: &[u8], proto: u8, len: usize) -> u64 {
+    let mut s = csum_add(0, src);
+    s = csum_add(s, dst);
+    s + u64::from(proto) + len as u64
+}
+
+/// Where the IP and TCP headers of a TCP packet are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TcpLayout {
+    v6: bool,
+    ip_hlen: usize,
+    tcp_hlen: usize,
+}
+
+impl TcpLayout {
+    fn hdr(&self) -> usize {
+        self.ip_hlen + self.tcp_hlen
+    }
+    fn addrs<'a>(&self, p: &'a [u8]) -> (&'a [u8], &'a [u8]) {
+        if self.v6 {
+            (&p[8..24], &p[24..40])
+        } else {
+            (&p[12..16], &p[16..20])
+        }
+    }
+}
+
+fn tcp_layout(p: &[u8]) -> Option<TcpLayout> {
+    let ver = p.first()? >> 4;
+    let (v6, ip_hlen) = match ver {
+        4 => {
+            let ihl = usize::from(p[0] & 0x0f) * 4;
+            if ihl < 20 || p.len() < ihl || p[9] != PROTO_TCP {
+                return None;
+            }
+            // Fragments are never coalesced or split.
+            if u16::from_be_bytes([p[6], p[7]]) & 0x3fff != 0 {
+                return None;
+            }
+            (false, ihl)
+        }
+        6 => {
+            if p.len() < 40 || p[6] != PROTO_TCP {
+                return None;
+            }
+            (true, 40)
+        }
+        _ => return None,
+    };
+    if p.len() < ip_hlen + 20 {
+        return None;
+    }
+    let tcp_hlen = usize::from(p[ip_hlen + 12] >> 4) * 4;
+    if tcp_hlen < 20 || p.len() < ip_hlen + tcp_hlen {
+        return None;
+    }
+    Some(TcpLayout {
+        v6,
+        ip_hlen,
+        tcp_hlen,
+    })
+}
+
+fn ipv4_header_checksum(h: &mut [u8]) {
+    h[10] = 0;
+    h[11] = 0;
+    let c = !csum_fold(csum_add(0, h));
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Completes a partial checksum (`F_NEEDS_CSUM`) in place.
+pub fn complete_checksum(pkt: &mut [u8], csum_start: usize, csum_offset: usize) -> bool {
+    let at = csum_start + csum_offset;
+    if at + 2 > pkt.len() || csum_start > pkt.len() {
+        return false;
+    }
+    // The field already holds the folded pseudo-header sum; summing over it completes it.
+    let c = !csum_fold(csum_add(0, &pkt[csum_start..]));
+    pkt[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
+/// Turns one packet read from the TUN (after its virtio-net header) into wire-ready IP
+/// packets, calling `emit` for each: GSO super-packets are split into `gso_size` segments
+/// with fixed-up IP/TCP headers and full checksums; partial checksums are completed.
+pub fn gso_split(
+    pkt: &[u8],
+    h: &VnetHdr,
+    scratch: &mut [u8],
+    mut emit: impl FnMut(&[u8]),
+) -> Result<usize, OffloadError> {
+    let gso = h.gso_type & !GSO_ECN;
+    if gso == GSO_NONE {
+        if h.flags & F_NEEDS_CSUM == 0 {
+            emit(pkt);
+            return Ok(1);
+        }
+        let out = scratch
+            .get_mut(..pkt.len())
+            .ok_or(OffloadError::ScratchTooSmall)?;
+        out.copy_from_slice(pkt);
+        if !complete_checksum(out, h.csum_start.into(), h.csum_offset.into()) {
+            return Err(OffloadError::ParseHeaders);
+        }
+        emit(out);
+        return Ok(1);
+    }
+    if gso != GSO_TCPV4 && gso != GSO_TCPV6 {
+        return Err(OffloadError::UnsupportedGso(h.gso_type));
+    }
+    let l = tcp_layout(pkt).ok_or(OffloadError::ParseHeaders)?;
+    if l.v6 != (gso == GSO_TCPV6) || h.gso_size == 0 {
+        return Err(OffloadError::ParseHeaders);
+    }
+    let hdr = l.hdr();
+    let mss = usize::from(h.gso_size);
+    let payload = &pkt[hdr..];
+    if scratch.len() < hdr + mss.min(payload.len()) {
+        return Err(OffloadError::ScratchTooSmall);
+    }
+    let t = l.ip_hlen;
+    let seq0 = u32::from_be_bytes([pkt[t + 4], pkt[t + 5], pkt[t + 6], pkt[t + 7]]);
+    let flags0 = pkt[t + 13];
+    let id0 = u16::from_be_bytes([pkt[4], pkt[5]]);
+    let n = payload.len().div_ceil(mss).max(1);
+    for i in 0..n {
+        let chunk = &payload[(i * mss).min(payload.len())..((i + 1) * mss).min(payload.len())];
+        let seg_len = hdr + chunk.len();
+        let s = &mut scratch[..seg_len];
+        s[..hdr].copy_from_slice(&pkt[..hdr]);
+        s[hdr..].copy_from_slice(chunk);
+        if l.v6 {
+            s[4..6].copy_from_slice(&((seg_len - 40) as u16).to_be_bytes());
+        } else {
+            s[2..4].copy_from_slice(&(seg_len as u16).to_be_bytes());
+            s[4..6].copy_from_slice(&id0.wrapping_add(i as u16).to_be_bytes());
+            ipv4_header_checksum(&mut s[..l.ip_hlen]);
+        }
+        let seq = seq0.wrapping_add((i * mss) as u32);
+        s[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
+        let mut f = flags0;
+        if i + 1 < n {
+            f &= !(TCP_FIN | TCP_PSH);
+        }
+        if i > 0 {
+            f &= !TCP_CWR;
+        }
+        s[t + 13] = f;
+        s[t + 16] = 0;
+        s[t + 17] = 0;
+        let (src, dst) = l.addrs(s);
+        let ps = pseudo_header_sum(src, dst, PROTO_TCP, seg_len - t);
+        let c = !csum_fold(csum_add(ps, &s[t..]));
+        s[t + 16..t + 18].copy_from_slice(&c.to_be_bytes());
+        emit(s);
+    }
+    Ok(n)
+}
+
+/// One output packet being built by the [`Coalescer`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Item {
+    /// Bytes used in the slot, including the virtio-net header room.
+    len: usize,
+    /// TCP layout if this item may be extended.
+    layout: Option<TcpLayout>,
+    /// Payload bytes of the first segment (every segment but the last has this size).
+    gso_size: usize,
+    /// Number of segments.
+    segs: usize,
+    /// Sequence number the next segment must carry.
+    next_seq: u32,
+    /// No further segment may be appended (short or PSH segment seen).
+    closed: bool,
+}
+
+/// What [`Coalescer::push`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Appended to a super-packet under construction.
+    Coalesced,
+    /// Stored as a new output packet.
+    Stored,
+    /// No room: flush, then push again.
+    Full,
+}
+
+/// GRO for the TUN write path: collects decrypted IP packets into at most `slots`
+/// output packets, each with room for a virtio-net header, merging consecutive
+/// in-order TCP segments of a flow. Buffers are allocated once.
+#[derive(Debug)]
+pub struct Coalescer {
+    slot_size: usize,
+    mem: Vec<u8>,
+    items: Vec<Item>,
+    max_items: usize,
+}
+
+/// Largest IP packet a TUN write can carry.
+pub const MAX_SUPER: usize = 65535;
+
+impl Coalescer {
+    /// Creates a coalescer with `slots` output buffers of 64 KiB.
+    pub fn new(slots: usize) -> Coalescer {
+        let slot_size = VNET_HDR_LEN + MAX_SUPER;
+        Coalescer {
+            slot_size,
+            mem: vec![0; slot_size * slots],
+            items: Vec::with_capacity(slots),
+            max_items: slots,
+        }
+    }
+
+    /// True when nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Offers one decrypted IP packet.
+    pub fn push(&mut self, pkt: &[u8]) -> Pushed {
+        if pkt.len() > MAX_SUPER {
+            return Pushed::Stored; // cannot happen for decrypted packets; drop silently
+        }
+        let layout = tcp_layout(pkt);
+        if let Some(l) = layout {
+            let t = l.ip_hlen;
+            let flags = pkt[t + 13];
+            let plen = pkt.len() - l.hdr();
+            let seq = u32::from_be_bytes([pkt[t + 4], pkt[t + 5], pkt[t + 6], pkt[t + 7]]);
+            if plen > 0 && (flags == TCP_ACK || flags == TCP_ACK | TCP_PSH) {
+                // Only the newest item of this flow may be extended, so that a flow's
+                // packets leave in the order they came.
+                for idx in (0..self.items.len()).rev() {
+                    let it = self.items[idx];
+                    let Some(il) = it.layout else { continue };
+                    let base = idx * self.slot_size + VNET_HDR_LEN;
+                    let head = &self.mem[base..base + il.hdr()];
+                    if !same_flow(head, il, pkt, l) {
+                        continue;
+                    }
+                    if !it.closed
+                        && seq == it.next_seq
+                        && plen <= it.gso_size
+                        && it.len + plen <= self.slot_size
+                        && same_headers(head, il, pkt, l)
+                    {
+                        let at = idx * self.slot_size + it.len;
+                        self.mem[at..at + plen].copy_from_slice(&pkt[l.hdr()..]);
+                        let it = &mut self.items[idx];
+                        it.len += plen;
+                        it.segs += 1;
+                        it.next_seq = seq.wrapping_add(plen as u32);
+                        it.closed = plen < it.gso_size || flags & TCP_PSH != 0;
+                        if flags & TCP_PSH != 0 {
+                            // carry PSH to the super-packet
+                            self.mem[base + t + 13] |= TCP_PSH;
+                        }
+                        return Pushed::Coalesced;
+                    }
+                    break;
+                }
+                return self.store(
+                    pkt,
+                    Some(l),
+                    plen,
+                    seq.wrapping_add(plen as u32),
+                    flags & TCP_PSH != 0,
+                );
+            }
+        }
+        self.store(pkt, None, 0, 0, true)
+    }
+
+    fn store(
+        &mut self,
+        pkt: &[u8],
+        layout: Option<TcpLayout>,
+        plen: usize,
+        next_seq: u32,
+        closed: bool,
+    ) -> Pushed {
+        if self.items.len() == self.max_items {
+            return Pushed::Full;
+        }
+        let idx = self.items.len();
+        let base = idx * self.slot_size;
+        self.mem[base + VNET_HDR_LEN..base + VNET_HDR_LEN + pkt.len()].copy_from_slice(pkt);
+        self.items.push(Item {
+            len: VNET_HDR_LEN + pkt.len(),
+            layout,
+            gso_size: plen,
+            segs: 1,
+            next_seq,
+            closed,
+        });
+        Pushed::Stored
+    }
+
+    /// Finishes every pending packet (headers, checksums, virtio-net header) and hands
+    /// each, virtio-net header included, to `emit` in arrival order; then empties.
+    pub fn flush(&mut self, mut emit: impl FnMut(&[u8])) {
+        for idx in 0..self.items.len() {
+            let it = self.items[idx];
+            let base = idx * self.slot_size;
+            let buf = &mut self.mem[base..base + it.len];
+            let mut vh = VnetHdr {
+                flags: F_DATA_VALID,
+                ..VnetHdr::default()
+            };
+            if let (Some(l), true) = (it.layout, it.segs > 1) {
+                let p = &mut buf[VNET_HDR_LEN..];
+                let total = p.len();
+                if l.v6 {
+                    p[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+                } else {
+                    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+                    ipv4_header_checksum(&mut p[..l.ip_hlen]);
+                }
+                let t = l.ip_hlen;
+                let (src, dst) = l.addrs(p);
+                let ps = csum_fold(pseudo_header_sum(src, dst, PROTO_TCP, total - t));
+                // Partial checksum: the pseudo-header sum, completed by the kernel.
+                p[t + 16..t + 18].copy_from_slice(&ps.to_be_bytes());
+                vh = VnetHdr {
+                    flags: F_NEEDS_CSUM,
+                    gso_type: if l.v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+                    hdr_len: l.hdr() as u16,
+                    gso_size: it.gso_size as u16,
+                    csum_start: t as u16,
+                    csum_offset: 16,
+                };
+            }
+            vh.encode(buf);
+            emit(buf);
+        }
+        self.items.clear();
+    }
+
+    /// The pending output packets (with virtio-net header), for tests.
+    pub fn pending(&self) -> usize {
+        self.items.len()
+    }
+}
+
+fn same_flow(a: &[u8], la: TcpLayout, b: &[u8], lb: TcpLayout) -> bool {
+    if la.v6 != lb.v6 {
+        return false;
+    }
+    let (sa, da) = la.addrs(a);
+    let (sb, db) = lb.addrs(b);
+    // ports are the first four bytes of the TCP header
+    sa == sb
+        && da == db
+        && a[la.ip_hlen..la.ip_hlen + 4] == b[lb.ip_hlen..lb.ip_hlen + 4]
+}
+
+fn same_headers(a: &[u8], la: TcpLayout, b: &[u8], lb: TcpLayout) -> bool {
+    if la.ip_hlen != lb.ip_hlen || la.tcp_hlen != lb.tcp_hlen {
+        return false;
+    }
+    let ip_same = if la.v6 {
+        // version/traffic class/flow label and hop limit
+        a[0..4] == b[0..4] && a[7] == b[7]
+    } else {
+        // TOS, DF, TTL, options
+        a[1] == b[1] && (a[6] & 0x40) == (b[6] & 0x40) && a[8] == b[8] && a[20..la.ip_hlen] == b[20..lb.ip_hlen]
+    };
+    let t = la.ip_hlen;
+    // ack number, data offset and window must match; options must match byte for byte
+    ip_same
+        && a[t + 8..t + 12] == b[t + 8..t + 12]
+        && a[t + 12] == b[t + 12]
+        && a[t + 14..t + 16] == b[t + 14..t + 16]
+        && a[t + 20..t + la.tcp_hlen] == b[t + 20..t + lb.tcp_hlen]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds an IPv4 or IPv6 TCP packet with a correct checksum.
+    fn tcp_packet(v6: bool, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let ip_hlen = if v6 { 40 } else { 20 };
+        let tcp_hlen = 32; // with 12 bytes of options (NOP NOP timestamp)
+        let total = ip_hlen + tcp_hlen + payload.len();
+        let mut p = vec![0u8; total];
+        if v6 {
+            p[0] = 0x60;
+            p[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+            p[6] = PROTO_TCP;
+            p[7] = 64;
+            p[8..24].copy_from_slice(&"fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+            p[24..40].copy_from_slice(&"fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        } else {
+            p[0] = 0x45;
+            p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+            p[4..6].copy_from_slice(&77u16.to_be_bytes());
+            p[6] = 0x40;
+            p[8] = 64;
+            p[9] = PROTO_TCP;
+            p[12..16].copy_from_slice(&[10, 0, 0, 1]);
+            p[16..20].copy_from_slice(&[10, 0, 0, 2]);
+            ipv4_header_checksum(&mut p[..20]);
+        }
+        let t = ip_hlen;
+        p[t..t + 2].copy_from_slice(&40000u16.to_be_bytes());
+        p[t + 2..t + 4].copy_from_slice(&5201u16.to_be_bytes());
+        p[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
+        p[t + 8..t + 12].copy_from_slice(&999u32.to_be_bytes());
+        p[t + 12] = ((tcp_hlen / 4) as u8) << 4;
+        p[t + 13] = flags;
+        p[t + 14..t + 16].copy_from_slice(&512u16.to_be_bytes());
+        p[t + 20..t + 32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+        p[t + tcp_hlen..].copy_from_slice(payload);
+        let l = tcp_layout(&p).unwrap();
+        let (s, d) = l.addrs(&p);
+        let ps = pseudo_header_sum(s, d, PROTO_TCP, total - t);
+        let c = !csum_fold(csum_add(ps, &p[t..]));
+        p[t + 16..t + 18].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    fn tcp_checksum_ok(p: &[u8]) -> bool {
+        let l = tcp_layout(p).unwrap();
+        let (s, d) = l.addrs(p);
+        let ps = pseudo_header_sum(s, d, PROTO_TCP, p.len() - l.ip_hlen);
+        csum_fold(csum_add(ps, &p[l.ip_hlen..])) == 0xffff
+    }
+
+    #[test]
+    fn checksum_matches_rfc1071_example() {
+        // RFC 1071 §3 example bytes: sum 0xddf2.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(csum_fold(csum_add(0, &data)), 0xddf2);
+        // odd length pads with a zero byte
+        assert_eq!(csum_fold(csum_add(0, &[0x12])), 0x1200);
+    }
+
+    #[test]
+    fn vnet_header_round_trips() {
+        let h = VnetHdr {
+            flags: 1,
+            gso_type: 4,
+            hdr_len: 72,
+            gso_size: 1368,
+            csum_start: 40,
+            csum_offset: 16,
+        };
+        let mut b = [0u8; 10];
+        h.encode(&mut b);
+        assert_eq!(VnetHdr::decode(&b), Ok(h));
+        assert_eq!(VnetHdr::decode(&b[..9]), Err(OffloadError::ParseVnetHeader));
+    }
+
+    fn split_then_coalesce(v6: bool) {
+        let payload: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + 3) as u8).collect();
+        let mut sp = tcp_packet(v6, 1000, TCP_ACK | TCP_PSH, &payload);
+        let l = tcp_layout(&sp).unwrap();
+        // As the kernel hands it over: partial checksum in the TCP field.
+        let (s, d) = l.addrs(&sp);
+        let ps = csum_fold(pseudo_header_sum(s, d, PROTO_TCP, sp.len() - l.ip_hlen));
+        let t = l.ip_hlen;
+        sp[t + 16..t + 18].copy_from_slice(&ps.to_be_bytes());
+        let h = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: if v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+            hdr_len: l.hdr() as u16,
+            gso_size: 1300,
+            csum_start: t as u16,
+            csum_offset: 16,
+        };
+        let mut scratch = vec![0u8; 2000];
+        let mut segs: Vec<Vec<u8>> = Vec::new();
+        let n = gso_split(&sp, &h, &mut scratch, |s| segs.push(s.to_vec())).unwrap();
+        assert_eq!(n, 8);
+        let mut got = Vec::new();
+        for (i, s) in segs.iter().enumerate() {
+            assert!(tcp_checksum_ok(s), "segment {i} checksum");
+            let sl = tcp_layout(s).unwrap();
+            let seq = u32::from_be_bytes(s[t + 4..t + 8].try_into().unwrap());
+            assert_eq!(seq, 1000 + 1300 * i as u32);
+            let psh = s[t + 13] & TCP_PSH != 0;
+            assert_eq!(psh, i == 7, "PSH only on the last segment");
+            if !v6 {
+                assert_eq!(csum_fold(csum_add(0, &s[..20])), 0xffff, "ipv4 header checksum");
+                assert_eq!(u16::from_be_bytes([s[2], s[3]]) as usize, s.len());
+            }
+            got.extend_from_slice(&s[sl.hdr()..]);
+        }
+        assert_eq!(got, payload);
+
+        // Coalesce them back into one super-packet.
+        let mut c = Coalescer::new(4);
+        for s in &segs {
+            assert_ne!(c.push(s), Pushed::Full);
+        }
+        assert_eq!(c.pending(), 1);
+        let mut out = Vec::new();
+        c.flush(|b| out.push(b.to_vec()));
+        assert_eq!(out.len(), 1);
+        let vh = VnetHdr::decode(&out[0]).unwrap();
+        assert_eq!(vh.flags, F_NEEDS_CSUM);
+        assert_eq!(vh.gso_size, 1300);
+        let mut p = out[0][VNET_HDR_LEN..].to_vec();
+        assert_eq!(&p[l.hdr()..], &payload[..]);
+        assert!(complete_checksum(&mut p, t, 16));
+        assert!(tcp_checksum_ok(&p));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn split_and_coalesce_ipv4() {
+        split_then_coalesce(false);
+    }
+
+    #[test]
+    fn split_and_coalesce_ipv6() {
+        split_then_coalesce(true);
+    }
+
+    #[test]
+    fn out_of_order_and_other_flows_are_not_merged() {
+        let a = tcp_packet(false, 0, TCP_ACK, &[1; 100]);
+        let b = tcp_packet(false, 200, TCP_ACK, &[2; 100]); // gap
+        let pure_ack = tcp_packet(false, 300, TCP_ACK, &[]);
+        let mut c = Coalescer::new(8);
+        assert_eq!(c.push(&a), Pushed::Stored);
+        assert_eq!(c.push(&b), Pushed::Stored);
+        assert_eq!(c.push(&pure_ack), Pushed::Stored);
+        let mut n = 0;
+        c.flush(|buf| {
+            n += 1;
+            let vh = VnetHdr::decode(buf).unwrap();
+            assert_eq!(vh.gso_type, GSO_NONE);
+            assert_eq!(vh.flags, F_DATA_VALID);
+        });
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn full_coalescer_asks_for_a_flush() {
+        let mut c = Coalescer::new(1);
+        let a = tcp_packet(false, 0, TCP_ACK, &[1; 100]);
+        let b = tcp_packet(true, 0, TCP_ACK, &[1; 100]);
+        assert_eq!(c.push(&a), Pushed::Stored);
+        assert_eq!(c.push(&b), Pushed::Full);
+    }
+
+    #[test]
+    fn plain_packet_with_partial_checksum_is_completed() {
+        let mut p = tcp_packet(false, 5, TCP_ACK, &[9; 33]);
+        let l = tcp_layout(&p).unwrap();
+        let (s, d) = l.addrs(&p);
+        let ps = csum_fold(pseudo_header_sum(s, d, PROTO_TCP, p.len() - 20));
+        p[36..38].copy_from_slice(&ps.to_be_bytes());
+        let h = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            csum_start: 20,
+            csum_offset: 16,
+            ..VnetHdr::default()
+        };
+        let mut scratch = vec![0u8; 200];
+        let mut out = Vec::new();
+        gso_split(&p, &h, &mut scratch, |s| out.push(s.to_vec())).unwrap();
+        assert!(tcp_checksum_ok(&out[0]));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let h = VnetHdr {
+            gso_type: GSO_TCPV4,
+            gso_size: 100,
+            ..VnetHdr::default()
+        };
+        let mut scratch = vec![0u8; 200];
+        for len in 0..80 {
+            let junk = vec![0x45u8; len];
+            let _ = gso_split(&junk, &h, &mut scratch, |_| {});
+        }
+        assert_eq!(
+            gso_split(&[0x45; 10], &h, &mut scratch, |_| {}),
+            Err(OffloadError::ParseHeaders)
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! Pure: counters the engine keeps (per peer and per device) and their snapshot types.
+//! Only atomics live here; the I/O shell exports them as metrics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a packet was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum DropReason {
+    /// A TUN packet whose destination no peer's allowed IPs cover.
+    NoRoute,
+    /// The peer has no endpoint to send to.
+    NoEndpoint,
+    /// A data packet for a session index no peer owns.
+    UnknownIndex,
+    /// A handshake initiation from a key no peer has.
+    UnknownPeer,
+    /// Decryption, replay check or handshake validation failed.
+    Decrypt,
+    /// The inner source address is not in the sending peer's allowed IPs.
+    SourceNotAllowed,
+    /// A handshake message's mac1 was wrong.
+    InvalidMac,
+    /// A handshake message dropped because we are under load.
+    UnderLoad,
+    /// A malformed datagram or TUN packet.
+    Malformed,
+    /// Writing to the TUN device failed.
+    TunWrite,
+    /// Sending on the UDP socket failed.
+    UdpSend,
+}
+
+impl DropReason {
+    /// Every reason, in a stable order.
+    pub const ALL: [DropReason; 11] = [
+        DropReason::NoRoute,
+        DropReason::NoEndpoint,
+        DropReason::UnknownIndex,
+        DropReason::UnknownPeer,
+        DropReason::Decrypt,
+        DropReason::SourceNotAllowed,
+        DropReason::InvalidMac,
+        DropReason::UnderLoad,
+        DropReason::Malformed,
+        DropReason::TunWrite,
+        DropReason::UdpSend,
+    ];
+
+    /// The label value used in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::NoRoute => "no_route",
+            DropReason::NoEndpoint => "no_endpoint",
+            DropReason::UnknownIndex => "unknown_index",
+            DropReason::UnknownPeer => "unknown_peer",
+            DropReason::Decrypt => "decrypt",
+            DropReason::SourceNotAllowed => "source_not_allowed",
+            DropReason::InvalidMac => "invalid_mac",
+            DropReason::UnderLoad => "under_load",
+            DropReason::Malformed => "malformed",
+            DropReason::TunWrite => "tun_write",
+            DropReason::UdpSend => "udp_send",
+        }
+    }
+}
+
+/// Device-wide counters.
+#[derive(Debug, Default)]
+pub struct DeviceCounters {
+    drops: [AtomicU64; 11],
+    /// Cookie replies sent because we were under load.
+    pub cookie_replies: AtomicU64,
+}
+
+impl DeviceCounters {
+    /// Counts one dropped packet.
+    pub fn drop(&self, r: DropReason) {
+        self.drops[r as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Current drop count for a reason.
+    pub fn drops(&self, r: DropReason) -> u64 {
+        self.drops[r as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// Per-peer counters.
+#[derive(Debug, Default)]
+pub struct PeerCounters {
+    /// Plaintext bytes received from the peer.
+    pub rx_bytes: AtomicU64,
+    /// Plaintext bytes sent to the peer.
+    pub tx_bytes: AtomicU64,
+    /// Handshake initiations sent.
+    pub handshake_attempts: AtomicU64,
+    /// Handshakes that failed (invalid messages, or attempts given up).
+    pub handshake_failures: AtomicU64,
+    /// Times the endpoint moved because of an authenticated packet from elsewhere.
+    pub endpoint_changes: AtomicU64,
+    /// Last handshake, Unix time in milliseconds (0 = never).
+    pub last_handshake_ms: AtomicU64,
+}
+
+/// A point-in-time copy of one peer's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerMetrics {
+    /// Peer public key, base64.
+    pub public_key: String,
+    /// Optional configured name.
+    pub name: Option<String>,
+    /// Plaintext bytes received.
+    pub rx_bytes: u64,
+    /// Plaintext bytes sent.
+    pub tx_bytes: u64,
+    /// Handshake initiations sent.
+    pub handshake_attempts: u64,
+    /// Failed handshakes.
+    pub handshake_failures: u64,
+    /// Endpoint changes (roaming).
+    pub endpoint_changes: u64,
+    /// Last handshake, Unix seconds (0 = never).
+    pub last_handshake_seconds: u64,
+}
+
+/// A point-in-time copy of every counter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MetricsSnapshot {
+    /// Per-peer counters.
+    pub peers: Vec<PeerMetrics>,
+    /// Cookie replies sent.
+    pub cookie_replies: u64,
+    /// Drops by reason label.
+    pub drops: Vec<(String, u64)>,
+}
