@@ -290,7 +290,7 @@ pub fn integer(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Option<i128> {
 
 /// Reads an integer in `min..=max`, naming the range in the error.
 pub fn integer_in(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, min: i128, max: i128) -> Option<i128> {
-    let v = integer(ctx, &node)?;
+    let v = integer(ctx, node)?;
     if v < min || v > max {
         node.error(
             ctx,
