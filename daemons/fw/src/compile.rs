@@ -1,0 +1,500 @@
+//! Pure: compiles the [`Model`] into our two tables.
+//!
+//! Port-forwards are dispatched by ONE map lookup keyed by
+//! `iifname . ip daddr . meta l4proto . th dport` (a hash map: constant cost per packet,
+//! whatever the number of forwards). Source allow-lists are one verdict-map lookup on the same
+//! key that jumps to the forward's own small chain. Per-forward packet/byte counters are named
+//! counter objects in `inet edge_state`, selected by an objref map on the same key, so they
+//! survive every reload of `inet edge`.
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::net::IpAddr;
+
+use edge_config::fw::{Forward, Policy, Proto, SourceSet};
+use ipnet::IpNet;
+
+use crate::ir::{
+    Base, Chain, ChainKind, ElemData, Element, Expr, Family, FwdKey, Hook, L4, Origin, Rule,
+    Ruleset, STATE_TABLE, Set, SetKind, TABLE, Table, ct_state,
+};
+use crate::model::Model;
+
+/// Priority of the state table's counting chain: before the allow-list check.
+pub const PRIO_COUNT: i32 = -160;
+/// Priority of the allow-list chain: before DNAT (`dstnat`, -100) so `daddr` is the original.
+pub const PRIO_ALLOW: i32 = -150;
+/// Priority of the DNAT chain.
+pub const PRIO_DSTNAT: i32 = -100;
+/// Priority of the input and forward filter chains.
+pub const PRIO_FILTER: i32 = 0;
+/// Priority of the source-NAT chain.
+pub const PRIO_SRCNAT: i32 = 100;
+
+/// ICMP types admitted when `icmp = true` (errors and echo).
+pub const ICMP_TYPES: [u8; 4] = [3, 8, 11, 12];
+/// ICMPv6 types admitted when `icmp = true` (errors, echo, neighbour discovery).
+pub const ICMPV6_TYPES: [u8; 9] = [1, 2, 3, 4, 128, 133, 134, 135, 136];
+
+/// Errors compiling a model.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CompileError {
+    /// Two forwards claim the same packet (possible through hairpin's inside interfaces).
+    #[error("forwards `{first}` and `{second}` ({at}) both claim packets {key}")]
+    DispatchConflict {
+        /// The forward compiled first.
+        first: String,
+        /// The forward that collides with it.
+        second: String,
+        /// `FILE:LINE` of the second.
+        at: String,
+        /// The colliding key in nft syntax.
+        key: String,
+    },
+}
+
+/// The counter object name of a forward.
+pub fn counter_name(forward: &str) -> String {
+    format!("fwd_{forward}")
+}
+
+/// The allow-list chain name of a forward.
+pub fn allow_chain(forward: &str) -> String {
+    format!("allow_{forward}")
+}
+
+fn protos(p: Proto) -> Vec<L4> {
+    match p {
+        Proto::Tcp => vec![L4::Tcp],
+        Proto::Udp => vec![L4::Udp],
+        Proto::Both => vec![L4::Tcp, L4::Udp],
+    }
+}
+
+/// Keys of a forward with their DNAT targets: every arriving interface (plus the inside
+/// interfaces with hairpin), address, protocol and port of the range.
+fn forward_keys(m: &Model, idx: usize, f: &Forward) -> Vec<(FwdKey, IpAddr, u16)> {
+    let mut ifaces: Vec<&str> = f.on.iter().map(|i| i.as_str()).collect();
+    if f.hairpin {
+        for l in &m.fw.lan {
+            if !ifaces.contains(&l.as_str()) {
+                ifaces.push(l.as_str());
+            }
+        }
+    }
+    let addrs = m.forward_addresses.get(idx).cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for iif in &ifaces {
+        for daddr in &addrs {
+            for proto in protos(f.proto) {
+                for p in f.port.start.get()..=f.port.end.get() {
+                    let to_port = f.to_port.start.get() + (p - f.port.start.get());
+                    out.push((
+                        FwdKey {
+                            iif: (*iif).to_owned(),
+                            daddr: *daddr,
+                            proto,
+                            dport: p,
+                        },
+                        f.to,
+                        to_port,
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn nets(sources: &[SourceSet]) -> Vec<IpNet> {
+    let mut v: Vec<IpNet> = sources
+        .iter()
+        .flat_map(|s| s.nets.iter().copied())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// `ip saddr NET`, or the bare family for a /0.
+fn saddr(net: IpNet) -> Expr {
+    if net.prefix_len() == 0 {
+        Expr::NfProto(Family::of(net.addr()))
+    } else {
+        Expr::Saddr(net)
+    }
+}
+
+fn rule(exprs: Vec<Expr>, origin: Origin) -> Rule {
+    Rule { exprs, origin }
+}
+
+fn base(kind: ChainKind, hook: Hook, priority: i32, accept: bool) -> Option<Base> {
+    Some(Base {
+        kind,
+        hook,
+        priority,
+        accept,
+    })
+}
+
+/// Compiles the model into `inet edge` and `inet edge_state`. Deterministic: the same model
+/// always yields the same ruleset, element for element.
+pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
+    let fw = &m.fw;
+    let mut edge = Table::new(TABLE);
+    let mut state = Table::new(STATE_TABLE);
+
+    // --- forwards: keys, maps and counters ---
+    let mut claimed: BTreeMap<FwdKey, usize> = BTreeMap::new();
+    let mut fwd: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
+    let mut allow: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
+    let mut hairpin: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
+    let mut ctr: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
+    let mut allow_chains = Vec::new();
+    let fi = |f: Family| usize::from(f == Family::V6);
+    for (idx, f) in fw.forwards.iter().enumerate() {
+        let counter = counter_name(&f.name);
+        state.counters.push(counter.clone());
+        let restricted = f.from.as_ref().map(|s| nets(s));
+        if let Some(nets) = &restricted {
+            let origin_at = Some(m.at(f.location.line));
+            let mut rules: Vec<Rule> = nets
+                .iter()
+                .enumerate()
+                .map(|(k, n)| {
+                    rule(
+                        vec![saddr(*n), Expr::Return],
+                        Origin {
+                            id: format!("fwd/{}/allow#{k}", f.name),
+                            at: origin_at.clone(),
+                        },
+                    )
+                })
+                .collect();
+            rules.push(rule(
+                vec![Expr::Drop],
+                Origin {
+                    id: format!("fwd/{}/deny", f.name),
+                    at: origin_at,
+                },
+            ));
+            allow_chains.push(Chain {
+                name: allow_chain(&f.name),
+                base: None,
+                rules,
+            });
+        }
+        let mut hairpin_targets = Vec::new();
+        for (key, to, to_port) in forward_keys(m, idx, f) {
+            match claimed.entry(key.clone()) {
+                Entry::Occupied(o) => {
+                    return Err(CompileError::DispatchConflict {
+                        first: fw.forwards[*o.get()].name.clone(),
+                        second: f.name.clone(),
+                        at: m.at(f.location.line),
+                        key: key.to_string(),
+                    });
+                }
+                Entry::Vacant(v) => {
+                    v.insert(idx);
+                }
+            }
+            let fam = fi(Family::of(key.daddr));
+            if f.hairpin && !f.on.iter().any(|o| o.as_str() == key.iif) {
+                hairpin_targets.push(FwdKey {
+                    iif: key.iif.clone(),
+                    daddr: to,
+                    proto: key.proto,
+                    dport: to_port,
+                });
+            }
+            if restricted.is_some() {
+                allow[fam].push(Element {
+                    key: key.clone(),
+                    data: ElemData::Jump(allow_chain(&f.name)),
+                });
+            }
+            ctr[fam].push(Element {
+                key: key.clone(),
+                data: ElemData::Counter(counter.clone()),
+            });
+            fwd[fam].push(Element {
+                key,
+                data: ElemData::Target(to, to_port),
+            });
+        }
+        hairpin_targets.sort();
+        hairpin_targets.dedup();
+        for k in hairpin_targets {
+            let fam = fi(Family::of(k.daddr));
+            let e = Element {
+                key: k,
+                data: ElemData::None,
+            };
+            // Two forwards may reflect to the same target port; one element serves both.
+            if !hairpin[fam].contains(&e) {
+                hairpin[fam].push(e);
+            }
+        }
+    }
+
+    let fams = [Family::V4, Family::V6];
+    for fam in fams {
+        let i = fi(fam);
+        let sfx = fam.suffix();
+        if !fwd[i].is_empty() {
+            edge.sets.push(Set {
+                name: format!("fwd{sfx}"),
+                family: fam,
+                kind: SetKind::Target,
+                elements: std::mem::take(&mut fwd[i]),
+                id: format!("map fwd{sfx}"),
+            });
+        }
+        if !allow[i].is_empty() {
+            edge.sets.push(Set {
+                name: format!("allow{sfx}"),
+                family: fam,
+                kind: SetKind::Verdict,
+                elements: std::mem::take(&mut allow[i]),
+                id: format!("map allow{sfx}"),
+            });
+        }
+        if !hairpin[i].is_empty() {
+            edge.sets.push(Set {
+                name: format!("hairpin{sfx}"),
+                family: fam,
+                kind: SetKind::Set,
+                elements: std::mem::take(&mut hairpin[i]),
+                id: format!("set hairpin{sfx}"),
+            });
+        }
+        if !ctr[i].is_empty() {
+            state.sets.push(Set {
+                name: format!("fwd{sfx}_ctr"),
+                family: fam,
+                kind: SetKind::Counter,
+                elements: std::mem::take(&mut ctr[i]),
+                id: format!("map fwd{sfx}_ctr"),
+            });
+        }
+    }
+    let has = |t: &Table, n: &str| t.set(n).is_some();
+
+    // --- allow-lists: one vmap lookup before DNAT ---
+    let mut prefilter = Vec::new();
+    for fam in fams {
+        let n = format!("allow{}", fam.suffix());
+        if has(&edge, &n) {
+            prefilter.push(rule(
+                vec![Expr::Vmap(fam, n)],
+                Origin::builtin(format!("fwd/allow{}", fam.suffix())),
+            ));
+        }
+    }
+    if !prefilter.is_empty() {
+        edge.chains.push(Chain {
+            name: "prefilter".to_owned(),
+            base: base(ChainKind::Filter, Hook::Prerouting, PRIO_ALLOW, true),
+            rules: prefilter,
+        });
+        edge.chains.extend(allow_chains);
+    }
+
+    // --- DNAT: one map lookup per family ---
+    let mut pre = Vec::new();
+    for fam in fams {
+        let n = format!("fwd{}", fam.suffix());
+        if has(&edge, &n) {
+            pre.push(rule(
+                vec![Expr::DnatMap(fam, n)],
+                Origin::builtin(format!("fwd/dispatch{}", fam.suffix())),
+            ));
+        }
+    }
+    if !pre.is_empty() {
+        edge.chains.push(Chain {
+            name: "prerouting".to_owned(),
+            base: base(ChainKind::Nat, Hook::Prerouting, PRIO_DSTNAT, true),
+            rules: pre,
+        });
+    }
+
+    // --- input ---
+    let mut input = vec![
+        rule(
+            vec![
+                Expr::CtState(ct_state::ESTABLISHED | ct_state::RELATED),
+                Expr::Accept,
+            ],
+            Origin::builtin("base/established"),
+        ),
+        rule(
+            vec![Expr::CtState(ct_state::INVALID), Expr::Drop],
+            Origin::builtin("base/invalid"),
+        ),
+        rule(
+            vec![Expr::Iifname("lo".to_owned()), Expr::Accept],
+            Origin::builtin("base/loopback"),
+        ),
+    ];
+    if fw.input.icmp {
+        for t in ICMP_TYPES {
+            input.push(rule(
+                vec![Expr::IcmpType(t), Expr::Accept],
+                Origin::builtin(format!("icmp/{t}")),
+            ));
+        }
+        for t in ICMPV6_TYPES {
+            input.push(rule(
+                vec![Expr::Icmpv6Type(t), Expr::Accept],
+                Origin::builtin(format!("icmpv6/{t}")),
+            ));
+        }
+    }
+    for r in &fw.input.allow {
+        let at = Some(m.at(r.location.line));
+        let ifaces: Vec<Option<&str>> = if r.interfaces.is_empty() {
+            vec![None]
+        } else {
+            r.interfaces.iter().map(|i| Some(i.as_str())).collect()
+        };
+        let sources: Vec<Option<IpNet>> = match &r.from {
+            None => vec![None],
+            Some(s) => nets(s).into_iter().map(Some).collect(),
+        };
+        let mut k = 0;
+        for iif in &ifaces {
+            for src in &sources {
+                for proto in protos(r.proto) {
+                    let mut e = Vec::new();
+                    if let Some(i) = iif {
+                        e.push(Expr::Iifname((*i).to_owned()));
+                    }
+                    if let Some(n) = src {
+                        e.push(saddr(*n));
+                    }
+                    e.push(Expr::Dport(proto, r.port.start.get(), r.port.end.get()));
+                    e.push(Expr::Accept);
+                    input.push(rule(
+                        e,
+                        Origin {
+                            id: format!("in/{}#{k}", r.name),
+                            at: at.clone(),
+                        },
+                    ));
+                    k += 1;
+                }
+            }
+        }
+    }
+    edge.chains.push(Chain {
+        name: "input".to_owned(),
+        base: base(
+            ChainKind::Filter,
+            Hook::Input,
+            PRIO_FILTER,
+            fw.input.policy == Policy::Accept,
+        ),
+        rules: input,
+    });
+
+    // --- forward: admit port-forwards; with a drop policy, let the inside out ---
+    let mut forward = vec![
+        rule(
+            vec![
+                Expr::CtState(ct_state::ESTABLISHED | ct_state::RELATED),
+                Expr::Accept,
+            ],
+            Origin::builtin("routed/established"),
+        ),
+        rule(
+            vec![Expr::CtStatusDnat, Expr::Accept],
+            Origin::builtin("routed/port-forwards"),
+        ),
+    ];
+    if fw.routed.policy == Policy::Drop {
+        for i in fw.lan.iter().chain(fw.vpn.iter()) {
+            forward.push(rule(
+                vec![Expr::Iifname(i.as_str().to_owned()), Expr::Accept],
+                Origin::builtin(format!("routed/from-{i}")),
+            ));
+        }
+    }
+    edge.chains.push(Chain {
+        name: "forward".to_owned(),
+        base: base(
+            ChainKind::Filter,
+            Hook::Forward,
+            PRIO_FILTER,
+            fw.routed.policy == Policy::Accept,
+        ),
+        rules: forward,
+    });
+
+    // --- source NAT: hairpin reflection, then masquerade ---
+    let mut post = Vec::new();
+    for fam in fams {
+        let n = format!("hairpin{}", fam.suffix());
+        if has(&edge, &n) {
+            post.push(rule(
+                vec![Expr::CtStatusDnat, Expr::InSet(fam, n), Expr::Masquerade],
+                Origin::builtin(format!("fwd/hairpin{}", fam.suffix())),
+            ));
+        }
+    }
+    for mq in &fw.masquerade {
+        let at = Some(m.at(mq.location.line));
+        let sources: Vec<Option<IpNet>> = match &mq.from {
+            None => vec![None],
+            Some(s) => nets(s).into_iter().map(Some).collect(),
+        };
+        let mut k = 0;
+        for out in &mq.out {
+            for src in &sources {
+                let mut e = vec![Expr::Oifname(out.as_str().to_owned())];
+                if let Some(n) = src {
+                    e.push(saddr(*n));
+                }
+                e.push(Expr::Masquerade);
+                post.push(rule(
+                    e,
+                    Origin {
+                        id: format!("masq/{}#{k}", mq.name),
+                        at: at.clone(),
+                    },
+                ));
+                k += 1;
+            }
+        }
+    }
+    if !post.is_empty() {
+        edge.chains.push(Chain {
+            name: "postrouting".to_owned(),
+            base: base(ChainKind::Nat, Hook::Postrouting, PRIO_SRCNAT, true),
+            rules: post,
+        });
+    }
+
+    // --- state table: per-forward counters selected by an objref map ---
+    let mut count = Vec::new();
+    for fam in fams {
+        let n = format!("fwd{}_ctr", fam.suffix());
+        if has(&state, &n) {
+            count.push(rule(
+                vec![Expr::CounterMap(fam, n)],
+                Origin::builtin(format!("fwd/count{}", fam.suffix())),
+            ));
+        }
+    }
+    if !count.is_empty() {
+        state.chains.push(Chain {
+            name: "count".to_owned(),
+            base: base(ChainKind::Filter, Hook::Prerouting, PRIO_COUNT, true),
+            rules: count,
+        });
+    }
+
+    Ok(Ruleset { edge, state })
+}

@@ -1,0 +1,10 @@
+//! edge-fw: compiles the `[fw]` section of `/etc/edge/edge.toml` into one nftables table,
+//! `inet edge`, and applies it atomically over netlink (nftnl), with an in-kernel dry run,
+//! read-back verification, drift repair and a self-confirming rollback.
+//!
+//! Layers (STYLE.md §2): [`model`], [`compile`], [`ir`], [`safety`] and [`normalize`] are
+//! pure; [`netlink`], [`observe`], [`apply`], [`confirm`] and [`daemon`] do the I/O.
+
+pub mod compile;
+pub mod ir;
+pub mod model;
