@@ -4,13 +4,12 @@ use ipnet::IpNet;
 
 use crate::Config;
 use crate::decode::Ctx;
-use crate::fw::Policy;
 
 /// Runs every cross-section check, recording errors and warnings.
 pub(crate) fn cross_check(ctx: &mut Ctx<'_>, cfg: &Config) {
     wg_port_open(ctx, cfg);
     wg_in_vpn_zone(ctx, cfg);
-    protected_not_in_fw(ctx, cfg);
+    protected_not_wg(ctx, cfg);
     forward_targets_reachable(ctx, cfg);
     names_do_not_collide(ctx, cfg);
 }
@@ -54,30 +53,21 @@ fn wg_in_vpn_zone(ctx: &mut Ctx<'_>, cfg: &Config) {
     }
 }
 
-/// The firewall's zones may not name a protected interface.
-fn protected_not_in_fw(ctx: &mut Ctx<'_>, cfg: &Config) {
-    let (Some(link), Some(fw)) = (&cfg.link, &cfg.fw) else {
+/// The WireGuard interface may not be a protected interface.
+fn protected_not_wg(ctx: &mut Ctx<'_>, cfg: &Config) {
+    let (Some(link), Some(wg)) = (&cfg.link, &cfg.wg) else {
         return;
     };
-    for (zone, ifaces) in [("wan", &fw.wan), ("lan", &fw.lan), ("vpn", &fw.vpn)] {
-        for i in ifaces {
-            if link.is_protected(i.as_str()) {
-                ctx.error_unlocated(
-                    &format!("fw.{zone}"),
-                    format!("`fw.{zone}` names protected interface `{i}`; the suite never touches it"),
-                )
-                .hint("remove it from the zone, or from `link.protected`");
-            }
-        }
-    }
-    if let Some(wg) = &cfg.wg
-        && link.is_protected(wg.interface.as_str())
-    {
+    if link.is_protected(wg.interface.as_str()) {
         ctx.error(
             wg.interface_span.clone(),
             "wg.interface",
-            format!("WireGuard interface `{}` is a protected interface", wg.interface),
-        );
+            format!(
+                "WireGuard interface `{}` is a protected interface",
+                wg.interface
+            ),
+        )
+        .hint("protected interfaces are never touched by edge: pick another name");
     }
 }
 
@@ -122,13 +112,6 @@ fn forward_targets_reachable(ctx: &mut Ctx<'_>, cfg: &Config) {
             ),
         )
         .hint("fine if libvirt (or another manager) owns that network; otherwise add the bridge address or a [[link.route]]");
-    }
-    if fw.input.policy == Policy::Drop && fw.input.allow.is_empty() {
-        ctx.error_unlocated(
-            "fw.input",
-            "[fw.input] drops everything and allows nothing: this would lock you out of the host",
-        )
-        .hint("add [[fw.input.allow]] rules for SSH (from the admin network) and WireGuard");
     }
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::decode::{At, Ctx, Table, integer_in};
 use crate::secret::SecretSource;
 use crate::source::Location;
-use crate::types::{DnsName, Dur, HttpUrl, Ip, InterfaceName, one_of};
+use crate::types::{DnsName, Dur, HttpUrl, InterfaceName, Ip, one_of};
 
 /// DNS record type managed by the updater.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -55,7 +55,10 @@ pub enum Family {
 impl Family {
     /// True when `ip` belongs to this family.
     pub fn matches(self, ip: IpAddr) -> bool {
-        matches!((self, ip), (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_)))
+        matches!(
+            (self, ip),
+            (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_))
+        )
     }
 }
 
@@ -182,8 +185,12 @@ pub fn normalise_cron(s: &str) -> String {
 
 fn source_kind(ctx: &mut Ctx<'_>, t: &mut Table<'_, '_>, kind: &str) -> Option<SourceKind> {
     match kind {
-        "http" => Some(SourceKind::Http { url: t.req(ctx, "url")? }),
-        "cloudflare-trace" => Some(SourceKind::CloudflareTrace { url: t.req(ctx, "url")? }),
+        "http" => Some(SourceKind::Http {
+            url: t.req(ctx, "url")?,
+        }),
+        "cloudflare-trace" => Some(SourceKind::CloudflareTrace {
+            url: t.req(ctx, "url")?,
+        }),
         "dns" => {
             let server: Option<String> = t.req(ctx, "server");
             let query: Option<DnsName> = t.req(ctx, "query");
@@ -193,7 +200,9 @@ fn source_kind(ctx: &mut Ctx<'_>, t: &mut Table<'_, '_>, kind: &str) -> Option<S
                 })
                 .unwrap_or("A");
             let class = t
-                .with(ctx, "class", |c, n| one_of(c, n, &[("IN", "IN"), ("CH", "CH")]))
+                .with(ctx, "class", |c, n| {
+                    one_of(c, n, &[("IN", "IN"), ("CH", "CH")])
+                })
                 .unwrap_or("IN");
             let transport = t
                 .with(ctx, "transport", |c, n| {
@@ -227,8 +236,13 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
         .with(ctx, "api_url", |ctx, n| {
             let u: HttpUrl = crate::decode::Decode::decode(ctx, n.clone())?;
             if !u.is_secure_or_loopback() {
-                n.error(ctx, format!("`{u}` would send the API token over plain HTTP"))
-                    .hint("use https:// (plain http is accepted only to a loopback address, for tests)");
+                n.error(
+                    ctx,
+                    format!("`{u}` would send the API token over plain HTTP"),
+                )
+                .hint(
+                    "use https:// (plain http is accepted only to a loopback address, for tests)",
+                );
                 return None;
             }
             Some(u)
@@ -250,7 +264,9 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
                 Ok(_) => Some(norm),
                 Err(e) => {
                     n.error(ctx, format!("`{s}` is not a valid cron expression: {e}"))
-                        .hint("e.g. \"* * * * *\" (every minute) or \"0 */5 * * * *\" (with seconds)");
+                        .hint(
+                            "e.g. \"* * * * *\" (every minute) or \"0 */5 * * * *\" (with seconds)",
+                        );
                     None
                 }
             }
@@ -270,11 +286,15 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
     }
     let quorum_node = t.raw("quorum").map(|(v, k)| (v.span(), k));
     let quorum = t
-        .with(ctx, "quorum", |ctx, n| integer_in(ctx, &n, 1, 16).map(|v| v as u8))
+        .with(ctx, "quorum", |ctx, n| {
+            integer_in(ctx, &n, 1, 16).map(|v| v as u8)
+        })
         .unwrap_or(2);
     let wan_interface = t.opt(ctx, "wan_interface");
     let debounce = t.or(ctx, "debounce", Dur(Duration::from_secs(2))).0;
-    let verify_interval = t.or(ctx, "verify_interval", Dur(Duration::from_secs(3600))).0;
+    let verify_interval = t
+        .or(ctx, "verify_interval", Dur(Duration::from_secs(3600)))
+        .0;
     let timeout = t.or(ctx, "timeout", Dur(Duration::from_secs(10))).0;
 
     struct RawRecord {
@@ -320,7 +340,7 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
 
     let kinds = ["http", "cloudflare-trace", "dns", "interface", "static"];
     let sources = t.list(ctx, "source", |ctx, mut s| {
-        let name: Option<String> = s.req(ctx, "name");
+        let name: Option<At<String>> = s.req(ctx, "name");
         let kind_at: Option<At<String>> = s.req(ctx, "kind");
         let families = match s.with(ctx, "family", |c, n| {
             one_of(c, n, &[("ipv4", 4u8), ("ipv6", 6u8), ("both", 0u8)])
@@ -333,7 +353,11 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
         let kind = match &kind_at {
             Some(k) if kinds.contains(&k.value.as_str()) => source_kind(ctx, &mut s, &k.value),
             Some(k) => {
-                let d = ctx.error(k.span.clone(), "ddns.source.kind", format!("unknown source kind `{}`", k.value));
+                let d = ctx.error(
+                    k.span.clone(),
+                    "ddns.source.kind",
+                    format!("unknown source kind `{}`", k.value),
+                );
                 match crate::decode::closest(&k.value, &kinds) {
                     Some(b) => d.hint(format!("did you mean \"{b}\"?")),
                     None => d.hint(format!("valid kinds: {}", kinds.join(", "))),
@@ -345,15 +369,23 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
         s.finish(ctx);
         let kind = kind?;
         let families = match &kind {
-            SourceKind::Static { address } => vec![if address.is_ipv4() { Family::V4 } else { Family::V6 }],
+            SourceKind::Static { address } => vec![if address.is_ipv4() {
+                Family::V4
+            } else {
+                Family::V6
+            }],
             _ => families,
         };
-        Some(Source {
-            name: name?,
-            families,
-            kind,
-            location,
-        })
+        let name = name?;
+        Some((
+            Source {
+                name: name.value,
+                families,
+                kind,
+                location,
+            },
+            name.span,
+        ))
     });
     t.finish(ctx);
 
@@ -366,16 +398,26 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
             ctx.error(
                 r.name_span.clone(),
                 "ddns.record.name",
-                format!("record {} {} is declared twice", r.rec.name, r.rec.kind.as_str()),
+                format!(
+                    "record {} {} is declared twice",
+                    r.rec.name,
+                    r.rec.kind.as_str()
+                ),
             );
         }
     }
     let mut seen_src: HashMap<&str, ()> = HashMap::new();
-    for s in &sources {
+    for (s, span) in &sources {
         if seen_src.insert(&s.name, ()).is_some() {
-            ctx.error_unlocated("ddns.source.name", format!("source name `{}` is used twice", s.name));
+            ctx.error(
+                span.clone(),
+                "ddns.source.name",
+                format!("source name `{}` is used twice", s.name),
+            )
+            .hint("source names label metrics: make them unique");
         }
     }
+    let sources: Vec<Source> = sources.into_iter().map(|(s, _)| s).collect();
     let records: Vec<Record> = raw_records.into_iter().map(|r| r.rec).collect();
     for fam in [Family::V4, Family::V6] {
         if !records.iter().any(|r| r.kind.family() == fam) {
@@ -415,4 +457,3 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
         sources,
     })
 }
-

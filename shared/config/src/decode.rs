@@ -45,7 +45,12 @@ impl<'s> Ctx<'s> {
     }
 
     /// Remembers a secret reference for the I/O layer's checks.
-    pub fn note_secret(&mut self, key: &str, span: Range<usize>, source: crate::secret::SecretSource) {
+    pub fn note_secret(
+        &mut self,
+        key: &str,
+        span: Range<usize>,
+        source: crate::secret::SecretSource,
+    ) {
         self.secrets.push(SecretRef {
             key: key.to_owned(),
             span,
@@ -182,7 +187,10 @@ impl<'a, 'i> Node<'a, 'i> {
     /// Records a "wrong type" error and returns `None`.
     pub fn type_error<T>(&self, ctx: &mut Ctx<'_>, expected: &str) -> Option<T> {
         let found = kind_name(self.value());
-        self.error(ctx, format!("`{}` must be {expected}, found {found}", self.key));
+        self.error(
+            ctx,
+            format!("`{}` must be {expected}, found {found}", self.key),
+        );
         None
     }
 
@@ -588,7 +596,11 @@ mod tests {
             t.finish(ctx);
         });
         assert_eq!(d.len(), 1);
-        assert!(d[0].message.contains("between 0 and 65535"), "{}", d[0].message);
+        assert!(
+            d[0].message.contains("between 0 and 65535"),
+            "{}",
+            d[0].message
+        );
         assert_eq!(d[0].location, Some(Location { line: 1, column: 8 }));
     }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::decode::{At, Ctx, Decode, Node, Table};
 use crate::source::Location;
-use crate::types::{Ip, InterfaceName, Network, PortRange, one_of};
+use crate::types::{InterfaceName, Ip, Network, PortRange, one_of};
 
 /// Verdict of a chain policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -164,19 +164,27 @@ impl Fw {
             return true;
         }
         self.input.allow.iter().any(|r| {
-            let proto_ok = if udp { r.proto.has_udp() } else { r.proto.has_tcp() };
+            let proto_ok = if udp {
+                r.proto.has_udp()
+            } else {
+                r.proto.has_tcp()
+            };
             let Some(p) = crate::types::Port::new(port) else {
                 return false;
             };
-            let iface_ok = r.interfaces.is_empty()
-                || self.wan.iter().all(|w| r.interfaces.contains(w));
+            let iface_ok =
+                r.interfaces.is_empty() || self.wan.iter().all(|w| r.interfaces.contains(w));
             proto_ok && r.port.contains(p) && r.from.is_none() && iface_ok
         })
     }
 }
 
 fn policy(ctx: &mut Ctx<'_>, n: Node<'_, '_>) -> Option<Policy> {
-    one_of(ctx, n, &[("accept", Policy::Accept), ("drop", Policy::Drop)])
+    one_of(
+        ctx,
+        n,
+        &[("accept", Policy::Accept), ("drop", Policy::Drop)],
+    )
 }
 
 fn proto(ctx: &mut Ctx<'_>, n: Node<'_, '_>, allow_both: bool) -> Option<Proto> {
@@ -184,7 +192,11 @@ fn proto(ctx: &mut Ctx<'_>, n: Node<'_, '_>, allow_both: bool) -> Option<Proto> 
         one_of(
             ctx,
             n,
-            &[("tcp", Proto::Tcp), ("udp", Proto::Udp), ("both", Proto::Both)],
+            &[
+                ("tcp", Proto::Tcp),
+                ("udp", Proto::Udp),
+                ("both", Proto::Both),
+            ],
         )
     } else {
         one_of(ctx, n, &[("tcp", Proto::Tcp), ("udp", Proto::Udp)])
@@ -262,7 +274,10 @@ fn name_of(ctx: &mut Ctx<'_>, t: &mut Table<'_, '_>) -> Option<At<String>> {
         ctx.error(
             n.span.clone(),
             &format!("{}.name", t.path()),
-            format!("name `{}` must be non-empty and use only letters, digits, `-` and `_`", n.value),
+            format!(
+                "name `{}` must be non-empty and use only letters, digits, `-` and `_`",
+                n.value
+            ),
         )
         .hint("names become nftables counter names and metric labels");
         return None;
@@ -270,11 +285,32 @@ fn name_of(ctx: &mut Ctx<'_>, t: &mut Table<'_, '_>) -> Option<At<String>> {
     n
 }
 
-/// Decodes `[fw]`.
-pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Fw> {
-    let wan: Vec<InterfaceName> = t.or(ctx, "wan", Vec::new());
-    let lan: Vec<InterfaceName> = t.or(ctx, "lan", Vec::new());
-    let vpn: Vec<InterfaceName> = t.or(ctx, "vpn", Vec::new());
+/// Decodes `[fw]`; `protected` are `link.protected` (no zone may name them).
+pub(crate) fn decode(
+    ctx: &mut Ctx<'_>,
+    mut t: Table<'_, '_>,
+    protected: &[InterfaceName],
+) -> Option<Fw> {
+    let zone = |ctx: &mut Ctx<'_>, t: &mut Table<'_, '_>, key: &'static str| {
+        let v: Vec<At<InterfaceName>> = t.or(ctx, key, Vec::new());
+        for i in &v {
+            if protected.contains(&i.value) {
+                ctx.error(
+                    i.span.clone(),
+                    &format!("fw.{key}"),
+                    format!(
+                        "`fw.{key}` names protected interface `{}`; the suite never touches it",
+                        i.value
+                    ),
+                )
+                .hint("remove it from the zone, or from `link.protected`");
+            }
+        }
+        v.into_iter().map(|i| i.value).collect::<Vec<_>>()
+    };
+    let wan = zone(ctx, &mut t, "wan");
+    let lan = zone(ctx, &mut t, "lan");
+    let vpn = zone(ctx, &mut t, "vpn");
 
     let networks = t
         .sub(ctx, "networks", |ctx, n| {
@@ -297,6 +333,7 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Fw> {
 
     let input = t
         .sub(ctx, "input", |ctx, mut i| {
+            let input_span = i.span();
             let policy = i.with(ctx, "policy", policy).unwrap_or(Policy::Drop);
             let icmp = i.or(ctx, "icmp", true);
             let allow = i.list(ctx, "allow", |ctx, mut r| {
@@ -319,6 +356,14 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Fw> {
                 })
             });
             i.finish(ctx);
+            if policy == Policy::Drop && allow.is_empty() {
+                ctx.error(
+                    input_span,
+                    "fw.input",
+                    "[fw.input] drops everything and allows nothing: this would lock you out of the host",
+                )
+                .hint("add [[fw.input.allow]] rules for SSH (from the admin network) and WireGuard");
+            }
             Some(Input {
                 policy,
                 icmp,
@@ -386,10 +431,8 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Fw> {
             Some(tp) if tp.value.len() == 1 => PortRange {
                 start: tp.value.start,
                 end: crate::types::Port::new(
-                    u16::try_from(
-                        u32::from(tp.value.start.get()) + port.value.len() - 1,
-                    )
-                    .unwrap_or(u16::MAX),
+                    u16::try_from(u32::from(tp.value.start.get()) + port.value.len() - 1)
+                        .unwrap_or(u16::MAX),
                 )?,
             },
             Some(tp) if tp.value.len() == port.value.len() => tp.value,

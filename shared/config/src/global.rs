@@ -147,7 +147,10 @@ impl Default for Global {
 fn abs_path(ctx: &mut Ctx<'_>, node: Node<'_, '_>) -> Option<PathBuf> {
     let s = node.str(ctx, "an absolute path")?;
     if !s.starts_with('/') {
-        node.error(ctx, format!("`{}` must be an absolute path, not `{s}`", node.key()));
+        node.error(
+            ctx,
+            format!("`{}` must be an absolute path, not `{s}`", node.key()),
+        );
         return None;
     }
     Some(PathBuf::from(s))
@@ -157,7 +160,9 @@ fn abs_path(ctx: &mut Ctx<'_>, node: Node<'_, '_>) -> Option<PathBuf> {
 pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Global> {
     let d = Global::default();
     let state_dir = t.with(ctx, "state_dir", abs_path).unwrap_or(d.state_dir);
-    let runtime_dir = t.with(ctx, "runtime_dir", abs_path).unwrap_or(d.runtime_dir);
+    let runtime_dir = t
+        .with(ctx, "runtime_dir", abs_path)
+        .unwrap_or(d.runtime_dir);
     let log_format = t
         .with(ctx, "log_format", |ctx, n| {
             one_of(

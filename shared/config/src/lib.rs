@@ -57,7 +57,9 @@ pub struct Config {
 impl Config {
     /// The control socket of a role: `<runtime_dir>/<role>.sock`.
     pub fn socket_path(&self, role: Role) -> PathBuf {
-        self.global.runtime_dir.join(format!("{}.sock", role.as_str()))
+        self.global
+            .runtime_dir
+            .join(format!("{}.sock", role.as_str()))
     }
 
     /// True when the file has a section for `role`.
@@ -174,9 +176,7 @@ fn check_secret(ctx: &mut Ctx<'_>, s: &decode::SecretRef, opts: LoadOptions) {
     }
 }
 
-fn decode_source<'s>(
-    src: &'s SourceFile,
-) -> (Option<Config>, Ctx<'s>, Vec<decode::SecretRef>) {
+fn decode_source<'s>(src: &'s SourceFile) -> (Option<Config>, Ctx<'s>, Vec<decode::SecretRef>) {
     let mut ctx = Ctx::new(src);
     let (doc, syntax) = DeTable::parse_recoverable(src.text());
     for e in &syntax {
@@ -202,8 +202,12 @@ fn decode_source<'s>(
         Some(v)
     });
     if top.raw("version").is_none() {
-        ctx.error(0..0, "version", "missing `version = 1` at the top of the file")
-            .hint("add `version = 1` as the first line");
+        ctx.error(
+            0..0,
+            "version",
+            "missing `version = 1` at the top of the file",
+        )
+        .hint("add `version = 1` as the first line");
     }
     let global = top
         .sub(&mut ctx, "global", global::decode)
@@ -211,7 +215,13 @@ fn decode_source<'s>(
         .unwrap_or_default();
     let link = top.sub(&mut ctx, "link", link::decode).flatten();
     let wg = top.sub(&mut ctx, "wg", wg::decode).flatten();
-    let fw = top.sub(&mut ctx, "fw", fw::decode).flatten();
+    let protected: Vec<types::InterfaceName> = link
+        .as_ref()
+        .map(|l| l.protected.clone())
+        .unwrap_or_default();
+    let fw = top
+        .sub(&mut ctx, "fw", |c, t| fw::decode(c, t, &protected))
+        .flatten();
     let ddns = top.sub(&mut ctx, "ddns", ddns::decode).flatten();
     top.finish(&mut ctx);
     let secrets = ctx.take_secrets();

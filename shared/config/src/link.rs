@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::decode::{At, Ctx, Table, integer_in};
 use crate::source::Location;
-use crate::types::{Dur, Ip, IfAddr, InterfaceName, Network, one_of};
+use crate::types::{Dur, IfAddr, InterfaceName, Ip, Network, one_of};
 
 /// Reverse-path filter mode (`net.ipv4.conf.<if>.rp_filter`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -169,9 +169,13 @@ fn rp_filter(ctx: &mut Ctx<'_>, t: &mut Table<'_, '_>) -> Option<RpFilter> {
 /// Decodes `[link]` and checks what can be checked inside it.
 pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
     let protected: Vec<At<InterfaceName>> = t.or(ctx, "protected", Vec::new());
-    let reconcile_interval = t.or(ctx, "reconcile_interval", Dur(Duration::from_secs(60))).0;
+    let reconcile_interval = t
+        .or(ctx, "reconcile_interval", Dur(Duration::from_secs(60)))
+        .0;
     let debounce = t.or(ctx, "debounce", Dur(Duration::from_millis(20))).0;
-    let move_check_timeout = t.or(ctx, "move_check_timeout", Dur(Duration::from_secs(5))).0;
+    let move_check_timeout = t
+        .or(ctx, "move_check_timeout", Dur(Duration::from_secs(5)))
+        .0;
 
     let sysctl = t
         .sub(ctx, "sysctl", |ctx, mut s| {
@@ -284,19 +288,27 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
         r.finish(ctx);
         let to = to?;
         if via.is_none() && dev.is_none() {
-            ctx.error(span.clone(), "link.route", format!(
-                "route to {} needs `via` (a gateway) or `dev` (an interface)",
-                to.value.0
-            ));
+            ctx.error(
+                span.clone(),
+                "link.route",
+                format!(
+                    "route to {} needs `via` (a gateway) or `dev` (an interface)",
+                    to.value.0
+                ),
+            );
             return None;
         }
         if let Some(v) = &via
             && v.value.0.is_ipv4() != to.value.0.addr().is_ipv4()
         {
-            ctx.error(v.span.clone(), "link.route.via", format!(
-                "gateway {} is not of the same IP family as {}",
-                v.value.0, to.value.0
-            ));
+            ctx.error(
+                v.span.clone(),
+                "link.route.via",
+                format!(
+                    "gateway {} is not of the same IP family as {}",
+                    v.value.0, to.value.0
+                ),
+            );
             return None;
         }
         Some((
@@ -331,7 +343,10 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
             )
             .hint(protected_hint);
         }
-        if names.insert(bname.to_owned(), rb.name_span.clone()).is_some() {
+        if names
+            .insert(bname.to_owned(), rb.name_span.clone())
+            .is_some()
+        {
             ctx.error(
                 rb.name_span.clone(),
                 "link.bridge.name",
@@ -477,11 +492,20 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
 /// Warns once per network when an IPv4 address the host holds is not in a private range.
 /// 192.198.0.0/24 gets its own words: it is the reference host's (deliberate) choice and the
 /// classic typo of 192.168.0.0/24.
-pub(crate) fn warn_not_private(ctx: &mut Ctx<'_>, net: IpNet, span: std::ops::Range<usize>, key: &str) {
+pub(crate) fn warn_not_private(
+    ctx: &mut Ctx<'_>,
+    net: IpNet,
+    span: std::ops::Range<usize>,
+    key: &str,
+) {
     let IpAddr::V4(v4) = net.addr() else {
         return;
     };
-    if v4.is_private() || v4.is_loopback() || v4.is_link_local() || crate::types::is_cgnat(net.addr()) {
+    if v4.is_private()
+        || v4.is_loopback()
+        || v4.is_link_local()
+        || crate::types::is_cgnat(net.addr())
+    {
         return;
     }
     let network = net.trunc();

@@ -156,12 +156,13 @@ impl SecretSource {
     pub fn load(&self) -> Result<SecretString, SecretError> {
         let path = self.path()?;
         check_mode(&path)?;
-        let text = Zeroizing::new(fs::read_to_string(&path).map_err(|source| {
-            SecretError::Read {
-                path: path.clone(),
-                source,
-            }
-        })?);
+        let text =
+            Zeroizing::new(
+                fs::read_to_string(&path).map_err(|source| SecretError::Read {
+                    path: path.clone(),
+                    source,
+                })?,
+            );
         let trimmed = text.trim();
         if trimmed.is_empty() {
             return Err(SecretError::Empty { path });
@@ -196,7 +197,11 @@ fn check_mode(path: &Path) -> Result<u32, SecretError> {
 impl fmt::Display for SecretSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.credential, &self.file) {
-            (Some(c), Some(p)) => write!(f, "systemd credential {c} (file {} outside systemd)", p.display()),
+            (Some(c), Some(p)) => write!(
+                f,
+                "systemd credential {c} (file {} outside systemd)",
+                p.display()
+            ),
             (Some(c), None) => write!(f, "systemd credential {c}"),
             (None, Some(p)) => write!(f, "file {}", p.display()),
             (None, None) => f.write_str("nothing"),
@@ -230,19 +235,31 @@ impl Decode for SecretSource {
         if let Some(f) = &file
             && !Path::new(f).is_absolute()
         {
-            ctx.error(span.clone(), &key, format!("secret file `{f}` must be an absolute path"))
-                .hint("write the full path, e.g. \"/etc/edge/cloudflare.token\"");
+            ctx.error(
+                span.clone(),
+                &key,
+                format!("secret file `{f}` must be an absolute path"),
+            )
+            .hint("write the full path, e.g. \"/etc/edge/cloudflare.token\"");
             ok = false;
         }
         if let Some(c) = &cred
             && (c.is_empty() || c.contains('/'))
         {
-            ctx.error(span.clone(), &key, format!("`{c}` is not a valid systemd credential name"));
+            ctx.error(
+                span.clone(),
+                &key,
+                format!("`{c}` is not a valid systemd credential name"),
+            );
             ok = false;
         }
         if file.is_none() && cred.is_none() {
-            ctx.error(span.clone(), &key, format!("`{key}` needs `file` or `credential`"))
-                .hint("e.g. { file = \"/etc/edge/secret\" } or { credential = \"name\" }");
+            ctx.error(
+                span.clone(),
+                &key,
+                format!("`{key}` needs `file` or `credential`"),
+            )
+            .hint("e.g. { file = \"/etc/edge/secret\" } or { credential = \"name\" }");
             ok = false;
         }
         let out = ok.then(|| SecretSource {

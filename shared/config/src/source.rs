@@ -157,7 +157,9 @@ impl Diagnostics {
 
     /// Only the warnings.
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.items.iter().filter(|d| d.severity == Severity::Warning)
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
     }
 
     /// Number of errors.
@@ -203,12 +205,7 @@ impl Diagnostics {
                     .take(loc.column.saturating_sub(1) as usize)
                     .map(|c| if c == '\t' { '\t' } else { ' ' })
                     .collect();
-                let _ = writeln!(
-                    out,
-                    "{:gutter$} | {pad}{}",
-                    "",
-                    "^".repeat(width as usize)
-                );
+                let _ = writeln!(out, "{:gutter$} | {pad}{}", "", "^".repeat(width as usize));
                 if let Some(h) = &d.hint {
                     let _ = writeln!(out, "{:gutter$} = hint: {h}", "");
                 }
@@ -286,7 +283,10 @@ mod tests {
         };
         d.hint("did you mean `proto`?");
         let r = Diagnostics::new(src, vec![d]).render();
-        assert!(r.starts_with("edge.toml:2:1: error: unknown key `prot`\n"), "{r}");
+        assert!(
+            r.starts_with("edge.toml:2:1: error: unknown key `prot`\n"),
+            "{r}"
+        );
         assert!(r.contains("2 | prot = \"tcp\"\n  | ^^^^\n"), "{r}");
         assert!(r.contains("= hint: did you mean `proto`?"), "{r}");
         assert!(r.contains("1 error, 0 warnings"), "{r}");

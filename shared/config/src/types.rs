@@ -37,7 +37,10 @@ impl InterfaceName {
         if s == "." || s == ".." {
             return Err(Invalid::new(format!("`{s}` is not a valid interface name")));
         }
-        if let Some(c) = s.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace()) {
+        if let Some(c) = s
+            .chars()
+            .find(|c| *c == '/' || *c == ':' || c.is_whitespace())
+        {
             return Err(Invalid::new(format!(
                 "interface name `{s}` contains {:?}, which Linux does not allow",
                 c
@@ -169,10 +172,10 @@ impl PortRange {
         };
         let (start, end) = (p(a)?, p(b)?);
         if start > end {
-            return Err(Invalid::new(format!(
-                "port range `{s}` ends before it starts"
-            ))
-            .hint(format!("write it as \"{b}-{a}\"")));
+            return Err(
+                Invalid::new(format!("port range `{s}` ends before it starts"))
+                    .hint(format!("write it as \"{b}-{a}\"")),
+            );
         }
         Ok(Self { start, end })
     }
@@ -250,10 +253,10 @@ impl Network {
             IpNet::from(ip)
         };
         if net.trunc() != net {
-            return Err(Invalid::new(format!(
-                "`{s}` has host bits set, so it is not a network"
-            ))
-            .hint(format!("did you mean {}?", net.trunc())));
+            return Err(
+                Invalid::new(format!("`{s}` has host bits set, so it is not a network"))
+                    .hint(format!("did you mean {}?", net.trunc())),
+            );
         }
         Ok(Self(net))
     }
@@ -271,18 +274,16 @@ fn parse_cidr(s: &str) -> Result<IpNet, Invalid> {
             .hint(format!("write it as {s}/24 (IPv4) or {s}/64 (IPv6)")));
     };
     let ip: IpAddr = addr.parse().map_err(|_| {
-        Invalid::new(format!("`{s}` is not a valid CIDR: `{addr}` is not an IP address"))
+        Invalid::new(format!(
+            "`{s}` is not a valid CIDR: `{addr}` is not an IP address"
+        ))
     })?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
-    let len: u8 = len
-        .parse()
-        .ok()
-        .filter(|l| *l <= max)
-        .ok_or_else(|| {
-            Invalid::new(format!(
-                "`{s}` is not a valid CIDR: the prefix length must be 0 to {max}"
-            ))
-        })?;
+    let len: u8 = len.parse().ok().filter(|l| *l <= max).ok_or_else(|| {
+        Invalid::new(format!(
+            "`{s}` is not a valid CIDR: the prefix length must be 0 to {max}"
+        ))
+    })?;
     IpNet::new(ip, len).map_err(|_| Invalid::new(format!("`{s}` is not a valid CIDR")))
 }
 
@@ -606,7 +607,13 @@ mod tests {
     fn port_ranges_parse_and_reject_reversed() {
         let r = PortRange::parse("30000-30010").unwrap();
         assert_eq!(r.len(), 11);
-        assert!(PortRange::parse("10-5").unwrap_err().hint.unwrap().contains("5-10"));
+        assert!(
+            PortRange::parse("10-5")
+                .unwrap_err()
+                .hint
+                .unwrap()
+                .contains("5-10")
+        );
         assert!(PortRange::parse("0").is_err());
         assert!(PortRange::parse("70000").is_err());
         assert!(PortRange::parse("http").is_err());
@@ -627,7 +634,10 @@ mod tests {
         let k = "YNqHbfBQKaGvzefSSJ4GA9w3Ye7ea5IYeEh8KQPxDnE=";
         assert_eq!(WgKey::parse(k).unwrap().to_base64(), k);
         assert!(WgKey::parse("abc").is_err());
-        assert_eq!(Endpoint::parse("[::1]:51820").unwrap().to_string(), "[::1]:51820");
+        assert_eq!(
+            Endpoint::parse("[::1]:51820").unwrap().to_string(),
+            "[::1]:51820"
+        );
         assert_eq!(
             Endpoint::parse("vpn.example.org:51820").unwrap().host,
             "vpn.example.org"
@@ -637,7 +647,10 @@ mod tests {
 
     #[test]
     fn dns_names() {
-        assert_eq!(DnsName::parse("Example.COM.").unwrap().as_str(), "example.com");
+        assert_eq!(
+            DnsName::parse("Example.COM.").unwrap().as_str(),
+            "example.com"
+        );
         assert!(DnsName::parse("*.example.com").is_ok());
         assert!(DnsName::parse("-a.example.com").is_err());
         assert!(DnsName::parse("a..b").is_err());

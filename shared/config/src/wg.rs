@@ -68,7 +68,9 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Wg> {
     let private_key: Option<SecretSource> = t.req(ctx, "private_key");
     let addresses: Vec<At<IfAddr>> = t.or(ctx, "addresses", Vec::new());
     let mtu = t
-        .with(ctx, "mtu", |ctx, n| integer_in(ctx, &n, 576, 65535).map(|v| v as u32))
+        .with(ctx, "mtu", |ctx, n| {
+            integer_in(ctx, &n, 576, 65535).map(|v| v as u32)
+        })
         .unwrap_or(1420);
     let fwmark = t.opt(ctx, "fwmark");
     let user = t.opt(ctx, "user");
@@ -129,10 +131,7 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Wg> {
             ctx.error(
                 rp.key_span.clone(),
                 "wg.peer.public_key",
-                format!(
-                    "peers `{other}` and `{}` have the same public key",
-                    p.name
-                ),
+                format!("peers `{other}` and `{}` have the same public key", p.name),
             );
         }
         for a in &rp.allowed {
@@ -148,7 +147,9 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Wg> {
                         a.value.0, p.name
                     ),
                 )
-                .hint("WireGuard routes each address to exactly one peer: make the ranges disjoint");
+                .hint(
+                    "WireGuard routes each address to exactly one peer: make the ranges disjoint",
+                );
             }
         }
         nets.extend(rp.allowed.iter().map(|a| (a.value.0, p.name.as_str())));

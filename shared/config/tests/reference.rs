@@ -21,7 +21,10 @@ fn reference_config_is_valid_and_warns_once_about_192_198() {
         .iter()
         .filter(|w| w.message.contains("192.198.0.0/16 is public address space"))
         .count();
-    assert_eq!(private, 1, "the 192.198 warning appears exactly once:\n{rendered}");
+    assert_eq!(
+        private, 1,
+        "the 192.198 warning appears exactly once:\n{rendered}"
+    );
     assert_eq!(warnings.len(), 1, "no other warnings expected:\n{rendered}");
     assert!(rendered.contains("edge.toml:"), "{rendered}");
 
@@ -30,8 +33,14 @@ fn reference_config_is_valid_and_warns_once_about_192_198() {
     assert_eq!(link.protected[0].as_str(), "enp4s0f1");
     let names: Vec<_> = link.bridges.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, ["br-api", "br1", "br0"]);
-    assert_eq!(link.bridge_of_port("enp3s0f0").map(|b| b.name.as_str()), Some("br-api"));
-    assert_eq!(link.bridge_of_port("enp4s0f0").map(|b| b.name.as_str()), Some("br1"));
+    assert_eq!(
+        link.bridge_of_port("enp3s0f0").map(|b| b.name.as_str()),
+        Some("br-api")
+    );
+    assert_eq!(
+        link.bridge_of_port("enp4s0f0").map(|b| b.name.as_str()),
+        Some("br1")
+    );
     let fw = c.fw.as_ref().expect("[fw]");
     let fwd: Vec<_> = fw
         .forwards
@@ -47,7 +56,10 @@ fn reference_config_is_valid_and_warns_once_about_192_198() {
         ]
     );
     let api = &fw.forwards[2];
-    assert_eq!(api.from.as_ref().map(|f| f[0].label.as_str()), Some("wireguard"));
+    assert_eq!(
+        api.from.as_ref().map(|f| f[0].label.as_str()),
+        Some("wireguard")
+    );
     let wg = c.wg.as_ref().expect("[wg]");
     assert_eq!(wg.listen_port.get(), 51820);
     assert_eq!(wg.peers.len(), 1);
