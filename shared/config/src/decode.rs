@@ -558,7 +558,7 @@ pub fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
         .iter()
         .map(|k| (strsim::damerau_levenshtein(name, k), *k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-        .min_by_key(|(d, _)| *d)
+        .min_by_key(|(d, k)| (*d, k.len().abs_diff(name.len())))
         .map(|(_, k)| k)
 }
 

@@ -321,9 +321,24 @@ pub(crate) fn decode(
                     ctx.error(key_span, &path, "`any` is reserved: it means every source");
                     continue;
                 }
-                if let Some(nets) = Vec::<Network>::decode(ctx, Node::new(v, &path)) {
-                    out.insert(name, nets.into_iter().map(|n| n.0).collect());
-                }
+                // Keep the name even when an element is invalid (the error is recorded), so
+                // that references to it do not cascade into more errors.
+                let nets = match v.get_ref() {
+                    toml::de::DeValue::Array(items) => items
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, item)| {
+                            Network::decode(ctx, Node::new(item, &format!("{path}[{i}]")))
+                        })
+                        .map(|n| n.0)
+                        .collect(),
+                    _ => {
+                        let _: Option<()> =
+                            Node::new(v, &path).type_error(ctx, "an array of networks");
+                        Vec::new()
+                    }
+                };
+                out.insert(name, nets);
             }
             n.finish_open();
             Some(out)
