@@ -5,6 +5,11 @@
 //! Layers (STYLE.md §2): [`model`], [`compile`], [`ir`], [`safety`] and [`normalize`] are
 //! pure; [`netlink`], [`observe`], [`apply`], [`confirm`] and [`daemon`] do the I/O.
 
+pub mod apply;
 pub mod compile;
 pub mod ir;
 pub mod model;
+pub mod netlink;
+pub mod normalize;
+pub mod observe;
+pub mod safety;

@@ -1,0 +1,273 @@
+//! I/O: applies a compiled ruleset — anti-lockout proof, compare with the live tables (zero
+//! writes when they already match), in-kernel dry run, one atomic commit, read-back verify —
+//! and restores a saved previous ruleset for confirm/rollback.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::ir::{Ruleset, STATE_TABLE, TABLE};
+use crate::model::Model;
+use crate::netlink::{NetlinkError, Outcome, Plan, Rejection, Socket};
+use crate::normalize::{line_diff, normalize};
+use crate::observe::{self, ObserveError};
+use crate::safety::{self, Lockout};
+
+/// Errors applying a ruleset. In every case but `Verify` nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The anti-lockout proof failed.
+    #[error("{}", join_lockouts(.0))]
+    Lockout(Vec<Lockout>),
+    /// Reading the live tables failed.
+    #[error("cannot read the live tables")]
+    Observe(#[from] ObserveError),
+    /// Talking to nf_tables failed.
+    #[error("cannot talk to nf_tables")]
+    Netlink(#[from] NetlinkError),
+    /// The kernel rejected the batch in the dry run (nothing changed).
+    #[error("the kernel rejected the ruleset in the dry run; the live tables are unchanged:\n{}", join_rejections(.0))]
+    DryRunRejected(Vec<Rejection>),
+    /// The kernel rejected the commit (nothing changed: the transaction is atomic).
+    #[error("the kernel rejected the commit; the live tables are unchanged:\n{}", join_rejections(.0))]
+    CommitRejected(Vec<Rejection>),
+    /// The committed table does not read back as compiled.
+    #[error("the live table inet {table} differs from what was applied ({} lines):\n{}", .diff.len(), .diff.iter().take(20).cloned().collect::<Vec<_>>().join("\n"))]
+    Verify {
+        /// The table that differs.
+        table: String,
+        /// `-` live / `+` expected lines.
+        diff: Vec<String>,
+    },
+    /// Restoring a previous ruleset with `nft -f` failed.
+    #[error("cannot restore the previous ruleset: {0}")]
+    Restore(String),
+}
+
+fn join_lockouts(v: &[Lockout]) -> String {
+    v.iter()
+        .map(|l| format!("  - {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn join_rejections(v: &[Rejection]) -> String {
+    v.iter()
+        .map(|r| format!("  - {r}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// False when the live tables already matched (no netlink write at all).
+    pub changed: bool,
+    /// The dry-run batch.
+    pub dry_run: Option<Outcome>,
+    /// The committed batch.
+    pub commit: Option<Outcome>,
+    /// Time of the dry run + commit (the kernel part).
+    pub netlink_time: Duration,
+    /// Total time including read-backs.
+    pub total_time: Duration,
+}
+
+/// The live texts of our two tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Live {
+    /// `nft list table inet edge`, if it exists.
+    pub edge: Option<String>,
+    /// `nft list table inet edge_state`, if it exists.
+    pub state: Option<String>,
+}
+
+impl Live {
+    /// Reads both tables.
+    ///
+    /// Equivalent to: `nft list table inet edge; nft list table inet edge_state`.
+    pub fn read() -> Result<Self, ObserveError> {
+        Ok(Self {
+            edge: observe::list_table(TABLE)?,
+            state: observe::list_table(STATE_TABLE)?,
+        })
+    }
+
+    /// Differences between the live tables and a ruleset (`-` live, `+` expected); empty when
+    /// they match after normalisation.
+    pub fn diff(&self, rs: &Ruleset) -> Vec<String> {
+        let mut d = line_diff(
+            &normalize(self.edge.as_deref().unwrap_or("")),
+            &normalize(&rs.edge.to_string()),
+        );
+        d.extend(line_diff(
+            &normalize(self.state.as_deref().unwrap_or("")),
+            &normalize(&rs.state.to_string()),
+        ));
+        d
+    }
+
+    /// The `nft -f` script that puts these tables back exactly: `inet edge` replaced by its
+    /// saved text; `inet edge_state` emptied (maps, chains) and re-declared, so counters that
+    /// still exist keep their values and deleted ones come back with their saved values.
+    pub fn restore_script(&self) -> String {
+        let mut s = format!("table inet {TABLE}\ndelete table inet {TABLE}\n");
+        if let Some(e) = &self.edge {
+            s.push_str(e);
+        }
+        if let Some(st) = &self.state {
+            s.push_str(&format!("table inet {STATE_TABLE}\n"));
+            let lines: Vec<&str> = st.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let t = line.trim();
+                for kw in ["map", "set", "chain"] {
+                    if let Some(name) = t
+                        .strip_prefix(kw)
+                        .and_then(|r| r.strip_prefix(' '))
+                        .and_then(|r| r.strip_suffix(" {"))
+                    {
+                        // Declare (with its type) before flushing: a flush of a missing
+                        // object fails, and the current table may lack it.
+                        let ty = lines
+                            .get(i + 1)
+                            .map(|l| l.trim())
+                            .filter(|l| l.starts_with("type "))
+                            .map(|l| format!(" {{ {}{} }}", l.trim_end_matches(';'), ";"))
+                            .unwrap_or_default();
+                        s.push_str(&format!("add {kw} inet {STATE_TABLE} {name}{ty}\n"));
+                        s.push_str(&format!("flush {kw} inet {STATE_TABLE} {name}\n"));
+                    }
+                }
+            }
+            s.push_str(st);
+        }
+        s
+    }
+}
+
+/// Options of one apply.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Apply even when the live tables already match.
+    pub force: bool,
+    /// Skip the anti-lockout proof (tests of the proof itself only).
+    pub skip_safety: bool,
+    /// Stop after the dry run.
+    pub dry_run_only: bool,
+}
+
+/// Applies `rs`: proof, compare, dry run, commit, verify.
+pub fn apply(model: &Model, rs: &Ruleset, opts: Options) -> Result<Report, ApplyError> {
+    let t0 = Instant::now();
+    if !opts.skip_safety {
+        safety::check(model, rs).map_err(ApplyError::Lockout)?;
+    }
+    let live = Live::read()?;
+    if !opts.force && live.diff(rs).is_empty() && live.edge.is_some() {
+        return Ok(Report {
+            changed: false,
+            total_time: t0.elapsed(),
+            ..Report::default()
+        });
+    }
+    let wanted: Vec<&str> = rs.state.counters.iter().map(String::as_str).collect();
+    let stale: Vec<String> = live
+        .state
+        .as_deref()
+        .map(observe::counters_in)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.name)
+        .filter(|n| !wanted.contains(&n.as_str()))
+        .collect();
+    let plan = Plan::install(rs, &stale);
+    let report = commit_plan(&plan, opts.dry_run_only, t0)?;
+    if opts.dry_run_only {
+        return Ok(report);
+    }
+    verify(rs)?;
+    Ok(Report {
+        total_time: t0.elapsed(),
+        ..report
+    })
+}
+
+/// Dry run then commit of a prepared plan.
+pub fn commit_plan(plan: &Plan, dry_run_only: bool, t0: Instant) -> Result<Report, ApplyError> {
+    let sock = Socket::open()?;
+    let tn = Instant::now();
+    let dry = sock.send(plan, true)?;
+    if !dry.rejections.is_empty() {
+        return Err(ApplyError::DryRunRejected(dry.rejections));
+    }
+    if dry_run_only {
+        return Ok(Report {
+            changed: false,
+            dry_run: Some(dry),
+            commit: None,
+            netlink_time: tn.elapsed(),
+            total_time: t0.elapsed(),
+        });
+    }
+    let commit = sock.send(plan, false)?;
+    if !commit.rejections.is_empty() {
+        return Err(ApplyError::CommitRejected(commit.rejections));
+    }
+    Ok(Report {
+        changed: true,
+        dry_run: Some(dry),
+        commit: Some(commit),
+        netlink_time: tn.elapsed(),
+        total_time: t0.elapsed(),
+    })
+}
+
+/// Reads our tables back and compares them with `rs`.
+pub fn verify(rs: &Ruleset) -> Result<(), ApplyError> {
+    let live = Live::read()?;
+    for (table, have, want) in [
+        (TABLE, live.edge.as_deref(), rs.edge.to_string()),
+        (STATE_TABLE, live.state.as_deref(), rs.state.to_string()),
+    ] {
+        let d = line_diff(&normalize(have.unwrap_or("")), &normalize(&want));
+        if !d.is_empty() {
+            return Err(ApplyError::Verify {
+                table: table.to_owned(),
+                diff: d,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs `nft -f -` with a script (used to restore a saved previous ruleset byte for byte).
+///
+/// Equivalent to: `nft -f - < script`.
+pub fn nft_file(script: &str) -> Result<(), ApplyError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| ApplyError::Restore(format!("cannot run nft: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| ApplyError::Restore(format!("cannot write to nft: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| ApplyError::Restore(format!("nft did not finish: {e}")))?;
+    if !out.status.success() {
+        return Err(ApplyError::Restore(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Puts saved tables back (atomically: one `nft -f` transaction).
+pub fn restore(prev: &Live) -> Result<(), ApplyError> {
+    nft_file(&prev.restore_script())
+}
