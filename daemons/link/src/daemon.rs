@@ -1,0 +1,1 @@
+//! I/O: the event loop.

@@ -1,0 +1,293 @@
+//! Pure: a model of how the kernel carries out each [`Op`], including the side effects the
+//! planner must plan around (deleting an address silently drops the routes whose gateway it
+//! made reachable; deleting a bridge releases its ports and takes its addresses and routes
+//! with it). The planner projects its own operations through it, and the convergence
+//! property test checks `plan(desired, simulate(observed, plan(desired, observed))) == []`.
+
+use crate::model::{Address, BridgeInfo, DEFAULT_MTU, Link, Observed, PortInfo, Route};
+use crate::op::Op;
+
+/// Returns the state after `ops`, as the kernel would leave it.
+pub fn simulate(observed: &Observed, ops: &[Op]) -> Observed {
+    let mut s = observed.clone();
+    for op in ops {
+        apply(&mut s, op);
+    }
+    s
+}
+
+/// Applies one operation to `s`. Operations the kernel would refuse (a missing link, an
+/// existing key) leave `s` unchanged, as the kernel does.
+pub fn apply(s: &mut Observed, op: &Op) {
+    match op {
+        Op::CreateBridge {
+            name,
+            mtu,
+            stp,
+            forward_delay_cs,
+            multicast_snooping,
+        } => {
+            if s.links.contains_key(name) {
+                return;
+            }
+            let index = s.links.values().map(|l| l.index).max().unwrap_or(1) + 1;
+            s.links.insert(
+                name.clone(),
+                Link {
+                    name: name.clone(),
+                    index,
+                    kind: Some("bridge".into()),
+                    controller: None,
+                    mtu: mtu.unwrap_or(DEFAULT_MTU),
+                    up: true,
+                    lower_up: false,
+                    bridge: Some(BridgeInfo {
+                        stp: *stp,
+                        forward_delay_cs: *forward_delay_cs,
+                        multicast_snooping: *multicast_snooping,
+                        vlan_filtering: false,
+                    }),
+                    port: None,
+                },
+            );
+        }
+        Op::SetBridgeOptions { name, set, .. } => {
+            if let Some(b) = s.links.get_mut(name).and_then(|l| l.bridge.as_mut()) {
+                if let Some(v) = set.stp {
+                    b.stp = v;
+                }
+                if let Some(v) = set.forward_delay_cs {
+                    b.forward_delay_cs = v;
+                }
+                if let Some(v) = set.multicast_snooping {
+                    b.multicast_snooping = v;
+                }
+            }
+        }
+        Op::SetVlanFiltering { name, on } => {
+            if s.caps.no_vlan_filtering {
+                return;
+            }
+            if let Some(b) = s.links.get_mut(name).and_then(|l| l.bridge.as_mut()) {
+                b.vlan_filtering = *on;
+            }
+        }
+        Op::SetController {
+            port, bridge, mtu, ..
+        } => {
+            if !s.links.get(bridge).is_some_and(Link::is_bridge) {
+                return;
+            }
+            if let Some(l) = s.links.get_mut(port) {
+                if let Some(m) = mtu {
+                    l.mtu = *m;
+                }
+                l.up = true;
+                if l.controller.as_deref() != Some(bridge.as_str()) {
+                    l.controller = Some(bridge.clone());
+                    l.port = Some(PortInfo::KERNEL_DEFAULT);
+                }
+            }
+        }
+        Op::ReleasePort { port } => {
+            if let Some(l) = s.links.get_mut(port) {
+                l.controller = None;
+                l.port = None;
+            }
+        }
+        Op::SetMtu { link, mtu, .. } => {
+            if let Some(l) = s.links.get_mut(link) {
+                l.mtu = *mtu;
+            }
+        }
+        Op::SetUp { link } => {
+            if let Some(l) = s.links.get_mut(link) {
+                l.up = true;
+            }
+        }
+        Op::SetDown { link } => {
+            if let Some(l) = s.links.get_mut(link) {
+                l.up = false;
+            }
+        }
+        Op::SetPortOptions { port, set, .. } => {
+            if let Some(p) = s.links.get_mut(port).and_then(|l| l.port.as_mut()) {
+                if let Some(v) = set.hairpin {
+                    p.hairpin = v;
+                }
+                if let Some(v) = set.learning {
+                    p.learning = v;
+                }
+                if let Some(v) = set.cost {
+                    p.cost = v;
+                }
+                if let Some(v) = set.priority {
+                    p.priority = v;
+                }
+            }
+        }
+        Op::AddAddress { dev, net, proto } => {
+            if !s.links.contains_key(dev)
+                || s.addresses.iter().any(|a| &a.dev == dev && a.net == *net)
+            {
+                return;
+            }
+            s.addresses.insert(Address {
+                dev: dev.clone(),
+                net: *net,
+                proto: *proto,
+            });
+        }
+        Op::DelAddress { dev, net, .. } => {
+            let before = s.addresses.len();
+            s.addresses.retain(|a| !(&a.dev == dev && a.net == *net));
+            if s.addresses.len() != before {
+                drop_unreachable_routes(s);
+            }
+        }
+        Op::AddRoute { route } => {
+            let Some(dev) = &route.dev else {
+                return;
+            };
+            if !s.links.contains_key(dev) || s.routes.iter().any(|r| r.key() == route.key()) {
+                return;
+            }
+            s.routes.insert(route.clone());
+        }
+        Op::ReplaceRoute { route, .. } => {
+            if !route.dev.as_ref().is_some_and(|d| s.links.contains_key(d)) {
+                return;
+            }
+            let key = route.key();
+            // The kernel replaces the first route holding the key.
+            if let Some(first) = s.routes.iter().find(|r| r.key() == key).cloned() {
+                s.routes.remove(&first);
+            }
+            s.routes.insert(route.clone());
+        }
+        Op::DelRoute { route } => {
+            s.routes.retain(|r| {
+                !(r.key() == route.key()
+                    && r.gateway == route.gateway
+                    && r.protocol == route.protocol
+                    && (route.dev.is_none() || r.dev == route.dev))
+            });
+        }
+        Op::CheckGateway { .. } => {}
+        Op::SetSysctl { key, value, .. } => {
+            if key.interface().is_some_and(|i| !s.links.contains_key(i)) {
+                return;
+            }
+            s.sysctls.insert(key.clone(), value.clone());
+        }
+        Op::DeleteLink { name } => {
+            if s.links.remove(name).is_none() {
+                return;
+            }
+            for l in s.links.values_mut() {
+                if l.controller.as_deref() == Some(name.as_str()) {
+                    l.controller = None;
+                    l.port = None;
+                }
+            }
+            s.addresses.retain(|a| &a.dev != name);
+            s.routes.retain(|r| r.dev.as_deref() != Some(name.as_str()));
+            s.sysctls
+                .retain(|k, _| k.interface() != Some(name.as_str()));
+        }
+    }
+}
+
+/// The kernel flushes a gatewayed route, without an `RTM_DELROUTE`, once no address on its
+/// interface holds a subnet containing the gateway any more (measured; research §5).
+fn drop_unreachable_routes(s: &mut Observed) {
+    let addresses = &s.addresses;
+    s.routes.retain(|r: &Route| match (&r.gateway, &r.dev) {
+        (Some(gw), Some(dev)) => addresses
+            .iter()
+            .any(|a| &a.dev == dev && a.net.trunc().contains(gw)),
+        _ => true,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{OWNER_PROTO, TABLE_MAIN};
+
+    fn veth(name: &str, index: u32) -> Link {
+        Link {
+            name: name.into(),
+            index,
+            kind: Some("veth".into()),
+            controller: None,
+            mtu: 1500,
+            up: true,
+            lower_up: true,
+            bridge: None,
+            port: None,
+        }
+    }
+
+    #[test]
+    fn deleting_the_address_drops_the_routes_through_it() {
+        let mut s = Observed::default();
+        s.links.insert("enp3s0f0".into(), veth("enp3s0f0", 2));
+        let addr = Op::AddAddress {
+            dev: "enp3s0f0".into(),
+            net: "192.198.0.30/24".parse().unwrap(),
+            proto: 0,
+        };
+        let route = Route {
+            table: TABLE_MAIN,
+            dst: "10.17.0.0/16".parse().unwrap(),
+            metric: 0,
+            gateway: Some("192.198.0.1".parse().unwrap()),
+            dev: Some("enp3s0f0".into()),
+            protocol: OWNER_PROTO,
+        };
+        let s = simulate(
+            &s,
+            &[
+                addr.clone(),
+                Op::AddRoute {
+                    route: route.clone(),
+                },
+            ],
+        );
+        assert!(s.routes.contains(&route));
+        let s = simulate(&s, &addr.inverse());
+        assert!(
+            s.routes.is_empty(),
+            "route must vanish with its gateway's subnet"
+        );
+    }
+
+    #[test]
+    fn deleting_a_bridge_releases_its_ports() {
+        let mut s = Observed::default();
+        s.links.insert("enp3s0f0".into(), veth("enp3s0f0", 2));
+        let create = Op::CreateBridge {
+            name: "br-api".into(),
+            mtu: None,
+            stp: false,
+            forward_delay_cs: 0,
+            multicast_snooping: true,
+        };
+        let enslave = Op::SetController {
+            port: "enp3s0f0".into(),
+            bridge: "br-api".into(),
+            mtu: None,
+            was: crate::op::PortWas {
+                controller: None,
+                mtu: 1500,
+                up: true,
+            },
+        };
+        let s = simulate(&s, &[create.clone(), enslave]);
+        assert_eq!(s.links["enp3s0f0"].controller.as_deref(), Some("br-api"));
+        let s = simulate(&s, &create.inverse());
+        assert!(!s.links.contains_key("br-api"));
+        assert_eq!(s.links["enp3s0f0"].controller, None);
+    }
+}
