@@ -460,6 +460,33 @@ impl Drop for Topology {
     }
 }
 
+/// Path of a workspace binary (`edge-fw`, `edgectl`, ...) next to the running test's
+/// `target/<profile>/` directory. Panics with the fix when it has not been built.
+pub fn binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()));
+    let path = dir.join(name);
+    if !path.exists() {
+        panic!(
+            "{} is not built: run `cargo build --workspace --bins` before the tests (the README's test command does)",
+            path.display()
+        );
+    }
+    path
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+}
+
 /// Polls `cond` every 10 ms until it holds or `timeout` passes; returns the time it took.
 pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
