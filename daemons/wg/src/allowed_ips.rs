@@ -122,9 +122,7 @@ impl<T: Clone> AllowedIps<T> {
             IpNet::V4(n) => self
                 .v4
                 .insert(u128::from(u32::from(n.addr())), n.prefix_len(), 32, v),
-            IpNet::V6(n) => self
-                .v6
-                .insert(u128::from(n.addr()), n.prefix_len(), 128, v),
+            IpNet::V6(n) => self.v6.insert(u128::from(n.addr()), n.prefix_len(), 128, v),
         }
     }
 
@@ -141,7 +139,12 @@ impl<T: Clone> AllowedIps<T> {
     /// The value stored for exactly this network.
     pub fn get_exact(&self, net: IpNet) -> Option<&T> {
         let (fam, addr, len, bits) = match net {
-            IpNet::V4(n) => (&self.v4, u128::from(u32::from(n.addr())), n.prefix_len(), 32),
+            IpNet::V4(n) => (
+                &self.v4,
+                u128::from(u32::from(n.addr())),
+                n.prefix_len(),
+                32,
+            ),
             IpNet::V6(n) => (&self.v6, u128::from(n.addr()), n.prefix_len(), 128),
         };
         let pos = fam.levels.binary_search_by(|(l, _)| len.cmp(l)).ok()?;

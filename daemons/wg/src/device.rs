@@ -134,7 +134,9 @@ impl Peer {
         if *ep != Some(src) {
             debug!(peer = ?self.public_key, from = ?*ep, to = %src, "endpoint changed");
             *ep = Some(src);
-            self.counters.endpoint_changes.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .endpoint_changes
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -197,7 +199,9 @@ pub struct Device {
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Device").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Device")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -208,7 +212,10 @@ fn now_unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn bind_pair(port: u16, fwmark: u32) -> Result<(Option<Arc<UdpSocket>>, Option<Arc<UdpSocket>>, u16), UdpError> {
+/// Bound IPv4 and IPv6 sockets and the port they share.
+type SocketPair = (Option<Arc<UdpSocket>>, Option<Arc<UdpSocket>>, u16);
+
+fn bind_pair(port: u16, fwmark: u32) -> Result<SocketPair, UdpError> {
     let v4 = UdpSocket::bind(false, port, fwmark)?;
     let port = v4.local_port().unwrap_or(port);
     // IPv6 is best effort: a host without IPv6 still gets an IPv4 endpoint.
@@ -304,12 +311,11 @@ impl Device {
         let rebind = cur.v4.is_none()
             || (diff.listen_port.is_some() && new.listen_port != 0 && new.listen_port != cur.port);
         let new_sockets = if rebind {
-            let (v4, v6, port) = bind_pair(new.listen_port, fwmark).map_err(|source| {
-                DeviceError::BindPort {
+            let (v4, v6, port) =
+                bind_pair(new.listen_port, fwmark).map_err(|source| DeviceError::BindPort {
                     port: new.listen_port,
                     source,
-                }
-            })?;
+                })?;
             Some(Sockets {
                 v4,
                 v6,
@@ -319,12 +325,10 @@ impl Device {
         } else {
             None
         };
-        if new_sockets.is_none() {
-            if let Some(m) = diff.fwmark {
-                for s in [&cur.v4, &cur.v6].into_iter().flatten() {
-                    s.set_fwmark(m)
-                        .map_err(|source| DeviceError::SetFwmark { mark: m, source })?;
-                }
+        if let (None, Some(m)) = (&new_sockets, diff.fwmark) {
+            for s in [&cur.v4, &cur.v6].into_iter().flatten() {
+                s.set_fwmark(m)
+                    .map_err(|source| DeviceError::SetFwmark { mark: m, source })?;
             }
         }
         // 2. Infallible changes.
@@ -392,15 +396,20 @@ impl Device {
                 let Some(owner) = st.table.get_exact(n) else {
                     continue;
                 };
-                if owner.public_key != k {
-                    if let Some(p) = cfg.peers.get_mut(&k) {
-                        p.allowed_ips.retain(|x| *x != n);
-                    }
+                if owner.public_key != k
+                    && let Some(p) = cfg.peers.get_mut(&k)
+                {
+                    p.allowed_ips.retain(|x| *x != n);
                 }
             }
         }
         if let Some(s) = new_sockets {
-            info!(port = s.port, gso = s.v4.as_ref().is_some_and(|x| x.gso()), gro = s.v4.as_ref().is_some_and(|x| x.gro()), "udp sockets bound");
+            info!(
+                port = s.port,
+                gso = s.v4.as_ref().is_some_and(|x| x.gso()),
+                gro = s.v4.as_ref().is_some_and(|x| x.gro()),
+                "udp sockets bound"
+            );
             cfg.listen_port = new.listen_port;
             let s = Arc::new(s);
             *self.sockets.write() = s.clone();
@@ -409,7 +418,9 @@ impl Device {
                     let d = self.clone();
                     let generation = s.generation;
                     // A failed spawn leaves that family without receive; report, go on.
-                    if let Err(e) = self.spawn(format!("wg-rx{fam}"), move || d.rx_loop(sock, generation)) {
+                    if let Err(e) =
+                        self.spawn(format!("wg-rx{fam}"), move || d.rx_loop(sock, generation))
+                    {
                         warn!(error = %e, "rx thread not started");
                     }
                 }
@@ -434,9 +445,15 @@ impl Device {
                 for p in st.peers.values() {
                     let mut t = p.tunn.lock();
                     match t.as_mut() {
-                        Some(t) => t.set_static_private(secret.clone(), public, Some(limiter.clone())),
+                        Some(t) => {
+                            t.set_static_private(secret.clone(), public, Some(limiter.clone()))
+                        }
                         None => {
-                            let psk = st.config.peers.get(&p.public_key).and_then(|c| c.preshared_key);
+                            let psk = st
+                                .config
+                                .peers
+                                .get(&p.public_key)
+                                .and_then(|c| c.preshared_key);
                             *t = Some(Tunn::new(
                                 secret.clone(),
                                 PublicKey::from(p.public_key.0),
@@ -504,7 +521,11 @@ impl Device {
                 let p = st.peers.get(&pc.public_key)?;
                 let ms = p.counters.last_handshake_ms.load(Ordering::Relaxed);
                 // Prefer the live value: boringtun knows the session's age.
-                let since = p.tunn.lock().as_ref().and_then(|t| t.time_since_last_handshake());
+                let since = p
+                    .tunn
+                    .lock()
+                    .as_ref()
+                    .and_then(|t| t.time_since_last_handshake());
                 let last = match since.and_then(|d| now.checked_sub(d)) {
                     Some(t) => t.duration_since(UNIX_EPOCH).unwrap_or_default(),
                     None if ms > 0 => Duration::from_millis(ms),
@@ -709,7 +730,9 @@ impl Device {
         }
         peer.counters.tx_bytes.fetch_add(tx, Ordering::Relaxed);
         if let Some(l) = handshake {
-            peer.counters.handshake_attempts.fetch_add(1, Ordering::Relaxed);
+            peer.counters
+                .handshake_attempts
+                .fetch_add(1, Ordering::Relaxed);
             self.send_one(socks, &hs[..l], dst);
         }
     }
@@ -757,7 +780,14 @@ impl Device {
         }
     }
 
-    fn rx_datagram(&self, ctx: &mut RxCtx, socks: &Sockets, tun: &TunQueue, d: &[u8], src: SocketAddr) {
+    fn rx_datagram(
+        &self,
+        ctx: &mut RxCtx,
+        socks: &Sockets,
+        tun: &TunQueue,
+        d: &[u8],
+        src: SocketAddr,
+    ) {
         if d.len() < 4 {
             self.counters.drop(DropReason::Malformed);
             return;
@@ -787,7 +817,9 @@ impl Device {
         };
         let RxCtx { plain, co } = ctx;
         let mut tunn_guard = peer.tunn.lock();
-        let Some(tunn) = tunn_guard.as_mut() else { return };
+        let Some(tunn) = tunn_guard.as_mut() else {
+            return;
+        };
         match tunn.decapsulate(Some(src.ip()), d, plain) {
             TunnResult::WriteToTunnelV4(p, a) => {
                 // Lock order is state before tunn everywhere: release the tunn first.
@@ -803,7 +835,9 @@ impl Device {
                     return;
                 }
                 peer.roam(src);
-                peer.counters.rx_bytes.fetch_add(p.len() as u64, Ordering::Relaxed);
+                peer.counters
+                    .rx_bytes
+                    .fetch_add(p.len() as u64, Ordering::Relaxed);
                 if co.push(p) == Pushed::Full {
                     self.rx_flush_co(co, tun);
                     co.push(p);
@@ -823,7 +857,9 @@ impl Device {
                     return;
                 }
                 peer.roam(src);
-                peer.counters.rx_bytes.fetch_add(p.len() as u64, Ordering::Relaxed);
+                peer.counters
+                    .rx_bytes
+                    .fetch_add(p.len() as u64, Ordering::Relaxed);
                 if co.push(p) == Pushed::Full {
                     self.rx_flush_co(co, tun);
                     co.push(p);
@@ -842,19 +878,18 @@ impl Device {
                 }
                 self.send_one(socks, out, src);
                 // Flush packets queued while there was no session.
-                loop {
-                    match tunn.decapsulate(None, &[], plain) {
-                        TunnResult::WriteToNetwork(q) => {
-                            let n = q.len() as u64;
-                            self.send_one(socks, q, src);
-                            peer.counters.tx_bytes.fetch_add(n.saturating_sub(32), Ordering::Relaxed);
-                        }
-                        _ => break,
-                    }
+                while let TunnResult::WriteToNetwork(q) = tunn.decapsulate(None, &[], plain) {
+                    let n = q.len() as u64;
+                    self.send_one(socks, q, src);
+                    peer.counters
+                        .tx_bytes
+                        .fetch_add(n.saturating_sub(32), Ordering::Relaxed);
                 }
                 if ty == 1 || ty == 2 {
                     peer.expired.store(false, Ordering::Relaxed);
-                    peer.counters.last_handshake_ms.store(now_unix_ms(), Ordering::Relaxed);
+                    peer.counters
+                        .last_handshake_ms
+                        .store(now_unix_ms(), Ordering::Relaxed);
                 }
             }
             TunnResult::Done => {
@@ -866,7 +901,9 @@ impl Device {
             TunnResult::Err(e) => {
                 debug!(error = ?e, "decapsulate failed");
                 if ty == 1 || ty == 2 {
-                    peer.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                    peer.counters
+                        .handshake_failures
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 self.counters.drop(DropReason::Decrypt);
             }
@@ -962,10 +999,12 @@ impl Device {
             TunnResult::WriteToNetwork(pkt) => {
                 out.push((pkt.len(), pkt[0] == 1));
             }
-            TunnResult::Err(boringtun::noise::errors::WireGuardError::ConnectionExpired) => {
-                if !p.expired.swap(true, Ordering::Relaxed) {
-                    p.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                }
+            TunnResult::Err(boringtun::noise::errors::WireGuardError::ConnectionExpired)
+                if !p.expired.swap(true, Ordering::Relaxed) =>
+            {
+                p.counters
+                    .handshake_failures
+                    .fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }
@@ -982,7 +1021,9 @@ impl Device {
             return;
         };
         if is_init {
-            p.counters.handshake_attempts.fetch_add(1, Ordering::Relaxed);
+            p.counters
+                .handshake_attempts
+                .fetch_add(1, Ordering::Relaxed);
         }
         drop(guard);
         self.send_one(socks, &buf[..len], ep);
@@ -1014,7 +1055,9 @@ impl Device {
         if let TunnResult::WriteToNetwork(pkt) = res {
             let len = pkt.len();
             if pkt[0] == 1 {
-                p.counters.handshake_attempts.fetch_add(1, Ordering::Relaxed);
+                p.counters
+                    .handshake_attempts
+                    .fetch_add(1, Ordering::Relaxed);
             }
             drop(guard);
             self.send_one(socks, &buf[..len], ep);

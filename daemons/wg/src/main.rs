@@ -52,9 +52,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     set.thread_block().context("failed to block signals")?;
 
-    let queues = args
-        .queues
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4));
+    let queues = args.queues.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(4)
+    });
     let tun = edge_wg::tun::open(&args.interface, queues)
         .with_context(|| format!("failed to open tun {}", args.interface))?;
     let dev = Device::start(&args.interface, tun).context("failed to start device")?;

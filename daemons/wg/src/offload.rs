@@ -472,9 +472,7 @@ fn same_flow(a: &[u8], la: TcpLayout, b: &[u8], lb: TcpLayout) -> bool {
     let (sa, da) = la.addrs(a);
     let (sb, db) = lb.addrs(b);
     // ports are the first four bytes of the TCP header
-    sa == sb
-        && da == db
-        && a[la.ip_hlen..la.ip_hlen + 4] == b[lb.ip_hlen..lb.ip_hlen + 4]
+    sa == sb && da == db && a[la.ip_hlen..la.ip_hlen + 4] == b[lb.ip_hlen..lb.ip_hlen + 4]
 }
 
 fn same_headers(a: &[u8], la: TcpLayout, b: &[u8], lb: TcpLayout) -> bool {
@@ -486,7 +484,10 @@ fn same_headers(a: &[u8], la: TcpLayout, b: &[u8], lb: TcpLayout) -> bool {
         a[0..4] == b[0..4] && a[7] == b[7]
     } else {
         // TOS, DF, TTL, options
-        a[1] == b[1] && (a[6] & 0x40) == (b[6] & 0x40) && a[8] == b[8] && a[20..la.ip_hlen] == b[20..lb.ip_hlen]
+        a[1] == b[1]
+            && (a[6] & 0x40) == (b[6] & 0x40)
+            && a[8] == b[8]
+            && a[20..la.ip_hlen] == b[20..lb.ip_hlen]
     };
     let t = la.ip_hlen;
     // ack number, data offset and window must match; options must match byte for byte
@@ -605,7 +606,11 @@ mod tests {
             let psh = s[t + 13] & TCP_PSH != 0;
             assert_eq!(psh, i == 7, "PSH only on the last segment");
             if !v6 {
-                assert_eq!(csum_fold(csum_add(0, &s[..20])), 0xffff, "ipv4 header checksum");
+                assert_eq!(
+                    csum_fold(csum_add(0, &s[..20])),
+                    0xffff,
+                    "ipv4 header checksum"
+                );
                 assert_eq!(u16::from_be_bytes([s[2], s[3]]) as usize, s.len());
             }
             got.extend_from_slice(&s[sl.hdr()..]);

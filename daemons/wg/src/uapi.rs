@@ -193,8 +193,13 @@ pub fn parse_set<'a>(lines: impl Iterator<Item = &'a str>) -> Result<SetRequest,
                 })
             }
             "replace_peers" => req.replace_peers = parse_bool(value).ok_or_else(bad)?,
-            "remove" | "update_only" | "preshared_key" | "endpoint"
-            | "persistent_keepalive_interval" | "replace_allowed_ips" | "allowed_ip"
+            "remove"
+            | "update_only"
+            | "preshared_key"
+            | "endpoint"
+            | "persistent_keepalive_interval"
+            | "replace_allowed_ips"
+            | "allowed_ip"
             | "protocol_version" => {
                 return Err(UapiError::PeerKeyOutsidePeer {
                     line,

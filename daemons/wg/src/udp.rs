@@ -64,7 +64,12 @@ pub struct UdpSocket {
     gro: bool,
 }
 
-fn setsockopt_int(fd: libc::c_int, level: libc::c_int, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
+fn setsockopt_int(
+    fd: libc::c_int,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: passes a pointer to a live c_int and its size.
     let rc = unsafe {
         libc::setsockopt(
@@ -86,7 +91,9 @@ fn sockaddr_from(addr: &SocketAddr, storage: &mut libc::sockaddr_storage) -> lib
     match addr {
         SocketAddr::V4(a) => {
             // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
-            let sin = unsafe { &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin = unsafe {
+                &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
             sin.sin_family = libc::AF_INET as libc::sa_family_t;
             sin.sin_port = a.port().to_be();
             sin.sin_addr = libc::in_addr {
@@ -96,7 +103,9 @@ fn sockaddr_from(addr: &SocketAddr, storage: &mut libc::sockaddr_storage) -> lib
         }
         SocketAddr::V6(a) => {
             // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
-            let sin6 = unsafe { &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 = unsafe {
+                &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sin6.sin6_port = a.port().to_be();
             sin6.sin6_addr = libc::in6_addr {
@@ -113,7 +122,8 @@ fn sockaddr_to(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says this storage holds a sockaddr_in.
-            let sin = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             Some(SocketAddr::V4(SocketAddrV4::new(
                 Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
                 u16::from_be(sin.sin_port),
@@ -121,11 +131,16 @@ fn sockaddr_to(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
         }
         libc::AF_INET6 => {
             // SAFETY: the family says this storage holds a sockaddr_in6.
-            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
             // v4-mapped sources show as plain IPv4 so endpoints compare equal
             if let Some(v4) = ip.to_ipv4_mapped() {
-                return Some(SocketAddr::V4(SocketAddrV4::new(v4, u16::from_be(sin6.sin6_port))));
+                return Some(SocketAddr::V4(SocketAddrV4::new(
+                    v4,
+                    u16::from_be(sin6.sin6_port),
+                )));
             }
             Some(SocketAddr::V6(SocketAddrV6::new(
                 ip,
@@ -165,8 +180,12 @@ impl UdpSocket {
             let _ = setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, SOCKET_BUFFER);
         }
         if fwmark != 0 {
-            setsockopt_int(raw, libc::SOL_SOCKET, SO_MARK, fwmark as libc::c_int)
-                .map_err(|source| UdpError::SetFwmark { mark: fwmark, source })?;
+            setsockopt_int(raw, libc::SOL_SOCKET, SO_MARK, fwmark as libc::c_int).map_err(
+                |source| UdpError::SetFwmark {
+                    mark: fwmark,
+                    source,
+                },
+            )?;
         }
         let tv = libc::timeval {
             tv_sec: 0,
@@ -205,7 +224,13 @@ impl UdpSocket {
         let mut l = size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: v and l are live and sized for the option.
         let gso = unsafe {
-            libc::getsockopt(raw, SOL_UDP, UDP_SEGMENT, (&mut v as *mut libc::c_int).cast(), &mut l)
+            libc::getsockopt(
+                raw,
+                SOL_UDP,
+                UDP_SEGMENT,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut l,
+            )
         } == 0;
         Ok(UdpSocket {
             fd,
@@ -222,7 +247,11 @@ impl UdpSocket {
         let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         // SAFETY: ss/len describe a live buffer large enough for any sockaddr.
         let rc = unsafe {
-            libc::getsockname(self.fd.as_raw_fd(), (&mut ss as *mut libc::sockaddr_storage).cast(), &mut len)
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                (&mut ss as *mut libc::sockaddr_storage).cast(),
+                &mut len,
+            )
         };
         if rc < 0 {
             return Err(io::Error::last_os_error());
@@ -247,8 +276,13 @@ impl UdpSocket {
 
     /// Sets (or clears with 0) the fwmark on this socket.
     pub fn set_fwmark(&self, mark: u32) -> Result<(), UdpError> {
-        setsockopt_int(self.fd.as_raw_fd(), libc::SOL_SOCKET, SO_MARK, mark as libc::c_int)
-            .map_err(|source| UdpError::SetFwmark { mark, source })
+        setsockopt_int(
+            self.fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MARK,
+            mark as libc::c_int,
+        )
+        .map_err(|source| UdpError::SetFwmark { mark, source })
     }
 
     /// Sends one datagram.
@@ -363,7 +397,8 @@ impl UdpSocket {
                     let cm = &mut tb.cmsgs[j].0;
                     h.msg_control = cm.as_mut_ptr().cast();
                     // SAFETY: CMSG_SPACE is a pure size computation.
-                    h.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
+                    h.msg_controllen =
+                        unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
                     // SAFETY: the control buffer is 64 bytes, larger than CMSG_SPACE(2).
                     unsafe {
                         let c = libc::CMSG_FIRSTHDR(h);
@@ -397,7 +432,12 @@ impl UdpSocket {
             }
             // SAFETY: every header points at live buffers owned by tb for the whole call.
             let rc = unsafe {
-                libc::sendmmsg(self.fd.as_raw_fd(), tb.hdrs.as_mut_ptr(), count as libc::c_uint, 0)
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    tb.hdrs.as_mut_ptr(),
+                    count as libc::c_uint,
+                    0,
+                )
             };
             if rc < 0 {
                 let e = io::Error::last_os_error();
@@ -456,7 +496,13 @@ impl RecvBatch {
     /// Allocates `slots` receive buffers of `buf_size` bytes (64 KiB with GRO).
     pub fn new(slots: usize, buf_size: usize) -> RecvBatch {
         // SAFETY: all-zero is a valid value for these plain C structs.
-        let (iov, hdr, name) = unsafe { (zeroed::<libc::iovec>(), zeroed::<libc::mmsghdr>(), zeroed::<libc::sockaddr_storage>()) };
+        let (iov, hdr, name) = unsafe {
+            (
+                zeroed::<libc::iovec>(),
+                zeroed::<libc::mmsghdr>(),
+                zeroed::<libc::sockaddr_storage>(),
+            )
+        };
         RecvBatch {
             slots,
             buf_size,
@@ -474,7 +520,11 @@ impl RecvBatch {
     /// Message `i` of the last receive: (bytes, source, GRO segment size or 0).
     pub fn get(&self, i: usize) -> (&[u8], Option<SocketAddr>, usize) {
         let off = i * self.buf_size;
-        (&self.bufs[off..off + self.lens[i]], self.srcs[i], self.segs[i])
+        (
+            &self.bufs[off..off + self.lens[i]],
+            self.srcs[i],
+            self.segs[i],
+        )
     }
 }
 
@@ -504,7 +554,12 @@ pub struct SendBatch {
 
 impl std::fmt::Debug for SendBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SendBatch({} msgs, {} bytes)", self.msgs.len(), self.used)
+        write!(
+            f,
+            "SendBatch({} msgs, {} bytes)",
+            self.msgs.len(),
+            self.used
+        )
     }
 }
 
@@ -517,7 +572,13 @@ impl SendBatch {
     /// Allocates a batch of `bytes` capacity.
     pub fn new(bytes: usize) -> SendBatch {
         // SAFETY: all-zero is a valid value for these plain C structs.
-        let (iov, hdr, name) = unsafe { (zeroed::<libc::iovec>(), zeroed::<libc::mmsghdr>(), zeroed::<libc::sockaddr_storage>()) };
+        let (iov, hdr, name) = unsafe {
+            (
+                zeroed::<libc::iovec>(),
+                zeroed::<libc::mmsghdr>(),
+                zeroed::<libc::sockaddr_storage>(),
+            )
+        };
         SendBatch {
             buf: vec![0; bytes],
             used: 0,
@@ -554,22 +615,20 @@ impl SendBatch {
     pub fn commit(&mut self, len: usize, dst: SocketAddr) {
         let off = self.used;
         self.used += len;
-        if self.gso {
-            if let Some(last) = self.msgs.last_mut() {
-                if !last.closed
-                    && last.dst == dst
-                    && usize::from(last.seg_size) >= len
-                    && last.segs < MAX_GSO_SEGMENTS
-                    && last.len + len <= MAX_GSO_BYTES
-                    && last.off + last.len == off
-                {
-                    last.len += len;
-                    last.segs += 1;
-                    // a shorter datagram must be the last of its run
-                    last.closed = len < usize::from(last.seg_size);
-                    return;
-                }
-            }
+        if self.gso
+            && let Some(last) = self.msgs.last_mut()
+            && !last.closed
+            && last.dst == dst
+            && usize::from(last.seg_size) >= len
+            && last.segs < MAX_GSO_SEGMENTS
+            && last.len + len <= MAX_GSO_BYTES
+            && last.off + last.len == off
+        {
+            last.len += len;
+            last.segs += 1;
+            // a shorter datagram must be the last of its run
+            last.closed = len < usize::from(last.seg_size);
+            return;
         }
         self.msgs.push(OutMsg {
             off,
