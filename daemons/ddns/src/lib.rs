@@ -1,11 +1,18 @@
 //! edge-ddns: the Cloudflare DDNS updater.
+//!
+//! Pure core: [`model`] (records, addresses and what may be published), [`parse`] (echo and
+//! trace answers), [`quorum`] (k-of-n agreement) and [`plan`] (desired + detected + observed
+//! -> changes). I/O shell: [`cloudflare`] (the API client), [`detect`] (the sources),
+//! [`netlink`] (interface addresses and events), [`state`] (what was published, persisted),
+//! [`sync`] (one run: detect, plan, apply) and [`daemon`] (the event loop).
 
-use edge_ipc::shell::{Shell, idle};
-
-/// Runs the daemon until SIGTERM.
-pub async fn run(shell: Shell) -> anyhow::Result<()> {
-    if shell.config().ddns.is_none() {
-        return idle(shell, "no [ddns] section in the configuration").await;
-    }
-    idle(shell, "the DDNS updater has nothing to do yet in this build").await
-}
+pub mod cloudflare;
+pub mod daemon;
+pub mod detect;
+pub mod model;
+pub mod netlink;
+pub mod parse;
+pub mod plan;
+pub mod quorum;
+pub mod state;
+pub mod sync;

@@ -12,9 +12,19 @@ use edge_ipc::shell::{CommonArgs, main_with};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    /// Run one sync and exit: 0 when every record converged, 1 otherwise, 2 for a bad
+    /// configuration (for systemd timers or cron).
+    #[arg(long)]
+    once: bool,
+    /// With --once: detect and read the API, print what would change, change nothing.
+    #[arg(long, requires = "once")]
+    dry_run: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    main_with(Role::Ddns, args.common, edge_ddns::run)
+    if args.once {
+        return edge_ddns::daemon::once(&args.common, args.dry_run);
+    }
+    main_with(Role::Ddns, args.common, edge_ddns::daemon::run)
 }

@@ -1,5 +1,8 @@
 //! Pure: control messages only edge-ddns understands, and the shape of its status detail.
-//! The owner of edge-ddns extends these types.
+//!
+//! edge-ddns answers the generic requests: `Plan` (what a sync would change: detection and
+//! API reads only, no write) and `Apply` (sync now); both reply `Done` with a
+//! [`SyncReport`] as detail. `Status` carries a [`Status`] as detail.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,6 +11,98 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {}
 
+/// What one detection source said.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SourceAnswer {
+    /// Source name.
+    pub source: String,
+    /// `ok`, `rejected` or `failed`.
+    pub result: String,
+    /// The address, or why it failed / was refused.
+    pub detail: String,
+}
+
+/// The detection verdict of one family.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FamilyStatus {
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    /// The accepted address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Why no address was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// Every source's answer.
+    #[serde(default)]
+    pub answers: Vec<SourceAnswer>,
+}
+
+/// One managed record.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RecordStatus {
+    /// `A example.com`.
+    pub record: String,
+    /// The address last published or confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Cloudflare record id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
+    /// True when it holds the detected address.
+    pub in_sync: bool,
+    /// Unix time the API last confirmed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<u64>,
+    /// Unix time edge last wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_at: Option<u64>,
+}
+
 /// The role-specific part of edge-ddns's status (`DaemonStatus::detail`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Status {}
+pub struct Status {
+    /// Last detection, per family.
+    #[serde(default)]
+    pub families: Vec<FamilyStatus>,
+    /// Managed records.
+    #[serde(default)]
+    pub records: Vec<RecordStatus>,
+    /// Unix time of the next scheduled run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<u64>,
+    /// Unix time of the last sync in which every record converged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<u64>,
+    /// WAN interface watched for address events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wan_interface: Option<String>,
+}
+
+/// The outcome of one record in a sync or plan.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RecordOutcome {
+    /// `A example.com`.
+    pub record: String,
+    /// `unchanged`, `created`, `patched`, `would_create`, `would_patch`, `skipped`, `failed`.
+    pub outcome: String,
+    /// Human explanation (the plan line, or the error).
+    pub detail: String,
+}
+
+/// A sync (or plan) report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SyncReport {
+    /// True when every record converged (or, for a plan, could be planned).
+    pub ok: bool,
+    /// True when nothing was written (plan).
+    pub dry_run: bool,
+    /// Detection per family.
+    pub families: Vec<FamilyStatus>,
+    /// Per record.
+    pub records: Vec<RecordOutcome>,
+    /// API requests made by this run.
+    pub api_requests: u64,
+    /// Writes made by this run.
+    pub writes: u64,
+}

@@ -1,0 +1,144 @@
+//! I/O: what was published, persisted in `<state_dir>/ddns.json` so that a restart costs no
+//! extra API call: zone ids, and per record its id, the address it holds and when that was
+//! last confirmed by the API. Written atomically (temporary file + rename).
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::RecordKey;
+
+/// Format version of the state file.
+pub const STATE_VERSION: u32 = 1;
+
+/// Why the state could not be saved.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Writing the file failed.
+    #[error("cannot write the state file {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A record as last published or confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    /// Zone id.
+    pub zone_id: String,
+    /// Record id.
+    pub record_id: String,
+    /// The address it holds.
+    pub content: String,
+    /// Unix time the API last confirmed it.
+    pub verified_at: u64,
+    /// Unix time it was last written by edge, if ever.
+    #[serde(default)]
+    pub changed_at: Option<u64>,
+}
+
+/// The persisted state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Format version.
+    pub version: u32,
+    /// Zone name -> zone id.
+    #[serde(default)]
+    pub zones: BTreeMap<String, String>,
+    /// Record -> what it holds.
+    #[serde(default)]
+    pub records: BTreeMap<RecordKey, Published>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            version: STATE_VERSION,
+            zones: BTreeMap::new(),
+            records: BTreeMap::new(),
+        }
+    }
+}
+
+/// The state file inside `state_dir`.
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join("ddns.json")
+}
+
+/// Loads the state; a missing, unreadable or foreign file yields an empty state (it is only
+/// a cache of what the API says: the next sync re-reads what it needs).
+pub fn load(file: &Path) -> State {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return State::default(),
+        Err(e) => {
+            tracing::warn!(path = %file.display(), "cannot read the state file, starting empty: {e}");
+            return State::default();
+        }
+    };
+    match serde_json::from_str::<State>(&text) {
+        Ok(s) if s.version == STATE_VERSION => s,
+        Ok(s) => {
+            tracing::warn!(path = %file.display(), version = s.version, "state file of another version, starting empty");
+            State::default()
+        }
+        Err(e) => {
+            tracing::warn!(path = %file.display(), "state file is corrupt, starting empty: {e}");
+            State::default()
+        }
+    }
+}
+
+/// Saves the state atomically. Equivalent to: `cat > ddns.json.tmp && mv ddns.json.tmp ddns.json`.
+pub fn save(file: &Path, state: &State) -> Result<(), StateError> {
+    let err = |source| StateError::Write {
+        path: file.to_owned(),
+        source,
+    };
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let tmp = file.with_extension("json.tmp");
+    let text = serde_json::to_vec_pretty(state).map_err(|e| err(std::io::Error::other(e)))?;
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    f.write_all(&text).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, file).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edge_config::ddns::RecordType;
+
+    #[test]
+    fn state_round_trips_and_bad_files_start_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path());
+        assert_eq!(load(&p), State::default());
+        let mut s = State::default();
+        s.zones.insert("example.com".into(), "z".repeat(32));
+        s.records.insert(
+            RecordKey::new(RecordType::A, "example.com"),
+            Published {
+                zone_id: "z".repeat(32),
+                record_id: "r".repeat(32),
+                content: "81.2.69.160".into(),
+                verified_at: 1000,
+                changed_at: Some(900),
+            },
+        );
+        save(&p, &s).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("\"A example.com\""), "{text}");
+        assert_eq!(load(&p), s);
+        std::fs::write(&p, "{not json").unwrap();
+        assert_eq!(load(&p), State::default());
+    }
+}

@@ -1,0 +1,544 @@
+//! I/O: one sync run — detect, then for each record either trust the persisted state (no
+//! API call: the steady state) or list it, plan (pure) and apply the plan.
+//!
+//! A record is read from the API only when the detected address differs from what was last
+//! published, when its last confirmation is older than `verify_interval`, or on demand
+//! (`edgectl ddns plan`). A failed or split detection never reaches the API.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use edge_config::ddns::{Ddns, Family};
+use edge_config::{Config, SecretString};
+use edge_ipc::ddns::{FamilyStatus, RecordOutcome, SourceAnswer, SyncReport};
+use edge_metrics::ddns::{AddressLabels, Metrics, RecordLabels, ResultLabels, UpdateLabels};
+
+use crate::cloudflare::{ApiError, Client, ClientOptions, RetryPolicy};
+use crate::detect::{Detector, DetectorError, error_chain};
+use crate::model::{Desired, RecordKey};
+use crate::plan::{Action, KeepReason, RecordPlan, plan};
+use crate::quorum::{Answer, Verdict};
+use crate::state::{self, Published, State};
+
+/// How long a create refused as a duplicate (81053/81057/81058) is not retried.
+const CONFLICT_BACKOFF: u64 = 3600;
+
+/// Why the syncer cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The configuration has no `[ddns]` section.
+    #[error("the configuration has no [ddns] section")]
+    NoSection,
+    /// The token cannot be read.
+    #[error("cannot read the Cloudflare API token from {source_desc}")]
+    Token {
+        /// Where it was looked for.
+        source_desc: String,
+        /// The cause.
+        #[source]
+        source: edge_config::SecretError,
+    },
+    /// The API client cannot be built.
+    #[error("cannot set up the Cloudflare API client")]
+    Client(#[source] ApiError),
+    /// The detector cannot be built.
+    #[error("cannot set up detection")]
+    Detector(#[source] DetectorError),
+}
+
+/// Runs syncs for one configuration, keeping state between runs.
+#[derive(Debug)]
+pub struct Syncer {
+    cfg: Ddns,
+    desired: Vec<Desired>,
+    client: Client,
+    detector: Detector,
+    state: State,
+    state_path: PathBuf,
+    metrics: Metrics,
+    conflicts: HashMap<RecordKey, u64>,
+    last_verdicts: Vec<Verdict>,
+    last_addresses: HashMap<Family, IpAddr>,
+    last_success: Option<u64>,
+}
+
+fn family_name(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "ipv4",
+        Family::V6 => "ipv6",
+    }
+}
+
+/// Renders a verdict for status and reports.
+pub fn family_status(v: &Verdict) -> FamilyStatus {
+    FamilyStatus {
+        family: family_name(v.family).to_owned(),
+        address: v.address.map(|a| a.to_string()),
+        failure: v.failure.clone(),
+        answers: v
+            .answers
+            .iter()
+            .map(|(name, a)| SourceAnswer {
+                source: name.clone(),
+                result: a.label().to_owned(),
+                detail: match a {
+                    Answer::Address { address } => address.to_string(),
+                    Answer::Rejected { address, reason } => format!("{address} refused: {reason}"),
+                    Answer::Failed { error } => error.clone(),
+                },
+            })
+            .collect(),
+    }
+}
+
+impl Syncer {
+    /// Builds a syncer from the configuration: reads the token, loads the state.
+    pub fn new(config: &Config, metrics: Metrics) -> Result<Syncer, SetupError> {
+        let token = {
+            let cfg = config.ddns.as_ref().ok_or(SetupError::NoSection)?;
+            cfg.token.load().map_err(|source| SetupError::Token {
+                source_desc: cfg.token.to_string(),
+                source,
+            })?
+        };
+        Self::with_token(config, &token, metrics, RetryPolicy::default())
+    }
+
+    /// Builds a syncer with an already loaded token and a retry policy (tests, benchmarks).
+    pub fn with_token(
+        config: &Config,
+        token: &SecretString,
+        metrics: Metrics,
+        retry: RetryPolicy,
+    ) -> Result<Syncer, SetupError> {
+        let cfg = config.ddns.clone().ok_or(SetupError::NoSection)?;
+        let mut opts = ClientOptions::new(cfg.api_url.0.clone());
+        opts.ca_file = cfg.ca_file.clone();
+        opts.timeout = cfg.timeout;
+        opts.retry = retry;
+        let client = Client::new(opts, token, metrics.clone()).map_err(SetupError::Client)?;
+        let detector = Detector::new(&cfg, metrics.clone()).map_err(SetupError::Detector)?;
+        let state_path = state::path(&config.global.state_dir);
+        let state = state::load(&state_path);
+        Ok(Syncer {
+            desired: Desired::from_config(&cfg),
+            cfg,
+            client,
+            detector,
+            state,
+            state_path,
+            metrics,
+            conflicts: HashMap::new(),
+            last_verdicts: Vec::new(),
+            last_addresses: HashMap::new(),
+            last_success: None,
+        })
+    }
+
+    /// Takes a new configuration, keeping the state and what was learnt.
+    pub fn reconfigure(&mut self, config: &Config) -> Result<(), SetupError> {
+        let mut next = Syncer::new(config, self.metrics.clone())?;
+        next.conflicts = std::mem::take(&mut self.conflicts);
+        next.last_verdicts = std::mem::take(&mut self.last_verdicts);
+        next.last_addresses = std::mem::take(&mut self.last_addresses);
+        next.last_success = self.last_success;
+        *self = next;
+        Ok(())
+    }
+
+    /// The `[ddns]` section in force.
+    pub fn config(&self) -> &Ddns {
+        &self.cfg
+    }
+
+    /// The persisted state (what was published).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The verdicts of the last detection.
+    pub fn last_verdicts(&self) -> &[Verdict] {
+        &self.last_verdicts
+    }
+
+    /// Unix time of the last fully successful sync.
+    pub fn last_success(&self) -> Option<u64> {
+        self.last_success
+    }
+
+    /// API requests made so far by this syncer's client.
+    pub fn api_requests(&self) -> u64 {
+        self.client.requests_sent()
+    }
+
+    fn note_address(&mut self, v: &Verdict) {
+        let Some(addr) = v.address else {
+            return;
+        };
+        let fam = family_name(v.family).to_owned();
+        if let Some(old) = self.last_addresses.insert(v.family, addr)
+            && old != addr
+        {
+            self.metrics.detected_address.remove(&AddressLabels {
+                family: fam.clone(),
+                address: old.to_string(),
+            });
+        }
+        self.metrics
+            .detected_address
+            .get_or_create(&AddressLabels {
+                family: fam,
+                address: addr.to_string(),
+            })
+            .set(1);
+    }
+
+    async fn zone_for(&mut self, name: &str) -> Result<String, ApiError> {
+        if let Some(z) = &self.cfg.zone_id {
+            return Ok(z.clone());
+        }
+        for (zname, id) in &self.state.zones {
+            self.client.remember_zone(zname, id).await;
+        }
+        let id = self.client.zone_id(name).await?;
+        for (zname, zid) in self.client.known_zones().await {
+            self.state.zones.insert(zname, zid);
+        }
+        Ok(id)
+    }
+
+    /// Detects, then plans and (unless `dry_run`) applies every record. `now` is Unix time;
+    /// `force_read` reads every record from the API even when the state says it is fresh.
+    pub async fn run(&mut self, now: u64, dry_run: bool, force_read: bool) -> SyncReport {
+        let calls_before = self.client.requests_sent();
+        let mut verdicts = Vec::new();
+        for fam in self.cfg.families() {
+            let v = self.detector.detect(fam).await;
+            self.note_address(&v);
+            verdicts.push(v);
+        }
+        let address = |f: Family| {
+            verdicts
+                .iter()
+                .find(|v| v.family == f)
+                .and_then(|v| v.address)
+        };
+        let mut outcomes = Vec::new();
+        let mut writes = 0u64;
+        let mut ok = true;
+        let mut state_changed = false;
+        for d in self.desired.clone() {
+            let key = d.key();
+            let addr = address(d.kind.family());
+            let (outcome, wrote, changed) =
+                self.sync_record(&d, addr, now, dry_run, force_read).await;
+            writes += u64::from(wrote);
+            state_changed |= changed;
+            let good = matches!(
+                outcome.outcome.as_str(),
+                "unchanged" | "created" | "patched" | "would_create" | "would_patch"
+            );
+            ok &= good;
+            if !dry_run {
+                let in_sync = matches!(
+                    outcome.outcome.as_str(),
+                    "unchanged" | "created" | "patched"
+                );
+                self.metrics
+                    .record_in_sync
+                    .get_or_create(&RecordLabels {
+                        record: key.to_string(),
+                    })
+                    .set(i64::from(in_sync));
+            }
+            outcomes.push(outcome);
+        }
+        if state_changed
+            && !dry_run
+            && let Err(e) = state::save(&self.state_path, &self.state)
+        {
+            tracing::error!("{}", error_chain(&e));
+            ok = false;
+        }
+        if !dry_run {
+            self.metrics
+                .syncs
+                .get_or_create(&ResultLabels {
+                    result: if ok { "ok" } else { "failed" }.to_owned(),
+                })
+                .inc();
+            if ok {
+                self.last_success = Some(now);
+                self.metrics
+                    .last_success
+                    .set(i64::try_from(now).unwrap_or(i64::MAX));
+            }
+        }
+        let report = SyncReport {
+            ok,
+            dry_run,
+            families: verdicts.iter().map(family_status).collect(),
+            records: outcomes,
+            api_requests: self.client.requests_sent() - calls_before,
+            writes,
+        };
+        self.last_verdicts = verdicts;
+        report
+    }
+
+    /// Returns (outcome, wrote, state changed).
+    async fn sync_record(
+        &mut self,
+        d: &Desired,
+        addr: Option<IpAddr>,
+        now: u64,
+        dry_run: bool,
+        force_read: bool,
+    ) -> (RecordOutcome, bool, bool) {
+        let key = d.key();
+        let out = |outcome: &str, detail: String| RecordOutcome {
+            record: key.to_string(),
+            outcome: outcome.to_owned(),
+            detail,
+        };
+        let Some(ip) = addr else {
+            let p = plan(d, None, &[], &self.cfg.owner_comment);
+            return (out("skipped", p.to_string()), false, false);
+        };
+        let fresh = self.state.records.get(&key).is_some_and(|p| {
+            p.content.parse::<IpAddr>().is_ok_and(|c| c == ip)
+                && now.saturating_sub(p.verified_at) < self.cfg.verify_interval.as_secs()
+        });
+        if fresh && !force_read {
+            return (
+                out(
+                    "unchanged",
+                    format!("= {key}: holds {ip} (confirmed within verify_interval, no API call)"),
+                ),
+                false,
+                false,
+            );
+        }
+        if let Some(until) = self.conflicts.get(&key)
+            && *until > now
+            && !force_read
+        {
+            return (
+                out(
+                    "failed",
+                    format!(
+                        "! {key}: creation was refused as a duplicate; not retried before {until} (see earlier error)"
+                    ),
+                ),
+                false,
+                false,
+            );
+        }
+        let zone = match self.zone_for(&d.name).await {
+            Ok(z) => z,
+            Err(e) => return (self.fail(&key, &e), false, false),
+        };
+        let observed = match self
+            .client
+            .list_records(&zone, &d.name, d.kind.as_str())
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => return (self.fail(&key, &e), false, false),
+        };
+        let p = plan(d, Some(ip), &observed, &self.cfg.owner_comment);
+        tracing::debug!(record = %key, plan = %p, "planned");
+        for n in &p.notes {
+            tracing::warn!(record = %key, note = ?n, "{p}");
+        }
+        if dry_run {
+            let what = match &p.action {
+                Action::Create { .. } => "would_create",
+                Action::Patch { .. } => "would_patch",
+                Action::Keep {
+                    reason: KeepReason::InSync { .. },
+                } => "unchanged",
+                Action::Keep { .. } => "skipped",
+            };
+            return (out(what, p.to_string()), false, false);
+        }
+        self.apply(&key, &zone, ip, p, now).await
+    }
+
+    fn fail(&self, key: &RecordKey, e: &ApiError) -> RecordOutcome {
+        let msg = error_chain(e);
+        tracing::error!(record = %key, "sync failed: {msg}");
+        self.metrics
+            .updates
+            .get_or_create(&UpdateLabels {
+                record: key.to_string(),
+                result: "failed".to_owned(),
+            })
+            .inc();
+        RecordOutcome {
+            record: key.to_string(),
+            outcome: "failed".to_owned(),
+            detail: format!("! {key}: {msg}"),
+        }
+    }
+
+    async fn apply(
+        &mut self,
+        key: &RecordKey,
+        zone: &str,
+        ip: IpAddr,
+        p: RecordPlan,
+        now: u64,
+    ) -> (RecordOutcome, bool, bool) {
+        let line = p.to_string();
+        let done = |this: &mut Syncer, id: String, result: &str, changed: bool| {
+            this.state.records.insert(
+                key.clone(),
+                Published {
+                    zone_id: zone.to_owned(),
+                    record_id: id,
+                    content: ip.to_string(),
+                    verified_at: now,
+                    changed_at: if changed {
+                        Some(now)
+                    } else {
+                        this.state.records.get(key).and_then(|p| p.changed_at)
+                    },
+                },
+            );
+            if changed {
+                this.metrics
+                    .updates
+                    .get_or_create(&UpdateLabels {
+                        record: key.to_string(),
+                        result: result.to_owned(),
+                    })
+                    .inc();
+            }
+        };
+        match &p.action {
+            Action::Keep {
+                reason: KeepReason::InSync { id },
+            } => {
+                done(self, id.clone(), "unchanged", false);
+                (
+                    RecordOutcome {
+                        record: key.to_string(),
+                        outcome: "unchanged".into(),
+                        detail: line,
+                    },
+                    false,
+                    true,
+                )
+            }
+            Action::Keep { reason } => {
+                if let KeepReason::Unowned { .. } = reason {
+                    tracing::warn!(record = %key, "{line}");
+                }
+                let removed = self.state.records.remove(key).is_some();
+                (
+                    RecordOutcome {
+                        record: key.to_string(),
+                        outcome: "skipped".into(),
+                        detail: line,
+                    },
+                    false,
+                    removed,
+                )
+            }
+            Action::Create { record } => match self.client.create(zone, record).await {
+                Ok(w) => {
+                    tracing::info!(record = %key, id = %w.id, content = %w.content, "record created");
+                    self.conflicts.remove(key);
+                    done(self, w.id, "created", true);
+                    (
+                        RecordOutcome {
+                            record: key.to_string(),
+                            outcome: "created".into(),
+                            detail: line,
+                        },
+                        true,
+                        true,
+                    )
+                }
+                Err(e) => {
+                    if e.is_duplicate() {
+                        self.conflicts.insert(key.clone(), now + CONFLICT_BACKOFF);
+                        tracing::error!(
+                            record = %key,
+                            codes = ?e.codes(),
+                            "Cloudflare says a record with this name already exists although listing {key} showed none: look for a CNAME or another record type on that name, or duplicates in another case; creation is paused for an hour"
+                        );
+                    }
+                    (self.fail(key, &e), false, false)
+                }
+            },
+            Action::Patch { id, from, patch } => match self.client.patch(zone, id, patch).await {
+                Ok(w) => {
+                    tracing::info!(record = %key, id = %w.id, from = %from, content = %w.content, "record updated");
+                    done(self, w.id, "patched", true);
+                    (
+                        RecordOutcome {
+                            record: key.to_string(),
+                            outcome: "patched".into(),
+                            detail: line,
+                        },
+                        true,
+                        true,
+                    )
+                }
+                Err(e) => (self.fail(key, &e), false, false),
+            },
+        }
+    }
+}
+
+/// Renders a report for humans.
+pub fn render_report(r: &SyncReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for f in &r.families {
+        match (&f.address, &f.failure) {
+            (Some(a), _) => {
+                let agree = f.answers.iter().filter(|x| &x.detail == a).count();
+                let _ = writeln!(
+                    s,
+                    "{}: {a} ({agree} of {} sources agree)",
+                    f.family,
+                    f.answers.len()
+                );
+            }
+            (None, Some(why)) => {
+                let _ = writeln!(s, "{}: no address: {why}", f.family);
+            }
+            (None, None) => {}
+        }
+        for x in &f.answers {
+            let _ = writeln!(s, "    {:<20} {:<8} {}", x.source, x.result, x.detail);
+        }
+    }
+    for rec in &r.records {
+        let _ = writeln!(s, "{}", rec.detail);
+    }
+    let _ = write!(
+        s,
+        "{}: {} API request(s), {} write(s)",
+        if r.dry_run {
+            "plan (nothing changed)"
+        } else if r.ok {
+            "sync ok"
+        } else {
+            "sync FAILED"
+        },
+        r.api_requests,
+        r.writes
+    );
+    s
+}
+
+/// Sleeps helper kept for the daemon: the duration until a Unix time.
+pub fn until(now: u64, at: u64) -> Duration {
+    Duration::from_secs(at.saturating_sub(now))
+}
