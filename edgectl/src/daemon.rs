@@ -8,15 +8,12 @@ use edge_ipc::{Client, Request};
 
 use crate::Global;
 
-/// The control socket of `role`: from the config file's `global.runtime_dir` when it loads,
-/// else the default `/run/edge/<role>.sock`.
+/// The control socket of `role`: `<global.runtime_dir>/<role>.sock` from the config file
+/// (read even when the rest of the file is invalid), else `/run/edge/<role>.sock`.
 pub fn client(role: Role, g: &Global) -> Client {
-    let path = g.config_path();
-    let runtime_dir = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| edge_config::parse(&path, &t).ok())
-        .map(|l| l.config.global.runtime_dir)
-        .unwrap_or_else(|| edge_config::Global::default().runtime_dir);
+    let runtime_dir = std::fs::read_to_string(g.config_path())
+        .map(|t| edge_config::peek_runtime_dir(&t))
+        .unwrap_or_else(|_| edge_config::Global::default().runtime_dir);
     Client::new(role, runtime_dir.join(format!("{}.sock", role.as_str())))
 }
 
@@ -75,13 +72,21 @@ pub fn render_status(st: &DaemonStatus) -> String {
         "  config: {} (generation {}{})",
         st.config_path,
         st.config_generation,
-        if st.configured { "" } else { ", no section: idle" }
+        if st.configured {
+            ""
+        } else {
+            ", no section: idle"
+        }
     );
     if let Some(r) = &st.last_reload {
         let _ = writeln!(
             out,
             "  last reload: {}",
-            if r.ok { "ok" } else { "REFUSED (running the previous configuration)" }
+            if r.ok {
+                "ok"
+            } else {
+                "REFUSED (running the previous configuration)"
+            }
         );
     }
     if let Some(r) = &st.last_run {

@@ -84,7 +84,12 @@ fn main() -> ExitCode {
             Command::Fw(a) => cmds::fw::run(a, &g).await,
             Command::Link(a) => cmds::link::run(a, &g).await,
             Command::Completions { shell } => {
-                clap_complete::generate(shell, &mut Cli::command(), "edgectl", &mut std::io::stdout());
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "edgectl",
+                    &mut std::io::stdout(),
+                );
                 Ok(ExitCode::SUCCESS)
             }
             Command::Man => {

@@ -40,7 +40,11 @@ fn three_mistakes_give_three_located_errors_and_exit_2() {
     let path = dir.path().join("edge.toml");
     let text = std::fs::read_to_string(reference())
         .unwrap()
-        .replacen("addresses = [\"10.17.5.1/24\"]", "addresses = [\"10.17.5.1/33\"]", 1)
+        .replacen(
+            "addresses = [\"10.17.5.1/24\"]",
+            "addresses = [\"10.17.5.1/33\"]",
+            1,
+        )
         .replacen("hairpin = false\n", "hairpn = false\n", 1)
         .replacen("port = 443\n", "port = 70000\n", 1);
     std::fs::write(&path, &text).unwrap();
@@ -59,7 +63,10 @@ fn three_mistakes_give_three_located_errors_and_exit_2() {
     }
     assert!(err.contains("did you mean `hairpin`?"), "{err}");
     assert!(err.contains("3 errors"), "{err}");
-    assert!(err.contains("   |      ^"), "a caret under the value:\n{err}");
+    assert!(
+        err.contains("   |      ^"),
+        "a caret under the value:\n{err}"
+    );
 }
 
 #[test]
@@ -67,7 +74,13 @@ fn json_output_reports_errors_with_locations() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("edge.toml");
     std::fs::write(&path, "version = 1\n[link]\nprotectd = []\n").unwrap();
-    let (code, out, _) = edgectl(&["config", "check", "--json", "--config", path.to_str().unwrap()]);
+    let (code, out, _) = edgectl(&[
+        "config",
+        "check",
+        "--json",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
     assert_eq!(code, 2);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["valid"], false);
@@ -90,9 +103,17 @@ fn a_token_readable_by_others_is_refused_with_the_fix() {
     let (code, _, err) = edgectl(&["config", "check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     let t = token.display();
-    assert!(err.contains(&format!("secret file {t} is readable by group or others (mode 0644)")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "secret file {t} is readable by group or others (mode 0644)"
+        )),
+        "{err}"
+    );
     assert!(err.contains(&format!("run `chmod 600 {t}`")), "{err}");
-    assert!(!err.contains("not-a-real-token"), "the secret leaked:\n{err}");
+    assert!(
+        !err.contains("not-a-real-token"),
+        "the secret leaked:\n{err}"
+    );
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
     let (code, _, err) = edgectl(&["config", "check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");

@@ -131,7 +131,10 @@ fn summary(c: &Config, warnings: usize) -> String {
                         .as_ref()
                         .map(|f| format!(
                             " from {}",
-                            f.iter().map(|s| s.label.as_str()).collect::<Vec<_>>().join(", ")
+                            f.iter()
+                                .map(|s| s.label.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ))
                         .unwrap_or_default()
                 );

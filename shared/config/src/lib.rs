@@ -241,6 +241,24 @@ fn decode_source<'s>(src: &'s SourceFile) -> (Option<Config>, Ctx<'s>, Vec<decod
     (Some(config), ctx, secrets)
 }
 
+/// `global.runtime_dir` of a file even when the rest of it is invalid (so that `edgectl` can
+/// reach a daemon whose file was broken after it started); the default when absent.
+pub fn peek_runtime_dir(text: &str) -> PathBuf {
+    let (doc, _) = DeTable::parse_recoverable(text);
+    doc.get_ref()
+        .iter()
+        .find(|(k, _)| k.get_ref().as_ref() == "global")
+        .and_then(|(_, v)| match v.get_ref() {
+            toml::de::DeValue::Table(t) => t
+                .iter()
+                .find(|(k, _)| k.get_ref().as_ref() == "runtime_dir")
+                .and_then(|(_, v)| v.get_ref().as_str().map(PathBuf::from)),
+            _ => None,
+        })
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| Global::default().runtime_dir)
+}
+
 /// Reads the node at `key` of a parsed document (used by tests and tools).
 pub fn node_location(src: &SourceFile, key: &str) -> Option<Location> {
     let (doc, _) = DeTable::parse_recoverable(src.text());

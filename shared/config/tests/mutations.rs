@@ -46,12 +46,24 @@ fn value_strategy() -> impl Strategy<Value = String> {
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         any::<usize>().prop_map(Mutation::DeleteChar),
-        (any::<usize>(), prop_oneof![
-            Just('['), Just(']'), Just('"'), Just('='), Just('\n'), Just('#'), Just('{'),
-            Just(','), Just('\u{e9}'), any::<char>()
-        ])
+        (
+            any::<usize>(),
+            prop_oneof![
+                Just('['),
+                Just(']'),
+                Just('"'),
+                Just('='),
+                Just('\n'),
+                Just('#'),
+                Just('{'),
+                Just(','),
+                Just('\u{e9}'),
+                any::<char>()
+            ]
+        )
             .prop_map(|(p, c)| Mutation::InsertChar(p, c)),
-        (any::<usize>(), "[\\[\\]a-z_.= \"0-9]{0,30}").prop_map(|(l, s)| Mutation::ReplaceLine(l, s)),
+        (any::<usize>(), "[\\[\\]a-z_.= \"0-9]{0,30}")
+            .prop_map(|(l, s)| Mutation::ReplaceLine(l, s)),
         any::<usize>().prop_map(Mutation::DuplicateLine),
         any::<usize>().prop_map(Mutation::DeleteLine),
         (any::<usize>(), value_strategy()).prop_map(|(l, v)| Mutation::ReplaceValue(l, v)),

@@ -121,7 +121,12 @@ fn syntax_errors_are_located() {
 #[test]
 fn unknown_keys_are_errors_with_a_did_you_mean() {
     let t = with("port = 443", "portt = 443\nport = 443");
-    let d = one_error(&t, line_of(&t, "portt = 443"), 1, "unknown key `portt` in [[fw.forward]] #1");
+    let d = one_error(
+        &t,
+        line_of(&t, "portt = 443"),
+        1,
+        "unknown key `portt` in [[fw.forward]] #1",
+    );
     assert_eq!(d.hint.as_deref(), Some("did you mean `port`?"));
     let t = with("[fw.input]", "[fw.inptu]\n[fw.input]");
     let d = one_error(&t, line_of(&t, "inptu"), 5, "unknown key `inptu` in [fw]");
@@ -139,19 +144,34 @@ fn version_is_required_and_must_be_1() {
 #[test]
 fn wrong_types_name_the_expected_type() {
     let t = with("listen_port = 51820", "listen_port = \"51820\"");
-    one_error(&t, line_of(&t, "listen_port"), 15, "must be an integer, found a string");
+    one_error(
+        &t,
+        line_of(&t, "listen_port"),
+        15,
+        "must be an integer, found a string",
+    );
 }
 
 #[test]
 fn bad_ip_address() {
     let t = with("to = \"10.0.0.40\"", "to = \"10.0.0.400\"");
-    one_error(&t, line_of(&t, "10.0.0.400"), 6, "`10.0.0.400` is not a valid IP address");
+    one_error(
+        &t,
+        line_of(&t, "10.0.0.400"),
+        6,
+        "`10.0.0.400` is not a valid IP address",
+    );
 }
 
 #[test]
 fn bad_cidr() {
     let t = with("\"10.0.0.30/24\"", "\"10.0.0.30/33\"");
-    one_error(&t, line_of(&t, "10.0.0.30/33"), 14, "prefix length must be 0 to 32");
+    one_error(
+        &t,
+        line_of(&t, "10.0.0.30/33"),
+        14,
+        "prefix length must be 0 to 32",
+    );
     let t = with("\"10.0.0.30/24\"", "\"10.0.0.30\"");
     let d = one_error(&t, line_of(&t, "10.0.0.30\""), 14, "has no prefix length");
     assert!(d.hint.unwrap().contains("10.0.0.30/24"));
@@ -159,15 +179,28 @@ fn bad_cidr() {
 
 #[test]
 fn networks_with_host_bits_get_the_fix() {
-    let t = with("wireguard = [\"10.17.9.0/24\"]", "wireguard = [\"10.17.9.1/24\"]");
-    let d = one_error(&t, line_of(&t, "wireguard = [\"10.17.9.1/24\"]"), 14, "has host bits set");
+    let t = with(
+        "wireguard = [\"10.17.9.0/24\"]",
+        "wireguard = [\"10.17.9.1/24\"]",
+    );
+    let d = one_error(
+        &t,
+        line_of(&t, "wireguard = [\"10.17.9.1/24\"]"),
+        14,
+        "has host bits set",
+    );
     assert_eq!(d.hint.as_deref(), Some("did you mean 10.17.9.0/24?"));
 }
 
 #[test]
 fn ports_outside_1_65535() {
     let t = with("port = 443", "port = 70000");
-    one_error(&t, line_of(&t, "port = 70000"), 8, "port 70000 is out of range");
+    one_error(
+        &t,
+        line_of(&t, "port = 70000"),
+        8,
+        "port 70000 is out of range",
+    );
     let t = with("port = 443", "port = 0");
     one_error(&t, line_of(&t, "port = 0"), 8, "port 0 is out of range");
     let t = with("port = 443", "port = \"500-400\"");
@@ -181,8 +214,14 @@ fn interface_names_longer_than_15_bytes() {
     // The bridge is renamed, so the fw zone now names an unmanaged interface: still valid.
     let e = errors(&t);
     assert_eq!(e.len(), 1, "{e:#?}");
-    assert!(e[0].message.contains("is 17 bytes long; Linux allows at most 15"));
-    assert_eq!(e[0].location.unwrap().line, line_of(&t, "br-api-0123456789"));
+    assert!(
+        e[0].message
+            .contains("is 17 bytes long; Linux allows at most 15")
+    );
+    assert_eq!(
+        e[0].location.unwrap().line,
+        line_of(&t, "br-api-0123456789")
+    );
 }
 
 #[test]
@@ -193,12 +232,11 @@ fn interface_names_with_invalid_characters() {
 
 #[test]
 fn duplicate_names() {
-    let t = format!(
-        "{BASE}\n[[fw.forward]]\nname = \"https\"\nport = 8443\nto = \"10.0.0.41\"\n"
-    );
+    let t = format!("{BASE}\n[[fw.forward]]\nname = \"https\"\nport = 8443\nto = \"10.0.0.41\"\n");
     let d = errors(&t);
     assert!(
-        d.iter().any(|d| d.message == "forward name `https` is used twice"),
+        d.iter()
+            .any(|d| d.message == "forward name `https` is used twice"),
         "{d:#?}"
     );
     let t = format!("{BASE}\n[[link.bridge]]\nname = \"br-api\"\n");
@@ -209,9 +247,11 @@ fn duplicate_names() {
     let t = format!(
         "{BASE}\n[[wg.peer]]\nname = \"laptop\"\npublic_key = \"Ec/rMvGHRVI/+BJqbmET/fg+8vmgnl3z32BhCosLO08=\"\n"
     );
-    assert!(errors(&t)
-        .iter()
-        .any(|d| d.message == "peer name `laptop` is used twice"));
+    assert!(
+        errors(&t)
+            .iter()
+            .any(|d| d.message == "peer name `laptop` is used twice")
+    );
 }
 
 #[test]
@@ -227,7 +267,10 @@ fn a_port_in_two_bridges() {
 
 #[test]
 fn wireguard_port_blocked_by_the_input_policy() {
-    let t = with("proto = \"udp\"\nport = 51820", "proto = \"udp\"\nport = 51821");
+    let t = with(
+        "proto = \"udp\"\nport = 51820",
+        "proto = \"udp\"\nport = 51821",
+    );
     let d = one_error(
         &t,
         line_of(&t, "listen_port"),
@@ -248,7 +291,10 @@ fn wireguard_port_blocked_by_the_input_policy() {
 
 #[test]
 fn a_protected_interface_used_by_a_bridge() {
-    let t = with("ports = [\"enp3s0f0\"]", "ports = [\"enp3s0f0\", \"enp4s0f1\"]");
+    let t = with(
+        "ports = [\"enp3s0f0\"]",
+        "ports = [\"enp3s0f0\", \"enp4s0f1\"]",
+    );
     let d = one_error(
         &t,
         line_of(&t, "ports = [\"enp3s0f0\", \"enp4s0f1\"]"),
@@ -261,9 +307,19 @@ fn a_protected_interface_used_by_a_bridge() {
 #[test]
 fn a_protected_interface_in_a_route_or_a_firewall_zone() {
     let t = format!("{BASE}\n[[link.route]]\nto = \"192.168.2.0/24\"\ndev = \"enp4s0f1\"\n");
-    one_error(&t, t.lines().count() as u32, 7, "route uses protected interface `enp4s0f1`");
+    one_error(
+        &t,
+        t.lines().count() as u32,
+        7,
+        "route uses protected interface `enp4s0f1`",
+    );
     let t = with("wan = [\"br-api\"]", "wan = [\"br-api\", \"enp4s0f1\"]");
-    one_error(&t, line_of(&t, "wan = "), 18, "`fw.wan` names protected interface `enp4s0f1`");
+    one_error(
+        &t,
+        line_of(&t, "wan = "),
+        18,
+        "`fw.wan` names protected interface `enp4s0f1`",
+    );
 }
 
 #[test]
@@ -272,25 +328,51 @@ fn secrets_never_sit_in_the_toml() {
         "private_key = { file = \"/etc/edge/wg0.key\" }",
         "private_key = \"YNqHbfBQKaGvzefSSJ4GA9w3Ye7ea5IYeEh8KQPxDnE=\"",
     );
-    let d = one_error(&t, line_of(&t, "private_key"), 15, "must not hold the secret itself");
+    let d = one_error(
+        &t,
+        line_of(&t, "private_key"),
+        15,
+        "must not hold the secret itself",
+    );
     assert!(d.hint.unwrap().contains("chmod 600"));
     let t = with("file = \"/etc/edge/wg0.key\"", "file = \"wg0.key\"");
-    one_error(&t, line_of(&t, "private_key"), 15, "must be an absolute path");
+    one_error(
+        &t,
+        line_of(&t, "private_key"),
+        15,
+        "must be an absolute path",
+    );
 }
 
 #[test]
 fn unknown_network_names_in_from_lists() {
     let t = with("from = [\"wireguard\"]", "from = [\"wireguad\"]");
-    let d = one_error(&t, line_of(&t, "wireguad"), 9, "`wireguad` is neither a network name");
+    let d = one_error(
+        &t,
+        line_of(&t, "wireguad"),
+        9,
+        "`wireguad` is neither a network name",
+    );
     assert_eq!(d.hint.as_deref(), Some("did you mean \"wireguard\"?"));
 }
 
 #[test]
 fn overlapping_forwards_and_mismatched_port_ranges() {
-    let t = format!("{BASE}\n[[fw.forward]]\nname = \"alt\"\nport = \"440-450\"\nto = \"10.0.0.41\"\n");
-    one_error(&t, line_of(&t, "440-450"), 8, "forward `alt` (440-450) overlaps forward `https` (443)");
+    let t =
+        format!("{BASE}\n[[fw.forward]]\nname = \"alt\"\nport = \"440-450\"\nto = \"10.0.0.41\"\n");
+    one_error(
+        &t,
+        line_of(&t, "440-450"),
+        8,
+        "forward `alt` (440-450) overlaps forward `https` (443)",
+    );
     let t = with("port = 443", "port = \"443-444\"\nto_port = \"8000-8005\"");
-    one_error(&t, line_of(&t, "to_port"), 11, "to_port 8000-8005 has 6 ports but port 443-444 has 2");
+    one_error(
+        &t,
+        line_of(&t, "to_port"),
+        11,
+        "to_port 8000-8005 has 6 ports but port 443-444 has 2",
+    );
 }
 
 #[test]
@@ -328,10 +410,25 @@ fn ddns_rules() {
     assert_eq!(q.location.unwrap().line, line_of(&t, "quorum"));
     let ttl = find("ttl = 300 is ignored");
     assert_eq!(ttl.severity, Severity::Warning);
-    let t = format!("{BASE}{}", ddns.replace("ttl = 300", "ttl = 10").replace("proxied = true", "proxied = false"));
-    assert!(errors(&t).iter().any(|x| x.message.contains("ttl = 10 is invalid")));
-    let t = format!("{BASE}{}", ddns.replace("quorum = 2", "quorum = 1\nschedule = \"61 * * * *\""));
-    assert!(errors(&t).iter().any(|x| x.message.contains("is not a valid cron expression")));
+    let t = format!(
+        "{BASE}{}",
+        ddns.replace("ttl = 300", "ttl = 10")
+            .replace("proxied = true", "proxied = false")
+    );
+    assert!(
+        errors(&t)
+            .iter()
+            .any(|x| x.message.contains("ttl = 10 is invalid"))
+    );
+    let t = format!(
+        "{BASE}{}",
+        ddns.replace("quorum = 2", "quorum = 1\nschedule = \"61 * * * *\"")
+    );
+    assert!(
+        errors(&t)
+            .iter()
+            .any(|x| x.message.contains("is not a valid cron expression"))
+    );
 }
 
 #[test]
@@ -342,7 +439,10 @@ fn the_192_198_warning_appears_once() {
     );
     let w = warnings(&t);
     assert_eq!(w.len(), 1, "{w:#?}");
-    assert!(w[0].message.contains("192.198.0.0/16 is public address space"));
+    assert!(
+        w[0].message
+            .contains("192.198.0.0/16 is public address space")
+    );
     assert!(w[0].hint.as_ref().unwrap().contains("192.168.0.30/24"));
     assert!(errors(&t).is_empty());
 }
@@ -352,7 +452,11 @@ fn a_forward_target_outside_every_managed_network_is_a_warning() {
     let t = with("to = \"10.0.0.40\"", "to = \"10.99.0.40\"");
     let w = warnings(&t);
     assert_eq!(w.len(), 1, "{w:#?}");
-    assert!(w[0].message.contains("targets 10.99.0.40, which no managed bridge subnet or declared route reaches"));
+    assert!(
+        w[0].message.contains(
+            "targets 10.99.0.40, which no managed bridge subnet or declared route reaches"
+        )
+    );
     assert!(w[0].hint.as_ref().unwrap().contains("libvirt"));
     assert_eq!(w[0].location.unwrap().line, line_of(&t, "10.99.0.40"));
 }
