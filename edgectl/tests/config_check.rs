@@ -1,5 +1,7 @@
 //! `edgectl config check` as a user runs it: exit codes, located errors, warnings, JSON.
 
+#![allow(clippy::unwrap_used)] // test helpers may unwrap
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;

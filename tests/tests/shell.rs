@@ -1,6 +1,8 @@
 //! A daemon started with the example config serves its metrics, and a SIGHUP with a broken
 //! config keeps it running on the old one; a fixed config is then taken.
 
+#![allow(clippy::unwrap_used)] // test helpers may unwrap
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Property: random mutations of the reference config never panic the loader, and every
 //! diagnostic it reports carries a line and column inside the file.
 
+#![allow(clippy::unwrap_used)] // test helpers may unwrap
+
 use std::path::Path;
 
 use proptest::prelude::*;

@@ -1,5 +1,7 @@
 //! The reference deployment (`config/edge.toml`) loads, with exactly the expected warning.
 
+#![allow(clippy::unwrap_used)] // test helpers may unwrap
+
 use std::path::Path;
 
 fn reference() -> (std::path::PathBuf, String) {

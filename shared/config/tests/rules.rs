@@ -1,6 +1,8 @@
 //! One test per validation rule: each asserts the located message (line:column), and the
 //! hint where there is one.
 
+#![allow(clippy::unwrap_used)] // test helpers may unwrap
+
 use std::path::Path;
 
 use edge_config::{Diagnostic, Severity};
