@@ -195,6 +195,13 @@ pub enum Note {
         /// Its current controller.
         from: String,
     },
+    /// A configured port is enslaved to a protected interface, so it is left where it is.
+    PortInProtected {
+        /// The port.
+        port: String,
+        /// Its protected controller.
+        controller: String,
+    },
     /// An address moves onto its bridge without a gateway to check reachability with.
     NoGatewayToCheck {
         /// The bridge.
@@ -228,7 +235,9 @@ impl Note {
     /// How serious it is.
     pub fn severity(&self) -> Severity {
         match self {
-            Note::NotABridge { .. } | Note::GatewayUnreachable { .. } => Severity::Error,
+            Note::NotABridge { .. }
+            | Note::GatewayUnreachable { .. }
+            | Note::PortInProtected { .. } => Severity::Error,
             Note::VlanFilteringUnsupported { .. }
             | Note::RouteConflict { .. }
             | Note::PortAddress { .. }
@@ -255,6 +264,7 @@ impl Note {
             Note::PortAddress { .. } => "port_address",
             Note::PortRouteLeft { .. } => "port_route_left",
             Note::PortTaken { .. } => "port_taken",
+            Note::PortInProtected { .. } => "port_in_protected",
             Note::NoGatewayToCheck { .. } => "no_gateway_to_check",
             Note::OwnedOnProtected { .. } => "owned_on_protected",
             Note::SysctlMissing { .. } => "sysctl_missing",
@@ -310,6 +320,10 @@ impl fmt::Display for Note {
             Note::PortTaken { port, from } => {
                 write!(f, "port `{port}` is taken from `{from}`")
             }
+            Note::PortInProtected { port, controller } => write!(
+                f,
+                "port `{port}` is enslaved to protected `{controller}` and is left there"
+            ),
             Note::NoGatewayToCheck { bridge } => write!(
                 f,
                 "address moved onto `{bridge}` without a gateway to check reachability with"
@@ -563,6 +577,17 @@ impl Planner<'_> {
                 });
                 continue;
             };
+            if let Some(c) = l
+                .controller
+                .as_deref()
+                .filter(|c| self.desired.is_protected(c))
+            {
+                self.plan.notes.push(Note::PortInProtected {
+                    port: p.name.clone(),
+                    controller: c.to_owned(),
+                });
+                continue;
+            }
             let want_mtu = p.mtu.filter(|m| *m != l.mtu);
             if l.controller.as_deref() != Some(b.name.as_str()) {
                 if let Some(from) = &l.controller {
@@ -750,7 +775,18 @@ impl Planner<'_> {
             if at_key.iter().any(|o| r.satisfied_by(o)) {
                 continue;
             }
-            if let Some(o) = at_key.iter().find(|o| o.is_ours()) {
+            let on_protected = |o: &Route| {
+                o.dev
+                    .as_deref()
+                    .is_some_and(|d| self.desired.is_protected(d))
+            };
+            if let Some(o) = at_key.iter().find(|o| on_protected(o)) {
+                // Even our own route there stays: the key is taken on a NIC we never touch.
+                self.note(Note::RouteConflict {
+                    wanted: want,
+                    holder: o.clone(),
+                });
+            } else if let Some(o) = at_key.iter().find(|o| o.is_ours()) {
                 self.push(Op::ReplaceRoute {
                     route: want,
                     was: o.clone(),
