@@ -12,6 +12,8 @@
 //! Every helper needs root. Without it, it panics with the reason: a test never passes by
 //! skipping silently.
 
+pub mod cloudflare;
+
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read as _;
