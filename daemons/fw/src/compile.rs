@@ -31,6 +31,10 @@ pub const PRIO_FILTER: i32 = 0;
 /// Priority of the source-NAT chain.
 pub const PRIO_SRCNAT: i32 = 100;
 
+/// Packet mark bit set on hairpin (reflected) connections before DNAT, so source NAT can
+/// recognise them in postrouting, where the input interface is no longer known.
+pub const HAIRPIN_MARK: u32 = 0x1000_0000;
+
 /// ICMP types admitted when `icmp = true` (errors and echo).
 pub const ICMP_TYPES: [u8; 4] = [3, 8, 11, 12];
 /// ICMPv6 types admitted when `icmp = true` (errors, echo, neighbour discovery).
@@ -185,7 +189,6 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
                 rules,
             });
         }
-        let mut hairpin_targets = Vec::new();
         for (key, to, to_port) in forward_keys(m, idx, f) {
             match claimed.entry(key.clone()) {
                 Entry::Occupied(o) => {
@@ -201,12 +204,11 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
                 }
             }
             let fam = fi(Family::of(key.daddr));
+            // Keys added for reflection (an inside interface, not one the forward is `on`).
             if f.hairpin && !f.on.iter().any(|o| o.as_str() == key.iif) {
-                hairpin_targets.push(FwdKey {
-                    iif: key.iif.clone(),
-                    daddr: to,
-                    proto: key.proto,
-                    dport: to_port,
+                hairpin[fam].push(Element {
+                    key: key.clone(),
+                    data: ElemData::None,
                 });
             }
             if restricted.is_some() {
@@ -223,19 +225,6 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
                 key,
                 data: ElemData::Target(to, to_port),
             });
-        }
-        hairpin_targets.sort();
-        hairpin_targets.dedup();
-        for k in hairpin_targets {
-            let fam = fi(Family::of(k.daddr));
-            let e = Element {
-                key: k,
-                data: ElemData::None,
-            };
-            // Two forwards may reflect to the same target port; one element serves both.
-            if !hairpin[fam].contains(&e) {
-                hairpin[fam].push(e);
-            }
         }
     }
 
@@ -282,7 +271,7 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
     }
     let has = |t: &Table, n: &str| t.set(n).is_some();
 
-    // --- allow-lists: one vmap lookup before DNAT ---
+    // --- before DNAT: allow-lists (one vmap lookup), hairpin marks (one set lookup) ---
     let mut prefilter = Vec::new();
     for fam in fams {
         let n = format!("allow{}", fam.suffix());
@@ -293,14 +282,23 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
             ));
         }
     }
+    for fam in fams {
+        let n = format!("hairpin{}", fam.suffix());
+        if has(&edge, &n) {
+            prefilter.push(rule(
+                vec![Expr::InSet(fam, n), Expr::SetMark(HAIRPIN_MARK)],
+                Origin::builtin(format!("fwd/hairpin-mark{}", fam.suffix())),
+            ));
+        }
+    }
     if !prefilter.is_empty() {
         edge.chains.push(Chain {
             name: "prefilter".to_owned(),
             base: base(ChainKind::Filter, Hook::Prerouting, PRIO_ALLOW, true),
             rules: prefilter,
         });
-        edge.chains.extend(allow_chains);
     }
+    edge.chains.extend(allow_chains);
 
     // --- DNAT: one map lookup per family ---
     let mut pre = Vec::new();
@@ -435,14 +433,15 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
 
     // --- source NAT: hairpin reflection, then masquerade ---
     let mut post = Vec::new();
-    for fam in fams {
-        let n = format!("hairpin{}", fam.suffix());
-        if has(&edge, &n) {
-            post.push(rule(
-                vec![Expr::CtStatusDnat, Expr::InSet(fam, n), Expr::Masquerade],
-                Origin::builtin(format!("fwd/hairpin{}", fam.suffix())),
-            ));
-        }
+    if has(&edge, "hairpin4") || has(&edge, "hairpin6") {
+        post.push(rule(
+            vec![
+                Expr::CtStatusDnat,
+                Expr::MarkBit(HAIRPIN_MARK),
+                Expr::Masquerade,
+            ],
+            Origin::builtin("fwd/hairpin"),
+        ));
     }
     for mq in &fw.masquerade {
         let at = Some(m.at(mq.location.line));

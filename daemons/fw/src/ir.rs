@@ -306,6 +306,10 @@ pub enum Expr {
     CounterMap(Family, String),
     /// `dnat ip to KEY map @map`.
     DnatMap(Family, String),
+    /// `meta mark set meta mark | BIT`.
+    SetMark(u32),
+    /// `meta mark & BIT == BIT`.
+    MarkBit(u32),
     /// `masquerade`.
     Masquerade,
     /// `accept`.
@@ -395,6 +399,8 @@ impl fmt::Display for Expr {
             Expr::DnatMap(fam, s) => {
                 write!(f, "dnat {} to {} map @{s}", fam.ip_kw(), key_expr(*fam))
             }
+            Expr::SetMark(b) => write!(f, "meta mark set meta mark | {b:#010x}"),
+            Expr::MarkBit(b) => write!(f, "meta mark & {b:#010x} == {b:#010x}"),
             Expr::Masquerade => f.write_str("masquerade"),
             Expr::Accept => f.write_str("accept"),
             Expr::Drop => f.write_str("drop"),

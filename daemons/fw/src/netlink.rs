@@ -467,6 +467,23 @@ fn exprs_of(e: &Expr, set_id: &dyn Fn(&str) -> u32) -> Vec<X> {
             );
             v
         }
+        Expr::SetMark(bit) => vec![
+            meta(libc::NFT_META_MARK as u32, REG_1),
+            X::new("bitwise")
+                .u32(sys::NFTNL_EXPR_BITWISE_SREG, REG_1)
+                .u32(sys::NFTNL_EXPR_BITWISE_DREG, REG_1)
+                .u32(sys::NFTNL_EXPR_BITWISE_LEN, 4)
+                .data(sys::NFTNL_EXPR_BITWISE_MASK, &(!bit).to_ne_bytes())
+                .data(sys::NFTNL_EXPR_BITWISE_XOR, &bit.to_ne_bytes()),
+            X::new("meta")
+                .u32(sys::NFTNL_EXPR_META_KEY, libc::NFT_META_MARK as u32)
+                .u32(sys::NFTNL_EXPR_META_SREG, REG_1),
+        ],
+        Expr::MarkBit(bit) => vec![
+            meta(libc::NFT_META_MARK as u32, REG_1),
+            bitwise_mask(4, &bit.to_ne_bytes()),
+            cmp(eq, &bit.to_ne_bytes()),
+        ],
         Expr::Masquerade => vec![X::new("masq")],
         Expr::Accept => vec![verdict(libc::NF_ACCEPT, None)],
         Expr::Drop => vec![verdict(libc::NF_DROP, None)],

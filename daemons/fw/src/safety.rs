@@ -60,7 +60,7 @@ fn matches(e: &Expr, p: &Packet) -> Option<bool> {
         Expr::NfProto(f) => Family::of(p.saddr) == *f,
         Expr::Saddr(net) => net.contains(&p.saddr),
         Expr::Dport(proto, a, b) => *proto == p.proto && (*a..=*b).contains(&p.dport),
-        Expr::IcmpType(_) | Expr::Icmpv6Type(_) => false,
+        Expr::IcmpType(_) | Expr::Icmpv6Type(_) | Expr::MarkBit(_) => false,
         Expr::CtState(mask) => mask & ct_state::NEW != 0,
         _ => return None,
     })
