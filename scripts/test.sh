@@ -9,4 +9,5 @@ fi
 bash scripts/deps.sh
 # Integration tests run the real binaries, so build them first.
 cargo build --workspace --bins
+bash scripts/check-units.sh
 cargo test --workspace -- --test-threads="${EDGE_TEST_THREADS:-2}"
