@@ -1,10 +1,10 @@
-//! `edgectl wg ...`: talk to edge-wg. The owner of edge-wg adds its own subcommands here.
+//! `edgectl wg ...`: talk to edge-wg: status, a `wg show`-style view, reload, ping.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use edge_config::Role;
-use edge_ipc::Request;
+use edge_ipc::{Request, Response};
 
 use crate::{Global, daemon};
 
@@ -19,6 +19,8 @@ pub struct Args {
 enum Cmd {
     /// Show the daemon's status.
     Status,
+    /// Show the interface and its peers like `wg show` (keys, endpoints, handshakes, transfer).
+    Show,
     /// Ask the daemon to re-read its configuration (like SIGHUP).
     Reload,
     /// Check that the daemon answers.
@@ -29,8 +31,28 @@ enum Cmd {
 pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let req = match args.cmd {
         Cmd::Status => Request::Status,
+        Cmd::Show => return show(g).await,
         Cmd::Reload => Request::Reload,
         Cmd::Ping => Request::Ping,
     };
     daemon::simple(Role::Wg, g, req).await
+}
+
+async fn show(g: &Global) -> anyhow::Result<ExitCode> {
+    let resp = daemon::ask(Role::Wg, g, Request::Status).await?;
+    let Response::Status(st) = &resp else {
+        return daemon::print_response(&resp, g);
+    };
+    let detail: edge_ipc::wg::Status = serde_json::from_value(st.detail.clone())
+        .map_err(|e| anyhow::anyhow!("edge-wg sent a status this edgectl cannot read: {e}"))?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&detail)?);
+    } else {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        print!("{}", edge_ipc::wg::render_show(&detail, now));
+    }
+    Ok(ExitCode::SUCCESS)
 }

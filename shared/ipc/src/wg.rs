@@ -1,5 +1,7 @@
-//! Pure: control messages only edge-wg understands, and the shape of its status detail.
-//! The owner of edge-wg extends these types.
+//! Pure: control messages only edge-wg understands, the shape of its status detail, and
+//! the `wg show`-style rendering `edgectl wg show` prints.
+
+use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
@@ -8,6 +10,177 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {}
 
+/// One peer in edge-wg's status.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PeerStatus {
+    /// Configured name, if any.
+    pub name: Option<String>,
+    /// Public key (base64).
+    pub public_key: String,
+    /// True when a preshared key is set (the key itself is never sent).
+    pub preshared_key: bool,
+    /// Live endpoint (`ip:port`).
+    pub endpoint: Option<String>,
+    /// Allowed IPs.
+    pub allowed_ips: Vec<String>,
+    /// Last completed handshake, Unix seconds (0 = never).
+    pub latest_handshake: u64,
+    /// Plaintext bytes received.
+    pub rx_bytes: u64,
+    /// Plaintext bytes sent.
+    pub tx_bytes: u64,
+    /// Persistent keepalive interval in seconds (0 = off).
+    pub persistent_keepalive: u16,
+    /// Handshake initiations sent.
+    pub handshake_attempts: u64,
+    /// Endpoint changes learned from authenticated packets.
+    pub endpoint_changes: u64,
+}
+
 /// The role-specific part of edge-wg's status (`DaemonStatus::detail`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Status {}
+pub struct Status {
+    /// Interface name.
+    pub interface: String,
+    /// Interface public key (base64), if a private key is set.
+    pub public_key: Option<String>,
+    /// Bound UDP port (0 = none).
+    pub listen_port: u16,
+    /// fwmark (0 = off).
+    pub fwmark: u32,
+    /// Peers.
+    pub peers: Vec<PeerStatus>,
+    /// Cookie replies sent under load.
+    pub cookie_replies: u64,
+}
+
+fn ago(secs: u64) -> String {
+    let units = [
+        ("day", 86_400),
+        ("hour", 3_600),
+        ("minute", 60),
+        ("second", 1),
+    ];
+    let mut parts = Vec::new();
+    let mut left = secs;
+    for (name, size) in units {
+        let n = left / size;
+        if n > 0 {
+            parts.push(format!("{n} {name}{}", if n == 1 { "" } else { "s" }));
+            left %= size;
+        }
+    }
+    if parts.is_empty() {
+        "Now".to_owned()
+    } else {
+        format!("{} ago", parts.join(", "))
+    }
+}
+
+fn bytes(n: u64) -> String {
+    let units = [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
+    for (name, size) in units {
+        if n >= size {
+            return format!("{:.2} {name}", n as f64 / size as f64);
+        }
+    }
+    format!("{n} B")
+}
+
+/// Renders the status the way `wg show <iface>` does; `now` is the current Unix time.
+pub fn render_show(st: &Status, now: u64) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "interface: {}", st.interface);
+    if let Some(k) = &st.public_key {
+        let _ = writeln!(s, "  public key: {k}");
+        let _ = writeln!(s, "  private key: (hidden)");
+    }
+    if st.listen_port != 0 {
+        let _ = writeln!(s, "  listening port: {}", st.listen_port);
+    }
+    if st.fwmark != 0 {
+        let _ = writeln!(s, "  fwmark: {:#x}", st.fwmark);
+    }
+    for p in &st.peers {
+        s.push('\n');
+        let _ = writeln!(s, "peer: {}", p.public_key);
+        if let Some(n) = &p.name {
+            let _ = writeln!(s, "  name: {n}");
+        }
+        if p.preshared_key {
+            let _ = writeln!(s, "  preshared key: (hidden)");
+        }
+        if let Some(e) = &p.endpoint {
+            let _ = writeln!(s, "  endpoint: {e}");
+        }
+        let ips = if p.allowed_ips.is_empty() {
+            "(none)".to_owned()
+        } else {
+            p.allowed_ips.join(", ")
+        };
+        let _ = writeln!(s, "  allowed ips: {ips}");
+        if p.latest_handshake > 0 {
+            let _ = writeln!(
+                s,
+                "  latest handshake: {}",
+                ago(now.saturating_sub(p.latest_handshake))
+            );
+        }
+        if p.rx_bytes > 0 || p.tx_bytes > 0 {
+            let _ = writeln!(
+                s,
+                "  transfer: {} received, {} sent",
+                bytes(p.rx_bytes),
+                bytes(p.tx_bytes)
+            );
+        }
+        if p.persistent_keepalive > 0 {
+            let _ = writeln!(
+                s,
+                "  persistent keepalive: every {}",
+                ago(u64::from(p.persistent_keepalive)).trim_end_matches(" ago")
+            );
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_like_wg_show() {
+        let st = Status {
+            interface: "wg0".into(),
+            public_key: Some("PUB=".into()),
+            listen_port: 51820,
+            fwmark: 0,
+            peers: vec![PeerStatus {
+                name: Some("laptop".into()),
+                public_key: "PEER=".into(),
+                endpoint: Some("192.0.2.1:51820".into()),
+                allowed_ips: vec!["10.17.9.2/32".into()],
+                latest_handshake: 1_000,
+                rx_bytes: 2048,
+                tx_bytes: 300,
+                persistent_keepalive: 25,
+                ..PeerStatus::default()
+            }],
+            cookie_replies: 0,
+        };
+        let out = render_show(&st, 1_065);
+        let want = "interface: wg0\n  public key: PUB=\n  private key: (hidden)\n  \
+                    listening port: 51820\n\npeer: PEER=\n  name: laptop\n  \
+                    endpoint: 192.0.2.1:51820\n  allowed ips: 10.17.9.2/32\n  \
+                    latest handshake: 1 minute, 5 seconds ago\n  \
+                    transfer: 2.00 KiB received, 300 B sent\n  \
+                    persistent keepalive: every 25 seconds\n";
+        assert_eq!(out, want);
+    }
+}
