@@ -8,7 +8,8 @@
 //! ids must match theirs, and bodies must match the request schema. Schema quirks handled
 //! (see `shared/cloudflare/README.md`): the lower-case `4xx` response keys are accepted as
 //! written; `$ref`s are resolved inside the document; in a request, `readOnly` properties and
-//! the server-assigned `id` are not required (OpenAPI 3.0 request semantics); a PATCH body
+//! the server-assigned `id` are not required (OpenAPI 3.0 request semantics); `nullable`
+//! becomes a `"null"` type (OpenAPI 3.0 → JSON Schema); a PATCH body
 //! is validated as what it means: the record after the patch must be a valid record.
 //! Responses are validated too (against the `200` schema), so the server cannot drift from
 //! Cloudflare's format unnoticed.
@@ -97,10 +98,28 @@ fn strip_required(v: &mut Value, names: &[String]) {
     }
 }
 
+/// OpenAPI 3.0's `nullable: true` is not JSON Schema: turn `type: T` into `type: [T, "null"]`.
+fn nullable_to_json_schema(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if m.get("nullable") == Some(&Value::Bool(true))
+                && let Some(Value::String(t)) = m.get("type").cloned()
+            {
+                m.insert("type".into(), json!([t, "null"]));
+            }
+            m.values_mut().for_each(nullable_to_json_schema);
+        }
+        Value::Array(a) => a.iter_mut().for_each(nullable_to_json_schema),
+        _ => {}
+    }
+}
+
 impl Schema {
     /// Parses the embedded document.
     pub fn load() -> Schema {
-        let doc: Value = serde_json::from_str(OPENAPI).expect("the OpenAPI fixture is valid JSON");
+        let mut doc: Value =
+            serde_json::from_str(OPENAPI).expect("the OpenAPI fixture is valid JSON");
+        nullable_to_json_schema(&mut doc);
         let response_components = doc["components"].clone();
         let mut names = Vec::new();
         read_only_names(&doc["components"], &mut names);
@@ -479,7 +498,7 @@ impl CfServer {
             "original_name_servers": [], "original_registrar": null, "original_dnshost": null,
             "created_on": now_rfc3339(), "modified_on": now_rfc3339(), "activated_on": now_rfc3339(),
             "meta": {"step": 4, "custom_certificate_quota": 0, "page_rule_quota": 3, "phishing_detected": false, "multiple_railguns_allowed": false},
-            "owner": {"id": null, "type": "user", "email": null},
+            "owner": {"type": "user"},
             "permissions": ["#dns_records:edit"], "plan": {"id": "free", "name": "Free Website", "price": 0, "currency": "USD", "frequency": "", "is_subscribed": true, "can_subscribe": false, "legacy_id": "free", "legacy_discount": false, "externally_managed": false},
             "vanity_name_servers": []
         }));
@@ -585,8 +604,16 @@ fn make_record(g: &mut Inner, zone_id: &str, zone_name: &str, f: &Value) -> Stri
         "created_on": now_rfc3339(),
         "modified_on": now_rfc3339(),
     });
-    g.records.insert(id.clone(), rec);
+    g.records.insert(id.clone(), drop_nulls(rec));
     id
+}
+
+/// Removes null members: this version of the schema declares none of them nullable.
+fn drop_nulls(mut v: Value) -> Value {
+    if let Value::Object(m) = &mut v {
+        m.retain(|_, x| !x.is_null());
+    }
+    v
 }
 
 // ---------------------------------------------------------------------------------------
@@ -820,6 +847,7 @@ fn operate(
                         new["ttl"] = json!(1);
                     }
                     new["modified_on"] = json!(now_rfc3339());
+                    let new = drop_nulls(new);
                     g.records.insert(id, new.clone());
                     (StatusCode::OK, envelope_ok(new, None))
                 }
