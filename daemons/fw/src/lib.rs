@@ -7,9 +7,12 @@
 
 pub mod apply;
 pub mod compile;
+pub mod confirm;
+pub mod daemon;
 pub mod ir;
 pub mod model;
 pub mod netlink;
 pub mod normalize;
 pub mod observe;
+pub mod plan;
 pub mod safety;

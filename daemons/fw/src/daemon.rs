@@ -1,0 +1,420 @@
+//! I/O: the edge-fw event loop. Applies the configuration at start and on every reload,
+//! watches nf_tables events (`NFNLGRP_NFTABLES`) and repairs foreign changes to our tables,
+//! re-verifies every minute as a safety net, exports the per-forward counters, and serves
+//! `plan`, `apply [--confirm]`, `confirm` and `status` over the control socket.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use edge_config::Config;
+use edge_ipc::proto::ErrorCode;
+use edge_ipc::shell::{Event, Shell, idle};
+use edge_ipc::{Request, Response};
+use edge_metrics::fw::{ForwardLabels, Metrics};
+use tokio::sync::mpsc;
+
+use crate::apply::{self, ApplyError, Live, Options};
+use crate::compile::compile;
+use crate::confirm::{self, Outcome};
+use crate::ir::Ruleset;
+use crate::model::Model;
+use crate::observe;
+
+/// Quiet time after an nf_tables event before re-reading our tables.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Full re-verify interval (safety net behind the events).
+const VERIFY_EVERY: Duration = Duration::from_secs(60);
+/// Counter export interval.
+const COUNTERS_EVERY: Duration = Duration::from_secs(15);
+
+/// Builds the model and ruleset of a configuration, resolving interface addresses first.
+pub fn build(config: &Config) -> anyhow::Result<(Model, Ruleset)> {
+    let addrs = observe::interface_addresses().unwrap_or_default();
+    let m = Model::from_config(config, addrs).context("failed to build the firewall model")?;
+    let rs = compile(&m).context("failed to compile the firewall")?;
+    Ok((m, rs))
+}
+
+/// Subscribes to nf_tables notifications on a blocking thread; every datagram is one event.
+fn watch(tx: mpsc::UnboundedSender<()>) -> anyhow::Result<()> {
+    // SAFETY: plain socket(2); the fd is owned immediately.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_NETFILTER,
+        )
+    };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("failed to open the nf_tables event socket");
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: zeroed sockaddr_nl is valid; groups selects NFNLGRP_NFTABLES.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as u16;
+    addr.nl_groups = 1 << (libc::NFNLGRP_NFTABLES - 1);
+    // SAFETY: binding with a pointer to a live sockaddr_nl of the right size.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()).context("failed to join NFNLGRP_NFTABLES");
+    }
+    std::thread::Builder::new()
+        .name("nft-events".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                // SAFETY: reading into a live buffer of the given length.
+                let n =
+                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if n < 0 {
+                    let e = std::io::Error::last_os_error();
+                    // ENOBUFS: events were lost; a re-verify covers them.
+                    if e.raw_os_error() != Some(libc::ENOBUFS)
+                        && e.kind() != std::io::ErrorKind::Interrupted
+                    {
+                        tracing::error!(error = %e, "nf_tables event socket failed");
+                        return;
+                    }
+                }
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+        })
+        .context("failed to start the nf_tables event thread")?;
+    Ok(())
+}
+
+struct State {
+    model: Model,
+    rs: Ruleset,
+    metrics: Metrics,
+    last_counters: std::collections::HashMap<String, (u64, u64)>,
+    pending_confirm: Option<Arc<AtomicBool>>,
+    /// The desired state before a pending confirm-apply, restored if it rolls back.
+    rollback_to: Option<(Model, Ruleset)>,
+}
+
+fn result_of(e: &ApplyError) -> &'static str {
+    match e {
+        ApplyError::Lockout(_) => "lockout",
+        ApplyError::DryRunRejected(_) | ApplyError::CommitRejected(_) => "rejected",
+        ApplyError::Verify { .. } => "verify_failed",
+        _ => "error",
+    }
+}
+
+impl State {
+    async fn apply(&mut self, shell: &mut Shell, why: &str, force: bool) -> Result<bool, String> {
+        let (m, rs) = (self.model.clone(), self.rs.clone());
+        let t = Instant::now();
+        let res = tokio::task::spawn_blocking(move || {
+            apply::apply(
+                &m,
+                &rs,
+                Options {
+                    force,
+                    ..Options::default()
+                },
+            )
+        })
+        .await
+        .map_err(|e| format!("apply task failed: {e}"))?;
+        match res {
+            Ok(r) => {
+                self.metrics
+                    .applied(if r.changed { "changed" } else { "unchanged" });
+                if r.changed {
+                    self.metrics
+                        .last_apply_duration
+                        .set(r.total_time.as_secs_f64());
+                    tracing::info!(
+                        trigger = why,
+                        messages = r.commit.as_ref().map(|c| c.messages).unwrap_or(0),
+                        ms = r.total_time.as_millis() as u64,
+                        "ruleset applied"
+                    );
+                }
+                shell.record_run(
+                    true,
+                    format!("{why}: {}", if r.changed { "applied" } else { "unchanged" }),
+                    t.elapsed(),
+                );
+                Ok(r.changed)
+            }
+            Err(e) => {
+                self.metrics.applied(result_of(&e));
+                if matches!(e, ApplyError::DryRunRejected(_)) {
+                    self.metrics.dry_run_rejections.inc();
+                }
+                if matches!(e, ApplyError::Verify { .. }) {
+                    self.metrics.verify_failures.inc();
+                }
+                let msg = format!("{why}: {e}");
+                tracing::error!("{msg}");
+                shell.push_error(msg.clone());
+                shell.record_run(false, msg.clone(), t.elapsed());
+                Err(msg)
+            }
+        }
+    }
+
+    /// Re-reads our tables; a difference is drift: logged, counted and repaired.
+    async fn check_drift(&mut self, shell: &mut Shell) {
+        if self.pending_confirm.is_some() {
+            return;
+        }
+        let rs = self.rs.clone();
+        let diff = tokio::task::spawn_blocking(move || Live::read().map(|l| l.diff(&rs))).await;
+        let diff = match diff {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the live tables");
+                return;
+            }
+            Err(_) => return,
+        };
+        if diff.is_empty() {
+            return;
+        }
+        self.metrics.verify_failures.inc();
+        tracing::warn!(lines = diff.len(), first = %diff.first().cloned().unwrap_or_default(), "table inet edge was changed by someone else: repairing");
+        if self.apply(shell, "drift repair", true).await.is_ok() {
+            self.metrics.drift_repairs.inc();
+        }
+    }
+
+    async fn export_counters(&mut self) {
+        let listing =
+            tokio::task::spawn_blocking(|| observe::list_table(crate::ir::STATE_TABLE)).await;
+        let Ok(Ok(Some(text))) = listing else {
+            return;
+        };
+        for c in observe::counters_in(&text) {
+            let Some(name) = c.name.strip_prefix("fwd_") else {
+                continue;
+            };
+            let (pp, pb) = self.last_counters.get(&c.name).copied().unwrap_or((0, 0));
+            let l = ForwardLabels {
+                forward: name.to_owned(),
+            };
+            // The kernel counters only grow (they live in the never-replaced state table);
+            // a smaller value means the counter was recreated: count from zero again.
+            let dp = if c.packets >= pp {
+                c.packets - pp
+            } else {
+                c.packets
+            };
+            let db = if c.bytes >= pb { c.bytes - pb } else { c.bytes };
+            self.metrics.forward_packets.get_or_create(&l).inc_by(dp);
+            self.metrics.forward_bytes.get_or_create(&l).inc_by(db);
+            self.last_counters.insert(c.name, (c.packets, c.bytes));
+        }
+    }
+}
+
+fn plan_response(rs: &Ruleset) -> Response {
+    let live = Live::read();
+    let diff = match &live {
+        Ok(l) => l.diff(rs),
+        Err(e) => vec![format!("(cannot read the live tables: {e})")],
+    };
+    let message = if diff.is_empty() {
+        format!("{}\n# the live tables match: nothing to apply", rs.edge)
+    } else {
+        format!(
+            "{}\n# diff against the live tables (- live, + compiled):\n{}",
+            rs.edge,
+            diff.join("\n")
+        )
+    };
+    Response::Done {
+        message,
+        detail: serde_json::json!({ "changes": diff.len() }),
+    }
+}
+
+/// Runs the daemon until shutdown.
+pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
+    if shell.config().fw.is_none() {
+        return idle(shell, "no [fw] section in the configuration").await;
+    }
+    let metrics = Metrics::register(&mut shell.registry().write());
+    let config = shell.config().clone();
+    let (model, rs) = build(&config)?;
+    let mut st = State {
+        model,
+        rs,
+        metrics,
+        last_counters: Default::default(),
+        pending_confirm: None,
+        rollback_to: None,
+    };
+    let (tx, mut events) = mpsc::unbounded_channel();
+    watch(tx)?;
+    if st.apply(&mut shell, "startup", false).await.is_ok() {
+        shell.mark_ready("ruleset applied");
+    }
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<Outcome, String>>();
+    let mut verify = tokio::time::interval(VERIFY_EVERY);
+    let mut counters = tokio::time::interval(COUNTERS_EVERY);
+    let mut debounce_at: Option<tokio::time::Instant> = None;
+    loop {
+        let debounce = async {
+            match debounce_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = shell.next() => match ev {
+                Event::Shutdown => break,
+                Event::Reloaded(cfg) => reconfigure(&mut st, &mut shell, &cfg, "reload").await,
+                Event::Request(Request::Status, r) => {
+                    let mut s = shell.base_status();
+                    s.detail = serde_json::json!({
+                        "forwards": st.model.fw.forwards.len(),
+                        "rules": st.rs.edge.rule_count(),
+                        "pending_confirm": st.pending_confirm.is_some(),
+                    });
+                    r.send(Response::Status(Box::new(s)));
+                }
+                Event::Request(Request::Plan, r) => {
+                    let rs = st.rs.clone();
+                    let resp = tokio::task::spawn_blocking(move || plan_response(&rs)).await;
+                    r.send(resp.unwrap_or_else(|e| Response::Error { code: ErrorCode::Failed, message: e.to_string() }));
+                }
+                Event::Request(Request::Apply { confirm_secs: None }, r) => {
+                    match st.apply(&mut shell, "manual apply", false).await {
+                        Ok(changed) => r.send(Response::Done { message: if changed { "ruleset applied".into() } else { "already converged: nothing written".into() }, detail: serde_json::Value::Null }),
+                        Err(m) => r.send(Response::Error { code: ErrorCode::Failed, message: m }),
+                    }
+                }
+                Event::Request(Request::Apply { confirm_secs: Some(secs) }, r) => {
+                    if st.pending_confirm.is_some() {
+                        r.send(Response::Error { code: ErrorCode::Failed, message: "a confirm-apply is already pending: `edgectl fw confirm` or wait for it".into() });
+                        continue;
+                    }
+                    // Apply what the file says now: re-read it first.
+                    if let Err(d) = shell.reload() {
+                        r.send(Response::Error { code: ErrorCode::InvalidConfig, message: d.render() });
+                        continue;
+                    }
+                    let cfg = shell.config().clone();
+                    let built = tokio::task::spawn_blocking(move || build(&cfg)).await;
+                    let (nm, nrs) = match built {
+                        Ok(Ok(b)) => b,
+                        Ok(Err(e)) => { r.send(Response::Error { code: ErrorCode::Failed, message: format!("{e:#}") }); continue; }
+                        Err(e) => { r.send(Response::Error { code: ErrorCode::Failed, message: e.to_string() }); continue; }
+                    };
+                    st.rollback_to = Some((std::mem::replace(&mut st.model, nm), std::mem::replace(&mut st.rs, nrs)));
+                    let flag = Arc::new(AtomicBool::new(false));
+                    st.pending_confirm = Some(flag.clone());
+                    let (m, rs) = (st.model.clone(), st.rs.clone());
+                    let probes = confirm::default_probes(&m);
+                    let done = done_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let res = confirm::apply_with_confirm(&m, &rs, Duration::from_secs(secs), &probes, &flag)
+                            .map_err(|e| e.to_string());
+                        let _ = done.send(res);
+                    });
+                    r.send(Response::Done {
+                        message: format!("applied; confirming by probes within {secs}s (or `edgectl fw confirm`), else the previous ruleset comes back"),
+                        detail: serde_json::Value::Null,
+                    });
+                }
+                Event::Request(Request::Confirm, r) => match &st.pending_confirm {
+                    Some(f) => {
+                        f.store(true, Ordering::SeqCst);
+                        r.send(Response::Done { message: "confirmed".into(), detail: serde_json::Value::Null });
+                    }
+                    None => r.send(Response::Error { code: ErrorCode::Failed, message: "nothing to confirm".into() }),
+                },
+                Event::Request(_, r) => r.unsupported(shell.role()),
+            },
+            Some(res) = done_rx.recv() => {
+                st.pending_confirm = None;
+                match res {
+                    Ok(Outcome::RolledBack { failures }) => {
+                        st.metrics.applied("rolled_back");
+                        let msg = format!("confirm-apply rolled back: {}", failures.join("; "));
+                        tracing::error!("{msg}");
+                        shell.push_error(msg);
+                        // The restored tables are the desired state again.
+                        if let Some((m, rs)) = st.rollback_to.take() {
+                            st.model = m;
+                            st.rs = rs;
+                        }
+                    }
+                    Ok(o) => {
+                        st.rollback_to = None;
+                        st.metrics.applied("confirmed");
+                        tracing::info!(outcome = ?o, "confirm-apply settled");
+                    }
+                    Err(e) => {
+                        if let Some((m, rs)) = st.rollback_to.take() {
+                            st.model = m;
+                            st.rs = rs;
+                        }
+                        shell.push_error(e.clone());
+                        tracing::error!("{e}");
+                    }
+                }
+            }
+            Some(()) = events.recv() => {
+                debounce_at = Some(tokio::time::Instant::now() + DEBOUNCE);
+            }
+            _ = debounce => {
+                debounce_at = None;
+                st.check_drift(&mut shell).await;
+            }
+            _ = verify.tick() => st.check_drift(&mut shell).await,
+            _ = counters.tick() => st.export_counters().await,
+        }
+    }
+    shell.stop();
+    Ok(())
+}
+
+async fn reconfigure(st: &mut State, shell: &mut Shell, cfg: &Arc<Config>, why: &str) {
+    if cfg.fw.is_none() {
+        tracing::warn!("the [fw] section was removed; keeping the current ruleset until restart");
+        return;
+    }
+    let built = tokio::task::spawn_blocking({
+        let cfg = cfg.clone();
+        move || build(&cfg)
+    })
+    .await;
+    match built {
+        Ok(Ok((m, rs))) => {
+            let (old_m, old_rs) = (
+                std::mem::replace(&mut st.model, m),
+                std::mem::replace(&mut st.rs, rs),
+            );
+            if st.apply(shell, why, false).await.is_err() {
+                // The previous ruleset stays in force (the apply is atomic); keep it as the
+                // desired state so drift repair does not fight the admin.
+                st.model = old_m;
+                st.rs = old_rs;
+            }
+        }
+        Ok(Err(e)) => {
+            let msg = format!("{why} not applied: {e:#}");
+            tracing::error!("{msg}");
+            shell.push_error(msg);
+        }
+        Err(e) => tracing::error!("{why}: build task failed: {e}"),
+    }
+}
