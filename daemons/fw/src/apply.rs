@@ -110,7 +110,7 @@ impl Live {
     /// The `nft -f` script that puts these tables back exactly: `inet edge` replaced by its
     /// saved text; `inet edge_state` emptied (maps, chains) and re-declared, so counters that
     /// still exist keep their values and deleted ones come back with their saved values.
-    pub fn restore_script(&self) -> String {
+    pub fn restore_script(&self, extra_counters: &[String]) -> String {
         let mut s = format!("table inet {TABLE}\ndelete table inet {TABLE}\n");
         if let Some(e) = &self.edge {
             s.push_str(e);
@@ -138,6 +138,10 @@ impl Live {
                         s.push_str(&format!("flush {kw} inet {STATE_TABLE} {name}\n"));
                     }
                 }
+            }
+            // Counters created since the save go (their map elements were just flushed).
+            for c in extra_counters {
+                s.push_str(&format!("delete counter inet {STATE_TABLE} {c}\n"));
             }
             s.push_str(st);
         }
@@ -267,7 +271,26 @@ pub fn nft_file(script: &str) -> Result<(), ApplyError> {
     Ok(())
 }
 
-/// Puts saved tables back (atomically: one `nft -f` transaction).
+/// Puts saved tables back (atomically: one `nft -f` transaction), removing counters that
+/// were created after the save.
 pub fn restore(prev: &Live) -> Result<(), ApplyError> {
-    nft_file(&prev.restore_script())
+    let now = Live::read()?;
+    let keep: Vec<String> = prev
+        .state
+        .as_deref()
+        .map(observe::counters_in)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let extra: Vec<String> = now
+        .state
+        .as_deref()
+        .map(observe::counters_in)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.name)
+        .filter(|n| !keep.contains(n))
+        .collect();
+    nft_file(&prev.restore_script(&extra))
 }

@@ -64,17 +64,20 @@ pub fn default_probes(m: &Model) -> Vec<Probe> {
 fn udp_bound(port: u16) -> bool {
     // /proc/net/udp{,6}: "sl local_address rem_address st ..." with local as HEX_IP:HEX_PORT.
     let hex = format!(":{port:04X}");
-    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|p| {
-        std::fs::read_to_string(p)
-            .map(|t| {
-                t.lines().skip(1).any(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .is_some_and(|a| a.ends_with(&hex))
+    // thread-self: this thread may have entered another network namespace (setns).
+    ["/proc/thread-self/net/udp", "/proc/thread-self/net/udp6"]
+        .iter()
+        .any(|p| {
+            std::fs::read_to_string(p)
+                .map(|t| {
+                    t.lines().skip(1).any(|l| {
+                        l.split_whitespace()
+                            .nth(1)
+                            .is_some_and(|a| a.ends_with(&hex))
+                    })
                 })
-            })
-            .unwrap_or(false)
-    })
+                .unwrap_or(false)
+        })
 }
 
 /// Runs one probe; `Err` says why it failed.
