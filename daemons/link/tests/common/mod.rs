@@ -2,4 +2,5 @@
 
 #![allow(dead_code)]
 
+pub mod lab;
 pub mod pure;
