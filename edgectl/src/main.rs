@@ -3,6 +3,8 @@
 
 mod cmds;
 mod daemon;
+#[cfg(feature = "lab")]
+mod lab;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +27,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Status of the whole edge: every daemon, its last run, its errors.
+    Status,
     /// Check the configuration file.
     Config(cmds::config::Args),
     /// The Cloudflare DDNS updater (edge-ddns).
@@ -35,6 +39,9 @@ enum Command {
     Fw(cmds::fw::Args),
     /// The bridge/NIC manager (edge-link).
     Link(cmds::link::Args),
+    /// The user's host in network namespaces with every daemon running for real.
+    #[cfg(feature = "lab")]
+    Lab(cmds::lab::Args),
     /// Print shell completions.
     Completions {
         /// Shell to generate for.
@@ -78,7 +85,10 @@ fn main() -> ExitCode {
     };
     let res = rt.block_on(async {
         match cli.command {
+            Command::Status => cmds::status::run(&g).await,
             Command::Config(a) => cmds::config::run(a, &g).await,
+            #[cfg(feature = "lab")]
+            Command::Lab(a) => cmds::lab::run(a, &g).await,
             Command::Ddns(a) => cmds::ddns::run(a, &g).await,
             Command::Wg(a) => cmds::wg::run(a, &g).await,
             Command::Fw(a) => cmds::fw::run(a, &g).await,

@@ -3,5 +3,8 @@
 pub mod config;
 pub mod ddns;
 pub mod fw;
+#[cfg(feature = "lab")]
+pub mod lab;
 pub mod link;
+pub mod status;
 pub mod wg;

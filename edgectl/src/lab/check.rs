@@ -1,0 +1,279 @@
+//! `edgectl lab check`: the suite doing its job, step by step, each step pass or fail.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::Lab;
+use super::net;
+
+/// The outcome of one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// What was checked.
+    pub name: String,
+    /// Pass or fail.
+    pub ok: bool,
+    /// What was seen.
+    pub detail: String,
+    /// How long it took, in milliseconds.
+    pub millis: u64,
+}
+
+/// All steps of a check run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// Seconds the DNS record took to follow the public address, when that step passed.
+    pub record_follow_seconds: Option<f64>,
+}
+
+impl Report {
+    /// True when every step passed.
+    pub fn ok(&self) -> bool {
+        self.steps.iter().all(|s| s.ok)
+    }
+
+    /// Human rendering.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        for (i, s) in self.steps.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "[{}] {}. {} ({} ms)\n       {}",
+                if s.ok { "PASS" } else { "FAIL" },
+                i + 1,
+                s.name,
+                s.millis,
+                s.detail
+            );
+        }
+        let passed = self.steps.iter().filter(|s| s.ok).count();
+        let _ = writeln!(o, "{passed}/{} checks passed", self.steps.len());
+        o
+    }
+}
+
+fn curl(lab: &Lab, node: &str, args: &[&str]) -> (bool, String) {
+    let mut all = vec!["-sS", "--max-time", "3"];
+    all.extend_from_slice(args);
+    match lab.topo().ns(node).output("curl", &all) {
+        Ok(o) => (
+            o.status.success(),
+            if o.status.success() {
+                String::from_utf8_lossy(&o.stdout).trim().to_owned()
+            } else {
+                String::from_utf8_lossy(&o.stderr).trim().to_owned()
+            },
+        ),
+        Err(e) => (false, format!("{e:#}")),
+    }
+}
+
+/// The A record of example.com as the Cloudflare test server holds it.
+fn record(lab: &Lab) -> Option<String> {
+    let token = std::fs::read_to_string(lab.dir.join("token")).ok()?;
+    let zone = std::fs::read_to_string(lab.dir.join("zone-id")).ok()?;
+    let ca = lab.dir.join("ca.pem");
+    let url = format!(
+        "https://{}/client/v4/zones/{}/dns_records?name=example.com&type=A",
+        net::API_IP,
+        zone.trim()
+    );
+    let auth = format!("Authorization: Bearer {}", token.trim());
+    let (ok, body) = curl(lab, "inet", &["--cacert", &ca.to_string_lossy(), "-H", &auth, &url]);
+    if !ok {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["result"]
+        .as_array()?
+        .iter()
+        .find_map(|r| r["content"].as_str().map(str::to_owned))
+}
+
+/// The router's current public address.
+fn public_ip(lab: &Lab) -> String {
+    let out = lab
+        .topo()
+        .ns("router")
+        .output("ip", &["-j", "-4", "addr", "show", "dev", "wan"]);
+    out.ok()
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .and_then(|v| v[0]["addr_info"][0]["local"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| net::PUBLIC_IP.to_owned())
+}
+
+fn latest_handshake(lab: &Lab) -> u64 {
+    let out = lab
+        .topo()
+        .ns("remote")
+        .output("wg", &["show", &lab.remote_if(), "latest-handshakes"]);
+    out.map(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .nth(1)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0)
+    })
+    .unwrap_or(0)
+}
+
+fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs every step.
+pub fn run(lab: &Lab) -> Report {
+    let mut steps = Vec::new();
+    let mut step = |name: String, f: &mut dyn FnMut() -> (bool, String)| {
+        let t = Instant::now();
+        let (ok, detail) = f();
+        steps.push(Step {
+            name,
+            ok,
+            detail,
+            millis: t.elapsed().as_millis() as u64,
+        });
+    };
+    let public = public_ip(lab);
+
+    for port in [80, 443] {
+        step(
+            format!(
+                "inet reaches the ingress VIP: {public}:{port} → router → br-api {} → DNAT → {}:{port}",
+                net::HOST_IP,
+                net::INGRESS_VIP
+            ),
+            &mut || {
+                let (ok, body) = curl(lab, "inet", &[&format!("http://{public}:{port}/")]);
+                let want = format!("{}:{port} answered", net::INGRESS_VIP);
+                (ok && body.contains(&want), body)
+            },
+        );
+    }
+
+    step(
+        format!("the DDNS record example.com A holds the router's public address {public}"),
+        &mut || match poll(Duration::from_secs(30), || record(lab).filter(|r| *r == public)) {
+            Some(r) => (true, format!("Cloudflare test server: example.com A {r}")),
+            None => (false, format!("record is {:?}", record(lab))),
+        },
+    );
+
+    step(
+        "the remote peer (wireguard-go) completes a WireGuard handshake with edge-wg".to_owned(),
+        &mut || {
+            let _ = lab
+                .topo()
+                .ns("remote")
+                .output("ping", &["-c1", "-W1", "10.17.9.1"]);
+            match poll(Duration::from_secs(20), || {
+                Some(latest_handshake(lab)).filter(|t| *t > 0)
+            }) {
+                Some(t) => (true, format!("latest handshake at unix time {t}")),
+                None => (false, "no handshake within 20 s".to_owned()),
+            }
+        },
+    );
+
+    step(
+        format!("the remote peer pings the API VIP {} over WireGuard", net::API_VIP),
+        &mut || match lab
+            .topo()
+            .ns("remote")
+            .output("ping", &["-c3", "-i0.2", "-W2", net::API_VIP])
+        {
+            Ok(o) => {
+                let text = String::from_utf8_lossy(&o.stdout);
+                let summary = text
+                    .lines()
+                    .find(|l| l.contains("packets transmitted"))
+                    .unwrap_or_default()
+                    .to_owned();
+                (o.status.success(), summary)
+            }
+            Err(e) => (false, format!("{e:#}")),
+        },
+    );
+
+    for (target, how) in [
+        (format!("{}:6443", net::API_VIP), "directly through the tunnel"),
+        (format!("{}:6443", net::HOST_IP), "through the k8s-api forward (from the WireGuard network only)"),
+    ] {
+        step(format!("the remote peer reaches {target} {how}"), &mut || {
+            let (ok, body) = curl(lab, "remote", &[&format!("http://{target}/")]);
+            let want = format!("{}:6443 answered", net::API_VIP);
+            (ok && body.contains(&want), body)
+        });
+    }
+
+    for target in [format!("{}:6443", net::HOST_IP), format!("{public}:6443")] {
+        step(format!("inet cannot reach {target}"), &mut || {
+            let (ok, body) = curl(lab, "inet", &["--max-time", "2", &format!("http://{target}/")]);
+            (!ok, if ok { format!("reached it: {body}") } else { format!("refused as it should be: {body}") })
+        });
+    }
+
+    let next = if public == net::PUBLIC_IP {
+        net::PUBLIC_IP_NEXT
+    } else {
+        net::PUBLIC_IP
+    };
+    let mut follow = None;
+    step(
+        format!("the ISP changes the public address {public} → {next}; the DDNS record follows"),
+        &mut || {
+            if let Err(e) = lab.topo().change_public_ip(&public, next) {
+                return (false, format!("{e:#}"));
+            }
+            let t = Instant::now();
+            match poll(Duration::from_secs(60), || record(lab).filter(|r| r == next)) {
+                Some(_) => {
+                    let s = t.elapsed().as_secs_f64();
+                    follow = Some(s);
+                    (true, format!("example.com A {next} after {s:.1} s"))
+                }
+                None => (false, format!("record still {:?} after 60 s", record(lab))),
+            }
+        },
+    );
+
+    step(
+        format!("the remote peer follows the record to {next} and the tunnel works again"),
+        &mut || {
+            let host_pub = std::fs::read_to_string(lab.dir.join("wg-host.pub")).unwrap_or_default();
+            let endpoint = format!("{next}:51820");
+            let set = lab.topo().ns("remote").output(
+                "wg",
+                &["set", &lab.remote_if(), "peer", host_pub.trim(), "endpoint", &endpoint],
+            );
+            if let Err(e) = set {
+                return (false, format!("{e:#}"));
+            }
+            match poll(Duration::from_secs(20), || {
+                let (ok, body) = curl(lab, "remote", &["--max-time", "2", &format!("http://{}:6443/", net::API_VIP)]);
+                (ok && body.contains("answered")).then_some(body)
+            }) {
+                Some(b) => (true, b),
+                None => (false, "the API VIP is not reachable through the tunnel".to_owned()),
+            }
+        },
+    );
+
+    Report {
+        steps,
+        record_follow_seconds: follow,
+    }
+}

@@ -1,0 +1,144 @@
+//! The lab's stand-ins for the world around the host, run as processes inside its
+//! namespaces: in `inet`, the Cloudflare API test server (HTTPS, validating every request
+//! against Cloudflare's OpenAPI description) and public-IP echo services that answer with the
+//! caller's address as they see it (so the ISP router's NAT decides what they say); in `lb`,
+//! the HAProxy VIPs' listeners.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use edge_testkit::cloudflare::{CfOptions, CfServer};
+
+use super::net;
+
+/// Answers one plain-text echo request with the caller's address (ipify style) or in the
+/// `/cdn-cgi/trace` format.
+fn echo_conn(mut s: TcpStream, peer: SocketAddr, trace: bool) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new(match s.try_clone() {
+        Ok(c) => c,
+        Err(_) => return,
+    });
+    let mut host = String::new();
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        if let Some(h) = line.to_ascii_lowercase().strip_prefix("host:") {
+            host = h.trim().split(':').next().unwrap_or_default().to_owned();
+        }
+        line.clear();
+    }
+    let ip = peer.ip();
+    let body = if trace {
+        format!(
+            "fl=1f1\nh={host}\nip={ip}\nts=1700000000.000\nvisit_scheme=http\nuag=edge-lab\ncolo=LAB\nhttp=http/1.1\nloc=DE\ntls=off\nsni=off\nwarp=off\ngateway=off\n"
+        )
+    } else {
+        format!("{ip}")
+    };
+    let _ = write!(
+        s,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// A listener serving `handle` on its own threads.
+fn listen(addr: &str, handle: fn(TcpStream, SocketAddr, &str), tag: &'static str) -> anyhow::Result<()> {
+    let l = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let local = addr.to_owned();
+    thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let peer = conn.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let local = local.clone();
+            thread::spawn(move || handle(conn, peer, &local));
+        }
+        let _ = tag;
+    });
+    Ok(())
+}
+
+/// The `inet` services; blocks forever (the lab ends it by PID).
+pub fn inet(dir: &Path, token: &str) -> anyhow::Result<()> {
+    let cf = CfServer::start(CfOptions {
+        bind: format!("{}:443", net::API_IP).parse()?,
+        token: token.to_owned(),
+        tls_names: Some(vec![net::API_IP.to_owned()]),
+    });
+    let zone = cf.add_zone("example.com");
+    std::fs::write(dir.join("ca.pem"), cf.ca_pem().unwrap_or_default())
+        .context("cannot write the test CA")?;
+    std::fs::write(dir.join("zone-id"), &zone)?;
+    listen(&format!("{}:80", net::ECHO_IPS[0]), |s, p, _| echo_conn(s, p, false), "echo")?;
+    listen(&format!("{}:80", net::ECHO_IPS[1]), |s, p, _| echo_conn(s, p, true), "trace")?;
+    listen(&format!("{}:80", net::ECHO_IPS[2]), |s, p, _| echo_conn(s, p, false), "echo2")?;
+    std::fs::write(dir.join("inet.ready"), "")?;
+    eprintln!("lab inet services up: Cloudflare API https://{}/client/v4 (zone {zone})", net::API_IP);
+    loop {
+        thread::sleep(Duration::from_secs(3600));
+        // Keep the server alive; the lab stops this process by PID.
+        let _ = cf.addr();
+    }
+}
+
+/// A VIP listener: an HTTP request gets `200` naming the VIP and port; anything else is
+/// echoed back byte for byte (long-lived streams for the continuity tests).
+fn vip_conn(mut s: TcpStream, _peer: SocketAddr, local: &str) {
+    let mut first = [0u8; 4];
+    let n = match s.peek(&mut first) {
+        Ok(n) => n,
+        Err(_) => return,
+    };
+    if n >= 4 && (&first == b"GET " || &first == b"HEAD") {
+        let mut reader = BufReader::new(match s.try_clone() {
+            Ok(c) => c,
+            Err(_) => return,
+        });
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if line == "\r\n" || line == "\n" {
+                break;
+            }
+            line.clear();
+        }
+        let body = format!("edge lab: {local} answered\n");
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        return;
+    }
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The `lb` services: the ingress VIP on 80 and 443, the API VIP on 6443; blocks forever.
+pub fn lb(dir: &Path) -> anyhow::Result<()> {
+    for addr in [
+        format!("{}:80", net::INGRESS_VIP),
+        format!("{}:443", net::INGRESS_VIP),
+        format!("{}:6443", net::API_VIP),
+    ] {
+        listen(&addr, vip_conn, "vip")?;
+    }
+    std::fs::write(dir.join("lb.ready"), "")?;
+    loop {
+        thread::sleep(Duration::from_secs(3600));
+    }
+}
