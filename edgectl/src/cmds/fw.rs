@@ -1,9 +1,14 @@
-//! `edgectl fw ...`: talk to edge-fw. The owner of edge-fw adds its own subcommands here.
+//! `edgectl fw ...`: the firewall. `plan` and `doctor` work offline (the pure compiler and a
+//! read of the live tables); `apply`, `confirm`, `status`, `reload` and `ping` talk to edge-fw.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Subcommand;
-use edge_config::Role;
+use edge_config::{LoadOptions, Role};
+use edge_fw::apply::Live;
+use edge_fw::{observe, plan, safety};
 use edge_ipc::Request;
 
 use crate::{Global, daemon};
@@ -17,6 +22,23 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Print the ruleset compiled from the configuration and its diff against the live tables.
+    Plan {
+        /// Print the full `nft -f` transaction (replace inet edge, converge inet edge_state).
+        #[arg(long)]
+        script: bool,
+    },
+    /// Ask edge-fw to apply the configuration now.
+    Apply {
+        /// Keep the previous ruleset and restore it unless probes pass (or `edgectl fw
+        /// confirm` runs) within this time, e.g. `60s`.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        confirm: Option<Duration>,
+    },
+    /// Confirm a pending `apply --confirm` by hand.
+    Confirm,
+    /// List other tables' base chains on our hooks and how they interact with ours.
+    Doctor,
     /// Show the daemon's status.
     Status,
     /// Ask the daemon to re-read its configuration (like SIGHUP).
@@ -28,9 +50,80 @@ enum Cmd {
 /// Runs `edgectl fw`.
 pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let req = match args.cmd {
+        Cmd::Plan { script } => return plan_cmd(g, script),
+        Cmd::Doctor => return doctor(g),
+        Cmd::Apply { confirm } => Request::Apply {
+            confirm_secs: confirm.map(|d| d.as_secs().max(1)),
+        },
+        Cmd::Confirm => Request::Confirm,
         Cmd::Status => Request::Status,
         Cmd::Reload => Request::Reload,
         Cmd::Ping => Request::Ping,
     };
     daemon::simple(Role::Fw, g, req).await
+}
+
+fn plan_cmd(g: &Global, script: bool) -> anyhow::Result<ExitCode> {
+    let path = g.config_path();
+    let loaded = match edge_config::load(&path, LoadOptions { role: None }) {
+        Ok(l) => l,
+        Err(d) => {
+            eprint!("{}", d.render());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let addrs = observe::interface_addresses().unwrap_or_default();
+    let (m, rs) = plan::compile_config(&loaded.config, addrs)
+        .with_context(|| format!("failed to compile the [fw] section of {}", path.display()))?;
+    let lockouts = safety::check(&m, &rs).err().unwrap_or_default();
+    // Reading the live tables needs CAP_NET_ADMIN; without it the plan is still useful.
+    let live = Live::read();
+    let diff = live.as_ref().map(|l| l.diff(&rs));
+    if g.json {
+        let v = serde_json::json!({
+            "ruleset": rs.script(),
+            "rules": rs.edge.rule_count(),
+            "lockouts": lockouts.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+            "diff": diff.as_ref().ok(),
+            "live_error": live.as_ref().err().map(|e| e.to_string()),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        if script {
+            print!("{}", rs.script());
+        } else {
+            print!("{}{}", rs.edge, rs.state);
+        }
+        println!();
+        match &diff {
+            Ok(d) if d.is_empty() => println!("# live tables match: `edgectl fw apply` would write nothing"),
+            Ok(d) => {
+                println!("# {} line(s) differ from the live tables (- live, + compiled):", d.len());
+                for l in d {
+                    println!("{l}");
+                }
+            }
+            Err(e) => println!("# cannot read the live tables ({e}); run as root to see the diff"),
+        }
+        for l in &lockouts {
+            println!("# REFUSED: {l}");
+        }
+    }
+    Ok(if lockouts.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn doctor(g: &Global) -> anyhow::Result<ExitCode> {
+    let chains = observe::base_chains().context("failed to list the base chains (run as root)")?;
+    let brnf = observe::br_netfilter_loaded().then(|| {
+        observe::sysctl("/proc/sys/net/bridge/bridge-nf-call-iptables").as_deref() == Some("1")
+    });
+    let notes = plan::doctor(&chains, brnf);
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&notes)?);
+    } else {
+        for n in notes {
+            println!("- {n}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
