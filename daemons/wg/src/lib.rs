@@ -3,14 +3,19 @@
 //! cross-platform UAPI for the stock `wg` tool, and a pure core (allowed-IPs table, peer
 //! diff, UAPI text, offload math) that is tested without root.
 //!
-//! Layers: pure — [`model`], [`allowed_ips`], [`diff`], [`uapi`], [`offload`], [`stats`];
-//! I/O — [`tun`], [`udp`], [`device`], [`uapi_server`].
+//! Layers: pure — [`model`], [`allowed_ips`], [`diff`], [`uapi`], [`offload`], [`stats`],
+//! [`config`]; I/O — [`tun`], [`udp`], [`device`], [`uapi_server`], [`netlink`],
+//! [`privileges`], [`daemon`].
 
 pub mod allowed_ips;
+pub mod config;
+pub mod daemon;
 pub mod device;
 pub mod diff;
 pub mod model;
+pub mod netlink;
 pub mod offload;
+pub mod privileges;
 pub mod stats;
 pub mod tun;
 pub mod uapi;

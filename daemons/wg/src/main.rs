@@ -1,9 +1,15 @@
-//! I/O: the `edge-wg` binary: argument parsing, logging, then the device until SIGTERM.
+//! I/O: the `edge-wg` binary. Two modes:
+//! * `edge-wg [-c edge.toml]`: the daemon of the edge suite, configured from `[wg]`;
+//! * `edge-wg -f IFACE` (`--uapi-only`): a standalone device configured only over the UAPI
+//!   socket, exactly like `wireguard-go -f IFACE` (benchmarks, wg-quick).
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
+use edge_config::Role;
+use edge_ipc::shell::{CommonArgs, main_with};
 use nix::sys::signal::{SigSet, Signal};
 
 use edge_wg::device::Device;
@@ -13,56 +19,78 @@ use edge_wg::uapi_server::{SOCKET_DIR, UapiServer};
 #[derive(Debug, Parser)]
 #[command(name = "edge-wg", version)]
 struct Args {
-    /// Stay in the foreground (the only mode; accepted for wireguard-go compatibility).
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Stay in the foreground (always true; accepted for wireguard-go compatibility).
     #[arg(short = 'f', long)]
     foreground: bool,
-    /// Configure the device only over the UAPI socket, like wireguard-go.
-    #[arg(long)]
+    /// Standalone mode: configure only over the UAPI socket (implied by IFACE).
+    #[arg(long, requires = "interface")]
     uapi_only: bool,
-    /// Number of TUN queues (TX threads); default: number of CPUs, at most 4.
+    /// Standalone mode: user to switch to after setup (keeps CAP_NET_ADMIN).
+    #[arg(long, requires = "interface")]
+    user: Option<String>,
+    /// Standalone mode: number of TUN queues (TX threads); default: CPUs, at most 4.
     #[arg(long)]
     queues: Option<usize>,
-    /// Directory of the UAPI socket.
+    /// Standalone mode: directory of the UAPI socket.
     #[arg(long, default_value = SOCKET_DIR)]
     uapi_dir: PathBuf,
-    /// Interface name.
-    interface: String,
+    /// Standalone mode: the interface to create and serve.
+    interface: Option<String>,
 }
 
-fn main() {
+fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EDGE_WG_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(e) = run(args) {
-        eprintln!("edge-wg: {e:#}");
-        std::process::exit(1);
+    match args.interface.clone() {
+        Some(ifname) => standalone(&args, &ifname),
+        None => main_with(Role::Wg, args.common, edge_wg::daemon::run),
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn standalone(args: &Args, ifname: &str) -> ExitCode {
+    let filter = args
+        .common
+        .log_level
+        .clone()
+        .or_else(|| std::env::var("EDGE_WG_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    match run_standalone(args, ifname) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edge-wg: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_standalone(args: &Args, ifname: &str) -> anyhow::Result<()> {
     // Block the signals we wait for before any thread starts, so every thread inherits it.
     let mut set = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(s);
     }
     set.thread_block().context("failed to block signals")?;
-
     let queues = args.queues.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
             .min(4)
     });
-    let tun = edge_wg::tun::open(&args.interface, queues)
-        .with_context(|| format!("failed to open tun {}", args.interface))?;
-    let dev = Device::start(&args.interface, tun).context("failed to start device")?;
+    let preexisting = std::path::Path::new("/sys/class/net").join(ifname).exists();
+    let tun = edge_wg::tun::open(ifname, queues)
+        .with_context(|| format!("failed to open tun {ifname}"))?;
+    let dev = Device::start(ifname, tun).context("failed to start device")?;
+    if let Some(user) = &args.user {
+        edge_wg::privileges::drop_to(user, !preexisting)
+            .with_context(|| format!("failed to drop privileges to {user}"))?;
+    }
     let uapi = UapiServer::start(&args.uapi_dir, dev.clone()).context("failed to start uapi")?;
-    tracing::info!(interface = %args.interface, queues, uapi_only = args.uapi_only, "edge-wg running");
+    tracing::info!(interface = %ifname, queues, "edge-wg running (uapi only)");
     loop {
         match set.wait() {
             Ok(Signal::SIGHUP) => tracing::info!("SIGHUP: nothing to reload in uapi-only mode"),

@@ -87,6 +87,16 @@ impl Netns {
         run(&v)
     }
 
+    /// Runs a command inside the namespace and returns its output, whatever its status.
+    pub fn run_status(&self, args: &[&str]) -> Output {
+        let mut v = vec!["ip", "netns", "exec", &self.name];
+        v.extend_from_slice(args);
+        Command::new(v[0])
+            .args(&v[1..])
+            .output()
+            .unwrap_or_else(|e| panic!("spawn {v:?}: {e}"))
+    }
+
     /// Runs a command inside the namespace and returns (success, stdout).
     pub fn try_run(&self, args: &[&str]) -> (bool, String) {
         let mut v = vec!["ip", "netns", "exec", &self.name];

@@ -1,0 +1,205 @@
+//! I/O: the edge-wg daemon loop on the edge shell: load `[wg]`, open the TUN, apply the
+//! configuration, set addresses/MTU/routes, drop privileges, serve the UAPI, then follow
+//! reloads (SIGHUP or `edgectl wg reload`) by applying only the peer difference.
+
+use std::collections::BTreeMap;
+use std::net::ToSocketAddrs as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use edge_config::Role;
+use edge_ipc::proto::{Request, Response};
+use edge_ipc::shell::{Event, Shell, idle};
+
+use crate::config::{self, Resolved};
+use crate::device::Device;
+use crate::netlink::Netlink;
+use crate::uapi_server::{SOCKET_DIR, UapiServer};
+
+/// Reads the secrets and resolves the endpoints a `[wg]` section names.
+pub fn resolve(wg: &edge_config::wg::Wg) -> anyhow::Result<Resolved> {
+    let pk = wg
+        .private_key
+        .load()
+        .context("failed to read the wg private key")?;
+    let private_key = config::parse_secret_key(pk.expose())
+        .context("the wg private key is not a base64 WireGuard key")?;
+    let mut r = Resolved {
+        private_key: Some(private_key),
+        ..Resolved::default()
+    };
+    for p in &wg.peers {
+        if let Some(src) = &p.preshared_key {
+            let s = src
+                .load()
+                .with_context(|| format!("failed to read the preshared key of peer {}", p.name))?;
+            let k = config::parse_secret_key(s.expose()).with_context(|| {
+                format!("the preshared key of peer {} is not a base64 key", p.name)
+            })?;
+            r.preshared.insert(p.name.clone(), k);
+        }
+        if let Some(ep) = &p.endpoint {
+            match (ep.host.as_str(), ep.port.get()).to_socket_addrs() {
+                Ok(mut addrs) => {
+                    if let Some(a) = addrs.next() {
+                        r.endpoints.insert(p.name.clone(), a);
+                    }
+                }
+                // An unresolvable name is not fatal: the peer can still reach us and roam.
+                Err(e) => {
+                    tracing::warn!(peer = %p.name, endpoint = %ep, error = %e, "endpoint not resolved")
+                }
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// The status detail `edgectl wg show` renders.
+pub fn ipc_status(dev: &Device) -> edge_ipc::wg::Status {
+    let st = dev.status();
+    let m = dev.metrics();
+    let by_key: BTreeMap<&str, &crate::stats::PeerMetrics> =
+        m.peers.iter().map(|p| (p.public_key.as_str(), p)).collect();
+    edge_ipc::wg::Status {
+        interface: st.interface.clone(),
+        public_key: st.public_key.clone(),
+        listen_port: st.listen_port,
+        fwmark: st.fwmark,
+        peers: st
+            .peers
+            .iter()
+            .map(|p| {
+                let pm = by_key.get(p.public_key.as_str());
+                edge_ipc::wg::PeerStatus {
+                    name: p.name.clone(),
+                    public_key: p.public_key.clone(),
+                    preshared_key: p.preshared_key.is_some(),
+                    endpoint: p.endpoint.map(|e| e.to_string()),
+                    allowed_ips: p.allowed_ips.iter().map(|n| n.to_string()).collect(),
+                    latest_handshake: p.last_handshake.0,
+                    rx_bytes: p.rx_bytes,
+                    tx_bytes: p.tx_bytes,
+                    persistent_keepalive: p.persistent_keepalive,
+                    handshake_attempts: pm.map_or(0, |m| m.handshake_attempts),
+                    endpoint_changes: pm.map_or(0, |m| m.endpoint_changes),
+                }
+            })
+            .collect(),
+        cookie_replies: m.cookie_replies,
+    }
+}
+
+fn sample(dev: &Device) -> edge_metrics::wg::Sample {
+    let m = dev.metrics();
+    edge_metrics::wg::Sample {
+        peers: m
+            .peers
+            .into_iter()
+            .map(|p| edge_metrics::wg::PeerSample {
+                peer: p.name.unwrap_or(p.public_key),
+                rx_bytes: p.rx_bytes,
+                tx_bytes: p.tx_bytes,
+                handshake_attempts: p.handshake_attempts,
+                handshake_failures: p.handshake_failures,
+                endpoint_changes: p.endpoint_changes,
+                last_handshake_seconds: p.last_handshake_seconds,
+            })
+            .collect(),
+        cookie_replies: m.cookie_replies,
+        drops: m.drops,
+    }
+}
+
+/// Runs edge-wg until SIGTERM.
+pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
+    let Some(wg) = shell.config().wg.clone() else {
+        return idle(shell, "no [wg] section in the configuration").await;
+    };
+    let name = wg.interface.as_str().to_string();
+    let preexisting = Path::new("/sys/class/net").join(&name).exists();
+    let queues = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(4);
+    let tun =
+        crate::tun::open(&name, queues).with_context(|| format!("failed to open tun {name}"))?;
+    let dev = Device::start(&name, tun).context("failed to start the wireguard device")?;
+    let desired = config::device_config(&wg, &resolve(&wg)?);
+    dev.apply(&desired, &[])
+        .context("failed to apply the [wg] configuration")?;
+    let nl = Netlink::open().context("failed to open rtnetlink")?;
+    nl.configure(&name, wg.mtu, &wg.addresses)
+        .await
+        .with_context(|| format!("failed to configure interface {name}"))?;
+    let (routes, _) = config::route_diff(&Default::default(), &desired);
+    nl.sync_routes(&name, &routes, &[])
+        .await
+        .with_context(|| format!("failed to add the allowed-ips routes of {name}"))?;
+    let d2 = dev.clone();
+    edge_metrics::wg::Metrics::register(&mut shell.registry().write(), move || sample(&d2));
+    if let Some(user) = &wg.user {
+        // A TUN created beforehand (and owned by the user) needs no capability; otherwise
+        // keep CAP_NET_ADMIN for fwmark, forced buffers and route changes on reload.
+        crate::privileges::drop_to(user, !preexisting)
+            .with_context(|| format!("failed to drop privileges to {user}"))?;
+    }
+    // Started after the drop so that its thread inherits only what we kept.
+    let uapi = UapiServer::start(Path::new(SOCKET_DIR), dev.clone())
+        .context("failed to start the uapi socket")?;
+    shell.mark_ready(&format!("{name}: {} peers", desired.peers.len()));
+    loop {
+        match shell.next().await {
+            Event::Shutdown => break,
+            Event::Reloaded(cfg) => {
+                if let Err(e) = reload(&dev, &nl, &name, cfg.wg.as_ref()).await {
+                    tracing::error!("reload not applied: {e:#}");
+                    shell.push_error(format!("reload not applied: {e:#}"));
+                }
+            }
+            Event::Request(Request::Status, r) => {
+                let mut st = shell.base_status();
+                st.detail = serde_json::to_value(ipc_status(&dev)).unwrap_or_default();
+                r.send(Response::Status(Box::new(st)));
+            }
+            Event::Request(_, r) => r.unsupported(Role::Wg),
+        }
+    }
+    drop(uapi);
+    dev.shutdown();
+    shell.stop();
+    Ok(())
+}
+
+async fn reload(
+    dev: &Arc<Device>,
+    nl: &Netlink,
+    name: &str,
+    wg: Option<&edge_config::wg::Wg>,
+) -> anyhow::Result<()> {
+    let wg = wg.context("the [wg] section was removed; restart edge-wg to stop it")?;
+    if wg.interface.as_str() != name {
+        anyhow::bail!(
+            "the interface name changed ({name} -> {}); restart edge-wg",
+            wg.interface.as_str()
+        );
+    }
+    let desired = config::device_config(wg, &resolve(wg)?);
+    let old = dev.config();
+    let diff = dev
+        .apply(&desired, &[])
+        .context("failed to apply the new [wg] configuration")?;
+    let (add, del) = config::route_diff(&old, &desired);
+    nl.configure(name, wg.mtu, &wg.addresses).await?;
+    nl.sync_routes(name, &add, &del).await?;
+    tracing::info!(
+        added = diff.added.len(),
+        removed = diff.removed.len(),
+        changed = diff.changed.len(),
+        routes_added = add.len(),
+        routes_removed = del.len(),
+        "configuration applied"
+    );
+    Ok(())
+}
