@@ -713,7 +713,7 @@ unsafe fn write_payload(nlh: *mut libc::nlmsghdr, msg: &Msg, plan: &Plan) {
                         sys::nftnl_set_set_u32(
                             o,
                             sys::NFTNL_SET_DATA_TYPE as u16,
-                            libc::NFT_DATA_VERDICT as u32,
+                            libc::NFT_DATA_VERDICT,
                         );
                     }
                     SetKind::Counter => {
