@@ -194,6 +194,7 @@ fn progress(stats: &Arc<Mutex<StreamStats>>) -> u64 {
 
 fn assert_flowing(name: &str, stats: &Arc<Mutex<StreamStats>>, within: Duration) -> Duration {
     let before = progress(stats);
+    eprintln!("  {name}: {before} round trips so far");
     let t = Instant::now();
     let ok = wait_for(within, || progress(stats) > before + 5);
     let st = stats.lock().unwrap().clone();
