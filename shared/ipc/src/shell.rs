@@ -317,6 +317,7 @@ impl Shell {
                 self.config = Arc::new(loaded.config);
                 self.generation += 1;
                 self.metrics.config_reloads.inc();
+                self.metrics.config_last_reload_failed.set(0);
                 self.metrics.config_generation.set(self.generation as i64);
                 self.metrics
                     .config_last_reload_success
@@ -331,6 +332,7 @@ impl Shell {
             }
             Err(d) => {
                 self.metrics.config_reload_failures.inc();
+                self.metrics.config_last_reload_failed.set(1);
                 let rendered = d.render();
                 tracing::error!(
                     errors = d.error_count(),

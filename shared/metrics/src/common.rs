@@ -37,6 +37,8 @@ pub struct CommonMetrics {
     pub config_generation: Gauge,
     /// `edge_config_last_reload_success_timestamp_seconds`.
     pub config_last_reload_success: Gauge,
+    /// `edge_config_last_reload_failed`: 1 while the last reload attempt was refused.
+    pub config_last_reload_failed: Gauge,
     /// `edge_ready`: 1 once the first apply/sync succeeded.
     pub ready: Gauge,
     /// `edge_control_requests_total{request,result}`.
@@ -71,6 +73,11 @@ impl CommonMetrics {
             "config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration load",
             m.config_last_reload_success.clone(),
+        );
+        registry.register(
+            "config_last_reload_failed",
+            "1 while the last configuration reload was refused (the previous configuration runs), 0 otherwise",
+            m.config_last_reload_failed.clone(),
         );
         registry.register(
             "ready",
