@@ -10,4 +10,5 @@ bash scripts/deps.sh
 # Integration tests run the real binaries, so build them first.
 cargo build --workspace --bins
 bash scripts/check-units.sh
+bash scripts/check-prometheus.sh
 cargo test --workspace -- --test-threads="${EDGE_TEST_THREADS:-2}"
