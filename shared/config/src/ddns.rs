@@ -183,6 +183,42 @@ pub fn normalise_cron(s: &str) -> String {
     }
 }
 
+/// A DoH source needs an https URL; UDP and TLS sources an IP address with an optional port;
+/// the CHAOS class (Cloudflare's whoami) is only available over UDP and DoH.
+fn check_dns_server(ctx: &mut Ctx<'_>, server: &At<String>, transport: &str, class: &str) {
+    let key = "ddns.source.server";
+    let s = server.value.as_str();
+    if transport == "https" {
+        if !s.starts_with("https://") || HttpUrl::parse(s).is_err() {
+            ctx.error(
+                server.span.clone(),
+                key,
+                format!("`{s}` is not an https URL, which DNS-over-HTTPS needs"),
+            )
+            .hint("e.g. server = \"https://cloudflare-dns.com/dns-query\"");
+        }
+        return;
+    }
+    let ip_ok = s.parse::<std::net::SocketAddr>().is_ok()
+        || s.trim_matches(['[', ']']).parse::<IpAddr>().is_ok();
+    if !ip_ok {
+        ctx.error(
+            server.span.clone(),
+            key,
+            format!("`{s}` is not an IP address (with an optional port), which transport \"{transport}\" needs"),
+        )
+        .hint("e.g. server = \"1.1.1.1:53\", or transport = \"https\" with a DoH URL");
+    }
+    if transport == "tls" && class == "CH" {
+        ctx.error(
+            server.span.clone(),
+            key,
+            "class CH queries are not supported over DNS-over-TLS",
+        )
+        .hint("use transport = \"https\" (DoH) for whoami.cloudflare");
+    }
+}
+
 fn source_kind(ctx: &mut Ctx<'_>, t: &mut Table<'_, '_>, kind: &str) -> Option<SourceKind> {
     match kind {
         "http" => Some(SourceKind::Http {
@@ -192,7 +228,7 @@ fn source_kind(ctx: &mut Ctx<'_>, t: &mut Table<'_, '_>, kind: &str) -> Option<S
             url: t.req(ctx, "url")?,
         }),
         "dns" => {
-            let server: Option<String> = t.req(ctx, "server");
+            let server: Option<At<String>> = t.req(ctx, "server");
             let query: Option<DnsName> = t.req(ctx, "query");
             let qtype = t
                 .with(ctx, "type", |c, n| {
@@ -209,8 +245,10 @@ fn source_kind(ctx: &mut Ctx<'_>, t: &mut Table<'_, '_>, kind: &str) -> Option<S
                     one_of(c, n, &[("udp", "udp"), ("tls", "tls"), ("https", "https")])
                 })
                 .unwrap_or("udp");
+            let server = server?;
+            check_dns_server(ctx, &server, transport, class);
             Some(SourceKind::Dns {
-                server: server?,
+                server: server.value,
                 query: query?,
                 qtype: qtype.to_owned(),
                 class: class.to_owned(),
@@ -292,9 +330,23 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
         .unwrap_or(2);
     let wan_interface = t.opt(ctx, "wan_interface");
     let debounce = t.or(ctx, "debounce", Dur(Duration::from_secs(2))).0;
+    let verify_node = t.raw("verify_interval").map(|(v, k)| (v.span(), k));
     let verify_interval = t
         .or(ctx, "verify_interval", Dur(Duration::from_secs(3600)))
         .0;
+    if let Some((span, key)) = verify_node
+        && verify_interval < Duration::from_secs(60)
+    {
+        ctx.error(
+            span,
+            &key,
+            format!(
+                "verify_interval = {}s is too short: it must be at least 1 minute",
+                verify_interval.as_secs()
+            ),
+        )
+        .hint("each verification is one API read per record; the default \"1h\" keeps a converged record at 24 reads a day");
+    }
     let timeout = t.or(ctx, "timeout", Dur(Duration::from_secs(10))).0;
 
     struct RawRecord {
