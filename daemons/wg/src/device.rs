@@ -195,6 +195,8 @@ pub struct Device {
     /// Device-wide counters.
     pub counters: DeviceCounters,
     forced_rekey: Option<Duration>,
+    /// No sockets, no threads: packets are fed by hand (fuzzing).
+    detached: bool,
 }
 
 impl std::fmt::Debug for Device {
@@ -255,6 +257,7 @@ impl Device {
             threads: Mutex::new(Vec::new()),
             counters: DeviceCounters::default(),
             forced_rekey: forced_rekey_interval(),
+            detached: false,
         });
         for i in 0..dev.tun.len() {
             let d = dev.clone();
@@ -308,7 +311,7 @@ impl Device {
         let cur = self.sockets.read().clone();
         let fwmark = new.fwmark;
         // Re-bind only when nothing is bound yet or a different, explicit port is asked for.
-        let rebind = cur.v4.is_none()
+        let rebind = !self.detached && cur.v4.is_none()
             || (diff.listen_port.is_some() && new.listen_port != 0 && new.listen_port != cur.port);
         let new_sockets = if rebind {
             let (v4, v6, port) =
@@ -770,13 +773,17 @@ impl Device {
                 let Some(src) = src else { continue };
                 if seg > 0 && data.len() > seg {
                     for d in data.chunks(seg) {
-                        self.rx_datagram(&mut ctx, &socks, &tun, d, src);
+                        self.rx_datagram(&mut ctx, &socks, d, src, &mut |b| {
+                            self.tun_write(&tun, b)
+                        });
                     }
                 } else {
-                    self.rx_datagram(&mut ctx, &socks, &tun, data, src);
+                    self.rx_datagram(&mut ctx, &socks, data, src, &mut |b| {
+                        self.tun_write(&tun, b)
+                    });
                 }
             }
-            self.rx_flush_co(&mut ctx.co, &tun);
+            ctx.co.flush(|b| self.tun_write(&tun, b));
         }
     }
 
@@ -784,9 +791,9 @@ impl Device {
         &self,
         ctx: &mut RxCtx,
         socks: &Sockets,
-        tun: &TunQueue,
         d: &[u8],
         src: SocketAddr,
+        sink: &mut dyn FnMut(&[u8]),
     ) {
         if d.len() < 4 {
             self.counters.drop(DropReason::Malformed);
@@ -839,7 +846,7 @@ impl Device {
                     .rx_bytes
                     .fetch_add(p.len() as u64, Ordering::Relaxed);
                 if co.push(p) == Pushed::Full {
-                    self.rx_flush_co(co, tun);
+                    co.flush(&mut *sink);
                     co.push(p);
                 }
             }
@@ -861,7 +868,7 @@ impl Device {
                     .rx_bytes
                     .fetch_add(p.len() as u64, Ordering::Relaxed);
                 if co.push(p) == Pushed::Full {
-                    self.rx_flush_co(co, tun);
+                    co.flush(&mut *sink);
                     co.push(p);
                 }
             }
@@ -910,12 +917,51 @@ impl Device {
         }
     }
 
-    fn rx_flush_co(&self, co: &mut Coalescer, tun: &TunQueue) {
-        co.flush(|buf| {
-            if tun.write(buf).is_err() {
-                self.counters.drop(DropReason::TunWrite);
-            }
-        });
+    fn tun_write(&self, tun: &TunQueue, buf: &[u8]) {
+        if tun.write(buf).is_err() {
+            self.counters.drop(DropReason::TunWrite);
+        }
+    }
+
+    /// A device with no TUN, no sockets and no threads, for feeding datagrams by hand
+    /// ([`Device::feed_datagram`]); used by the fuzz targets.
+    pub fn detached(name: &str) -> Arc<Device> {
+        Arc::new(Device {
+            name: name.to_string(),
+            state: RwLock::new(State {
+                config: DeviceConfig::default(),
+                keys: None,
+                peers: HashMap::new(),
+                by_index: HashMap::new(),
+                table: AllowedIps::new(),
+                next_index: 1,
+            }),
+            sockets: RwLock::new(Arc::new(Sockets {
+                v4: None,
+                v6: None,
+                port: 0,
+                generation: 0,
+            })),
+            tun: Vec::new(),
+            shutdown: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            threads: Mutex::new(Vec::new()),
+            counters: DeviceCounters::default(),
+            forced_rekey: None,
+            detached: true,
+        })
+    }
+
+    /// Runs one received datagram through the receive path (handshake, cookie, decrypt,
+    /// source check, coalescing) and hands what would be written to the TUN to `sink`.
+    pub fn feed_datagram(&self, d: &[u8], src: SocketAddr, sink: &mut dyn FnMut(&[u8])) {
+        let mut ctx = RxCtx {
+            plain: vec![0u8; MAX_PACKET],
+            co: Coalescer::new(2),
+        };
+        let socks = self.sockets.read().clone();
+        self.rx_datagram(&mut ctx, &socks, d, src, sink);
+        ctx.co.flush(sink);
     }
 
     /// Checks mac1 (and mac2 under load, replying with a cookie), then finds the peer
