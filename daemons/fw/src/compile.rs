@@ -7,8 +7,8 @@
 //! counter objects in `inet edge_state`, selected by an objref map on the same key, so they
 //! survive every reload of `inet edge`.
 
-use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 use edge_config::fw::{Forward, Policy, Proto, SourceSet};
@@ -75,9 +75,12 @@ fn protos(p: Proto) -> Vec<L4> {
     }
 }
 
-/// Keys of a forward with their DNAT targets: every arriving interface (plus the inside
+/// One dispatch key of a forward, borrowing the interface name, with its DNAT target port.
+type RawKey<'a> = (&'a str, IpAddr, L4, u16, u16);
+
+/// Keys of a forward with their DNAT target ports: every arriving interface (plus the inside
 /// interfaces with hairpin), address, protocol and port of the range.
-fn forward_keys(m: &Model, idx: usize, f: &Forward) -> Vec<(FwdKey, IpAddr, u16)> {
+fn forward_keys<'a>(m: &'a Model, idx: usize, f: &'a Forward) -> Vec<RawKey<'a>> {
     let mut ifaces: Vec<&str> = f.on.iter().map(|i| i.as_str()).collect();
     if f.hairpin {
         for l in &m.fw.lan {
@@ -86,23 +89,18 @@ fn forward_keys(m: &Model, idx: usize, f: &Forward) -> Vec<(FwdKey, IpAddr, u16)
             }
         }
     }
-    let addrs = m.forward_addresses.get(idx).cloned().unwrap_or_default();
-    let mut out = Vec::new();
+    let addrs: &[IpAddr] = m
+        .forward_addresses
+        .get(idx)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let (start, end, to_start) = (f.port.start.get(), f.port.end.get(), f.to_port.start.get());
+    let mut out = Vec::with_capacity(ifaces.len() * addrs.len() * 2 * usize::from(end - start + 1));
     for iif in &ifaces {
-        for daddr in &addrs {
+        for daddr in addrs {
             for proto in protos(f.proto) {
-                for p in f.port.start.get()..=f.port.end.get() {
-                    let to_port = f.to_port.start.get() + (p - f.port.start.get());
-                    out.push((
-                        FwdKey {
-                            iif: (*iif).to_owned(),
-                            daddr: *daddr,
-                            proto,
-                            dport: p,
-                        },
-                        f.to,
-                        to_port,
-                    ));
+                for p in start..=end {
+                    out.push((*iif, *daddr, proto, p, to_start + (p - start)));
                 }
             }
         }
@@ -150,7 +148,12 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
     let mut state = Table::new(STATE_TABLE);
 
     // --- forwards: keys, maps and counters ---
-    let mut claimed: BTreeMap<FwdKey, usize> = BTreeMap::new();
+    let approx: usize = fw
+        .forwards
+        .iter()
+        .map(|f| f.on.len() * f.port.len() as usize)
+        .sum();
+    let mut claimed: HashMap<(&str, IpAddr, L4, u16), usize> = HashMap::with_capacity(approx);
     let mut fwd: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
     let mut allow: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
     let mut hairpin: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
@@ -189,8 +192,16 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
                 rules,
             });
         }
-        for (key, to, to_port) in forward_keys(m, idx, f) {
-            match claimed.entry(key.clone()) {
+        let to = f.to;
+        let jump = restricted.as_ref().map(|_| allow_chain(&f.name));
+        for (iif, daddr, proto, dport, to_port) in forward_keys(m, idx, f) {
+            let key = FwdKey {
+                iif: iif.to_owned(),
+                daddr,
+                proto,
+                dport,
+            };
+            match claimed.entry((iif, daddr, proto, dport)) {
                 Entry::Occupied(o) => {
                     return Err(CompileError::DispatchConflict {
                         first: fw.forwards[*o.get()].name.clone(),
@@ -211,10 +222,10 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
                     data: ElemData::None,
                 });
             }
-            if restricted.is_some() {
+            if let Some(j) = &jump {
                 allow[fam].push(Element {
                     key: key.clone(),
-                    data: ElemData::Jump(allow_chain(&f.name)),
+                    data: ElemData::Jump(j.clone()),
                 });
             }
             ctr[fam].push(Element {

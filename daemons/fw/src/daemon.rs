@@ -283,11 +283,12 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                 Event::Reloaded(cfg) => reconfigure(&mut st, &mut shell, &cfg, "reload").await,
                 Event::Request(Request::Status, r) => {
                     let mut s = shell.base_status();
-                    s.detail = serde_json::json!({
-                        "forwards": st.model.fw.forwards.len(),
-                        "rules": st.rs.edge.rule_count(),
-                        "pending_confirm": st.pending_confirm.is_some(),
-                    });
+                    s.detail = serde_json::to_value(edge_ipc::fw::Status {
+                        forwards: st.model.fw.forwards.len(),
+                        rules: st.rs.edge.rule_count(),
+                        pending_confirm: st.pending_confirm.is_some(),
+                    })
+                    .unwrap_or_default();
                     r.send(Response::Status(Box::new(s)));
                 }
                 Event::Request(Request::Plan, r) => {

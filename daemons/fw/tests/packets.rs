@@ -33,17 +33,17 @@ fn internet_reaches_ingress_on_80_and_443_and_only_wireguard_reaches_6443() {
     assert_eq!(curl(lab.ns("inet"), "http://192.198.0.30/"), None);
     apply_in_host(&lab, &m, &rs);
     assert_eq!(
-        curl(lab.ns("inet"), "http://192.198.0.30/").as_deref(),
+        common::curl_retry(lab.ns("inet"), "http://192.198.0.30/").as_deref(),
         Some("10.17.5.30 port 80")
     );
     assert_eq!(
-        curl(lab.ns("inet"), "http://192.198.0.30:443/").as_deref(),
+        common::curl_retry(lab.ns("inet"), "http://192.198.0.30:443/").as_deref(),
         Some("10.17.5.30 port 443")
     );
     // 6443: the internet is outside the allow-list; the WireGuard network is inside.
     assert_eq!(curl(lab.ns("inet"), "http://192.198.0.30:6443/"), None);
     assert_eq!(
-        curl(lab.ns("wgpeer"), "http://192.198.0.30:6443/").as_deref(),
+        common::curl_retry(lab.ns("wgpeer"), "http://192.198.0.30:6443/").as_deref(),
         Some("10.17.5.10 port 6443")
     );
     // The named counters in inet edge_state saw the traffic.
@@ -70,11 +70,11 @@ fn input_policy_admits_ssh_from_admin_and_wireguard_only() {
     let (m, rs) = common::build(&common::reference(), Default::default());
     apply_in_host(&lab, &m, &rs);
     assert!(
-        curl(lab.ns("admin"), "http://192.168.1.1:22/").is_some(),
+        common::curl_retry(lab.ns("admin"), "http://192.168.1.1:22/").is_some(),
         "ssh from the admin LAN"
     );
     assert!(
-        curl(lab.ns("wgpeer"), "http://10.17.9.1:22/").is_some(),
+        common::curl_retry(lab.ns("wgpeer"), "http://10.17.9.1:22/").is_some(),
         "ssh from WireGuard"
     );
     assert_eq!(
@@ -83,10 +83,13 @@ fn input_policy_admits_ssh_from_admin_and_wireguard_only() {
         "ssh from the internet"
     );
     // WireGuard's UDP port answers from the internet.
-    let out = lab
-        .ns("inet")
-        .try_exec("sh", ["-c", "echo x | socat -T2 - UDP4:192.198.0.30:51820"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "wg");
+    let answered = edge_testkit::wait_for(Duration::from_secs(8), || {
+        let out = lab
+            .ns("inet")
+            .try_exec("sh", ["-c", "echo x | socat -T2 - UDP4:192.198.0.30:51820"]);
+        String::from_utf8_lossy(&out.stdout).trim() == "wg"
+    });
+    assert!(answered.is_some(), "the WireGuard port answers from the internet");
 }
 
 #[test]
@@ -97,11 +100,11 @@ fn hairpin_from_the_vm_side_reaches_the_ingress_through_the_public_address() {
     // A VM on the same bridge as the ingress uses the public address: DNAT to the ingress,
     // and source NAT so the ingress answers through the host, not straight to the VM.
     assert_eq!(
-        curl(lab.ns("vm"), "http://192.198.0.30/").as_deref(),
+        common::curl_retry(lab.ns("vm"), "http://192.198.0.30/").as_deref(),
         Some("10.17.5.30 port 80")
     );
     assert_eq!(
-        curl(lab.ns("vm"), "http://192.198.0.30:443/").as_deref(),
+        common::curl_retry(lab.ns("vm"), "http://192.198.0.30:443/").as_deref(),
         Some("10.17.5.30 port 443")
     );
 }
@@ -116,7 +119,7 @@ fn hairpin_off_means_no_reflection() {
     let (m, rs) = common::build(&cfg, Default::default());
     apply_in_host(&lab, &m, &rs);
     assert_eq!(
-        curl(lab.ns("inet"), "http://192.198.0.30/").as_deref(),
+        common::curl_retry(lab.ns("inet"), "http://192.198.0.30/").as_deref(),
         Some("10.17.5.30 port 80")
     );
     assert_eq!(curl(lab.ns("vm"), "http://192.198.0.30/"), None);

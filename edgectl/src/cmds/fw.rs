@@ -96,6 +96,9 @@ fn plan_cmd(g: &Global, script: bool) -> anyhow::Result<ExitCode> {
         }
         println!();
         match &diff {
+            Ok(_) if live.as_ref().is_ok_and(|l| l.edge.is_none()) => {
+                println!("# table inet edge is not live yet: `edgectl fw apply` would create it")
+            }
             Ok(d) if d.is_empty() => println!("# live tables match: `edgectl fw apply` would write nothing"),
             Ok(d) => {
                 println!("# {} line(s) differ from the live tables (- live, + compiled):", d.len());

@@ -10,4 +10,11 @@ pub enum Request {}
 
 /// The role-specific part of edge-fw's status (`DaemonStatus::detail`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Status {}
+pub struct Status {
+    /// Port-forwards in the running configuration.
+    pub forwards: usize,
+    /// Rules in table `inet edge`.
+    pub rules: usize,
+    /// True while an `apply --confirm` waits for its probes or a `confirm`.
+    pub pending_confirm: bool,
+}

@@ -151,3 +151,14 @@ pub fn curl(ns: &Netns, url: &str) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
+
+/// `curl` until it returns a body (up to 8 s: the machine may be loaded by parallel tests);
+/// the last body or `None`.
+pub fn curl_retry(ns: &Netns, url: &str) -> Option<String> {
+    let mut last = None;
+    wait_for(Duration::from_secs(8), || {
+        last = curl(ns, url);
+        last.is_some()
+    });
+    last
+}
