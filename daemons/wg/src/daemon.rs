@@ -139,6 +139,8 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
         .with_context(|| format!("failed to add the allowed-ips routes of {name}"))?;
     let d2 = dev.clone();
     edge_metrics::wg::Metrics::register(&mut shell.registry().write(), move || sample(&d2));
+    let bound =
+        UapiServer::bind(Path::new(SOCKET_DIR), &name).context("failed to bind the uapi socket")?;
     if let Some(user) = &wg.user {
         // A TUN created beforehand (and owned by the user) needs no capability; otherwise
         // keep CAP_NET_ADMIN for fwmark, forced buffers and route changes on reload.
@@ -146,7 +148,8 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
             .with_context(|| format!("failed to drop privileges to {user}"))?;
     }
     // Started after the drop so that its thread inherits only what we kept.
-    let uapi = UapiServer::start(Path::new(SOCKET_DIR), dev.clone())
+    let uapi = bound
+        .serve(dev.clone())
         .context("failed to start the uapi socket")?;
     shell.mark_ready(&format!("{name}: {} peers", desired.peers.len()));
     loop {

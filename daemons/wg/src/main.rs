@@ -85,11 +85,13 @@ fn run_standalone(args: &Args, ifname: &str) -> anyhow::Result<()> {
     let tun = edge_wg::tun::open(ifname, queues)
         .with_context(|| format!("failed to open tun {ifname}"))?;
     let dev = Device::start(ifname, tun).context("failed to start device")?;
+    let bound =
+        UapiServer::bind(&args.uapi_dir, ifname).context("failed to bind the uapi socket")?;
     if let Some(user) = &args.user {
         edge_wg::privileges::drop_to(user, !preexisting)
             .with_context(|| format!("failed to drop privileges to {user}"))?;
     }
-    let uapi = UapiServer::start(&args.uapi_dir, dev.clone()).context("failed to start uapi")?;
+    let uapi = bound.serve(dev.clone()).context("failed to start uapi")?;
     tracing::info!(interface = %ifname, queues, "edge-wg running (uapi only)");
     loop {
         match set.wait() {

@@ -54,15 +54,50 @@ pub struct UapiServer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A bound UAPI socket not yet served: bind before dropping privileges (the directory is
+/// root's), serve after (so the serving thread inherits only the kept capabilities).
+#[derive(Debug)]
+pub struct BoundUapi {
+    path: PathBuf,
+    listener: UnixListener,
+}
+
+impl BoundUapi {
+    /// Serves the socket on a thread.
+    pub fn serve(self, dev: Arc<Device>) -> Result<UapiServer, UapiServerError> {
+        let BoundUapi { path, listener } = self;
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wg-uapi".into())
+            .spawn(move || serve(listener, dev, s2))
+            .map_err(|source| UapiServerError::Bind {
+                path: path.clone(),
+                source,
+            })?;
+        info!(path = %path.display(), "uapi listening");
+        Ok(UapiServer {
+            path,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
 impl UapiServer {
     /// Binds `<dir>/<ifname>.sock` and serves it on a thread.
     pub fn start(dir: &Path, dev: Arc<Device>) -> Result<UapiServer, UapiServerError> {
+        Self::bind(dir, dev.name())?.serve(dev)
+    }
+
+    /// Binds `<dir>/<ifname>.sock` without serving it yet.
+    pub fn bind(dir: &Path, ifname: &str) -> Result<BoundUapi, UapiServerError> {
         std::fs::create_dir_all(dir).map_err(|source| UapiServerError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
-        let path = dir.join(format!("{}.sock", dev.name()));
+        let path = dir.join(format!("{ifname}.sock"));
         if path.exists() {
             if UnixStream::connect(&path).is_ok() {
                 return Err(UapiServerError::SocketInUse { path });
@@ -81,21 +116,7 @@ impl UapiServer {
                 path: path.clone(),
                 source,
             })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let s2 = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("wg-uapi".into())
-            .spawn(move || serve(listener, dev, s2))
-            .map_err(|source| UapiServerError::Bind {
-                path: path.clone(),
-                source,
-            })?;
-        info!(path = %path.display(), "uapi listening");
-        Ok(UapiServer {
-            path,
-            stop,
-            thread: Some(thread),
-        })
+        Ok(BoundUapi { path, listener })
     }
 
     /// True while the socket file still exists (wg-quick deletes it to stop a daemon).

@@ -29,6 +29,15 @@ const OV_A: &str = "10.98.0.1";
 const OV_B: &str = "10.98.0.2";
 
 fn tunnel(t: &str, ia: Impl, ib: Impl, envs_a: &[(&str, &str)]) -> Tunnel {
+    tunnel_full(t, ia, ib, envs_a, &[])
+}
+
+/// edge-wg (A, with extra arguments) against wireguard-go (B).
+fn tunnel_with_args(t: &str, args: &[&str]) -> Tunnel {
+    tunnel_full(t, Impl::EdgeWg, Impl::WireguardGo, &[], args)
+}
+
+fn tunnel_full(t: &str, ia: Impl, ib: Impl, envs_a: &[(&str, &str)], args_a: &[&str]) -> Tunnel {
     require_root();
     let tg = tag(t);
     let a = Netns::new(&format!("{tg}-a"));
@@ -43,7 +52,7 @@ fn tunnel(t: &str, ia: Impl, ib: Impl, envs_a: &[(&str, &str)]) -> Tunnel {
     );
     let ifa = format!("ewa{tg}");
     let ifb = format!("ewb{tg}");
-    let pa = start_daemon(&a, ia, &ifa, envs_a);
+    let pa = start_daemon_args(&a, ia, &ifa, envs_a, args_a);
     let pb = start_daemon(&b, ib, &ifb, &[]);
     let ka = keypair();
     let kb = keypair();
@@ -178,11 +187,16 @@ fn transfer(t: &Tunnel, from: &Netns, to: &Netns, to_addr: &str, port: u16) {
         "status=none",
     ]);
     let _ = t;
+    let (listen, connect) = if to_addr.starts_with('[') {
+        ("TCP6-LISTEN", "TCP6")
+    } else {
+        ("TCP-LISTEN", "TCP")
+    };
     let mut server = to.spawn(
         &[
             "socat",
             "-u",
-            &format!("TCP-LISTEN:{port},reuseaddr"),
+            &format!("{listen}:{port},reuseaddr"),
             &format!("OPEN:{},creat,trunc", dst.display()),
         ],
         &[],
@@ -195,7 +209,7 @@ fn transfer(t: &Tunnel, from: &Netns, to: &Netns, to_addr: &str, port: u16) {
         "socat",
         "-u",
         &format!("OPEN:{}", src.display()),
-        &format!("TCP:{to_addr}:{port}"),
+        &format!("{connect}:{to_addr}:{port}"),
     ]);
     wait_for("socat receiver to finish", Duration::from_secs(20), || {
         !server.alive()
@@ -495,4 +509,132 @@ fn handshake_flood_gets_cookies_while_the_real_peer_flows() {
     wait_for("ping after the flood", Duration::from_secs(5), || {
         ping_once(&t.a, OV_B)
     });
+}
+
+#[test]
+fn ipv6_underlay_and_overlay_carry_a_tcp_transfer() {
+    require_root();
+    let tg = tag("v6");
+    let a = Netns::new(&format!("{tg}-a"));
+    let b = Netns::new(&format!("{tg}-b"));
+    run(&[
+        "ip", "-n", &a.name, "link", "add", "ula", "type", "veth", "peer", "name", "ulb", "netns",
+        &b.name,
+    ]);
+    a.run(&["ip", "addr", "add", "fd99::1/64", "dev", "ula", "nodad"]);
+    b.run(&["ip", "addr", "add", "fd99::2/64", "dev", "ulb", "nodad"]);
+    a.run(&["ip", "link", "set", "ula", "up"]);
+    b.run(&["ip", "link", "set", "ulb", "up"]);
+    let (ifa, ifb) = (format!("ewa{tg}"), format!("ewb{tg}"));
+    let _pa = start_daemon(&a, Impl::EdgeWg, &ifa, &[]);
+    let _pb = start_daemon(&b, Impl::WireguardGo, &ifb, &[]);
+    let (ka, kb) = (keypair(), keypair());
+    for (ns, ifn, me) in [(&a, &ifa, "fd98::1/64"), (&b, &ifb, "fd98::2/64")] {
+        ns.run(&["ip", "link", "set", ifn, "mtu", "1420"]);
+        ns.run(&["ip", "addr", "add", me, "dev", ifn, "nodad"]);
+        ns.run(&["ip", "link", "set", ifn, "up"]);
+    }
+    let kaf = ka.private_file.to_string_lossy().into_owned();
+    let kbf = kb.private_file.to_string_lossy().into_owned();
+    a.run(&[
+        "wg",
+        "set",
+        &ifa,
+        "private-key",
+        &kaf,
+        "listen-port",
+        "51820",
+        "peer",
+        &kb.public,
+        "allowed-ips",
+        "fd98::2/128",
+        "endpoint",
+        "[fd99::2]:51820",
+    ]);
+    b.run(&[
+        "wg",
+        "set",
+        &ifb,
+        "private-key",
+        &kbf,
+        "listen-port",
+        "51820",
+        "peer",
+        &ka.public,
+        "allowed-ips",
+        "fd98::1/128",
+        "endpoint",
+        "[fd99::1]:51820",
+    ]);
+    wait_for("v6 tunnel up", Duration::from_secs(10), || {
+        a.try_run(&["ping", "-6", "-c", "1", "-W", "1", "fd98::2"])
+            .0
+    });
+    let t = Tunnel {
+        pa: start_daemon_dummy(),
+        _pb: start_daemon_dummy(),
+        ka,
+        kb,
+        ifa: ifa.clone(),
+        ifb,
+        b,
+        a,
+    };
+    transfer(&t, &t.a, &t.b, "[fd98::2]", 5005);
+    transfer(&t, &t.b, &t.a, "[fd98::1]", 5006);
+    let d = wg_dump(&t.a, &ifa);
+    assert_eq!(d.peers[0].endpoint, "[fd99::2]:51820");
+}
+
+/// A placeholder process for a `Tunnel` whose daemons are owned elsewhere.
+fn start_daemon_dummy() -> Proc {
+    let child = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    Proc {
+        child,
+        log: "/dev/null".into(),
+    }
+}
+
+#[test]
+fn standalone_drops_to_a_user_and_keeps_only_cap_net_admin() {
+    require_root();
+    let t = tunnel_with_args("pr", &["--user", "nobody"]);
+    wait_for("tunnel up", Duration::from_secs(10), || {
+        ping_once(&t.a, OV_B)
+    });
+    let pid = t.pa.child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(field("Uid:"), vec!["65534"; 4], "{status}");
+    // CAP_NET_ADMIN is bit 12.
+    assert_eq!(field("CapEff:"), vec!["0000000000001000"], "{status}");
+    assert_eq!(field("CapPrm:"), vec!["0000000000001000"], "{status}");
+    assert_eq!(field("CapBnd:"), vec!["0000000000001000"], "{status}");
+    // Runtime changes that need CAP_NET_ADMIN still work: fwmark, and a new port.
+    t.a.run(&[
+        "wg",
+        "set",
+        &t.ifa,
+        "fwmark",
+        "0x42",
+        "listen-port",
+        "51822",
+    ]);
+    let d = wg_dump(&t.a, &t.ifa);
+    assert_eq!((d.fwmark.as_str(), d.listen_port), ("0x42", 51822));
+    wait_for(
+        "traffic after the port change",
+        Duration::from_secs(10),
+        || ping_once(&t.a, OV_B),
+    );
 }

@@ -247,11 +247,27 @@ pub enum Impl {
 
 /// Starts a WireGuard daemon for `ifname` in `ns` and waits for its UAPI socket.
 pub fn start_daemon(ns: &Netns, imp: Impl, ifname: &str, envs: &[(&str, &str)]) -> Proc {
+    start_daemon_args(ns, imp, ifname, envs, &[])
+}
+
+/// Like [`start_daemon`], with extra arguments for edge-wg.
+pub fn start_daemon_args(
+    ns: &Netns,
+    imp: Impl,
+    ifname: &str,
+    envs: &[(&str, &str)],
+    args: &[&str],
+) -> Proc {
     let sock = format!("/var/run/wireguard/{ifname}.sock");
     let _ = std::fs::remove_file(&sock);
     let log = format!("/tmp/{ifname}.log");
     let mut p = match imp {
-        Impl::EdgeWg => ns.spawn(&[env!("CARGO_BIN_EXE_edge-wg"), "-f", ifname], envs, &log),
+        Impl::EdgeWg => {
+            let mut a = vec![env!("CARGO_BIN_EXE_edge-wg"), "-f"];
+            a.extend_from_slice(args);
+            a.push(ifname);
+            ns.spawn(&a, envs, &log)
+        }
         Impl::WireguardGo => {
             let mut e = vec![("WG_PROCESS_FOREGROUND", "1")];
             e.extend_from_slice(envs);
