@@ -595,6 +595,7 @@ fn start_daemon_dummy() -> Proc {
     Proc {
         child,
         log: "/dev/null".into(),
+        cleanup: None,
     }
 }
 

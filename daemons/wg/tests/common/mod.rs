@@ -120,6 +120,7 @@ impl Netns {
         Proc {
             child,
             log: log.into(),
+            cleanup: None,
         }
     }
 
@@ -151,6 +152,8 @@ pub struct Proc {
     pub child: Child,
     /// Its log file.
     pub log: PathBuf,
+    /// A file to remove after the process stopped (a UAPI socket it may not delete).
+    pub cleanup: Option<PathBuf>,
 }
 
 impl Proc {
@@ -174,12 +177,17 @@ impl Drop for Proc {
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(3) {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Some(p) = &self.cleanup {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -274,6 +282,7 @@ pub fn start_daemon_args(
             ns.spawn(&["wireguard-go", "-f", ifname], &e, &log)
         }
     };
+    p.cleanup = Some(sock.clone().into());
     wait_for(
         &format!("uapi socket of {ifname}"),
         Duration::from_secs(10),
