@@ -490,11 +490,9 @@ mod tests {
             let second = plan(&d, ip(addr), &obs, OWNER);
             prop_assert!(!second.is_write(), "first {first:?} then {second:?}");
             // Unowned records are never changed unless adopting.
-            if !adopt {
-                if let Action::Patch { id, .. } = &first.action {
-                    let o = obs.iter().find(|o| &o.id == id).unwrap();
-                    prop_assert!(o.is_owned(OWNER));
-                }
+            if !adopt && let Action::Patch { id, .. } = &first.action {
+                let o = obs.iter().find(|o| &o.id == id).unwrap();
+                prop_assert!(o.is_owned(OWNER));
             }
         }
     }

@@ -77,7 +77,7 @@ pub fn decide(family: Family, quorum: u8, answers: Vec<(String, Answer)>) -> Ver
         }
     }
     let mut ranked: Vec<(IpAddr, usize)> = votes.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1));
+    ranked.sort_by_key(|r| std::cmp::Reverse(r.1));
     let need = usize::from(quorum.max(1));
     let failure = match ranked.as_slice() {
         [] => Some(format!(

@@ -3,6 +3,8 @@
 //! socket (`status`, `plan`, `sync`), the metrics exporter, and HTTPS with a test CA to an
 //! API server in another namespace.
 
+#![allow(clippy::unwrap_used)] // test helpers may unwrap
+
 mod common;
 
 use std::io::{Read as _, Write as _};

@@ -2,6 +2,8 @@
 //! received. Each runs inside its own fresh network namespace (root needed: the test fails,
 //! never skips, without it); servers listen on that namespace's loopback.
 
+#![allow(clippy::unwrap_used)] // test helpers may unwrap
+
 mod common;
 
 use std::time::{Duration, Instant};
