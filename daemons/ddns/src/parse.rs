@@ -85,6 +85,15 @@ pub fn trace(body: &[u8], host: Option<&str>) -> Result<IpAddr, ParseError> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Untrusted bodies never panic the parsers.
+        #[test]
+        fn parsers_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = echo(&body);
+            let _ = trace(&body, Some("www.cloudflare.com"));
+        }
+    }
+
     #[test]
     fn echo_accepts_one_address_with_whitespace() {
         assert_eq!(echo(b"81.2.69.160\n").unwrap().to_string(), "81.2.69.160");

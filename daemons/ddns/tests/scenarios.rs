@@ -462,3 +462,72 @@ fn once_exit_codes_tell_success() {
         assert!(err.contains("bad.toml:"), "located config errors: {err}");
     });
 }
+
+/// A DNS server answering `whoami.cloudflare` TXT CH with `answer`, like 1.1.1.1 does.
+fn whoami_server(answer: &'static str) -> std::net::SocketAddr {
+    use hickory_resolver::proto::op::{Message, OpCode};
+    use hickory_resolver::proto::rr::rdata::TXT;
+    use hickory_resolver::proto::rr::{DNSClass, RData, Record};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut resp = Message::response(q.metadata.id, OpCode::Query);
+            resp.add_query(q.queries[0].clone());
+            let asked = &q.queries[0];
+            if asked.query_class() == DNSClass::CH
+                && asked
+                    .name()
+                    .to_ascii()
+                    .eq_ignore_ascii_case("whoami.cloudflare.")
+            {
+                let mut rec = Record::from_rdata(
+                    asked.name().clone(),
+                    0,
+                    RData::TXT(TXT::new(vec![answer.to_owned()])),
+                );
+                rec.dns_class = DNSClass::CH;
+                resp.add_answer(rec);
+            }
+            let _ = sock.send_to(&resp.to_vec().unwrap(), from);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_dns_source_votes_with_whoami_txt_in_the_chaos_class() {
+    in_new_netns(|| {
+        let lab = Lab::new();
+        let dns = whoami_server(IP1);
+        // Replace the trace source by DNS; the echoes other than echo-a are down.
+        let text = lab.config_text("", "").replace(
+            &format!(
+                "name = \"trace-b\"\nkind = \"cloudflare-trace\"\nurl = \"{}\"\nfamily = \"ipv4\"",
+                lab.echoes[1].url()
+            ),
+            &format!(
+                "name = \"whoami\"\nkind = \"dns\"\nserver = \"{dns}\"\nquery = \"whoami.cloudflare\"\ntype = \"TXT\"\nclass = \"CH\"\ntransport = \"udp\"\nfamily = \"ipv4\""
+            ),
+        );
+        assert!(text.contains("whoami.cloudflare"));
+        lab.echoes[2].set_answer(None);
+        let p = lab.dir.path().join("edge.toml");
+        std::fs::write(&p, &text).unwrap();
+        let cfg = edge_config::parse(&p, &text).unwrap().config;
+        let mut s = lab.syncer(&cfg);
+        let r = sync(&mut s, T0);
+        assert!(r.ok, "{r:?}");
+        let whoami = r.families[0]
+            .answers
+            .iter()
+            .find(|a| a.source == "whoami")
+            .unwrap();
+        assert_eq!(whoami.detail, IP1, "{r:?}");
+        assert_eq!(lab.a_records()[0]["content"], IP1);
+    });
+}

@@ -1250,6 +1250,103 @@ impl Drop for EchoServer {
 mod tests {
     use super::*;
 
+    /// Sends one raw HTTP/1.1 request and returns the status line and body.
+    fn raw(addr: SocketAddr, method: &str, path: &str, auth: bool, body: Option<&str>) -> String {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let body = body.unwrap_or("");
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        if auth {
+            req.push_str("Authorization: Bearer tok\r\n");
+        }
+        if !body.is_empty() {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    #[test]
+    fn the_server_checks_every_request_and_authenticates() {
+        crate::in_new_netns(|| {
+            let cf = CfServer::start_local("tok");
+            let z = cf.add_zone("example.com");
+            let id = cf.add_record(
+                &z,
+                json!({"type":"A","name":"example.com","content":"81.2.69.160"}),
+            );
+            let a = cf.addr();
+            let ok = raw(
+                a,
+                "GET",
+                &format!("/client/v4/zones/{z}/dns_records?type=A&name=example.com"),
+                true,
+                None,
+            );
+            assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+            assert!(ok.contains("ratelimit: \"default\";r=1199;t="), "{ok}");
+            assert!(cf.violations().is_empty(), "{:?}", cf.violations());
+            let noauth = raw(a, "GET", "/client/v4/zones?name=example.com", false, None);
+            assert!(
+                noauth.starts_with("HTTP/1.1 403") && noauth.contains("10000"),
+                "{noauth}"
+            );
+            cf.clear_log();
+            raw(
+                a,
+                "GET",
+                &format!("/client/v4/zones/{z}/dns_records?name.exact=example.com"),
+                true,
+                None,
+            );
+            raw(
+                a,
+                "PATCH",
+                &format!("/client/v4/zones/{z}/dns_records/{id}"),
+                true,
+                Some(r#"{"content":"not-an-ip"}"#),
+            );
+            raw(
+                a,
+                "POST",
+                &format!("/client/v4/zones/{z}/dns_records"),
+                true,
+                Some(r#"{"type":"A","content":"81.2.69.1"}"#),
+            );
+            raw(
+                a,
+                "GET",
+                "/client/v4/zones/not-a-zone-id-that-is-far-too-long-for-the-schema/dns_records",
+                true,
+                None,
+            );
+            raw(a, "GET", "/client/v4/accounts", true, None);
+            let v = cf.violations();
+            let has = |needle: &str| v.iter().any(|x| x.contains(needle));
+            assert!(has("`name.exact` is not declared"), "{v:#?}");
+            assert!(has("record after PATCH"), "{v:#?}");
+            assert!(has("POST /zones/"), "{v:#?}");
+            assert!(has("path parameter `zone_id`"), "{v:#?}");
+            assert!(
+                has("is not an operation of the OpenAPI description"),
+                "{v:#?}"
+            );
+            cf.inject(Fault::RateLimited { retry_after: 7 }, 1, None);
+            let limited = raw(a, "GET", "/client/v4/zones", true, None);
+            assert!(
+                limited.starts_with("HTTP/1.1 429") && limited.contains("retry-after: 7"),
+                "{limited}"
+            );
+        });
+    }
+
     #[test]
     fn the_fixture_is_the_official_subset() {
         // sha256 from shared/cloudflare/README.md; compared by length and a spot check here
