@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use edge_config::ddns::{Ddns, Family};
 use edge_config::{Config, SecretString};
@@ -536,9 +535,4 @@ pub fn render_report(r: &SyncReport) -> String {
         r.writes
     );
     s
-}
-
-/// Sleeps helper kept for the daemon: the duration until a Unix time.
-pub fn until(now: u64, at: u64) -> Duration {
-    Duration::from_secs(at.saturating_sub(now))
 }
