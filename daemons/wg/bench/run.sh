@@ -17,6 +17,7 @@
 # (called once per implementation group and run; it owns namespaces, daemons, cleanup).
 #
 # Usage: sudo daemons/wg/bench/run.sh [-r RUNS] [-t SECONDS] [-o DIR] [--no-install]
+#        (EDGE_WG_BIN=path uses a prebuilt edge-wg instead of `cargo build --release`)
 # Needs: root, iperf3, wg, wireguard-go, jq, python3, cargo. Missing anchors are fetched:
 #   wireguard-go bookworm-backports: `apt-get download -t bookworm-backports` + dpkg-deb -x
 #   boringtun-cli / gotatun-cli:     `cargo install --root $ANCHORS/<name>`
@@ -68,8 +69,12 @@ if [ "$INSTALL" = 1 ]; then
     [ -x "$BT" ] || cargo install --quiet --locked --root "$ANCHORS/boringtun" boringtun-cli --version 0.7.1 || true
     [ -x "$GT" ] || cargo install --quiet --root "$ANCHORS/gotatun" gotatun-cli || true
 fi
-(cd "$ROOT" && cargo build --quiet --release -p edge-wg)
-EDGE="$ROOT/target/release/edge-wg"
+if [ -n "${EDGE_WG_BIN:-}" ]; then
+    EDGE="$EDGE_WG_BIN"   # a prebuilt binary (e.g. from another target dir)
+else
+    (cd "$ROOT" && cargo build --quiet --release -p edge-wg)
+    EDGE="$ROOT/target/release/edge-wg"
+fi
 
 # --------------------------------------------------------------------- runs --
 # One harness call per group and run; groups interleave within each run so that drift

@@ -305,7 +305,32 @@ impl Device {
         new: &DeviceConfig,
         force_endpoints: &[(Key, SocketAddr)],
     ) -> Result<PeerDiff, DeviceError> {
+        self.apply_with(|_| new.clone(), force_endpoints)
+    }
+
+    /// Applies a UAPI `set` transaction; the new configuration is computed from the
+    /// current one under the same lock, so concurrent changes cannot be lost.
+    pub fn apply_set(
+        self: &Arc<Self>,
+        req: &crate::uapi::SetRequest,
+    ) -> Result<PeerDiff, DeviceError> {
+        let forced: Vec<(Key, SocketAddr)> = req
+            .peers
+            .iter()
+            .filter(|p| !p.remove)
+            .filter_map(|p| p.endpoint.map(|e| (p.public_key, e)))
+            .collect();
+        self.apply_with(|old| crate::uapi::apply_set(old, req), &forced)
+    }
+
+    fn apply_with(
+        self: &Arc<Self>,
+        make: impl FnOnce(&DeviceConfig) -> DeviceConfig,
+        force_endpoints: &[(Key, SocketAddr)],
+    ) -> Result<PeerDiff, DeviceError> {
         let mut st = self.state.write();
+        let new_cfg = make(&st.config);
+        let new = &new_cfg;
         let diff = PeerDiff::new(&st.config, new);
         // 1. Fallible work first, nothing changed yet.
         let cur = self.sockets.read().clone();
@@ -1040,10 +1065,10 @@ impl Device {
         let ep = p.endpoint();
         let mut guard = p.tunn.lock();
         let Some(t) = guard.as_mut() else { return };
-        let mut out: Vec<(usize, bool)> = Vec::new();
+        let mut out: Option<(usize, bool)> = None;
         match t.update_timers(buf) {
             TunnResult::WriteToNetwork(pkt) => {
-                out.push((pkt.len(), pkt[0] == 1));
+                out = Some((pkt.len(), pkt[0] == 1));
             }
             TunnResult::Err(boringtun::noise::errors::WireGuardError::ConnectionExpired)
                 if !p.expired.swap(true, Ordering::Relaxed) =>
@@ -1061,7 +1086,7 @@ impl Device {
                 p.counters.last_handshake_ms.store(ms, Ordering::Relaxed);
             }
         }
-        let (Some(ep), Some((len, is_init))) = (ep, out.first().copied()) else {
+        let (Some(ep), Some((len, is_init))) = (ep, out) else {
             drop(guard);
             self.keepalive_and_rekey(p, socks, buf, force);
             return;

@@ -186,25 +186,16 @@ fn handle(s: UnixStream, dev: &Arc<Device>) -> io::Result<()> {
 pub fn respond(text: &str, dev: &Arc<Device>) -> String {
     match uapi::parse_request(text) {
         Ok(Request::Get) => uapi::format_get(&dev.status()),
-        Ok(Request::Set(req)) => {
-            let new = uapi::apply_set(&dev.config(), &req);
-            let forced: Vec<_> = req
-                .peers
-                .iter()
-                .filter(|p| !p.remove)
-                .filter_map(|p| p.endpoint.map(|e| (p.public_key, e)))
-                .collect();
-            match dev.apply(&new, &forced) {
-                Ok(diff) => {
-                    debug!(?diff, "uapi set applied");
-                    "errno=0\n\n".to_string()
-                }
-                Err(e) => {
-                    warn!(error = %e, "uapi set refused");
-                    format!("errno={}\n\n", e.errno())
-                }
+        Ok(Request::Set(req)) => match dev.apply_set(&req) {
+            Ok(diff) => {
+                debug!(?diff, "uapi set applied");
+                "errno=0\n\n".to_string()
             }
-        }
+            Err(e) => {
+                warn!(error = %e, "uapi set refused");
+                format!("errno={}\n\n", e.errno())
+            }
+        },
         Err(e) => {
             warn!(error = %e, "uapi request refused");
             format!("errno={}\n\n", e.errno())
