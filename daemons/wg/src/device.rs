@@ -775,7 +775,7 @@ impl Device {
             plain: vec![0u8; MAX_PACKET],
             co: Coalescer::new(16),
         };
-        let tun = self.tun[0].clone();
+        let tun = self.tun.clone();
         while !self.shutdown.load(Ordering::Relaxed) {
             if self.sockets.read().generation != generation {
                 debug!("rx thread of replaced socket exits");
@@ -799,16 +799,16 @@ impl Device {
                 if seg > 0 && data.len() > seg {
                     for d in data.chunks(seg) {
                         self.rx_datagram(&mut ctx, &socks, d, src, &mut |b| {
-                            self.tun_write(&tun, b)
+                            self.tun_write_flow(&tun, b)
                         });
                     }
                 } else {
                     self.rx_datagram(&mut ctx, &socks, data, src, &mut |b| {
-                        self.tun_write(&tun, b)
+                        self.tun_write_flow(&tun, b)
                     });
                 }
             }
-            ctx.co.flush(|b| self.tun_write(&tun, b));
+            ctx.co.flush(|b| self.tun_write_flow(&tun, b));
         }
     }
 
@@ -942,8 +942,16 @@ impl Device {
         }
     }
 
-    fn tun_write(&self, tun: &TunQueue, buf: &[u8]) {
-        if tun.write(buf).is_err() {
+    /// Writes a received packet to the TUN queue its flow hashes to. The kernel's
+    /// automatic queue steering then sends the flow's replies to that same queue, so the
+    /// flows spread over the TX threads while each flow stays on one.
+    fn tun_write_flow(&self, tun: &[Arc<TunQueue>], buf: &[u8]) {
+        let q = match tun.len() {
+            0 => return,
+            1 => 0,
+            n => (offload::flow_hash(&buf[VNET_HDR_LEN.min(buf.len())..]) % n as u64) as usize,
+        };
+        if tun[q].write(buf).is_err() {
             self.counters.drop(DropReason::TunWrite);
         }
     }

@@ -280,6 +280,22 @@ pub fn gso_split(
     Ok(n)
 }
 
+/// A hash of an IP packet's addresses, protocol and ports (0 for anything else);
+/// equal for every packet of one flow in one direction.
+pub fn flow_hash(p: &[u8]) -> u64 {
+    let (addrs, proto, l4) = match p.first().map(|b| b >> 4) {
+        Some(4) if p.len() >= 20 => (&p[12..20], p[9], usize::from(p[0] & 0x0f) * 4),
+        Some(6) if p.len() >= 40 => (&p[8..40], p[6], 40),
+        _ => return 0,
+    };
+    let mut h = csum_add(u64::from(proto), addrs).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    if (proto == PROTO_TCP || proto == 17) && p.len() >= l4 + 4 {
+        let ports = u32::from_be_bytes([p[l4], p[l4 + 1], p[l4 + 2], p[l4 + 3]]);
+        h ^= u64::from(ports).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    }
+    h ^ (h >> 31)
+}
+
 /// One output packet being built by the [`Coalescer`].
 #[derive(Debug, Clone, Copy, Default)]
 struct Item {
@@ -691,6 +707,18 @@ mod tests {
         let mut out = Vec::new();
         gso_split(&p, &h, &mut scratch, |s| out.push(s.to_vec())).unwrap();
         assert!(tcp_checksum_ok(&out[0]));
+    }
+
+    #[test]
+    fn flow_hash_separates_flows_and_keeps_one_flow_together() {
+        let a1 = tcp_packet(false, 0, TCP_ACK, &[1; 10]);
+        let a2 = tcp_packet(false, 500, TCP_ACK | TCP_PSH, &[2; 99]);
+        assert_eq!(flow_hash(&a1), flow_hash(&a2));
+        let mut other = a1.clone();
+        other[20] ^= 1; // another source port
+        assert_ne!(flow_hash(&a1), flow_hash(&other));
+        assert_eq!(flow_hash(&[]), 0);
+        assert_eq!(flow_hash(&[0x45; 10]), 0);
     }
 
     #[test]
