@@ -10,6 +10,7 @@ PACKAGES=(
   iperf3 curl socat netcat-openbsd jq  # traffic and probes in the namespaced topology
   prometheus                           # promtool: alert rule checks and unit tests
   systemd                              # systemd-analyze: unit verification and hardening score
+  binutils                             # strip: the packaging check stages small binaries
 )
 
 missing=()

@@ -11,4 +11,5 @@ bash scripts/deps.sh
 cargo build --workspace --bins
 bash scripts/check-units.sh
 bash scripts/check-prometheus.sh
+bash scripts/check-deb.sh
 cargo test --workspace -- --test-threads="${EDGE_TEST_THREADS:-2}"
