@@ -232,6 +232,49 @@ fn the_lab_passes_every_check_and_traffic_survives_reloads_and_restarts() {
         .unwrap();
     eprintln!("figure: DDNS record followed the public address in {follow:.1} s");
 
+    // `edgectl status --json` reports every daemon with its real state.
+    let out = Command::new(binary("edgectl"))
+        .args([
+            "--config",
+            lab.config().to_str().unwrap(),
+            "status",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "edgectl status: not every daemon is ready:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["version"], 1);
+    let daemon = |role: &str| -> serde_json::Value {
+        st["daemons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["role"] == role)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {role} in {st}"))
+    };
+    for role in ["link", "fw", "wg", "ddns"] {
+        let d = daemon(role);
+        assert_eq!(d["running"], true, "{d}");
+        assert_eq!(d["status"]["ready"], true, "{d}");
+        assert_eq!(d["status"]["configured"], true, "{d}");
+    }
+    assert_eq!(daemon("link")["status"]["detail"]["converged"], true);
+    assert_eq!(daemon("fw")["status"]["detail"]["forwards"], 3);
+    let wg = daemon("wg")["status"]["detail"].clone();
+    assert!(
+        wg["peers"][0]["latest_handshake"].as_u64().unwrap() > 0,
+        "{wg}"
+    );
+    let ddns = daemon("ddns")["status"]["detail"].clone();
+    assert_eq!(ddns["records"][0]["content"], "81.0.0.3", "{ddns}");
+    assert_eq!(ddns["records"][0]["in_sync"], true, "{ddns}");
+
     // The check moved the public address to 81.0.0.3 and the remote followed it.
     let stop = Arc::new(AtomicBool::new(false));
     let fwd = Arc::new(Mutex::new(StreamStats::default()));
