@@ -275,6 +275,27 @@ fn the_lab_passes_every_check_and_traffic_survives_reloads_and_restarts() {
     assert_eq!(ddns["records"][0]["content"], "81.0.0.3", "{ddns}");
     assert_eq!(ddns["records"][0]["in_sync"], true, "{ddns}");
 
+    // Restarting nftables.service flushes the whole ruleset: edge-fw puts its table back.
+    let host = lab.ns("host");
+    let flushed = Command::new("ip")
+        .args(["netns", "exec", &host, "nft", "flush", "ruleset"])
+        .status()
+        .unwrap();
+    assert!(flushed.success());
+    let restored = wait_for(Duration::from_secs(5), || {
+        Command::new("ip")
+            .args([
+                "netns", "exec", &host, "nft", "list", "table", "inet", "edge",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let restored = restored.expect("edge-fw did not restore its table after `nft flush ruleset`");
+    eprintln!(
+        "figure: table inet edge restored {} ms after `nft flush ruleset`",
+        restored.as_millis()
+    );
+
     // The check moved the public address to 81.0.0.3 and the remote followed it.
     let stop = Arc::new(AtomicBool::new(false));
     let fwd = Arc::new(Mutex::new(StreamStats::default()));
