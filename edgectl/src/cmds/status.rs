@@ -88,7 +88,8 @@ pub async fn collect(config: &Path) -> Edge {
     }
 }
 
-/// [`collect`] from synchronous code.
+/// [`collect`] from synchronous code (the lab's).
+#[cfg(feature = "lab")]
 pub fn collect_blocking(config: &Path) -> Edge {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
