@@ -942,16 +942,16 @@ impl Device {
         }
     }
 
-    /// Writes a received packet to the TUN queue its flow hashes to. The kernel's
-    /// automatic queue steering then sends the flow's replies to that same queue, so the
-    /// flows spread over the TX threads while each flow stays on one.
+    /// Writes a received packet to the TUN. Always queue 0: the kernel's automatic queue
+    /// steering sends a flow's replies to the queue its packets were written to, so every
+    /// flow's transmit lands on one TX thread. Spreading flows over queues by flow hash
+    /// ([`offload::flow_hash`]) was measured: two TX threads encrypting for one peer
+    /// interleave its nonce counters by more than boringtun's 1024-packet replay window
+    /// and the receiver drops them (`InvalidCounter`, TCP retransmits). It needs an
+    /// 8192-packet window (a boringtun fork) or per-peer queue pinning first.
     fn tun_write_flow(&self, tun: &[Arc<TunQueue>], buf: &[u8]) {
-        let q = match tun.len() {
-            0 => return,
-            1 => 0,
-            n => (offload::flow_hash(&buf[VNET_HDR_LEN.min(buf.len())..]) % n as u64) as usize,
-        };
-        if tun[q].write(buf).is_err() {
+        let Some(q) = tun.first() else { return };
+        if q.write(buf).is_err() {
             self.counters.drop(DropReason::TunWrite);
         }
     }
