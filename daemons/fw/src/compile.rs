@@ -40,6 +40,39 @@ pub const ICMP_TYPES: [u8; 4] = [3, 8, 11, 12];
 /// ICMPv6 types admitted when `icmp = true` (errors, echo, neighbour discovery).
 pub const ICMPV6_TYPES: [u8; 9] = [1, 2, 3, 4, 128, 133, 134, 135, 136];
 
+/// FxHash (rustc's hasher): the conflict map holds one entry per dispatch key (100k at 50k
+/// forwards), and SipHash's DoS resistance buys nothing for keys from our own config.
+#[derive(Debug, Default, Clone, Copy)]
+struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type FxBuild = std::hash::BuildHasherDefault<Fx>;
+
 /// Errors compiling a model.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CompileError {
@@ -153,11 +186,14 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
         .iter()
         .map(|f| f.on.len() * f.port.len() as usize)
         .sum();
-    let mut claimed: HashMap<(&str, IpAddr, L4, u16), usize> = HashMap::with_capacity(approx);
-    let mut fwd: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
+    let mut claimed: HashMap<(usize, IpAddr, L4, u16), usize, FxBuild> =
+        HashMap::with_capacity_and_hasher(approx, FxBuild::default());
+    // Interface names interned to small numbers for the conflict map.
+    let mut iface_ids: Vec<&str> = Vec::new();
+    let mut fwd: [Vec<Element>; 2] = [Vec::with_capacity(approx), Vec::new()];
     let mut allow: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
     let mut hairpin: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
-    let mut ctr: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
+    let mut ctr: [Vec<Element>; 2] = [Vec::with_capacity(approx), Vec::new()];
     let mut allow_chains = Vec::new();
     let fi = |f: Family| usize::from(f == Family::V6);
     for (idx, f) in fw.forwards.iter().enumerate() {
@@ -201,7 +237,14 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
                 proto,
                 dport,
             };
-            match claimed.entry((iif, daddr, proto, dport)) {
+            let iid = match iface_ids.iter().position(|x| *x == iif) {
+                Some(i) => i,
+                None => {
+                    iface_ids.push(iif);
+                    iface_ids.len() - 1
+                }
+            };
+            match claimed.entry((iid, daddr, proto, dport)) {
                 Entry::Occupied(o) => {
                     return Err(CompileError::DispatchConflict {
                         first: fw.forwards[*o.get()].name.clone(),

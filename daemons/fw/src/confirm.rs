@@ -2,7 +2,7 @@
 //! then probes run until they all pass (confirmed by itself), a human confirms
 //! (`edgectl fw confirm`), or the window ends — then the saved tables are restored.
 
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -158,9 +158,4 @@ pub fn apply_with_confirm(
     tracing::warn!(failures = ?failures, "confirm window ended with failing probes: restoring the previous ruleset");
     apply::restore(&prev)?;
     Ok(Outcome::RolledBack { failures })
-}
-
-/// True for a target address worth probing from the host (not unspecified).
-pub fn probeable(ip: IpAddr) -> bool {
-    !ip.is_unspecified()
 }

@@ -5,7 +5,7 @@
 //! `nft list table inet edge` prints for it (nft 1.0.6), so a read-back can compare text.
 
 use std::fmt::{self, Write as _};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 
@@ -626,14 +626,4 @@ impl Table {
                 .collect(),
         }
     }
-}
-
-/// Parses an IPv4 or IPv6 address (helper for tests and tools).
-pub fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
-}
-
-/// The unspecified IPv6 address (helper).
-pub fn v6_unspecified() -> IpAddr {
-    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
 }

@@ -22,8 +22,7 @@ use nftnl::nftnl_sys as sys;
 use nftnl::{Batch, MsgType, NlMsg};
 
 use crate::ir::{
-    Base, Chain, ChainKind, ElemData, Element, Expr, Family, Hook, Rule, Ruleset, Set, SetKind,
-    Table,
+    Base, ChainKind, ElemData, Element, Expr, Family, Hook, Rule, Ruleset, Set, SetKind, Table,
 };
 
 // Kernel constants libc does not carry.
@@ -1041,9 +1040,4 @@ fn ext_ack_msg(mut tlvs: &[u8]) -> Option<String> {
         tlvs = &tlvs[((len + 3) & !3).min(tlvs.len())..];
     }
     None
-}
-
-/// Distinct chain names used by a ruleset (for tests and sanity checks).
-pub fn chain_names(t: &Table) -> Vec<&str> {
-    t.chains.iter().map(|c: &Chain| c.name.as_str()).collect()
 }

@@ -89,7 +89,10 @@ fn input_policy_admits_ssh_from_admin_and_wireguard_only() {
             .try_exec("sh", ["-c", "echo x | socat -T2 - UDP4:192.198.0.30:51820"]);
         String::from_utf8_lossy(&out.stdout).trim() == "wg"
     });
-    assert!(answered.is_some(), "the WireGuard port answers from the internet");
+    assert!(
+        answered.is_some(),
+        "the WireGuard port answers from the internet"
+    );
 }
 
 #[test]
