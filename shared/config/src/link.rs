@@ -443,6 +443,20 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
                 format!("route uses protected interface `{}`", d.value),
             )
             .hint(protected_hint);
+        } else if let Some(d) = dev
+            && let Some(bridge) = port_owner.get(d.value.as_str())
+        {
+            // A bridge port hands every frame to its bridge: a route out of the port itself
+            // stops working the moment edge-link enslaves it.
+            ctx.error(
+                d.span.clone(),
+                "link.route.dev",
+                format!(
+                    "route uses `{}`, which is a port of bridge `{bridge}`",
+                    d.value
+                ),
+            )
+            .hint(format!("route through the bridge: dev = \"{bridge}\""));
         }
     }
     let mut seen_prot: HashMap<String, ()> = HashMap::new();
