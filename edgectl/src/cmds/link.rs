@@ -141,6 +141,7 @@ fn render_detail(st: &Status) -> String {
             )
         };
         let rel = match (l.role.as_str(), &l.controller) {
+            ("bridge", _) if l.ports.is_empty() => "no ports".to_owned(),
             ("bridge", _) => format!("ports: {}", l.ports.join(" ")),
             (_, Some(c)) => format!("master {c}"),
             _ => "no master".to_owned(),
