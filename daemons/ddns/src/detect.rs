@@ -101,8 +101,10 @@ pub enum DetectorError {
 #[derive(Debug, Clone)]
 pub struct Detector {
     sources: Arc<Vec<Source>>,
-    v4: reqwest::Client,
-    v6: reqwest::Client,
+    // Built only for the families the records need: each client holds its own TLS root
+    // store, which is most of the daemon's idle memory.
+    v4: Option<reqwest::Client>,
+    v6: Option<reqwest::Client>,
     timeout: Duration,
     quorum: u8,
     metrics: Metrics,
@@ -141,10 +143,19 @@ impl Detector {
             }
             b.build().map_err(DetectorError::BuildClient)
         };
+        let families = cfg.families();
         Ok(Detector {
             sources: Arc::new(cfg.sources.clone()),
-            v4: client(IpAddr::V4(Ipv4Addr::UNSPECIFIED))?,
-            v6: client(IpAddr::V6(Ipv6Addr::UNSPECIFIED))?,
+            v4: if families.contains(&Family::V4) {
+                Some(client(IpAddr::V4(Ipv4Addr::UNSPECIFIED))?)
+            } else {
+                None
+            },
+            v6: if families.contains(&Family::V6) {
+                Some(client(IpAddr::V6(Ipv6Addr::UNSPECIFIED))?)
+            } else {
+                None
+            },
             timeout: cfg.timeout,
             quorum: cfg.quorum,
             metrics,
@@ -208,17 +219,20 @@ impl Detector {
         v
     }
 
-    fn http(&self, family: Family) -> &reqwest::Client {
+    fn http(&self, family: Family) -> Result<&reqwest::Client, SourceError> {
         match family {
-            Family::V4 => &self.v4,
-            Family::V6 => &self.v6,
+            Family::V4 => self.v4.as_ref(),
+            Family::V6 => self.v6.as_ref(),
         }
+        .ok_or(SourceError::Unsupported(
+            "no record of this address family is configured",
+        ))
     }
 
     async fn get(&self, url: &url::Url, family: Family) -> Result<Vec<u8>, SourceError> {
         let shown = url.to_string();
         let mut resp = self
-            .http(family)
+            .http(family)?
             .get(url.clone())
             .send()
             .await
@@ -302,7 +316,7 @@ impl Detector {
         let url = url::Url::parse(&q.server).map_err(|e| err(format!("bad DoH URL: {e}")))?;
         let (id, wire) = q.message()?;
         let resp = self
-            .http(family)
+            .http(family)?
             .post(url)
             .header("content-type", "application/dns-message")
             .header("accept", "application/dns-message")
