@@ -107,6 +107,7 @@ fn converges_from_scratch_and_a_second_run_writes_nothing() {
     // The ISP router answers through the bridge.
     lab.host().exec("ping", ["-c1", "-W2", "192.198.0.1"]);
 
+    wait_settled(lab.host());
     let events = EventCounter::start(lab.host());
     let d2 = d.clone();
     let second = lab
@@ -391,11 +392,30 @@ fn restarting_the_daemon_causes_no_link_flap() {
     let lab = Lab::new(&[]);
     let mut daemon = lab.daemon();
     lab.wait_converged(&mut daemon, Duration::from_secs(20));
+    // The kernel reports a new port's carrier through its link watcher, up to a second
+    // later; let that settle so only the restart is measured.
+    let settled = edge_testkit::wait_for(Duration::from_secs(5), || {
+        let s = carrier_states(lab.host());
+        ["br-api", "br1", "enp3s0f0", "enp4s0f0"]
+            .iter()
+            .all(|l| s.get(*l).is_some_and(|(oper, _)| oper == "Up"))
+    });
+    assert!(
+        settled.is_some(),
+        "links never reached operstate UP: {:?}",
+        carrier_states(lab.host())
+    );
+    let carriers_before = carrier_states(lab.host());
     let events = EventCounter::start(lab.host());
     daemon.stop();
     let mut daemon = lab.daemon();
     let st = lab.wait_converged(&mut daemon, Duration::from_secs(20));
     let events = events.finish();
+    assert_eq!(
+        carriers_before,
+        carrier_states(lab.host()),
+        "operstate or carrier-change counters moved during the restart"
+    );
     let link_events: Vec<&String> = events
         .iter()
         .filter(|e| e.contains("NewLink") || e.contains("DelLink"))

@@ -314,6 +314,58 @@ impl EventCounter {
     }
 }
 
+/// Every link's operational state and carrier-change counter (`IFLA_CARRIER_CHANGES`),
+/// read over netlink inside `ns`.
+pub fn carrier_states(ns: &Netns) -> BTreeMap<String, (String, u32)> {
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+    ns.run(|| {
+        runtime().block_on(async {
+            let nl = Netlink::connect().expect("netlink");
+            let msgs = nl
+                .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))
+                .await
+                .expect("link dump");
+            msgs.into_iter()
+                .filter_map(|m| match m {
+                    RouteNetlinkMessage::NewLink(l) => {
+                        let mut name = None;
+                        let mut oper = String::new();
+                        let mut changes = 0;
+                        for a in l.attributes {
+                            match a {
+                                LinkAttribute::IfName(n) => name = Some(n),
+                                LinkAttribute::OperState(s) => oper = format!("{s:?}"),
+                                LinkAttribute::CarrierChanges(c) => changes = c,
+                                _ => {}
+                            }
+                        }
+                        Some((name?, (oper, changes)))
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+    })
+}
+
+/// Waits until the kernel has reported the carrier of the bridges and their NICs (its link
+/// watcher does so up to a second after a port is added), so that later netlink events can
+/// only come from what a test does next.
+pub fn wait_settled(ns: &Netns) {
+    let settled = edge_testkit::wait_for(Duration::from_secs(5), || {
+        let s = carrier_states(ns);
+        ["br-api", "br1", "enp3s0f0", "enp4s0f0"]
+            .iter()
+            .all(|l| s.get(*l).is_some_and(|(oper, _)| oper == "Up"))
+    });
+    assert!(
+        settled.is_some(),
+        "links never reached operstate UP: {:?}",
+        carrier_states(ns)
+    );
+}
+
 /// Links whose `ip -j link` entries name them, keyed by name (for quick assertions).
 pub fn links_by_name(ns: &Netns) -> BTreeMap<String, serde_json::Value> {
     let v = ns.ip_json(["-d", "link", "show"]);
