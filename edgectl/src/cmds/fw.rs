@@ -99,9 +99,14 @@ fn plan_cmd(g: &Global, script: bool) -> anyhow::Result<ExitCode> {
             Ok(_) if live.as_ref().is_ok_and(|l| l.edge.is_none()) => {
                 println!("# table inet edge is not live yet: `edgectl fw apply` would create it")
             }
-            Ok(d) if d.is_empty() => println!("# live tables match: `edgectl fw apply` would write nothing"),
+            Ok(d) if d.is_empty() => {
+                println!("# live tables match: `edgectl fw apply` would write nothing")
+            }
             Ok(d) => {
-                println!("# {} line(s) differ from the live tables (- live, + compiled):", d.len());
+                println!(
+                    "# {} line(s) differ from the live tables (- live, + compiled):",
+                    d.len()
+                );
                 for l in d {
                     println!("{l}");
                 }
@@ -112,7 +117,11 @@ fn plan_cmd(g: &Global, script: bool) -> anyhow::Result<ExitCode> {
             println!("# REFUSED: {l}");
         }
     }
-    Ok(if lockouts.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if lockouts.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn doctor(g: &Global) -> anyhow::Result<ExitCode> {

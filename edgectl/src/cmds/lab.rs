@@ -56,7 +56,10 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         match args.cmd {
             Cmd::Up => {
                 lab.up(&me)?;
-                println!("== the lab is up; edgectl --config {} status:", lab.config_path().display());
+                println!(
+                    "== the lab is up; edgectl --config {} status:",
+                    lab.config_path().display()
+                );
                 let st = crate::cmds::status::collect_blocking(&lab.config_path());
                 print!("{}", crate::cmds::status::render(&st));
                 Ok(ExitCode::SUCCESS)
@@ -68,7 +71,11 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 } else {
                     print!("{}", report.render());
                 }
-                Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+                Ok(if report.ok() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                })
             }
             Cmd::Down => {
                 let removed = lab.down()?;

@@ -184,7 +184,11 @@ fn detail(o: &mut String, role: Role, v: &serde_json::Value, now: u64) {
                 let _ = writeln!(
                     o,
                     "  {}; {} reconcile(s), {} netlink write(s)",
-                    if l.converged { "converged" } else { "NOT converged" },
+                    if l.converged {
+                        "converged"
+                    } else {
+                        "NOT converged"
+                    },
                     l.reconciles,
                     l.writes
                 );
@@ -200,7 +204,11 @@ fn detail(o: &mut String, role: Role, v: &serde_json::Value, now: u64) {
                             format!(
                                 "{}/{}",
                                 if link.admin_up { "up" } else { "DOWN" },
-                                if link.oper_up { "lower-up" } else { "no-carrier" }
+                                if link.oper_up {
+                                    "lower-up"
+                                } else {
+                                    "no-carrier"
+                                }
                             )
                         },
                         if link.ports.is_empty() {

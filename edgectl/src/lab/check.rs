@@ -83,7 +83,11 @@ fn record(lab: &Lab) -> Option<String> {
         zone.trim()
     );
     let auth = format!("Authorization: Bearer {}", token.trim());
-    let (ok, body) = curl(lab, "inet", &["--cacert", &ca.to_string_lossy(), "-H", &auth, &url]);
+    let (ok, body) = curl(
+        lab,
+        "inet",
+        &["--cacert", &ca.to_string_lossy(), "-H", &auth, &url],
+    );
     if !ok {
         return None;
     }
@@ -166,7 +170,9 @@ pub fn run(lab: &Lab) -> Report {
 
     step(
         format!("the DDNS record example.com A holds the router's public address {public}"),
-        &mut || match poll(Duration::from_secs(30), || record(lab).filter(|r| *r == public)) {
+        &mut || match poll(Duration::from_secs(30), || {
+            record(lab).filter(|r| *r == public)
+        }) {
             Some(r) => (true, format!("Cloudflare test server: example.com A {r}")),
             None => (false, format!("record is {:?}", record(lab))),
         },
@@ -189,7 +195,10 @@ pub fn run(lab: &Lab) -> Report {
     );
 
     step(
-        format!("the remote peer pings the API VIP {} over WireGuard", net::API_VIP),
+        format!(
+            "the remote peer pings the API VIP {} over WireGuard",
+            net::API_VIP
+        ),
         &mut || match lab
             .topo()
             .ns("remote")
@@ -209,20 +218,40 @@ pub fn run(lab: &Lab) -> Report {
     );
 
     for (target, how) in [
-        (format!("{}:6443", net::API_VIP), "directly through the tunnel"),
-        (format!("{}:6443", net::HOST_IP), "through the k8s-api forward (from the WireGuard network only)"),
+        (
+            format!("{}:6443", net::API_VIP),
+            "directly through the tunnel",
+        ),
+        (
+            format!("{}:6443", net::HOST_IP),
+            "through the k8s-api forward (from the WireGuard network only)",
+        ),
     ] {
-        step(format!("the remote peer reaches {target} {how}"), &mut || {
-            let (ok, body) = curl(lab, "remote", &[&format!("http://{target}/")]);
-            let want = format!("{}:6443 answered", net::API_VIP);
-            (ok && body.contains(&want), body)
-        });
+        step(
+            format!("the remote peer reaches {target} {how}"),
+            &mut || {
+                let (ok, body) = curl(lab, "remote", &[&format!("http://{target}/")]);
+                let want = format!("{}:6443 answered", net::API_VIP);
+                (ok && body.contains(&want), body)
+            },
+        );
     }
 
     for target in [format!("{}:6443", net::HOST_IP), format!("{public}:6443")] {
         step(format!("inet cannot reach {target}"), &mut || {
-            let (ok, body) = curl(lab, "inet", &["--max-time", "2", &format!("http://{target}/")]);
-            (!ok, if ok { format!("reached it: {body}") } else { format!("refused as it should be: {body}") })
+            let (ok, body) = curl(
+                lab,
+                "inet",
+                &["--max-time", "2", &format!("http://{target}/")],
+            );
+            (
+                !ok,
+                if ok {
+                    format!("reached it: {body}")
+                } else {
+                    format!("refused as it should be: {body}")
+                },
+            )
         });
     }
 
@@ -239,7 +268,9 @@ pub fn run(lab: &Lab) -> Report {
                 return (false, format!("{e:#}"));
             }
             let t = Instant::now();
-            match poll(Duration::from_secs(60), || record(lab).filter(|r| r == next)) {
+            match poll(Duration::from_secs(60), || {
+                record(lab).filter(|r| r == next)
+            }) {
                 Some(_) => {
                     let s = t.elapsed().as_secs_f64();
                     follow = Some(s);
@@ -257,17 +288,31 @@ pub fn run(lab: &Lab) -> Report {
             let endpoint = format!("{next}:51820");
             let set = lab.topo().ns("remote").output(
                 "wg",
-                &["set", &lab.remote_if(), "peer", host_pub.trim(), "endpoint", &endpoint],
+                &[
+                    "set",
+                    &lab.remote_if(),
+                    "peer",
+                    host_pub.trim(),
+                    "endpoint",
+                    &endpoint,
+                ],
             );
             if let Err(e) = set {
                 return (false, format!("{e:#}"));
             }
             match poll(Duration::from_secs(20), || {
-                let (ok, body) = curl(lab, "remote", &["--max-time", "2", &format!("http://{}:6443/", net::API_VIP)]);
+                let (ok, body) = curl(
+                    lab,
+                    "remote",
+                    &["--max-time", "2", &format!("http://{}:6443/", net::API_VIP)],
+                );
                 (ok && body.contains("answered")).then_some(body)
             }) {
                 Some(b) => (true, b),
-                None => (false, "the API VIP is not reachable through the tunnel".to_owned()),
+                None => (
+                    false,
+                    "the API VIP is not reachable through the tunnel".to_owned(),
+                ),
             }
         },
     );

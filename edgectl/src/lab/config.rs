@@ -75,7 +75,12 @@ pub fn lab_config(v: &LabValues<'_>) -> anyhow::Result<String> {
     t = set_key(&t, "global", "state_dir", &q(format!("{d}/state")))?;
     t = set_key(&t, "global", "runtime_dir", &q(format!("{d}/run")))?;
     t = set_key(&t, "global", "log_format", &q("text"))?;
-    t = set_key(&t, "wg", "private_key", &format!("{{ file = \"{d}/wg-host.key\" }}"))?;
+    t = set_key(
+        &t,
+        "wg",
+        "private_key",
+        &format!("{{ file = \"{d}/wg-host.key\" }}"),
+    )?;
     t = set_key(&t, "wg.peer", "public_key", &q(v.remote_public_key))?;
     t = set_key(&t, "ddns", "token", &format!("{{ file = \"{d}/token\" }}"))?;
     t = set_key(&t, "ddns", "api_url", &q(v.api_url))?;
@@ -103,7 +108,11 @@ mod tests {
     fn the_lab_config_is_valid_and_points_at_the_lab() {
         let sources = [
             ("echo", "http", "http://82.0.0.11/".to_owned()),
-            ("trace", "cloudflare-trace", "http://82.0.0.12/cdn-cgi/trace".to_owned()),
+            (
+                "trace",
+                "cloudflare-trace",
+                "http://82.0.0.12/cdn-cgi/trace".to_owned(),
+            ),
         ];
         let text = lab_config(&LabValues {
             dir: Path::new("/run/edge-lab"),
@@ -122,7 +131,10 @@ mod tests {
         assert_eq!(ddns.sources.len(), 2);
         assert_eq!(ddns.ca_file.unwrap(), Path::new("/run/edge-lab/ca.pem"));
         let wg = c.wg.unwrap();
-        assert_eq!(wg.peers[0].public_key.to_base64(), "Ec/rMvGHRVI/+BJqbmET/fg+8vmgnl3z32BhCosLO08=");
+        assert_eq!(
+            wg.peers[0].public_key.to_base64(),
+            "Ec/rMvGHRVI/+BJqbmET/fg+8vmgnl3z32BhCosLO08="
+        );
         // Everything else is the reference deployment.
         assert_eq!(c.fw.unwrap().forwards.len(), 3);
         assert_eq!(c.link.unwrap().bridges.len(), 3);
@@ -131,9 +143,18 @@ mod tests {
     #[test]
     fn set_key_replaces_or_inserts_inside_the_section_only() {
         let t = "[a]\nx = 1\n[b]\nx = 2\n";
-        assert_eq!(set_key(t, "b", "x", "3").unwrap(), "[a]\nx = 1\n[b]\nx = 3\n");
-        assert_eq!(set_key(t, "a", "y", "4").unwrap(), "[a]\ny = 4\nx = 1\n[b]\nx = 2\n");
+        assert_eq!(
+            set_key(t, "b", "x", "3").unwrap(),
+            "[a]\nx = 1\n[b]\nx = 3\n"
+        );
+        assert_eq!(
+            set_key(t, "a", "y", "4").unwrap(),
+            "[a]\ny = 4\nx = 1\n[b]\nx = 2\n"
+        );
         assert!(set_key(t, "c", "x", "1").is_err());
-        assert_eq!(drop_tables("[[s]]\na = 1\n[t]\nb = 2\n", "s"), "[t]\nb = 2\n");
+        assert_eq!(
+            drop_tables("[[s]]\na = 1\n[t]\nb = 2\n", "s"),
+            "[t]\nb = 2\n"
+        );
     }
 }

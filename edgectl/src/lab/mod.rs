@@ -122,7 +122,13 @@ impl Lab {
 
     /// Starts `program args` inside `node`'s namespace in the background, logging to
     /// `logs/<label>.log`; the PID is recorded for `down`.
-    pub fn spawn(&self, node: &str, label: &str, program: &Path, args: &[&str]) -> anyhow::Result<u32> {
+    pub fn spawn(
+        &self,
+        node: &str,
+        label: &str,
+        program: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<u32> {
         let log = fs::File::create(self.dir.join("logs").join(format!("{label}.log")))?;
         let mut c = self.topo().ns(node).command(&program.to_string_lossy());
         c.args(args)
@@ -153,12 +159,17 @@ impl Lab {
 
     /// A control-socket client for `role` of this lab.
     pub fn client(&self, role: Role) -> Client {
-        Client::new(role, self.dir.join("run").join(format!("{}.sock", role.as_str())))
+        Client::new(
+            role,
+            self.dir.join("run").join(format!("{}.sock", role.as_str())),
+        )
     }
 
     fn wait_ready(&self, role: Role, pid: u32, timeout: Duration) -> anyhow::Result<Duration> {
         let start = Instant::now();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         while start.elapsed() < timeout {
             if !alive(pid as i32) {
                 bail!(
@@ -167,7 +178,8 @@ impl Lab {
                     self.log_tail(role.binary())
                 );
             }
-            if let Ok(Response::Status(st)) = rt.block_on(self.client(role).request(Request::Status))
+            if let Ok(Response::Status(st)) =
+                rt.block_on(self.client(role).request(Request::Status))
                 && st.ready
             {
                 return Ok(start.elapsed());
@@ -206,7 +218,10 @@ impl Lab {
     pub fn up(&self, edgectl: &Path) -> anyhow::Result<()> {
         let leftovers = self.down()?;
         if !leftovers.is_empty() {
-            println!("removed leftovers of an earlier run: {}", leftovers.join(", "));
+            println!(
+                "removed leftovers of an earlier run: {}",
+                leftovers.join(", ")
+            );
         }
         fs::create_dir_all(self.dir.join("logs"))?;
         fs::create_dir_all(self.dir.join("run"))?;
@@ -224,14 +239,28 @@ impl Lab {
 
         println!("== starting the internet side: Cloudflare API test server, echo services");
         let dir = self.dir.to_string_lossy().into_owned();
-        self.spawn("inet", "inet-services", edgectl, &["lab", "serve", "inet", "--dir", &dir])?;
-        self.spawn("lb", "lb-services", edgectl, &["lab", "serve", "lb", "--dir", &dir])?;
+        self.spawn(
+            "inet",
+            "inet-services",
+            edgectl,
+            &["lab", "serve", "inet", "--dir", &dir],
+        )?;
+        self.spawn(
+            "lb",
+            "lb-services",
+            edgectl,
+            &["lab", "serve", "lb", "--dir", &dir],
+        )?;
         self.wait_file("inet.ready", Duration::from_secs(20))?;
         self.wait_file("lb.ready", Duration::from_secs(20))?;
 
         let sources = [
             ("echo-a", "http", format!("http://{}/", net::ECHO_IPS[0])),
-            ("trace", "cloudflare-trace", format!("http://{}/cdn-cgi/trace", net::ECHO_IPS[1])),
+            (
+                "trace",
+                "cloudflare-trace",
+                format!("http://{}/cdn-cgi/trace", net::ECHO_IPS[1]),
+            ),
             ("echo-b", "http", format!("http://{}/", net::ECHO_IPS[2])),
         ];
         let text = config::lab_config(&config::LabValues {
@@ -242,7 +271,8 @@ impl Lab {
             sources: &sources,
         })?;
         fs::write(self.config_path(), text)?;
-        if let Err(d) = edge_config::load(&self.config_path(), edge_config::LoadOptions::default()) {
+        if let Err(d) = edge_config::load(&self.config_path(), edge_config::LoadOptions::default())
+        {
             bail!("the lab configuration is invalid:\n{d}");
         }
 
@@ -262,7 +292,8 @@ impl Lab {
     fn start_remote(&self, host_pub: &str) -> anyhow::Result<()> {
         let rif = self.remote_if();
         let remote = self.topo().ns("remote");
-        let wggo = which("wireguard-go").context("wireguard-go is not installed (apt install wireguard-go)")?;
+        let wggo = which("wireguard-go")
+            .context("wireguard-go is not installed (apt install wireguard-go)")?;
         self.spawn("remote", "wireguard-go", &wggo, &["-f", &rif])?;
         let sock = PathBuf::from(format!("/var/run/wireguard/{rif}.sock"));
         let start = Instant::now();
@@ -273,13 +304,27 @@ impl Lab {
         remote.run(
             "wg",
             &[
-                "set", &rif, "private-key", &key.to_string_lossy(), "peer", host_pub,
-                "endpoint", &format!("{}:51820", net::PUBLIC_IP),
-                "allowed-ips", "10.17.9.0/24,10.17.5.0/24,192.198.0.30/32",
-                "persistent-keepalive", "5",
+                "set",
+                &rif,
+                "private-key",
+                &key.to_string_lossy(),
+                "peer",
+                host_pub,
+                "endpoint",
+                &format!("{}:51820", net::PUBLIC_IP),
+                "allowed-ips",
+                "10.17.9.0/24,10.17.5.0/24,192.198.0.30/32",
+                "persistent-keepalive",
+                "5",
             ],
         )?;
-        remote.ip(&["addr", "add", &format!("{}/24", net::REMOTE_TUNNEL_IP), "dev", &rif])?;
+        remote.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", net::REMOTE_TUNNEL_IP),
+            "dev",
+            &rif,
+        ])?;
         remote.ip(&["link", "set", &rif, "mtu", "1420", "up"])?;
         remote.ip(&["route", "add", "10.17.5.0/24", "dev", &rif])?;
         remote.ip(&["route", "add", "192.198.0.30/32", "dev", &rif])?;
@@ -309,7 +354,10 @@ impl Lab {
 /// True when `pid` runs (exists and is not a zombie).
 pub fn alive(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 

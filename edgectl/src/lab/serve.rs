@@ -50,12 +50,18 @@ fn echo_conn(mut s: TcpStream, peer: SocketAddr, trace: bool) {
 }
 
 /// A listener serving `handle` on its own threads.
-fn listen(addr: &str, handle: fn(TcpStream, SocketAddr, &str), tag: &'static str) -> anyhow::Result<()> {
+fn listen(
+    addr: &str,
+    handle: fn(TcpStream, SocketAddr, &str),
+    tag: &'static str,
+) -> anyhow::Result<()> {
     let l = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = addr.to_owned();
     thread::spawn(move || {
         for conn in l.incoming().flatten() {
-            let peer = conn.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let peer = conn
+                .peer_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
             let local = local.clone();
             thread::spawn(move || handle(conn, peer, &local));
         }
@@ -75,11 +81,26 @@ pub fn inet(dir: &Path, token: &str) -> anyhow::Result<()> {
     std::fs::write(dir.join("ca.pem"), cf.ca_pem().unwrap_or_default())
         .context("cannot write the test CA")?;
     std::fs::write(dir.join("zone-id"), &zone)?;
-    listen(&format!("{}:80", net::ECHO_IPS[0]), |s, p, _| echo_conn(s, p, false), "echo")?;
-    listen(&format!("{}:80", net::ECHO_IPS[1]), |s, p, _| echo_conn(s, p, true), "trace")?;
-    listen(&format!("{}:80", net::ECHO_IPS[2]), |s, p, _| echo_conn(s, p, false), "echo2")?;
+    listen(
+        &format!("{}:80", net::ECHO_IPS[0]),
+        |s, p, _| echo_conn(s, p, false),
+        "echo",
+    )?;
+    listen(
+        &format!("{}:80", net::ECHO_IPS[1]),
+        |s, p, _| echo_conn(s, p, true),
+        "trace",
+    )?;
+    listen(
+        &format!("{}:80", net::ECHO_IPS[2]),
+        |s, p, _| echo_conn(s, p, false),
+        "echo2",
+    )?;
     std::fs::write(dir.join("inet.ready"), "")?;
-    eprintln!("lab inet services up: Cloudflare API https://{}/client/v4 (zone {zone})", net::API_IP);
+    eprintln!(
+        "lab inet services up: Cloudflare API https://{}/client/v4 (zone {zone})",
+        net::API_IP
+    );
     loop {
         thread::sleep(Duration::from_secs(3600));
         // Keep the server alive; the lab stops this process by PID.
