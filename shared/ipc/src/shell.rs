@@ -308,7 +308,12 @@ impl Shell {
     /// Re-reads the configuration file; swaps it in only when valid.
     pub fn reload(&mut self) -> Result<Arc<Config>, Diagnostics> {
         notify(&[NotifyState::Reloading]);
-        let res = edge_config::load(&self.path, LoadOptions { role: Some(self.role) });
+        let res = edge_config::load(
+            &self.path,
+            LoadOptions {
+                role: Some(self.role),
+            },
+        );
         let out = match res {
             Ok(loaded) => {
                 for w in loaded.warnings.warnings() {

@@ -117,7 +117,10 @@ mod tests {
             body.contains("edge_build_info{role=\"fw\",version=\""),
             "{body}"
         );
-        assert!(body.contains("edge_config_reload_failures_total 0"), "{body}");
+        assert!(
+            body.contains("edge_config_reload_failures_total 0"),
+            "{body}"
+        );
         task.abort();
     }
 }

@@ -57,12 +57,18 @@ impl Collector for ProcessCollector {
             return Ok(());
         };
         // Fields are numbered from 3 (state) in proc(5); index = n - 3.
-        let num = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let num = |n: usize| {
+            f.get(n - 3)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         let cpu = (num(14) + num(15)) / self.ticks_per_second;
         let start = self.boot_time + num(22) / self.ticks_per_second;
         let vsize = num(23);
         let rss = num(24) * self.page_size;
-        let fds = fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
+        let fds = fs::read_dir("/proc/self/fd")
+            .map(|d| d.count())
+            .unwrap_or(0);
 
         let c = ConstCounter::new(cpu);
         c.encode(encoder.encode_descriptor(
@@ -72,14 +78,26 @@ impl Collector for ProcessCollector {
             c.metric_type(),
         )?)?;
         for (name, help, v) in [
-            ("process_resident_memory_bytes", "Resident memory size in bytes", rss),
-            ("process_virtual_memory_bytes", "Virtual memory size in bytes", vsize),
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                rss,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes",
+                vsize,
+            ),
             (
                 "process_start_time_seconds",
                 "Start time of the process since the Unix epoch, in seconds",
                 start,
             ),
-            ("process_open_fds", "Number of open file descriptors", fds as f64),
+            (
+                "process_open_fds",
+                "Number of open file descriptors",
+                fds as f64,
+            ),
         ] {
             let g = ConstGauge::new(v);
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
@@ -100,7 +118,10 @@ mod tests {
             .expect("rss line")
             .parse()
             .unwrap();
-        assert!(rss > 1_000_000.0, "a test process holds more than 1 MB: {rss}");
+        assert!(
+            rss > 1_000_000.0,
+            "a test process holds more than 1 MB: {rss}"
+        );
         assert!(text.contains("edge_process_cpu_seconds_total "), "{text}");
     }
 }

@@ -129,10 +129,7 @@ impl ChildGuard {
     /// Sends a signal to the process.
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         if let Some(c) = &self.child {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                sig,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
         }
     }
 
@@ -226,8 +223,12 @@ impl Netns {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut all: Vec<std::ffi::OsString> =
-            vec!["netns".into(), "exec".into(), self.name.clone().into(), program.into()];
+        let mut all: Vec<std::ffi::OsString> = vec![
+            "netns".into(),
+            "exec".into(),
+            self.name.clone().into(),
+            program.into(),
+        ];
         all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         run_ok("ip", all)
     }
@@ -544,7 +545,10 @@ mod tests {
             });
         }
         for n in names {
-            assert!(!Path::new(&format!("/run/netns/{n}")).exists(), "{n} was not removed");
+            assert!(
+                !Path::new(&format!("/run/netns/{n}")).exists(),
+                "{n} was not removed"
+            );
         }
     }
 
