@@ -1,11 +1,14 @@
 //! I/O: the edge-wg daemon loop on the edge shell: load `[wg]`, open the TUN, apply the
-//! configuration, set addresses/MTU/routes, drop privileges, serve the UAPI, then follow
-//! reloads (SIGHUP or `edgectl wg reload`) by applying only the peer difference.
+//! configuration, give peers without a configured endpoint the one remembered from the
+//! last run, set addresses/MTU/routes, initiate a handshake to every peer with a known
+//! endpoint, drop privileges, serve the UAPI, then follow reloads (SIGHUP or `edgectl wg
+//! reload`) by applying only the peer difference, and persist roamed endpoints.
 
 use std::collections::BTreeMap;
 use std::net::ToSocketAddrs as _;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use edge_config::Role;
@@ -14,7 +17,10 @@ use edge_ipc::shell::{Event, Shell, idle};
 
 use crate::config::{self, Resolved};
 use crate::device::Device;
+use crate::diff::PeerDiff;
+use crate::model::Key;
 use crate::netlink::Netlink;
+use crate::state::{self, EndpointStore};
 use crate::uapi_server::{SOCKET_DIR, UapiServer};
 
 /// Reads the secrets and resolves the endpoints a `[wg]` section names.
@@ -129,6 +135,9 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     let desired = config::device_config(&wg, &resolve(&wg)?);
     dev.apply(&desired, &[])
         .context("failed to apply the [wg] configuration")?;
+    let state_dir = shell.config().global.state_dir.clone();
+    let mut store = open_store(&state_dir, wg.user.as_deref());
+    let remembered = dev.seed_endpoints(&store.remembered().hints(desired.peers.values()));
     let nl = Netlink::open().context("failed to open rtnetlink")?;
     nl.configure(&name, wg.mtu, &wg.addresses)
         .await
@@ -137,6 +146,17 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     nl.sync_routes(&name, &routes, &[])
         .await
         .with_context(|| format!("failed to add the allowed-ips routes of {name}"))?;
+    // The interface is up and routed: a peer answering now gets its traffic delivered.
+    // Peers still holding a session from before a restart would otherwise keep sending
+    // into it until their own timers give up (15 s and more).
+    let keys: Vec<Key> = desired.peers.keys().copied().collect();
+    let initiated = dev.initiate_handshakes(&keys);
+    tracing::info!(
+        peers = keys.len(),
+        remembered_endpoints = remembered,
+        handshakes_initiated = initiated,
+        "handshakes initiated to every peer with a known endpoint"
+    );
     let d2 = dev.clone();
     edge_metrics::wg::Metrics::register(&mut shell.registry().write(), move || sample(&d2));
     let bound =
@@ -152,27 +172,74 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
         .serve(dev.clone())
         .context("failed to start the uapi socket")?;
     shell.mark_ready(&format!("{name}: {} peers", desired.peers.len()));
+    store.sync_if_moved(&dev);
+    // Roaming is noticed here at most once a second: the file is written when an
+    // endpoint moved, never per packet, and a peer flapping between two paths costs at
+    // most one write a second.
+    let mut persist = tokio::time::interval(PERSIST_CHECK);
+    persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        match shell.next().await {
-            Event::Shutdown => break,
-            Event::Reloaded(cfg) => {
-                if let Err(e) = reload(&dev, &nl, &name, cfg.wg.as_ref()).await {
-                    tracing::error!("reload not applied: {e:#}");
-                    shell.push_error(format!("reload not applied: {e:#}"));
+        tokio::select! {
+            ev = shell.next() => match ev {
+                Event::Shutdown => break,
+                Event::Reloaded(cfg) => {
+                    if let Err(e) = reload(&dev, &nl, &name, cfg.wg.as_ref(), &store).await {
+                        tracing::error!("reload not applied: {e:#}");
+                        shell.push_error(format!("reload not applied: {e:#}"));
+                    }
+                    store.sync_if_moved(&dev);
                 }
-            }
-            Event::Request(Request::Status, r) => {
-                let mut st = shell.base_status();
-                st.detail = serde_json::to_value(ipc_status(&dev)).unwrap_or_default();
-                r.send(Response::Status(Box::new(st)));
-            }
-            Event::Request(_, r) => r.unsupported(Role::Wg),
+                Event::Request(Request::Status, r) => {
+                    let mut st = shell.base_status();
+                    st.detail = serde_json::to_value(ipc_status(&dev)).unwrap_or_default();
+                    r.send(Response::Status(Box::new(st)));
+                }
+                Event::Request(_, r) => r.unsupported(Role::Wg),
+            },
+            _ = persist.tick() => store.sync_if_moved(&dev),
         }
     }
     drop(uapi);
+    store.sync_now(&dev);
     dev.shutdown();
     shell.stop();
     Ok(())
+}
+
+/// How often the daemon checks whether an endpoint moved.
+const PERSIST_CHECK: Duration = Duration::from_secs(1);
+
+/// Opens the endpoint memory, creating its directory first (and handing it to `user` when
+/// the daemon will switch to one); a directory that cannot be prepared is not fatal.
+fn open_store(state_dir: &Path, user: Option<&str>) -> EndpointStore {
+    let owner = user.and_then(|u| match nix::unistd::User::from_name(u) {
+        Ok(Some(u)) => Some((u.uid, u.gid)),
+        // The privilege drop reports a missing user; here it only means no chown.
+        _ => None,
+    });
+    let dir = state::dir(state_dir);
+    if let Err(e) = state::prepare_dir(&dir, owner) {
+        tracing::warn!(
+            "endpoints will not be remembered across restarts: {:#}",
+            anyhow::Error::new(e)
+        );
+    }
+    EndpointStore::open(state_dir)
+}
+
+/// Peers whose noise state a reload created anew: added ones, and those whose preshared
+/// key changed (boringtun fixes the PSK at creation, so their session ended).
+fn recreated(diff: &PeerDiff) -> Vec<Key> {
+    diff.added
+        .iter()
+        .map(|p| p.public_key)
+        .chain(
+            diff.changed
+                .iter()
+                .filter(|c| c.preshared_key.is_some())
+                .map(|c| c.public_key),
+        )
+        .collect()
 }
 
 async fn reload(
@@ -180,6 +247,7 @@ async fn reload(
     nl: &Netlink,
     name: &str,
     wg: Option<&edge_config::wg::Wg>,
+    store: &EndpointStore,
 ) -> anyhow::Result<()> {
     let wg = wg.context("the [wg] section was removed; restart edge-wg to stop it")?;
     if wg.interface.as_str() != name {
@@ -193,15 +261,18 @@ async fn reload(
     let diff = dev
         .apply(&desired, &[])
         .context("failed to apply the new [wg] configuration")?;
+    dev.seed_endpoints(&store.remembered().hints(diff.added.iter()));
     let (add, del) = config::route_diff(&old, &desired);
     nl.configure(name, wg.mtu, &wg.addresses).await?;
     nl.sync_routes(name, &add, &del).await?;
+    let initiated = dev.initiate_handshakes(&recreated(&diff));
     tracing::info!(
         added = diff.added.len(),
         removed = diff.removed.len(),
         changed = diff.changed.len(),
         routes_added = add.len(),
         routes_removed = del.len(),
+        handshakes_initiated = initiated,
         "configuration applied"
     );
     Ok(())

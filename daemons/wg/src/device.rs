@@ -29,6 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::allowed_ips::AllowedIps;
 use crate::diff::PeerDiff;
+use crate::endpoints::LiveEndpoint;
 use crate::model::{DeviceConfig, Key, PeerConfig, SecretKey};
 use crate::offload::{self, Coalescer, Pushed, VNET_HDR_LEN, VnetHdr};
 use crate::stats::{DeviceCounters, DropReason, MetricsSnapshot, PeerCounters, PeerMetrics};
@@ -125,19 +126,22 @@ impl Peer {
         *self.endpoint.read()
     }
 
-    /// Moves the endpoint to `src` after an authenticated packet came from there.
-    fn roam(&self, src: SocketAddr) {
+    /// Moves the endpoint to `src` after an authenticated packet came from there; true
+    /// when it moved.
+    fn roam(&self, src: SocketAddr) -> bool {
         if self.endpoint() == Some(src) {
-            return;
+            return false;
         }
         let mut ep = self.endpoint.write();
-        if *ep != Some(src) {
-            debug!(peer = ?self.public_key, from = ?*ep, to = %src, "endpoint changed");
-            *ep = Some(src);
-            self.counters
-                .endpoint_changes
-                .fetch_add(1, Ordering::Relaxed);
+        if *ep == Some(src) {
+            return false;
         }
+        debug!(peer = ?self.public_key, from = ?*ep, to = %src, "endpoint changed");
+        *ep = Some(src);
+        self.counters
+            .endpoint_changes
+            .fetch_add(1, Ordering::Relaxed);
+        true
     }
 }
 
@@ -191,6 +195,9 @@ pub struct Device {
     tun: Vec<Arc<TunQueue>>,
     shutdown: AtomicBool,
     generation: AtomicU64,
+    /// Bumped whenever a live endpoint may have changed (roaming, reconfiguration), so
+    /// that the daemon persists endpoints only when they move.
+    endpoint_epoch: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Device-wide counters.
     pub counters: DeviceCounters,
@@ -254,6 +261,7 @@ impl Device {
             tun: tun.into_iter().map(Arc::new).collect(),
             shutdown: AtomicBool::new(false),
             generation: AtomicU64::new(0),
+            endpoint_epoch: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             counters: DeviceCounters::default(),
             forced_rekey: forced_rekey_interval(),
@@ -285,6 +293,84 @@ impl Device {
     /// The configuration currently applied.
     pub fn config(&self) -> DeviceConfig {
         self.state.read().config.clone()
+    }
+
+    /// A counter that changes whenever a peer's live endpoint may have changed.
+    pub fn endpoint_epoch(&self) -> u64 {
+        self.endpoint_epoch.load(Ordering::Relaxed)
+    }
+
+    /// Every peer's configured and live endpoint.
+    pub fn live_endpoints(&self) -> Vec<LiveEndpoint> {
+        let st = self.state.read();
+        st.config
+            .peers
+            .values()
+            .filter_map(|pc| {
+                let p = st.peers.get(&pc.public_key)?;
+                Some(LiveEndpoint {
+                    public_key: pc.public_key,
+                    name: pc.name.clone(),
+                    configured: pc.endpoint,
+                    live: p.endpoint(),
+                })
+            })
+            .collect()
+    }
+
+    /// Gives peers that have no live endpoint yet the endpoint remembered for them (from
+    /// an earlier run); returns how many were given one.
+    pub fn seed_endpoints(&self, hints: &[(Key, SocketAddr)]) -> usize {
+        let st = self.state.read();
+        let mut n = 0;
+        for (k, ep) in hints {
+            let Some(p) = st.peers.get(k) else { continue };
+            let mut live = p.endpoint.write();
+            if live.is_none() {
+                *live = Some(*ep);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Sends a handshake initiation now to each of these peers that has a live endpoint
+    /// (instead of waiting for traffic); boringtun's timers retry it every 5 s for 90 s
+    /// when unanswered. Returns how many were sent.
+    pub fn initiate_handshakes(&self, keys: &[Key]) -> usize {
+        let socks = self.sockets.read().clone();
+        let peers: Vec<Arc<Peer>> = {
+            let st = self.state.read();
+            keys.iter()
+                .filter_map(|k| st.peers.get(k).cloned())
+                .collect()
+        };
+        let mut buf = [0u8; 256];
+        let mut sent = 0;
+        for p in peers {
+            let Some(ep) = p.endpoint() else { continue };
+            let mut guard = p.tunn.lock();
+            let Some(t) = guard.as_mut() else { continue };
+            let len = match t.format_handshake_initiation(&mut buf, false) {
+                TunnResult::WriteToNetwork(pkt) => pkt.len(),
+                _ => continue,
+            };
+            drop(guard);
+            p.counters
+                .handshake_attempts
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(peer = ?p.public_key, endpoint = %ep, "handshake initiated");
+            self.send_one(&socks, &buf[..len], ep);
+            sent += 1;
+        }
+        sent
+    }
+
+    /// Records that an authenticated packet of `peer` came from `src`.
+    fn roamed(&self, peer: &Peer, src: SocketAddr) {
+        if peer.roam(src) {
+            self.endpoint_epoch.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Stops every thread and waits for them.
@@ -455,6 +541,7 @@ impl Device {
             }
         }
         st.config = cfg;
+        self.endpoint_epoch.fetch_add(1, Ordering::Relaxed);
         Ok(diff)
     }
 
@@ -866,7 +953,7 @@ impl Device {
                     self.counters.drop(DropReason::SourceNotAllowed);
                     return;
                 }
-                peer.roam(src);
+                self.roamed(&peer, src);
                 peer.counters
                     .rx_bytes
                     .fetch_add(p.len() as u64, Ordering::Relaxed);
@@ -888,7 +975,7 @@ impl Device {
                     self.counters.drop(DropReason::SourceNotAllowed);
                     return;
                 }
-                peer.roam(src);
+                self.roamed(&peer, src);
                 peer.counters
                     .rx_bytes
                     .fetch_add(p.len() as u64, Ordering::Relaxed);
@@ -906,7 +993,7 @@ impl Device {
                     return;
                 }
                 if ty != 3 {
-                    peer.roam(src);
+                    self.roamed(&peer, src);
                 }
                 self.send_one(socks, out, src);
                 // Flush packets queued while there was no session.
@@ -927,7 +1014,7 @@ impl Device {
             TunnResult::Done => {
                 // keepalive or cookie reply accepted
                 if ty == 4 {
-                    peer.roam(src);
+                    self.roamed(&peer, src);
                 }
             }
             TunnResult::Err(e) => {
@@ -978,6 +1065,7 @@ impl Device {
             tun: Vec::new(),
             shutdown: AtomicBool::new(false),
             generation: AtomicU64::new(0),
+            endpoint_epoch: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             counters: DeviceCounters::default(),
             forced_rekey: None,

@@ -4,18 +4,20 @@
 //! diff, UAPI text, offload math) that is tested without root.
 //!
 //! Layers: pure — [`model`], [`allowed_ips`], [`diff`], [`uapi`], [`offload`], [`stats`],
-//! [`config`]; I/O — [`tun`], [`udp`], [`device`], [`uapi_server`], [`netlink`],
-//! [`privileges`], [`daemon`].
+//! [`config`], [`endpoints`]; I/O — [`tun`], [`udp`], [`device`], [`uapi_server`],
+//! [`netlink`], [`privileges`], [`state`], [`daemon`].
 
 pub mod allowed_ips;
 pub mod config;
 pub mod daemon;
 pub mod device;
 pub mod diff;
+pub mod endpoints;
 pub mod model;
 pub mod netlink;
 pub mod offload;
 pub mod privileges;
+pub mod state;
 pub mod stats;
 pub mod tun;
 pub mod uapi;

@@ -73,7 +73,12 @@ pub struct Netns {
 impl Netns {
     /// Creates `ewg-<name>`.
     pub fn new(name: &str) -> Netns {
-        let name = format!("ewg-{name}");
+        Netns::with_prefix("ewg", name)
+    }
+
+    /// Creates `<prefix>-<name>`.
+    pub fn with_prefix(prefix: &str, name: &str) -> Netns {
+        let name = format!("{prefix}-{name}");
         let _ = try_run(&["ip", "netns", "del", &name]);
         run(&["ip", "netns", "add", &name]);
         run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
