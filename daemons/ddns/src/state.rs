@@ -1,4 +1,4 @@
-//! I/O: what was published, persisted in `<state_dir>/ddns.json` so that a restart costs no
+//! I/O: what was published, persisted in `<state_dir>/ddns/state.json` so that a restart costs no
 //! extra API call: zone ids, and per record its id, the address it holds and when that was
 //! last confirmed by the API. Written atomically (temporary file + rename).
 
@@ -66,9 +66,10 @@ impl Default for State {
     }
 }
 
-/// The state file inside `state_dir`.
+/// The state file: `<state_dir>/ddns/state.json` (the unit's `StateDirectory=edge/ddns` is
+/// the only place under `/var/lib` the hardened service may write).
 pub fn path(state_dir: &Path) -> PathBuf {
-    state_dir.join("ddns.json")
+    state_dir.join("ddns").join("state.json")
 }
 
 /// Loads the state; a missing, unreadable or foreign file yields an empty state (it is only
@@ -95,7 +96,7 @@ pub fn load(file: &Path) -> State {
     }
 }
 
-/// Saves the state atomically. Equivalent to: `cat > ddns.json.tmp && mv ddns.json.tmp ddns.json`.
+/// Saves the state atomically. Equivalent to: `cat > state.json.tmp && mv state.json.tmp state.json`.
 pub fn save(file: &Path, state: &State) -> Result<(), StateError> {
     let err = |source| StateError::Write {
         path: file.to_owned(),

@@ -442,7 +442,7 @@ fn once_exit_codes_tell_success() {
             .unwrap();
         assert_eq!(ok.status.code(), Some(0));
         lab.set_all(None);
-        let st = lab.dir.path().join("state/ddns.json");
+        let st = lab.dir.path().join("state/ddns/state.json");
         std::fs::remove_file(st).unwrap();
         let fail = std::process::Command::new(bin)
             .args(["--once", "--config"])
