@@ -39,6 +39,10 @@ pub const HAIRPIN_MARK: u32 = 0x1000_0000;
 pub const ICMP_TYPES: [u8; 4] = [3, 8, 11, 12];
 /// ICMPv6 types admitted when `icmp = true` (errors, echo, neighbour discovery).
 pub const ICMPV6_TYPES: [u8; 9] = [1, 2, 3, 4, 128, 133, 134, 135, 136];
+/// ICMPv6 neighbour discovery (router/neighbour solicitation and advertisement), admitted
+/// even with `icmp = false`: without it no IPv6 neighbour can resolve the host's address
+/// (conntrack leaves these untracked, so `established` does not cover them).
+pub const ICMPV6_ND: [u8; 4] = [133, 134, 135, 136];
 
 /// FxHash (rustc's hasher): the conflict map holds one entry per dispatch key (100k at 50k
 /// forwards), and SipHash's DoS resistance buys nothing for keys from our own config.
@@ -199,7 +203,15 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
     for (idx, f) in fw.forwards.iter().enumerate() {
         let counter = counter_name(&f.name);
         state.counters.push(counter.clone());
-        let restricted = f.from.as_ref().map(|s| nets(s));
+        // A forward only sees packets of its target's family: sources of the other family
+        // would be dead rules (edge-config refuses a list without any of the right family).
+        let fam_of_to = Family::of(f.to);
+        let restricted = f.from.as_ref().map(|s| {
+            nets(s)
+                .into_iter()
+                .filter(|n| Family::of(n.addr()) == fam_of_to)
+                .collect::<Vec<_>>()
+        });
         if let Some(nets) = &restricted {
             let origin_at = Some(m.at(f.location.line));
             let mut rules: Vec<Rule> = nets
@@ -398,12 +410,17 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
                 Origin::builtin(format!("icmp/{t}")),
             ));
         }
-        for t in ICMPV6_TYPES {
-            input.push(rule(
-                vec![Expr::Icmpv6Type(t), Expr::Accept],
-                Origin::builtin(format!("icmpv6/{t}")),
-            ));
-        }
+    }
+    let icmpv6: &[u8] = if fw.input.icmp {
+        &ICMPV6_TYPES
+    } else {
+        &ICMPV6_ND
+    };
+    for t in icmpv6 {
+        input.push(rule(
+            vec![Expr::Icmpv6Type(*t), Expr::Accept],
+            Origin::builtin(format!("icmpv6/{t}")),
+        ));
     }
     for r in &fw.input.allow {
         let at = Some(m.at(r.location.line));

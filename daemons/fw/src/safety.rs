@@ -185,6 +185,27 @@ fn host_addr(m: &Model, iface: &str, fam: Family) -> IpAddr {
         })
 }
 
+/// Families peers may use to reach WireGuard on a WAN interface: IPv4 always (the ISP
+/// router forwards it), IPv6 when the interface has an IPv6 address or a forward arrives at
+/// one there.
+fn wan_families(m: &Model, wan: &str) -> Vec<Family> {
+    let v6_addr = m
+        .env
+        .addresses
+        .get(wan)
+        .is_some_and(|v| v.iter().any(IpAddr::is_ipv6));
+    let v6_fwd =
+        m.fw.forwards
+            .iter()
+            .zip(&m.forward_addresses)
+            .any(|(f, a)| f.on.iter().any(|i| i.as_str() == wan) && a.iter().any(IpAddr::is_ipv6));
+    if v6_addr || v6_fwd {
+        vec![Family::V4, Family::V6]
+    } else {
+        vec![Family::V4]
+    }
+}
+
 fn describe(f: &Fate) -> String {
     match f {
         Fate::Accepted => "accepted".to_owned(),
@@ -201,19 +222,25 @@ pub fn check(m: &Model, rs: &Ruleset) -> Result<(), Vec<Lockout>> {
     let mut errs = Vec::new();
     if let Some(port) = m.wg_port() {
         for wan in &m.fw.wan {
-            let p = Packet {
-                iif: wan.as_str().to_owned(),
-                saddr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)),
-                daddr: host_addr(m, wan.as_str(), Family::V4),
-                proto: L4::Udp,
-                dport: port,
-            };
-            let f = fate(rs, &p);
-            if f != Fate::Accepted {
-                errs.push(Lockout {
-                    what: format!("WireGuard udp/{port} from {} on {}", p.saddr, p.iif),
-                    why: describe(&f),
-                });
+            for fam in wan_families(m, wan.as_str()) {
+                let saddr = match fam {
+                    Family::V4 => IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)),
+                    Family::V6 => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 7)),
+                };
+                let p = Packet {
+                    iif: wan.as_str().to_owned(),
+                    saddr,
+                    daddr: host_addr(m, wan.as_str(), fam),
+                    proto: L4::Udp,
+                    dport: port,
+                };
+                let f = fate(rs, &p);
+                if f != Fate::Accepted {
+                    errs.push(Lockout {
+                        what: format!("WireGuard udp/{port} from {} on {}", p.saddr, p.iif),
+                        why: describe(&f),
+                    });
+                }
             }
         }
     }

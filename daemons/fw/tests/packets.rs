@@ -246,3 +246,170 @@ fn a_foreign_libvirt_like_table_is_left_untouched() {
     let live = lab.ns("host").run(|| Live::read().expect("read"));
     assert!(live.diff(&rs2).is_empty());
 }
+
+// ---------------------------------------------------------------------------------------
+// IPv6: the same topology, dual-stack (`common::dual_stack`).
+// ---------------------------------------------------------------------------------------
+
+use common::{curl6, curl6_retry, ip6, v6, who6};
+
+fn counter(lab: &Lab, name: &str) -> u64 {
+    let st = lab
+        .ns("host")
+        .exec("nft", ["list", "table", "inet", "edge_state"]);
+    observe::counters_in(&String::from_utf8_lossy(&st.stdout))
+        .into_iter()
+        .find(|c| c.name == name)
+        .map(|c| c.packets)
+        .unwrap_or(0)
+}
+
+fn ping6(ns: &edge_testkit::Netns, addr: &str) -> bool {
+    ns.try_exec("ping", ["-6", "-c1", "-W2", addr])
+        .status
+        .success()
+}
+
+#[test]
+fn ipv6_internet_reaches_the_ingress_and_only_wireguard_reaches_6443() {
+    let lab = common::lab();
+    let (m, rs) = common::build(&common::dual_stack(), Default::default());
+    assert_eq!(
+        curl6(lab.ns("inet"), v6::HOST_WAN, 80),
+        None,
+        "no forward yet"
+    );
+    apply_in_host(&lab, &m, &rs);
+    // DNAT to the IPv6 ingress VIP; the ingress sees the client's own address.
+    let body = curl6_retry(lab.ns("inet"), v6::HOST_WAN, 80).expect("80 over IPv6");
+    assert_eq!(
+        who6(&body),
+        Some((ip6(v6::INGRESS), 80, ip6(v6::INET))),
+        "{body}"
+    );
+    // The IPv4 forwards still work next to it.
+    assert_eq!(
+        common::curl_retry(lab.ns("inet"), "http://192.198.0.30/").as_deref(),
+        Some("10.17.5.30 port 80")
+    );
+    // The allow-list: the internet is outside it, the WireGuard network inside.
+    assert_eq!(curl6(lab.ns("inet"), v6::HOST_WAN, 6443), None);
+    let body = curl6_retry(lab.ns("wgpeer"), v6::HOST_WAN, 6443).expect("6443 from WireGuard");
+    assert_eq!(
+        who6(&body),
+        Some((ip6(v6::API), 6443, ip6(v6::WGPEER))),
+        "{body}"
+    );
+    assert!(counter(&lab, "fwd_http6") > 0 && counter(&lab, "fwd_k8s-api6") > 0);
+}
+
+#[test]
+fn ipv6_input_policy_admits_neighbour_discovery_echo_and_ssh_from_admin_and_wireguard_only() {
+    let lab = common::lab();
+    let (m, rs) = common::build(&common::dual_stack(), Default::default());
+    apply_in_host(&lab, &m, &rs);
+    assert!(
+        common::curl6_retry(lab.ns("admin"), v6::HOST_ADMIN, 22).is_some(),
+        "ssh from the IPv6 admin LAN"
+    );
+    assert!(
+        common::curl6_retry(lab.ns("wgpeer"), v6::HOST_WG, 22).is_some(),
+        "ssh from the IPv6 WireGuard network"
+    );
+    assert_eq!(
+        curl6(lab.ns("inet"), v6::HOST_WAN, 22),
+        None,
+        "ssh from the internet over IPv6"
+    );
+    // Echo (and the router's neighbour discovery of the host) through the input chain.
+    assert!(
+        ping6(lab.ns("inet"), v6::HOST_WAN),
+        "ping6 from the internet"
+    );
+    let answered = edge_testkit::wait_for(Duration::from_secs(8), || {
+        let out = lab.ns("inet").try_exec(
+            "sh",
+            [
+                "-c",
+                &format!("echo x | socat -T2 - UDP6:[{}]:51820", v6::HOST_WAN),
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim() == "wg6"
+    });
+    assert!(answered.is_some(), "WireGuard's port answers over IPv6");
+
+    // icmp = false: echo is dropped, but neighbour discovery stays admitted (IPv6 cannot work
+    // without it), so SSH from the admin LAN still connects with empty neighbour caches.
+    let text = common::dual_stack_text().replace("icmp = true", "icmp = false");
+    let (m2, rs2) = common::build(
+        &common::parse(&common::reference_path(), &text),
+        Default::default(),
+    );
+    apply_in_host(&lab, &m2, &rs2);
+    let flush = |lab: &Lab| {
+        for n in ["host", "admin", "router", "inet"] {
+            lab.ns(n).ip(["-6", "neigh", "flush", "all"]);
+        }
+    };
+    flush(&lab);
+    assert!(!ping6(lab.ns("inet"), v6::HOST_WAN), "echo dropped");
+    assert!(
+        common::curl6_retry(lab.ns("admin"), v6::HOST_ADMIN, 22).is_some(),
+        "ssh from the admin LAN with icmp = false"
+    );
+    // Control: the same ruleset without the neighbour-discovery rules cuts IPv6 to the host.
+    let mut no_nd = rs2.clone();
+    for c in &mut no_nd.edge.chains {
+        c.rules.retain(|r| !r.origin.id.starts_with("icmpv6/13"));
+    }
+    let (m3, nd3) = (m2.clone(), no_nd);
+    lab.ns("host")
+        .run(move || {
+            apply::apply(
+                &m3,
+                &nd3,
+                Options {
+                    skip_safety: true,
+                    ..Options::default()
+                },
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|e| panic!("apply failed: {e}"));
+    flush(&lab);
+    assert_eq!(
+        curl6(lab.ns("admin"), v6::HOST_ADMIN, 22),
+        None,
+        "without neighbour discovery the admin cannot reach the host"
+    );
+}
+
+#[test]
+fn ipv6_hairpin_from_the_vm_side_reaches_the_ingress_through_the_public_address() {
+    let lab = common::lab();
+    let (m, rs) = common::build(&common::dual_stack(), Default::default());
+    apply_in_host(&lab, &m, &rs);
+    // The ingress sees the host (masqueraded on br1), so it answers through the host.
+    let body = curl6_retry(lab.ns("vm"), v6::HOST_WAN, 80).expect("hairpin over IPv6");
+    assert_eq!(
+        who6(&body),
+        Some((ip6(v6::INGRESS), 80, ip6(v6::HOST_VMS))),
+        "{body}"
+    );
+}
+
+#[test]
+fn ipv6_vm_network_is_masqueraded_to_the_internet() {
+    let lab = common::lab();
+    // Before: the internet has no route back to the VM network's ULA prefix.
+    assert_eq!(curl6(lab.ns("vm"), v6::INET, 8000), None);
+    let (m, rs) = common::build(&common::dual_stack(), Default::default());
+    apply_in_host(&lab, &m, &rs);
+    let body = curl6_retry(lab.ns("vm"), v6::INET, 8000).expect("VM to the internet");
+    assert_eq!(
+        who6(&body),
+        Some((ip6(v6::INET), 8000, ip6(v6::HOST_WAN))),
+        "the internet sees the host's public IPv6 address: {body}"
+    );
+}

@@ -66,3 +66,27 @@ fn a_forward_capturing_the_wireguard_port_is_refused_naming_it() {
         "{e}"
     );
 }
+
+#[test]
+fn an_ipv6_forward_capturing_the_wireguard_port_is_refused_naming_it() {
+    let text = common::dual_stack_text();
+    let text = format!(
+        "{text}\n[[fw.forward]]\nname = \"steal6\"\nproto = \"udp\"\nport = 51820\naddress = \"2001:db8:c6::30\"\nto = \"fd17:5::30\"\n"
+    );
+    let (m, rs) = common::build(
+        &common::parse(&common::reference_path(), &text),
+        Default::default(),
+    );
+    let errs = safety::check(&m, &rs).expect_err("must refuse");
+    assert_eq!(errs.len(), 1, "only the IPv6 path is captured: {errs:?}");
+    let e = errs[0].to_string();
+    assert!(
+        e.contains("WireGuard udp/51820 from 2001:db8:ffff::7 on br-api")
+            && e.contains("forwarded away")
+            && e.contains("fwd/dispatch6"),
+        "{e}"
+    );
+    // The dual-stack reference itself passes, IPv6 WireGuard and SSH included.
+    let (m, rs) = common::build(&common::dual_stack(), Default::default());
+    assert_eq!(safety::check(&m, &rs), Ok(()));
+}

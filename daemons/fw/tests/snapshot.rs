@@ -30,3 +30,15 @@ fn reference_script_snapshot() {
     let rs = compile(&model).expect("compile");
     insta::assert_snapshot!("script", rs.script());
 }
+
+mod common;
+
+#[test]
+fn dual_stack_ruleset_snapshot() {
+    // The reference made dual-stack (tests/common: IPv6 on br-api, br1, wg0, an IPv6 forward
+    // with hairpin and one restricted to the WireGuard network).
+    let cfg = common::dual_stack();
+    let model = Model::from_config(&cfg, Default::default()).expect("model");
+    let rs = compile(&model).expect("compile");
+    insta::assert_snapshot!("dual_stack_edge_table", rs.edge.to_string());
+}

@@ -81,7 +81,8 @@ pub struct InputRule {
 pub struct Input {
     /// What happens to packets no rule accepts.
     pub policy: Policy,
-    /// Accept essential ICMP/ICMPv6 (echo, errors, neighbour discovery).
+    /// Accept essential ICMP/ICMPv6 (echo, errors). ICMPv6 neighbour discovery is accepted
+    /// whatever this says: IPv6 cannot work without it.
     pub icmp: bool,
     /// Services the host offers.
     pub allow: Vec<InputRule>,
@@ -433,10 +434,11 @@ pub(crate) fn decode(
         let address: Option<Ip> = f.opt(ctx, "address");
         let to: Option<At<Ip>> = f.req(ctx, "to");
         let to_port: Option<At<PortRange>> = f.opt(ctx, "to_port");
-        let from_raw: Option<Vec<RawSource>> = f.opt(ctx, "from");
+        let from_raw: Option<At<Vec<RawSource>>> = f.opt(ctx, "from");
         let hairpin = f.or(ctx, "hairpin", false);
         let key = format!("{}.from", f.path());
-        let from = resolve_sources(ctx, from_raw, &networks, &key);
+        let from_at = from_raw.as_ref().map(|r| (r.span.clone(), r.value.len()));
+        let from = resolve_sources(ctx, from_raw.map(|r| r.value), &networks, &key);
         let location = ctx.location(&f.span());
         let path = f.path().to_owned();
         f.finish(ctx);
@@ -488,6 +490,34 @@ pub(crate) fn decode(
             );
             return None;
         }
+        // A forward DNATs packets of its target's family only: an allow-list without a
+        // network of that family lets nobody through (its other entries would be dead rules).
+        if let (Some(sets), Some((span, written))) = (&from, from_at)
+            && sets.len() == written
+            && !sets.is_empty()
+            && !sets
+                .iter()
+                .flat_map(|s| &s.nets)
+                .any(|n| n.addr().is_ipv4() == to.value.0.is_ipv4())
+        {
+            let (fam, other) = if to.value.0.is_ipv4() {
+                ("IPv4", "IPv6")
+            } else {
+                ("IPv6", "IPv4")
+            };
+            ctx.error(
+                span,
+                &format!("{path}.from"),
+                format!(
+                    "forward `{}` targets {fam} address {} but `from` holds only {other} networks: nobody could reach it",
+                    name.value, to.value.0
+                ),
+            )
+            .hint(format!(
+                "add an {fam} network to the list (or to the [fw.networks] entry it names), or write one forward per family"
+            ));
+            return None;
+        }
         Some(RawFwd {
             name_span: name.span.clone(),
             port_span: port.span.clone(),
@@ -522,9 +552,11 @@ pub(crate) fn decode(
     }
     for (i, a) in raw_forwards.iter().enumerate() {
         for b in &raw_forwards[..i] {
+            // Without an address a forward takes every address of its target's family on
+            // its interfaces, so forwards of different families never claim the same packet.
             let same_dest = match (a.fwd.address, b.fwd.address) {
                 (Some(x), Some(y)) => x == y,
-                _ => true,
+                _ => a.fwd.to.is_ipv4() == b.fwd.to.is_ipv4(),
             };
             let same_iface = a.fwd.on.iter().any(|x| b.fwd.on.contains(x));
             if same_dest
