@@ -1,20 +1,45 @@
 //! I/O: the self-confirming apply. The previous tables are saved, the new ruleset applied,
 //! then probes run until they all pass (confirmed by itself), a human confirms
 //! (`edgectl fw confirm`), or the window ends — then the saved tables are restored.
+//!
+//! Probes, in the order they run:
+//! 1. the anti-lockout proof on the applied IR (symbolic: the first gate, also run before
+//!    the apply);
+//! 2. the replica ([`crate::replica`]): real SSH connects from each admin/WireGuard network
+//!    and real WireGuard datagrams from the internet, through the applied ruleset in a private
+//!    copy of the host's interfaces. Both depend on the ruleset alone, so a failure rolls back
+//!    at once instead of waiting for the window to end;
+//! 3. live checks on the host: each forward target accepts a TCP connect, SSH answers on the
+//!    host's address in each admin/WireGuard network (a connect bound to that address), and
+//!    something is bound on the WireGuard port. These are retried until the window ends.
 
-use std::net::{SocketAddr, TcpStream};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
+use socket2::{Domain, SockAddr, Socket, Type};
+
 use crate::apply::{self, ApplyError, Live, Options};
-use crate::ir::Ruleset;
+use crate::ir::{L4, Ruleset};
 use crate::model::Model;
+use crate::observe;
+use crate::replica::{self, Path};
 use crate::safety;
 
 /// One check that the host is still reachable after an apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
+    /// The applied ruleset still admits SSH from the admin/WireGuard networks and the
+    /// WireGuard port (the anti-lockout proof, re-run on the applied IR).
+    Admission,
+    /// Real packets through the applied ruleset in a replica of the host's interfaces.
+    Replica {
+        /// The paths probed.
+        paths: Vec<Path>,
+    },
     /// A TCP connect to a forward's target succeeds.
     Tcp {
         /// What it checks (`forward http -> 10.17.5.30:80`).
@@ -22,42 +47,166 @@ pub enum Probe {
         /// Where to connect.
         addr: SocketAddr,
     },
+    /// A TCP connect from the host to SSH on its own address in an admin/WireGuard network,
+    /// bound to that address (the service answers there).
+    LocalSsh {
+        /// What it checks.
+        what: String,
+        /// The host's address and the SSH port.
+        addr: SocketAddr,
+    },
     /// A UDP socket is bound on the WireGuard port (the WireGuard endpoint answers there).
     UdpBound {
         /// The port.
         port: u16,
     },
-    /// The applied ruleset still admits SSH from the admin/WireGuard networks and the
-    /// WireGuard port (the anti-lockout proof, re-run on the applied IR).
-    Admission,
 }
 
 impl std::fmt::Display for Probe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Probe::Tcp { what, .. } => f.write_str(what),
-            Probe::UdpBound { port } => write!(f, "WireGuard udp/{port} bound"),
             Probe::Admission => f.write_str("SSH and WireGuard admitted by the ruleset"),
+            Probe::Replica { .. } => f.write_str("replica"),
+            Probe::Tcp { what, .. } | Probe::LocalSsh { what, .. } => f.write_str(what),
+            Probe::UdpBound { port } => write!(f, "WireGuard udp/{port} bound"),
         }
     }
 }
 
-/// The default probes: each forward target accepts a TCP connect (TCP forwards), the
-/// WireGuard port is bound, SSH/WireGuard are admitted.
+impl Probe {
+    /// True when the result depends on the ruleset alone (running it again cannot change it).
+    pub fn deterministic(&self) -> bool {
+        matches!(self, Probe::Admission | Probe::Replica { .. })
+    }
+}
+
+/// How a network reaches the host, as the kernel routes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reach {
+    /// The network.
+    pub net: IpNet,
+    /// A source address in it that is not the host's.
+    pub src: IpAddr,
+    /// The interface its traffic arrives on (the route back to it).
+    pub dev: String,
+    /// The host's address it would use.
+    pub host: IpAddr,
+}
+
+/// Asks the kernel how `net` reaches the host: the route to one of its addresses (not the
+/// host's own) gives the interface and the host's source address. `None` when there is no
+/// route, or the network is local to the host (`lo`).
+pub fn reach(net: IpNet, addrs: &BTreeMap<String, Vec<IpAddr>>) -> Option<Reach> {
+    let own: Vec<IpAddr> = addrs.values().flatten().copied().collect();
+    // The first few addresses of the network that are not the host's. IPv6's network
+    // address is skipped: on a router it is the subnet-router anycast address, local.
+    let (src, r) = net
+        .hosts()
+        .filter(|a| *a != net.network() || net.prefix_len() == net.max_prefix_len())
+        .filter(|a| !own.contains(a))
+        .take(4)
+        .find_map(|src| {
+            let r = observe::route_get(src).ok()??;
+            (!r.local && r.dev != "lo").then_some((src, r))
+        })?;
+    let host = r.prefsrc.or_else(|| {
+        addrs
+            .get(&r.dev)?
+            .iter()
+            .find(|a| a.is_ipv4() == src.is_ipv4())
+            .copied()
+    })?;
+    Some(Reach {
+        net,
+        src,
+        dev: r.dev,
+        host,
+    })
+}
+
+/// The probes of a model, from the kernel's routes and addresses (run in the namespace the
+/// ruleset is applied to): the symbolic gate; the replica paths (SSH from each admin and
+/// WireGuard network on the interface it is routed through; WireGuard from the internet on
+/// each WAN interface and family that has an address); each TCP forward target; SSH on the
+/// host's address in each admin network; the WireGuard port bound.
 pub fn default_probes(m: &Model) -> Vec<Probe> {
-    let mut v: Vec<Probe> =
+    let addrs = observe::interface_addresses().unwrap_or_default();
+    let ssh = m.ssh_port();
+    let reaches: Vec<Reach> = m
+        .admin_networks()
+        .into_iter()
+        .filter_map(|n| reach(n, &addrs))
+        .collect();
+    let mut paths: Vec<Path> = reaches
+        .iter()
+        .map(|r| Path {
+            what: format!(
+                "SSH tcp/{ssh} from {} (network {}) on {} to {}",
+                r.src, r.net, r.dev, r.host
+            ),
+            iif: r.dev.clone(),
+            src: r.src,
+            src_net: r.net,
+            dst: r.host,
+            proto: L4::Tcp,
+            port: ssh,
+        })
+        .collect();
+    if let Some(port) = m.wg_port() {
+        for (i, wan) in m.fw.wan.iter().enumerate() {
+            let i = u8::try_from(i % 200).unwrap_or(0);
+            for host in [true, false].iter().filter_map(|v4| {
+                addrs
+                    .get(wan.as_str())?
+                    .iter()
+                    .find(|a| a.is_ipv4() == *v4)
+                    .copied()
+            }) {
+                let src = match host {
+                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7 + i)),
+                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(
+                        0x2001,
+                        0xdb8,
+                        0xffff,
+                        0,
+                        0,
+                        0,
+                        0,
+                        7 + u16::from(i),
+                    )),
+                };
+                paths.push(Path {
+                    what: format!("WireGuard udp/{port} from {src} on {wan} to {host}"),
+                    iif: wan.as_str().to_owned(),
+                    src,
+                    src_net: IpNet::from(src),
+                    dst: host,
+                    proto: L4::Udp,
+                    port,
+                });
+            }
+        }
+    }
+    let mut v = vec![Probe::Admission, Probe::Replica { paths }];
+    v.extend(
         m.fw.forwards
             .iter()
             .filter(|f| f.proto.has_tcp())
             .map(|f| Probe::Tcp {
                 what: format!("forward {} -> {}:{}", f.name, f.to, f.to_port.start),
                 addr: SocketAddr::new(f.to, f.to_port.start.get()),
-            })
-            .collect();
+            }),
+    );
+    let mut hosts: Vec<IpAddr> = reaches.iter().map(|r| r.host).collect();
+    hosts.sort();
+    hosts.dedup();
+    v.extend(hosts.into_iter().map(|h| Probe::LocalSsh {
+        what: format!("SSH tcp/{ssh} answers on {h}"),
+        addr: SocketAddr::new(h, ssh),
+    }));
     if let Some(port) = m.wg_port() {
         v.push(Probe::UdpBound { port });
     }
-    v.push(Probe::Admission);
     v
 }
 
@@ -80,24 +229,72 @@ fn udp_bound(port: u16) -> bool {
         })
 }
 
-/// Runs one probe; `Err` says why it failed.
-pub fn run_probe(p: &Probe, m: &Model, rs: &Ruleset, timeout: Duration) -> Result<(), String> {
+/// A TCP connect from `addr`'s own address to `addr`.
+fn connect_bound(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::STREAM, None).map_err(|e| format!("socket: {e}"))?;
+    s.bind(&SockAddr::from(SocketAddr::new(addr.ip(), 0)))
+        .map_err(|e| format!("bind {}: {e}", addr.ip()))?;
+    s.connect_timeout(&SockAddr::from(addr), timeout)
+        .map_err(|e| format!("connect to {addr}: {e}"))
+}
+
+/// The result of one probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It passed.
+    Pass,
+    /// It failed; why, one entry per failing check.
+    Fail(Vec<String>),
+    /// It could not run here (the replica without the right to create namespaces).
+    Skipped(String),
+}
+
+/// Runs one probe.
+pub fn run_probe(p: &Probe, m: &Model, rs: &Ruleset, timeout: Duration) -> Verdict {
+    let one = |r: Result<(), String>| match r {
+        Ok(()) => Verdict::Pass,
+        Err(e) => Verdict::Fail(vec![format!("{p}: {e}")]),
+    };
     match p {
-        Probe::Tcp { addr, .. } => TcpStream::connect_timeout(addr, timeout)
-            .map(|_| ())
-            .map_err(|e| format!("connect to {addr}: {e}")),
-        Probe::UdpBound { port } => {
-            if udp_bound(*port) {
-                Ok(())
-            } else {
-                Err(format!("nothing is bound on udp/{port}"))
+        Probe::Admission => match safety::check(m, rs) {
+            Ok(()) => Verdict::Pass,
+            Err(v) => Verdict::Fail(v.iter().map(|l| format!("{p}: {l}")).collect()),
+        },
+        Probe::Replica { paths } => match replica::run(rs, paths, timeout) {
+            Err(e) => Verdict::Skipped(format!("replica probe not run: {e}")),
+            Ok(results) => {
+                let fails: Vec<String> = paths
+                    .iter()
+                    .zip(results)
+                    .filter_map(|(path, r)| {
+                        r.err().map(|e| {
+                            format!(
+                                "{} is not admitted by the new ruleset (replica: {e})",
+                                path.what
+                            )
+                        })
+                    })
+                    .collect();
+                if fails.is_empty() {
+                    Verdict::Pass
+                } else {
+                    Verdict::Fail(fails)
+                }
             }
-        }
-        Probe::Admission => safety::check(m, rs).map_err(|v| {
-            v.iter()
-                .map(|l| l.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
+        },
+        Probe::Tcp { addr, .. } => one(TcpStream::connect_timeout(addr, timeout)
+            .map(|_| ())
+            .map_err(|e| format!("connect to {addr}: {e}"))),
+        Probe::LocalSsh { addr, .. } => one(connect_bound(*addr, timeout)),
+        Probe::UdpBound { port } => one(if udp_bound(*port) {
+            Ok(())
+        } else {
+            Err(format!("nothing is bound on udp/{port}"))
         }),
     }
 }
@@ -106,12 +303,16 @@ pub fn run_probe(p: &Probe, m: &Model, rs: &Ruleset, timeout: Duration) -> Resul
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Every probe passed: confirmed by itself.
-    ConfirmedByProbes,
+    ConfirmedByProbes {
+        /// Probes that could not run here (and why).
+        skipped: Vec<String>,
+    },
     /// Confirmed by hand before the probes passed.
     ConfirmedByHand,
-    /// The window ended with probes failing: the previous tables were restored.
+    /// Probes failed (a deterministic one at once, live ones until the window ended): the
+    /// previous tables were restored.
     RolledBack {
-        /// The failures seen last, one per failing probe.
+        /// The failures seen last, one per failing check.
         failures: Vec<String>,
     },
     /// The tables already matched: nothing to confirm.
@@ -134,28 +335,42 @@ pub fn apply_with_confirm(
     }
     let deadline = Instant::now() + window;
     let probe_timeout = Duration::from_millis(800);
-    let mut failures;
-    loop {
-        if confirmed.load(Ordering::SeqCst) {
-            return Ok(Outcome::ConfirmedByHand);
+    let mut skipped = Vec::new();
+    // The ruleset-only probes run once: their answer cannot change within the window.
+    let mut failures: Vec<String> = Vec::new();
+    for p in probes.iter().filter(|p| p.deterministic()) {
+        match run_probe(p, m, rs, probe_timeout) {
+            Verdict::Pass => {}
+            Verdict::Fail(f) => failures.extend(f),
+            Verdict::Skipped(why) => {
+                tracing::warn!(probe = %p, reason = %why, "probe skipped");
+                skipped.push(why);
+            }
         }
-        failures = probes
-            .iter()
-            .filter_map(|p| {
-                run_probe(p, m, rs, probe_timeout)
-                    .err()
-                    .map(|e| format!("{p}: {e}"))
-            })
-            .collect::<Vec<_>>();
-        if failures.is_empty() {
-            return Ok(Outcome::ConfirmedByProbes);
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200).min(deadline - Instant::now()));
     }
-    tracing::warn!(failures = ?failures, "confirm window ended with failing probes: restoring the previous ruleset");
+    if failures.is_empty() {
+        loop {
+            if confirmed.load(Ordering::SeqCst) {
+                return Ok(Outcome::ConfirmedByHand);
+            }
+            failures = probes
+                .iter()
+                .filter(|p| !p.deterministic())
+                .flat_map(|p| match run_probe(p, m, rs, probe_timeout) {
+                    Verdict::Fail(f) => f,
+                    Verdict::Pass | Verdict::Skipped(_) => Vec::new(),
+                })
+                .collect();
+            if failures.is_empty() {
+                return Ok(Outcome::ConfirmedByProbes { skipped });
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200).min(deadline - Instant::now()));
+        }
+    }
+    tracing::warn!(failures = ?failures, "confirm-apply probes failed: restoring the previous ruleset");
     apply::restore(&prev)?;
     Ok(Outcome::RolledBack { failures })
 }

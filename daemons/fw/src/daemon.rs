@@ -323,9 +323,10 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                     let flag = Arc::new(AtomicBool::new(false));
                     st.pending_confirm = Some(flag.clone());
                     let (m, rs) = (st.model.clone(), st.rs.clone());
-                    let probes = confirm::default_probes(&m);
                     let done = done_tx.clone();
                     tokio::task::spawn_blocking(move || {
+                        // Routes and addresses are read here, off the event loop.
+                        let probes = confirm::default_probes(&m);
                         let res = confirm::apply_with_confirm(&m, &rs, Duration::from_secs(secs), &probes, &flag)
                             .map_err(|e| e.to_string());
                         let _ = done.send(res);

@@ -3,7 +3,8 @@
 //! read-back verification, drift repair and a self-confirming rollback.
 //!
 //! Layers (STYLE.md §2): [`model`], [`compile`], [`ir`], [`safety`] and [`normalize`] are
-//! pure; [`netlink`], [`observe`], [`apply`], [`confirm`] and [`daemon`] do the I/O.
+//! pure; [`netlink`], [`observe`], [`apply`], [`replica`], [`confirm`] and [`daemon`] do the
+//! I/O.
 
 pub mod apply;
 pub mod compile;
@@ -15,4 +16,5 @@ pub mod netlink;
 pub mod normalize;
 pub mod observe;
 pub mod plan;
+pub mod replica;
 pub mod safety;

@@ -146,6 +146,51 @@ pub fn interface_addresses() -> Result<BTreeMap<String, Vec<IpAddr>>, ObserveErr
     Ok(map)
 }
 
+/// Where the kernel sends packets for an address: `ip route get ADDR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTo {
+    /// Output interface.
+    pub dev: String,
+    /// The source address the host would use.
+    pub prefsrc: Option<IpAddr>,
+    /// The address is the host's own (local or anycast).
+    pub local: bool,
+}
+
+/// The route the kernel picks for `addr`; `None` when it has none (unreachable).
+///
+/// Equivalent to: `ip -j route get ADDR`.
+pub fn route_get(addr: IpAddr) -> Result<Option<RouteTo>, ObserveError> {
+    let a = addr.to_string();
+    let out = run(&["ip", "-j", "route", "get", &a])?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|source| ObserveError::Parse {
+            cmd: format!("ip -j route get {a}"),
+            source,
+        })?;
+    Ok(parse_route_get(&v))
+}
+
+/// Pure part of [`route_get`].
+pub fn parse_route_get(v: &serde_json::Value) -> Option<RouteTo> {
+    let r = v.as_array()?.first()?;
+    Some(RouteTo {
+        dev: r.get("dev")?.as_str()?.to_owned(),
+        prefsrc: r
+            .get("prefsrc")
+            .and_then(|p| p.as_str())
+            .and_then(|p| p.parse().ok()),
+        // `anycast`: IPv6 subnet-router anycast addresses are local on a router.
+        local: matches!(
+            r.get("type").and_then(|t| t.as_str()),
+            Some("local" | "anycast")
+        ),
+    })
+}
+
 /// A base chain of any table, as `nft -j list chains` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseChain {
@@ -241,6 +286,28 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn routes_are_parsed_from_ip_json() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"[{"dst":"192.168.1.2","dev":"enp4s0f1","prefsrc":"192.168.1.1","flags":[],"uid":0,"cache":[]}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            parse_route_get(&v),
+            Some(RouteTo {
+                dev: "enp4s0f1".into(),
+                prefsrc: Some("192.168.1.1".parse().unwrap()),
+                local: false
+            })
+        );
+        let v: serde_json::Value = serde_json::from_str(
+            r#"[{"type":"local","dst":"fd00:1::1","dev":"lo","prefsrc":"fd00:1::1","flags":[],"uid":0,"cache":[]}]"#,
+        )
+        .unwrap();
+        assert!(parse_route_get(&v).unwrap().local);
+        assert_eq!(parse_route_get(&serde_json::json!([])), None);
     }
 
     #[test]

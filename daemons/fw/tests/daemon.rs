@@ -1,5 +1,6 @@
 //! The daemon repairs foreign edits of its table; a confirm-apply whose probe fails rolls
-//! back to the previous tables byte for byte.
+//! back to the previous tables byte for byte, also when only real packets (the replica)
+//! show that SSH from the admin network is dropped.
 
 mod common;
 
@@ -8,7 +9,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use edge_fw::apply::{self, Live, Options};
-use edge_fw::confirm::{self, Outcome};
+use edge_fw::confirm::{self, Outcome, Probe};
+use edge_fw::safety;
 use edge_testkit::wait_for;
 
 #[test]
@@ -64,7 +66,13 @@ fn a_failed_probe_rolls_a_confirm_apply_back() {
             .expect("confirm");
         (o, Live::read().expect("read"))
     });
-    assert_eq!(out2, Outcome::ConfirmedByProbes);
+    assert_eq!(
+        out2,
+        Outcome::ConfirmedByProbes {
+            skipped: Vec::new()
+        },
+        "every probe ran (the replica too) and passed"
+    );
     assert!(live2.edge.expect("edge").contains("tcp . 8080"));
 }
 
@@ -125,4 +133,100 @@ fn the_daemon_repairs_a_foreign_nft_edit_of_its_table() {
         "{metrics}"
     );
     daemon.stop();
+}
+
+#[test]
+fn a_confirm_apply_dropping_ssh_from_the_admin_network_is_rolled_back_though_the_symbolic_check_passes()
+ {
+    let lab = common::lab();
+    let host = lab.ns("host");
+    let (m0, rs0) = common::build(&common::dual_stack(), Default::default());
+    let before = host.run(move || {
+        apply::apply(&m0, &rs0, Options::default()).expect("first apply");
+        Live::read().expect("read")
+    });
+    // SSH limited to the WireGuard interface: the admin LAN arrives on enp4s0f1 (never named
+    // in [fw]), so its SSH is dropped. The symbolic check does not know which interface a
+    // network arrives on; it finds wg0 admitting 192.168.1.1 and passes.
+    let text = common::dual_stack_text().replacen(
+        "from = [\"admin\", \"wireguard\"]\n",
+        "from = [\"admin\", \"wireguard\"]\ninterfaces = [\"wg0\"]\n",
+        1,
+    );
+    assert_ne!(text, common::dual_stack_text());
+    let (m1, rs1) = common::build(
+        &common::parse(&common::reference_path(), &text),
+        Default::default(),
+    );
+    assert_eq!(
+        safety::check(&m1, &rs1),
+        Ok(()),
+        "the symbolic check misses it"
+    );
+    let window = Duration::from_secs(30);
+    let (m, rs) = (m1.clone(), rs1.clone());
+    let (out, after, probes, took) = host.run(move || {
+        let probes = confirm::default_probes(&m);
+        let flag = Arc::new(AtomicBool::new(false));
+        let t = std::time::Instant::now();
+        let out =
+            confirm::apply_with_confirm(&m, &rs, window, &probes, &flag).expect("confirm apply");
+        (out, Live::read().expect("read"), probes, t.elapsed())
+    });
+    // The probes were derived from the kernel's routes: the admin LAN through enp4s0f1 and
+    // the WireGuard network through wg0, each to the host's address there.
+    let Some(Probe::Replica { paths }) = probes.iter().find(|p| matches!(p, Probe::Replica { .. }))
+    else {
+        panic!("no replica probe: {probes:?}");
+    };
+    let whats: Vec<&str> = paths.iter().map(|p| p.what.as_str()).collect();
+    for w in [
+        "SSH tcp/22 from 192.168.1.2 (network 192.168.1.0/24) on enp4s0f1 to 192.168.1.1",
+        "SSH tcp/22 from fd00:1::2 (network fd00:1::/64) on enp4s0f1 to fd00:1::1",
+        "SSH tcp/22 from 10.17.9.2 (network 10.17.9.0/24) on wg0 to 10.17.9.1",
+        "SSH tcp/22 from fd17:9::2 (network fd17:9::/64) on wg0 to fd17:9::1",
+        "WireGuard udp/51820 from 198.51.100.7 on br-api to 192.198.0.30",
+        "WireGuard udp/51820 from 2001:db8:ffff::7 on br-api to 2001:db8:c6::30",
+    ] {
+        assert!(whats.contains(&w), "{w} missing from {whats:#?}");
+    }
+    match &out {
+        Outcome::RolledBack { failures } => {
+            assert_eq!(failures.len(), 2, "{failures:#?}");
+            assert!(
+                failures.iter().all(|f| f.contains("on enp4s0f1")
+                    && f.contains("is not admitted by the new ruleset")),
+                "{failures:#?}"
+            );
+        }
+        o => panic!("expected a rollback, got {o:?}"),
+    }
+    assert!(
+        took < window,
+        "a ruleset-only failure rolls back at once, not after the window"
+    );
+    assert_eq!(before.edge, after.edge, "inet edge restored byte for byte");
+    assert_eq!(before.state, after.state, "inet edge_state restored");
+    assert!(
+        common::curl_retry(lab.ns("admin"), "http://192.168.1.1:22/").is_some(),
+        "SSH from the admin LAN works again"
+    );
+    // The replica was right: applied without confirmation, the same ruleset cuts the admin
+    // LAN's SSH (both families) while the WireGuard network keeps it.
+    let (m, rs) = (m1.clone(), rs1.clone());
+    host.run(move || {
+        apply::apply(&m, &rs, Options::default())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .expect("plain apply");
+    assert_eq!(
+        common::curl(lab.ns("admin"), "http://192.168.1.1:22/"),
+        None
+    );
+    assert_eq!(
+        common::curl6(lab.ns("admin"), common::v6::HOST_ADMIN, 22),
+        None
+    );
+    assert!(common::curl_retry(lab.ns("wgpeer"), "http://10.17.9.1:22/").is_some());
 }
