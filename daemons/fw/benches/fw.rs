@@ -1,8 +1,11 @@
 //! `cargo bench -p edge-fw`: compile and apply 1k / 10k / 50k port-forwards over netlink
 //! against `nft -f` of the same rendered ruleset in the same run, the zero-write check, and
 //! TCP connection latency through the dispatch map with 10 vs 50k forwards.
+//! `cargo bench -p edge-fw -- flush`: how fast the running daemon restores its tables after
+//! `nft flush ruleset`.
 //!
-//! Runs as root inside namespaces it creates (prefix `efw`); prints a Markdown table.
+//! Runs as root inside namespaces it creates (prefix `efw`; `efp` for the flush run);
+//! prints Markdown tables.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -278,8 +281,237 @@ fn enter(ns: &str) {
     nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
 }
 
+/// nf_tables notifications of a namespace, stamped on receipt, from a thread inside it.
+fn nft_events(ns: &str) -> std::sync::mpsc::Receiver<(Instant, edge_fw::events::Notification)> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ns = ns.to_owned();
+    std::thread::spawn(move || {
+        enter(&ns);
+        // SAFETY: plain socket(2); the fd is owned at once.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_NETFILTER,
+            )
+        };
+        assert!(raw >= 0, "netlink socket");
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: zeroed sockaddr_nl is valid; groups selects NFNLGRP_NFTABLES.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as u16;
+        addr.nl_groups = 1 << (libc::NFNLGRP_NFTABLES - 1);
+        // SAFETY: binding with a pointer to a live sockaddr_nl of the right size.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            )
+        };
+        assert!(r == 0, "bind NFNLGRP_NFTABLES");
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            // SAFETY: reading into a live buffer of the given length.
+            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let at = Instant::now();
+            if n <= 0 {
+                continue;
+            }
+            for e in edge_fw::events::parse(&buf[..n as usize]) {
+                if tx.send((at, e)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// `nft flush ruleset` (what restarting nftables.service does) against a running edge-fw:
+/// the time from the flush's commit (its `DELTABLE inet edge` notification) to edge-fw's
+/// restoring commit (`NEWTABLE inet edge`), both seen in the nf_tables events; `rounds`
+/// samples. Anchors of the same run: `nft -f` of the same ruleset into an empty namespace
+/// (a restore by hand) and our own dry run + commit of it (the floor), plus the cost of one
+/// read of our tables (`nft list table` x2), which the repair path used to pay before writing.
+fn flush_restore(extra: usize, rounds: usize) {
+    use edge_fw::events::Notification;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/edge.toml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = std::fs::read_to_string(&path)
+        .expect("config")
+        .replace(
+            "state_dir = \"/var/lib/edge\"",
+            &format!("state_dir = \"{}\"", dir.path().display()),
+        )
+        .replace(
+            "runtime_dir = \"/run/edge\"",
+            &format!("runtime_dir = \"{}\"", dir.path().display()),
+        );
+    // `extra` more TCP forwards on br-api (ports 20000..), as an operator would write them.
+    for i in 0..extra {
+        text.push_str(&format!(
+            "\n[[fw.forward]]\nname = \"b{i}\"\nport = {}\naddress = \"192.198.0.30\"\nto = \"10.17.5.30\"\nto_port = 9000\n",
+            20000 + i
+        ));
+    }
+    let cfg_path = dir.path().join("edge.toml");
+    std::fs::write(&cfg_path, &text).expect("write config");
+    let cfg = edge_config::parse(&cfg_path, &text).expect("config").config;
+    let m = Model::from_config(&cfg, Default::default()).expect("model");
+    let rs = compile(&m).expect("compile");
+
+    // Anchors: restores by hand or by our library, in a namespace of their own, each right
+    // after an `nft flush ruleset` of the installed tables (the state the daemon meets).
+    let script = rs.script();
+    let rs2 = rs.clone();
+    let m2 = m.clone();
+    let (anchor_nft, anchor_commit, anchor_dry_commit, read_absent, read_present) =
+        in_new_netns(move || {
+            let flush = || {
+                let ok = Command::new("nft")
+                    .args(["flush", "ruleset"])
+                    .status()
+                    .expect("nft");
+                assert!(ok.success());
+            };
+            apply::apply(&m2, &rs2, Options::default()).expect("install");
+            let plan = edge_fw::netlink::Plan::install(&rs2, &[]);
+            let mut best = [Duration::MAX; 5];
+            for _ in 0..5 {
+                flush();
+                best[0] = best[0].min(nft_f(&script));
+                flush();
+                let t = Instant::now();
+                apply::commit_plan(&plan, apply::Commit::Only, t).expect("commit");
+                best[1] = best[1].min(t.elapsed());
+                flush();
+                let t = Instant::now();
+                edge_fw::apply::Live::read().expect("read");
+                best[3] = best[3].min(t.elapsed());
+                let t = Instant::now();
+                apply::commit_plan(&plan, apply::Commit::AfterDryRun, t).expect("commit");
+                best[2] = best[2].min(t.elapsed());
+                let t = Instant::now();
+                edge_fw::apply::Live::read().expect("read");
+                best[4] = best[4].min(t.elapsed());
+            }
+            (best[0], best[1], best[2], best[3], best[4])
+        });
+
+    let ns = edge_testkit::Netns::new("efp", "flush");
+    let events = nft_events(ns.name());
+    // EDGE_FW_BIN: measure another build of the daemon (e.g. an older commit) the same way.
+    let bin = std::env::var("EDGE_FW_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_edge-fw").into());
+    println!("daemon: {bin}\n");
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--config",
+        &cfg_path.to_string_lossy(),
+        "--log-format",
+        "text",
+    ]);
+    let mut daemon = ns.spawn("edge-fw", cmd);
+    let converged = |rs: &Ruleset| {
+        let rs = rs.clone();
+        ns.run(move || {
+            edge_fw::apply::Live::read()
+                .map(|l| l.diff(&rs).is_empty())
+                .unwrap_or(false)
+        })
+    };
+    let ok = edge_testkit::wait_for(Duration::from_secs(120), || converged(&rs));
+    assert!(
+        ok.is_some(),
+        "edge-fw did not apply: running {}",
+        daemon.is_running()
+    );
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        // Let the daemon finish whatever it does after its last write.
+        // (Its read-backs run `nft list`, about 0.3 ms per forward each.)
+        std::thread::sleep(Duration::from_millis(600 + extra as u64));
+        while events.try_recv().is_ok() {}
+        ns.exec("nft", ["flush", "ruleset"]);
+        let is = |n: &Notification, want: u32| matches!(n, Notification::Object { msg, family: 1, table } if u32::from(*msg) == want && table == "edge");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut t0 = None;
+        let mut t1 = None;
+        while t1.is_none() && Instant::now() < deadline {
+            let Ok((at, n)) = events.recv_timeout(Duration::from_millis(100)) else {
+                continue;
+            };
+            if t0.is_none() && is(&n, libc::NFT_MSG_DELTABLE as u32) {
+                t0 = Some(at);
+            } else if t0.is_some() && is(&n, libc::NFT_MSG_NEWTABLE as u32) {
+                t1 = Some(at);
+            }
+        }
+        let (Some(t0), Some(t1)) = (t0, t1) else {
+            panic!("edge-fw did not restore inet edge within 60 s");
+        };
+        samples.push(t1 - t0);
+    }
+    assert!(
+        converged(&rs),
+        "restored table differs from the compiled one"
+    );
+    daemon.stop();
+    samples.sort();
+    let q = |f: f64| samples[((samples.len() - 1) as f64 * f) as usize];
+    println!(
+        "edge-fw restore after `nft flush ruleset` (reference config + {extra} forwards, {} rounds; release build)\n",
+        samples.len()
+    );
+    println!("| figure | ms |");
+    println!("|---|---:|");
+    println!("| restore: min | {} |", ms(samples[0]));
+    println!("| restore: median | {} |", ms(q(0.5)));
+    println!("| restore: p90 | {} |", ms(q(0.9)));
+    println!("| restore: max | {} |", ms(samples[samples.len() - 1]));
+    println!(
+        "| anchor: our commit of the same ruleset after a flush (best of 5) | {} |",
+        ms(anchor_commit)
+    );
+    println!(
+        "| anchor: our dry run + commit of it (best of 5) | {} |",
+        ms(anchor_dry_commit)
+    );
+    println!(
+        "| anchor: `nft -f` of it (best of 5) | {} |",
+        ms(anchor_nft)
+    );
+    println!(
+        "| one read of our tables, absent (`nft list table` x2) | {} |",
+        ms(read_absent)
+    );
+    println!(
+        "| one read of our tables, present (`nft list table` x2) | {} |",
+        ms(read_present)
+    );
+    println!(
+        "\nmedian restore / our commit = {:.2}; median restore / nft -f = {:.2}",
+        q(0.5).as_secs_f64() / anchor_commit.as_secs_f64(),
+        q(0.5).as_secs_f64() / anchor_nft.as_secs_f64()
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if std::env::args().any(|a| a == "flush") {
+        // `cargo bench -p edge-fw -- flush`: restore latency of the running daemon.
+        edge_testkit::require_root();
+        // `-- flush N`: N more forwards than the reference (fewer rounds when N > 0).
+        let extra: usize = std::env::args()
+            .skip_while(|a| a != "flush")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        flush_restore(extra, if extra == 0 { 20 } else { 5 });
         return;
     }
     if std::env::args().any(|a| a == "compile") {

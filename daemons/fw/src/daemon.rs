@@ -19,12 +19,11 @@ use tokio::sync::mpsc;
 use crate::apply::{self, ApplyError, Live, Options};
 use crate::compile::compile;
 use crate::confirm::{self, Outcome};
+use crate::events::{self, ForeignChange, Tracker};
 use crate::ir::Ruleset;
 use crate::model::Model;
 use crate::observe;
 
-/// Quiet time after an nf_tables event before re-reading our tables.
-const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Full re-verify interval (safety net behind the events).
 const VERIFY_EVERY: Duration = Duration::from_secs(60);
 /// Counter export interval.
@@ -38,8 +37,24 @@ pub fn build(config: &Config) -> anyhow::Result<(Model, Ruleset)> {
     Ok((m, rs))
 }
 
-/// Subscribes to nf_tables notifications on a blocking thread; every datagram is one event.
-fn watch(tx: mpsc::UnboundedSender<()>) -> anyhow::Result<()> {
+/// What the nf_tables event thread reports.
+#[derive(Debug)]
+enum Watch {
+    /// A transaction of someone else changed our tables.
+    Foreign(ForeignChange),
+    /// Notifications were lost (ENOBUFS): our tables must be re-read.
+    Lost,
+}
+
+/// True when `tid` is a thread of this process: the transaction was ours.
+fn own_thread(tid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+}
+
+/// Subscribes to nf_tables notifications on a blocking thread and reports, at the end of
+/// each transaction (NEWGEN), foreign changes to our tables; our own commits and other
+/// tables' changes cost nothing.
+fn watch(tx: mpsc::UnboundedSender<Watch>) -> anyhow::Result<()> {
     // SAFETY: plain socket(2); the fd is owned immediately.
     let raw = unsafe {
         libc::socket(
@@ -73,22 +88,34 @@ fn watch(tx: mpsc::UnboundedSender<()>) -> anyhow::Result<()> {
         .name("nft-events".into())
         .spawn(move || {
             let mut buf = vec![0u8; 1 << 16];
+            let mut tracker = Tracker::default();
             loop {
                 // SAFETY: reading into a live buffer of the given length.
                 let n =
                     unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-                if n < 0 {
+                let report = if n < 0 {
                     let e = std::io::Error::last_os_error();
-                    // ENOBUFS: events were lost; a re-verify covers them.
-                    if e.raw_os_error() != Some(libc::ENOBUFS)
-                        && e.kind() != std::io::ErrorKind::Interrupted
-                    {
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    if e.raw_os_error() != Some(libc::ENOBUFS) {
                         tracing::error!(error = %e, "nf_tables event socket failed");
                         return;
                     }
-                }
-                if tx.send(()).is_err() {
-                    return;
+                    // Events were lost, maybe mid-transaction: start over and re-read.
+                    tracker = Tracker::default();
+                    vec![Watch::Lost]
+                } else {
+                    events::parse(&buf[..n as usize])
+                        .iter()
+                        .filter_map(|e| tracker.feed(e, own_thread))
+                        .map(Watch::Foreign)
+                        .collect()
+                };
+                for r in report {
+                    if tx.send(r).is_err() {
+                        return;
+                    }
                 }
             }
         })
@@ -103,7 +130,10 @@ struct State {
     last_counters: std::collections::HashMap<String, (u64, u64)>,
     pending_confirm: Option<Arc<AtomicBool>>,
     /// The desired state before a pending confirm-apply, restored if it rolls back.
-    rollback_to: Option<(Model, Ruleset)>,
+    rollback_to: Option<(Model, Ruleset, bool)>,
+    /// The desired ruleset was committed and verified at least once: it passed the
+    /// anti-lockout proof and the kernel's dry run, so a repair may rewrite it blindly.
+    proven: bool,
 }
 
 fn result_of(e: &ApplyError) -> &'static str {
@@ -117,20 +147,29 @@ fn result_of(e: &ApplyError) -> &'static str {
 
 impl State {
     async fn apply(&mut self, shell: &mut Shell, why: &str, force: bool) -> Result<bool, String> {
+        self.apply_with(
+            shell,
+            why,
+            Options {
+                force,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
+    async fn apply_with(
+        &mut self,
+        shell: &mut Shell,
+        why: &str,
+        opts: Options,
+    ) -> Result<bool, String> {
         let (m, rs) = (self.model.clone(), self.rs.clone());
         let t = Instant::now();
-        let res = tokio::task::spawn_blocking(move || {
-            apply::apply(
-                &m,
-                &rs,
-                Options {
-                    force,
-                    ..Options::default()
-                },
-            )
-        })
-        .await
-        .map_err(|e| format!("apply task failed: {e}"))?;
+        let res = tokio::task::spawn_blocking(move || apply::apply(&m, &rs, opts))
+            .await
+            .map_err(|e| format!("apply task failed: {e}"))?;
+        self.proven = res.is_ok();
         match res {
             Ok(r) => {
                 self.metrics
@@ -167,6 +206,29 @@ impl State {
                 shell.record_run(false, msg.clone(), t.elapsed());
                 Err(msg)
             }
+        }
+    }
+
+    /// Someone deleted our tables (`nft flush ruleset`, `nft delete table`): there is
+    /// nothing to read before writing, so a proven ruleset is committed at once — no read,
+    /// no proof, no dry run, all of which it passed when it was first applied — and read
+    /// back afterwards. Anything else goes through [`State::check_drift`].
+    async fn repair_deleted(&mut self, shell: &mut Shell, change: &ForeignChange) {
+        if self.pending_confirm.is_some() {
+            return;
+        }
+        if !self.proven {
+            self.check_drift(shell).await;
+            return;
+        }
+        self.metrics.verify_failures.inc();
+        tracing::warn!(by = %change.by, "table inet edge was deleted by someone else: restoring");
+        let opts = Options {
+            restore: true,
+            ..Options::default()
+        };
+        if self.apply_with(shell, "drift repair", opts).await.is_ok() {
+            self.metrics.drift_repairs.inc();
         }
     }
 
@@ -260,6 +322,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
         last_counters: Default::default(),
         pending_confirm: None,
         rollback_to: None,
+        proven: false,
     };
     let (tx, mut events) = mpsc::unbounded_channel();
     watch(tx)?;
@@ -269,14 +332,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<Outcome, String>>();
     let mut verify = tokio::time::interval(VERIFY_EVERY);
     let mut counters = tokio::time::interval(COUNTERS_EVERY);
-    let mut debounce_at: Option<tokio::time::Instant> = None;
     loop {
-        let debounce = async {
-            match debounce_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             ev = shell.next() => match ev {
                 Event::Shutdown => break,
@@ -319,7 +375,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                         Ok(Err(e)) => { r.send(Response::Error { code: ErrorCode::Failed, message: format!("{e:#}") }); continue; }
                         Err(e) => { r.send(Response::Error { code: ErrorCode::Failed, message: e.to_string() }); continue; }
                     };
-                    st.rollback_to = Some((std::mem::replace(&mut st.model, nm), std::mem::replace(&mut st.rs, nrs)));
+                    st.rollback_to = Some((std::mem::replace(&mut st.model, nm), std::mem::replace(&mut st.rs, nrs), st.proven));
                     let flag = Arc::new(AtomicBool::new(false));
                     st.pending_confirm = Some(flag.clone());
                     let (m, rs) = (st.model.clone(), st.rs.clone());
@@ -354,32 +410,47 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                         tracing::error!("{msg}");
                         shell.push_error(msg);
                         // The restored tables are the desired state again.
-                        if let Some((m, rs)) = st.rollback_to.take() {
+                        if let Some((m, rs, proven)) = st.rollback_to.take() {
                             st.model = m;
                             st.rs = rs;
+                            st.proven = proven;
                         }
                     }
                     Ok(o) => {
                         st.rollback_to = None;
+                        // Applied (or already live) after the proof, dry run and read-back.
+                        st.proven = true;
                         st.metrics.applied("confirmed");
                         tracing::info!(outcome = ?o, "confirm-apply settled");
                     }
                     Err(e) => {
-                        if let Some((m, rs)) = st.rollback_to.take() {
+                        if let Some((m, rs, proven)) = st.rollback_to.take() {
                             st.model = m;
                             st.rs = rs;
+                            st.proven = proven;
                         }
                         shell.push_error(e.clone());
                         tracing::error!("{e}");
                     }
                 }
             }
-            Some(()) = events.recv() => {
-                debounce_at = Some(tokio::time::Instant::now() + DEBOUNCE);
-            }
-            _ = debounce => {
-                debounce_at = None;
-                st.check_drift(&mut shell).await;
+            Some(first) = events.recv() => {
+                // Take every change already queued: one repair covers them all.
+                let mut deleted = None;
+                let mut other = false;
+                let mut next = Some(first);
+                while let Some(w) = next {
+                    match w {
+                        Watch::Foreign(c) if c.deleted => deleted = Some(c),
+                        Watch::Foreign(_) | Watch::Lost => other = true,
+                    }
+                    next = events.try_recv().ok();
+                }
+                match deleted {
+                    Some(c) => st.repair_deleted(&mut shell, &c).await,
+                    None if other => st.check_drift(&mut shell).await,
+                    None => {}
+                }
             }
             _ = verify.tick() => st.check_drift(&mut shell).await,
             _ = counters.tick() => st.export_counters().await,
@@ -401,15 +472,17 @@ async fn reconfigure(st: &mut State, shell: &mut Shell, cfg: &Arc<Config>, why: 
     .await;
     match built {
         Ok(Ok((m, rs))) => {
-            let (old_m, old_rs) = (
+            let (old_m, old_rs, old_proven) = (
                 std::mem::replace(&mut st.model, m),
                 std::mem::replace(&mut st.rs, rs),
+                st.proven,
             );
             if st.apply(shell, why, false).await.is_err() {
                 // The previous ruleset stays in force (the apply is atomic); keep it as the
                 // desired state so drift repair does not fight the admin.
                 st.model = old_m;
                 st.rs = old_rs;
+                st.proven = old_proven;
             }
         }
         Ok(Err(e)) => {

@@ -153,7 +153,7 @@ fn build_host(
         ip(&["route", "replace", &p.src_net.to_string(), "dev", &p.iif])?;
     }
     let plan = Plan::install(rs, &[]);
-    apply::commit_plan(&plan, false, Instant::now())
+    apply::commit_plan(&plan, apply::Commit::AfterDryRun, Instant::now())
         .map_err(|e| ReplicaError::Commit(Box::new(e)))?;
     let mut tcp = Vec::new();
     let mut udp = Vec::new();

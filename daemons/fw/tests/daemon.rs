@@ -1,4 +1,5 @@
-//! The daemon repairs foreign edits of its table; a confirm-apply whose probe fails rolls
+//! The daemon repairs foreign edits of its table and restores it after `nft flush ruleset`;
+//! a confirm-apply whose probe fails rolls
 //! back to the previous tables byte for byte, also when only real packets (the replica)
 //! show that SSH from the admin network is dropped.
 
@@ -132,7 +133,50 @@ fn the_daemon_repairs_a_foreign_nft_edit_of_its_table() {
         metrics.contains("edge_fw_applies_total{result=\"changed\"}"),
         "{metrics}"
     );
-    daemon.stop();
+    // `nft flush ruleset` (restarting nftables.service) deletes both tables and a foreign
+    // one: ours come back, with their contents, from the nf_tables events alone.
+    let libvirt = "table ip libvirt_network {\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\t}\n}\n";
+    let mut c = std::process::Command::new("ip");
+    c.args(["netns", "exec", host.name(), "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("nft");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), libvirt.as_bytes())
+        .expect("write");
+    assert!(child.wait().expect("nft").success());
+    host.exec("nft", ["flush", "ruleset"]);
+    let took = wait_for(Duration::from_secs(5), || converged(host, &rs));
+    assert!(took.is_some(), "the flushed tables were not restored");
+    let tables = String::from_utf8_lossy(&host.exec("nft", ["list", "tables"]).stdout).into_owned();
+    assert!(
+        !tables.contains("libvirt_network"),
+        "a foreign table is not ours to restore: {tables}"
+    );
+    // Exactly two repairs, and they stay two: the daemon's own commits (which delete and
+    // re-add inet edge too) are not taken for drift.
+    let repairs = || {
+        common::curl(host, "http://127.0.0.1:9853/metrics")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("edge_fw_drift_repairs_total "))
+            .map(str::to_owned)
+    };
+    let ok = wait_for(Duration::from_secs(3), || {
+        repairs().as_deref() == Some("edge_fw_drift_repairs_total 2")
+    });
+    assert!(ok.is_some(), "{:?}", repairs());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(repairs().as_deref(), Some("edge_fw_drift_repairs_total 2"));
+    let out = daemon.stop().expect("daemon output");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        log.contains("table inet edge was deleted by someone else: restoring")
+            && log.contains("by=nft["),
+        "the flush took the no-read restore path:\n{log}"
+    );
 }
 
 #[test]
