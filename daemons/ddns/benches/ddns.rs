@@ -294,6 +294,7 @@ fn run() {
         },
         rss_kib / 1024.0 / 12.0 * 100.0
     );
+    println!("  {}", memory_breakdown(pid));
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -310,4 +311,56 @@ fn run() {
     if !err.trim().is_empty() {
         println!("\ndaemon warnings:\n{}", err.trim_end());
     }
+}
+
+/// Resident memory of `pid` split into anonymous pages and the file-backed pages of each
+/// mapped file (the daemon's own binary first), from `/proc/PID/smaps`. With
+/// `DDNS_BENCH_SMAPS=FILE` the raw smaps is kept for a closer look.
+fn memory_breakdown(pid: u32) -> String {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    if let Ok(keep) = std::env::var("DDNS_BENCH_SMAPS") {
+        let _ = std::fs::write(keep, &smaps);
+    }
+    let mut anon_kib = 0u64;
+    let mut files: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            // A mapping header: `start-end perms offset dev inode [path]`.
+            current = line.split_whitespace().nth(5).map(str::to_owned);
+            continue;
+        }
+        let kib: u64 = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let file = current.as_ref().filter(|p| p.starts_with('/'));
+        match (first, file) {
+            // Copy-on-write pages of a file mapping (.data, relocations) are anonymous.
+            ("Anonymous:", Some(path)) => {
+                anon_kib += kib;
+                let e = files.entry(path.clone()).or_default();
+                *e = e.saturating_sub(kib);
+            }
+            ("Anonymous:", None) => anon_kib += kib,
+            ("Rss:", Some(path)) => *files.entry(path.clone()).or_default() += kib,
+            _ => {}
+        }
+    }
+    let mut files: Vec<(String, u64)> = files.into_iter().collect();
+    files.sort_by_key(|(_, k)| std::cmp::Reverse(*k));
+    let file_kib: u64 = files.iter().map(|(_, k)| k).sum();
+    let shown: Vec<String> = files
+        .iter()
+        .take(4)
+        .map(|(p, k)| {
+            let name = p.rsplit('/').next().unwrap_or(p);
+            format!("{name} {:.1}", *k as f64 / 1024.0)
+        })
+        .collect();
+    format!(
+        "anonymous {:.1} MiB, file-backed {:.1} MiB ({})",
+        anon_kib as f64 / 1024.0,
+        file_kib as f64 / 1024.0,
+        shown.join(", ")
+    )
 }

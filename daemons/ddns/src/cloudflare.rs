@@ -361,6 +361,7 @@ impl Client {
         token: &SecretString,
         metrics: Metrics,
     ) -> Result<Client, ApiError> {
+        crate::tls::install_crypto_provider();
         let base = opts.base.clone();
         if base.scheme() != "https" && !is_loopback(&base) {
             return Err(ApiError::InsecureUrl {

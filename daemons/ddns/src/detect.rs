@@ -120,6 +120,7 @@ fn family_name(f: Family) -> &'static str {
 impl Detector {
     /// Builds HTTP clients bound to each family (so an echo answers for the right one).
     pub fn new(cfg: &Ddns, metrics: Metrics) -> Result<Detector, DetectorError> {
+        crate::tls::install_crypto_provider();
         let ca = match &cfg.ca_file {
             Some(p) => {
                 let pem = std::fs::read(p).map_err(|source| DetectorError::CaFile {

@@ -4,7 +4,8 @@
 //! trace answers), [`quorum`] (k-of-n agreement) and [`plan`] (desired + detected + observed
 //! -> changes). I/O shell: [`cloudflare`] (the API client), [`detect`] (the sources),
 //! [`netlink`] (interface addresses and events), [`state`] (what was published, persisted),
-//! [`sync`] (one run: detect, plan, apply) and [`daemon`] (the event loop).
+//! [`sync`] (one run: detect, plan, apply), [`daemon`] (the event loop) and [`tls`] (the
+//! rustls crypto provider).
 
 pub mod cloudflare;
 pub mod daemon;
@@ -16,3 +17,4 @@ pub mod plan;
 pub mod quorum;
 pub mod state;
 pub mod sync;
+pub mod tls;
