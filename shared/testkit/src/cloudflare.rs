@@ -265,6 +265,17 @@ pub enum Fault {
     Slow(Duration),
     /// HTTP 200 with a truncated JSON body (the operation is not performed).
     MalformedJson,
+    /// HTTP `status` with `success: false` and one Cloudflare error (`code`, `message`) in
+    /// the envelope, e.g. 400 / 81057 "The record already exists." (the operation is not
+    /// performed).
+    ApiError {
+        /// HTTP status answered.
+        status: u16,
+        /// Cloudflare error code in `errors[]`.
+        code: u32,
+        /// Its message.
+        message: String,
+    },
 }
 
 #[derive(Debug)]
@@ -1043,6 +1054,15 @@ async fn handle(st: Arc<Mutex<Inner>>, schema: Arc<Schema>, req: Request<Incomin
             None,
             Some("{\"success\":true,\"errors\":[],\"result\":{\"id\":"),
         ),
+        Some(Fault::ApiError {
+            status,
+            code,
+            message,
+        }) => (
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
+            Some(envelope_err(*code, message)),
+            None,
+        ),
         _ if remaining == 0 => (
             StatusCode::TOO_MANY_REQUESTS,
             Some(envelope_err(
@@ -1344,6 +1364,55 @@ mod tests {
                 limited.starts_with("HTTP/1.1 429") && limited.contains("retry-after: 7"),
                 "{limited}"
             );
+            // A Cloudflare error in the envelope: the create is answered with it and not
+            // performed; the next one goes through.
+            let before = cf.records().len();
+            cf.inject(
+                Fault::ApiError {
+                    status: 400,
+                    code: 81057,
+                    message: "The record already exists.".into(),
+                },
+                1,
+                Some(Method::POST),
+            );
+            let post = |name: &str| {
+                raw(
+                    a,
+                    "POST",
+                    &format!("/client/v4/zones/{z}/dns_records"),
+                    true,
+                    Some(&format!(
+                        r#"{{"type":"A","name":"{name}","content":"81.2.69.7"}}"#
+                    )),
+                )
+            };
+            let refused = post("dup.example.com");
+            assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+            let env: Value =
+                serde_json::from_str(refused.split("\r\n\r\n").nth(1).unwrap_or("")).unwrap();
+            assert_eq!(env["success"], false, "{refused}");
+            assert_eq!(env["errors"][0]["code"], 81057, "{refused}");
+            assert_eq!(
+                cf.records().len(),
+                before,
+                "the refused create is not performed"
+            );
+            let created = post("dup.example.com");
+            assert!(created.starts_with("HTTP/1.1 200"), "{created}");
+            assert_eq!(cf.records().len(), before + 1);
+            let faults: Vec<Option<Fault>> = cf
+                .log()
+                .iter()
+                .rev()
+                .take(2)
+                .map(|l| l.fault.clone())
+                .collect();
+            assert_eq!(faults[0], None);
+            assert!(matches!(
+                faults[1],
+                Some(Fault::ApiError { code: 81057, .. })
+            ));
         });
     }
 
