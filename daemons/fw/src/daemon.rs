@@ -218,7 +218,7 @@ impl State {
             return;
         }
         if !self.proven {
-            self.check_drift(shell).await;
+            self.check_drift(shell, Some(&change.by)).await;
             return;
         }
         self.metrics.verify_failures.inc();
@@ -233,7 +233,8 @@ impl State {
     }
 
     /// Re-reads our tables; a difference is drift: logged, counted and repaired.
-    async fn check_drift(&mut self, shell: &mut Shell) {
+    /// `by` names who committed the change, when an event told (`nft[4242]`).
+    async fn check_drift(&mut self, shell: &mut Shell, by: Option<&str>) {
         if self.pending_confirm.is_some() {
             return;
         }
@@ -251,7 +252,7 @@ impl State {
             return;
         }
         self.metrics.verify_failures.inc();
-        tracing::warn!(lines = diff.len(), first = %diff.first().cloned().unwrap_or_default(), "table inet edge was changed by someone else: repairing");
+        tracing::warn!(by = %by.unwrap_or("unknown"), lines = diff.len(), first = %diff.first().cloned().unwrap_or_default(), "table inet edge was changed by someone else: repairing");
         if self.apply(shell, "drift repair", true).await.is_ok() {
             self.metrics.drift_repairs.inc();
         }
@@ -438,21 +439,26 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                 // Take every change already queued: one repair covers them all.
                 let mut deleted = None;
                 let mut other = false;
+                let mut by = None;
                 let mut next = Some(first);
                 while let Some(w) = next {
                     match w {
                         Watch::Foreign(c) if c.deleted => deleted = Some(c),
-                        Watch::Foreign(_) | Watch::Lost => other = true,
+                        Watch::Foreign(c) => {
+                            other = true;
+                            by = Some(c.by);
+                        }
+                        Watch::Lost => other = true,
                     }
                     next = events.try_recv().ok();
                 }
                 match deleted {
                     Some(c) => st.repair_deleted(&mut shell, &c).await,
-                    None if other => st.check_drift(&mut shell).await,
+                    None if other => st.check_drift(&mut shell, by.as_deref()).await,
                     None => {}
                 }
             }
-            _ = verify.tick() => st.check_drift(&mut shell).await,
+            _ = verify.tick() => st.check_drift(&mut shell, None).await,
             _ = counters.tick() => st.export_counters().await,
         }
     }

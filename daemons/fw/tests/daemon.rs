@@ -172,9 +172,17 @@ fn the_daemon_repairs_a_foreign_nft_edit_of_its_table() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // Both repairs name who made the change: the nft process, not "unknown".
+    let named = |what: &str| {
+        log.lines()
+            .any(|l| l.contains(what) && l.contains("by=nft["))
+    };
     assert!(
-        log.contains("table inet edge was deleted by someone else: restoring")
-            && log.contains("by=nft["),
+        named("table inet edge was changed by someone else: repairing"),
+        "the foreign edit was repaired and its author named:\n{log}"
+    );
+    assert!(
+        named("table inet edge was deleted by someone else: restoring"),
         "the flush took the no-read restore path:\n{log}"
     );
 }
