@@ -463,15 +463,17 @@ impl Syncer {
                     )
                 }
                 Err(e) => {
+                    let mut outcome = self.fail(key, &e);
                     if e.is_duplicate() {
                         self.conflicts.insert(key.clone(), now + CONFLICT_BACKOFF);
-                        tracing::error!(
-                            record = %key,
-                            codes = ?e.codes(),
+                        let why = format!(
                             "Cloudflare says a record with this name already exists although listing {key} showed none: look for a CNAME or another record type on that name, or duplicates in another case; creation is paused for an hour"
                         );
+                        tracing::error!(record = %key, codes = ?e.codes(), "{why}");
+                        // The report (and `edgectl ddns status`) says it too, not only the log.
+                        outcome.detail = format!("{}\n    {why}", outcome.detail);
                     }
-                    (self.fail(key, &e), false, false)
+                    (outcome, false, false)
                 }
             },
             Action::Patch { id, from, patch } => match self.client.patch(zone, id, patch).await {

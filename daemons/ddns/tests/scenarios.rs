@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use edge_testkit::cloudflare::Fault;
+use edge_testkit::cloudflare::{EchoKind, EchoServer, Fault};
 use edge_testkit::in_new_netns;
 use hyper::Method;
 use serde_json::json;
@@ -529,5 +529,569 @@ fn a_dns_source_votes_with_whoami_txt_in_the_chaos_class() {
             .unwrap();
         assert_eq!(whoami.detail, IP1, "{r:?}");
         assert_eq!(lab.a_records()[0]["content"], IP1);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 3 gaps: DoH, AAAA, duplicates, the request budget.
+// ---------------------------------------------------------------------------------------
+
+/// What the DoH responder received: (method, content-type, question name, type, class).
+type DohSeen = (String, String, String, String, String);
+
+/// A DNS-over-HTTPS responder (RFC 8484 POST) on `127.0.0.1`, serving HTTPS with a
+/// certificate from a fresh test CA. Answers A questions with an A record and TXT questions
+/// (any class, e.g. `whoami.cloudflare` CH) with a TXT record holding the current answer.
+struct Doh {
+    addr: std::net::SocketAddr,
+    ca_pem: String,
+    answer: std::sync::Arc<std::sync::Mutex<String>>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<DohSeen>>>,
+}
+
+impl Doh {
+    fn start(answer: &str) -> Doh {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        use std::sync::{Arc, Mutex};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "edge DoH test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![cert.der().clone()],
+                    rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+                )
+                .unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answer = Arc::new(Mutex::new(answer.to_owned()));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (a, s) = (answer.clone(), seen.clone());
+        // Lives as long as the test's namespace thread: the listener dies with the process.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (tls, a, s) = (tls.clone(), a.clone(), s.clone());
+                std::thread::spawn(move || {
+                    let _ = Doh::serve(stream, tls, &a, &s);
+                });
+            }
+        });
+        Doh {
+            addr,
+            ca_pem: ca_cert.pem(),
+            answer,
+            seen,
+        }
+    }
+
+    /// One request per connection (`connection: close`).
+    fn serve(
+        stream: std::net::TcpStream,
+        tls: std::sync::Arc<rustls::ServerConfig>,
+        answer: &std::sync::Mutex<String>,
+        seen: &std::sync::Mutex<Vec<DohSeen>>,
+    ) -> std::io::Result<()> {
+        use hickory_resolver::proto::op::{Message, OpCode};
+        use hickory_resolver::proto::rr::rdata::{A, TXT};
+        use hickory_resolver::proto::rr::{RData, Record, RecordType};
+        use std::io::{Read as _, Write as _};
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let conn = rustls::ServerConnection::new(tls).map_err(std::io::Error::other)?;
+        let mut s = rustls::StreamOwned::new(conn, stream);
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            let n = s.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let header = |name: &str| {
+            head.lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let len: usize = header("content-length").parse().unwrap_or(0);
+        while buf.len() < head_end + len {
+            let n = s.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let method = head.split(' ').next().unwrap_or("").to_owned();
+        let q = Message::from_vec(&buf[head_end..]).map_err(std::io::Error::other)?;
+        let asked = q.queries[0].clone();
+        seen.lock().unwrap().push((
+            method,
+            header("content-type"),
+            asked.name().to_ascii(),
+            asked.query_type().to_string(),
+            asked.query_class().to_string(),
+        ));
+        let text = answer.lock().unwrap().clone();
+        let mut resp = Message::response(q.metadata.id, OpCode::Query);
+        resp.add_query(asked.clone());
+        let rdata = match asked.query_type() {
+            RecordType::A => RData::A(A(text.parse().unwrap())),
+            _ => RData::TXT(TXT::new(vec![text])),
+        };
+        let mut rec = Record::from_rdata(asked.name().clone(), 0, rdata);
+        rec.dns_class = asked.query_class();
+        resp.add_answer(rec);
+        let body = resp.to_vec().map_err(std::io::Error::other)?;
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/dns-message\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )?;
+        s.write_all(&body)?;
+        s.flush()?;
+        s.conn.send_close_notify();
+        let _ = s.flush();
+        Ok(())
+    }
+
+    fn url(&self) -> String {
+        format!("https://{}/dns-query", self.addr)
+    }
+
+    fn set_answer(&self, a: &str) {
+        *self.answer.lock().unwrap() = a.to_owned();
+    }
+
+    fn seen(&self) -> Vec<DohSeen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Parses `text` written to the lab's config file.
+fn parse_config(lab: &Lab, text: &str) -> edge_config::Config {
+    let p = lab.dir.path().join("edge.toml");
+    std::fs::write(&p, text).unwrap();
+    match edge_config::parse(&p, text) {
+        Ok(l) => l.config,
+        Err(d) => panic!("test configuration refused:\n{d}"),
+    }
+}
+
+#[test]
+fn a_doh_source_votes_in_the_quorum_and_a_wrong_doh_answer_never_wins_alone() {
+    in_new_netns(|| {
+        let lab = Lab::new();
+        let doh = Doh::start(IP1);
+        let ca = lab.dir.path().join("doh-ca.pem");
+        std::fs::write(&ca, &doh.ca_pem).unwrap();
+        // The trace source becomes Cloudflare-style DoH (whoami.cloudflare TXT CH), trusted
+        // through ca_file; echo-c is down, so no quorum without the DoH vote.
+        let text = lab
+            .config_text(&format!("ca_file = \"{}\"", ca.display()), "")
+            .replace(
+                &format!(
+                    "name = \"trace-b\"\nkind = \"cloudflare-trace\"\nurl = \"{}\"",
+                    lab.echoes[1].url()
+                ),
+                &format!(
+                    "name = \"doh\"\nkind = \"dns\"\nserver = \"{}\"\nquery = \"whoami.cloudflare\"\ntype = \"TXT\"\nclass = \"CH\"\ntransport = \"https\"",
+                    doh.url()
+                ),
+            );
+        assert!(text.contains("transport = \"https\""));
+        let cfg = parse_config(&lab, &text);
+        lab.echoes[2].set_answer(None);
+        let mut s = lab.syncer(&cfg);
+        let r = sync(&mut s, T0);
+        assert!(r.ok, "echo-a and DoH agree: {r:?}");
+        let answer = |r: &edge_ipc::ddns::SyncReport, name: &str| {
+            r.families[0]
+                .answers
+                .iter()
+                .find(|a| a.source == name)
+                .map(|a| (a.result.clone(), a.detail.clone()))
+                .unwrap()
+        };
+        assert_eq!(answer(&r, "doh"), ("ok".to_owned(), IP1.to_owned()));
+        assert_eq!(lab.a_records()[0]["content"], IP1);
+        // What the responder received: one RFC 8484 POST carrying the CH TXT question.
+        assert_eq!(
+            doh.seen(),
+            [(
+                "POST".to_owned(),
+                "application/dns-message".to_owned(),
+                "whoami.cloudflare.".to_owned(),
+                "TXT".to_owned(),
+                "CH".to_owned()
+            )]
+        );
+
+        // The address changes and DoH sees it first, echo-a still says IP1: a tie decides
+        // nothing, nothing is written.
+        lab.cf.clear_log();
+        doh.set_answer(IP2);
+        let r = sync(&mut s, T0 + 60);
+        assert!(!r.ok, "a 1:1 split is no quorum: {r:?}");
+        assert_eq!(answer(&r, "doh").1, IP2);
+        assert!(lab.log().is_empty(), "{:?}", methods(&lab.log()));
+        assert_eq!(lab.a_records()[0]["content"], IP1);
+
+        // A lying DoH answer against two honest echoes is outvoted.
+        lab.echoes[2].set_answer(Some(IP1));
+        doh.set_answer(LIE);
+        let r = sync(&mut s, T0 + 120);
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.families[0].address.as_deref(), Some(IP1));
+        assert!(lab.writes().is_empty());
+
+        // DoH alone (both echoes down): a single vote is below the quorum of 2.
+        lab.set_all(None);
+        let r = sync(&mut s, T0 + 180);
+        assert!(!r.ok, "{r:?}");
+        assert_eq!(answer(&r, "doh").1, LIE);
+        assert!(r.families[0].address.is_none());
+        assert!(lab.log().is_empty());
+
+        // Once echo-a follows the DoH answer, the two agree and the record moves.
+        lab.echoes[0].set_answer(Some(IP2));
+        doh.set_answer(IP2);
+        let r = sync(&mut s, T0 + 240);
+        assert!(r.ok, "{r:?}");
+        let w = lab.writes();
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].body, Some(json!({ "content": IP2 })));
+        assert_eq!(doh.seen().len(), 5, "one DoH request per detection run");
+        lab.assert_schema_clean();
+    });
+}
+
+/// Global IPv6 addresses (2a01:4f8::/32 is outside documentation, ULA and Cloudflare's ranges).
+const V6_1: &str = "2a01:4f8:1:2::10";
+const V6_2: &str = "2a01:4f8:1:2::11";
+
+#[test]
+fn an_aaaa_record_is_created_from_ipv6_sources_and_patched_with_content_only() {
+    in_new_netns(|| {
+        let lab = Lab::new();
+        let v6: Vec<EchoServer> = (0..3)
+            .map(|_| EchoServer::start("[::1]:0".parse().unwrap(), EchoKind::Plain, V6_1))
+            .collect();
+        let mut text = lab
+            .config_text("", "")
+            .replace("type = \"A\"", "type = \"AAAA\"")
+            .replace("family = \"ipv4\"", "family = \"ipv6\"")
+            .replace("kind = \"cloudflare-trace\"", "kind = \"http\"");
+        for (old, new) in lab.echoes.iter().zip(&v6) {
+            text = text.replace(
+                &format!("url = \"{}\"", old.url()),
+                &format!("url = \"{}\"", new.url()),
+            );
+        }
+        assert!(text.contains("[::1]"), "{text}");
+        let cfg = parse_config(&lab, &text);
+        let aaaa = || -> Vec<serde_json::Value> {
+            lab.cf
+                .records()
+                .into_iter()
+                .filter(|r| r["name"] == "example.com" && r["type"] == "AAAA")
+                .collect()
+        };
+        let mut s = lab.syncer(&cfg);
+        let r = sync(&mut s, T0);
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.families.len(), 1);
+        assert_eq!(r.families[0].family, "ipv6");
+        assert_eq!(r.families[0].address.as_deref(), Some(V6_1));
+        let w = lab.writes();
+        assert_eq!(w.len(), 1, "{:?}", methods(&lab.log()));
+        assert_eq!(w[0].method, Method::POST);
+        assert_eq!(
+            w[0].body,
+            Some(
+                json!({"type":"AAAA","name":"example.com","content":V6_1,"ttl":1,"proxied":true,"comment":OWNER})
+            )
+        );
+        // The listing asked for AAAA records.
+        assert!(lab.log().iter().any(|l| l.path.ends_with("/dns_records")
+            && l.query.contains(&("type".into(), "AAAA".into()))));
+        let recs = aaaa();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0]["content"], V6_1);
+        assert!(lab.a_records().is_empty(), "no A record without an A entry");
+        for e in &lab.echoes {
+            assert_eq!(
+                e.hits(),
+                0,
+                "IPv4 sources are not asked for an AAAA-only config"
+            );
+        }
+        let id = recs[0]["id"].as_str().unwrap().to_owned();
+
+        // The prefix changes; one source wrongly answers an IPv4 address, which is refused
+        // for the ipv6 family: the two others carry the change.
+        lab.cf.clear_log();
+        for e in &v6 {
+            e.set_answer(Some(V6_2));
+        }
+        v6[1].set_answer(Some(IP1));
+        let r = sync(&mut s, T0 + 60);
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.families[0].answers[1].result, "rejected", "{r:?}");
+        assert!(
+            r.families[0].answers[1]
+                .detail
+                .contains("wrong address family"),
+            "{r:?}"
+        );
+        let w = lab.writes();
+        assert_eq!(w.len(), 1, "{:?}", methods(&lab.log()));
+        assert_eq!(w[0].method, Method::PATCH);
+        assert_eq!(w[0].path, format!("/zones/{}/dns_records/{id}", lab.zone));
+        assert_eq!(w[0].body, Some(json!({ "content": V6_2 })));
+        let rec = &aaaa()[0];
+        assert_eq!(rec["content"], V6_2);
+        assert_eq!(rec["comment"], OWNER);
+        assert_eq!(aaaa().len(), 1);
+        lab.assert_schema_clean();
+    });
+}
+
+/// Number of POSTs in a log.
+fn posts(log: &[edge_testkit::cloudflare::Logged]) -> usize {
+    log.iter().filter(|l| is(l, &Method::POST)).count()
+}
+
+#[test]
+fn a_create_refused_as_duplicate_is_reported_and_not_retried_in_a_loop() {
+    in_new_netns(|| {
+        let lab = Lab::new();
+        let cfg = lab.config("", "");
+        let mut s = lab.syncer(&cfg);
+        // Cloudflare refuses the next two creations: the name is taken by something the
+        // listing of A records does not show.
+        lab.cf.inject(
+            Fault::ApiError {
+                status: 400,
+                code: 81057,
+                message: "The record already exists.".into(),
+            },
+            2,
+            Some(Method::POST),
+        );
+        let r = sync(&mut s, T0);
+        assert!(!r.ok, "{r:?}");
+        assert_eq!(r.records[0].outcome, "failed");
+        let detail = &r.records[0].detail;
+        assert!(
+            detail.contains("81057") && detail.contains("The record already exists."),
+            "the Cloudflare error is reported: {detail}"
+        );
+        assert!(
+            detail.contains("already exists") && detail.contains("paused"),
+            "the report explains the duplicate and the pause: {detail}"
+        );
+        assert_eq!(methods(&lab.log()), ["GET", "GET", "POST"]);
+        assert!(lab.a_records().is_empty());
+
+        // Every minute for the next hour: no POST, not even a listing; the report still says
+        // why.
+        lab.cf.clear_log();
+        for m in 1..=10 {
+            let r = sync(&mut s, T0 + 60 * m);
+            assert!(!r.ok);
+            assert!(r.records[0].detail.contains("duplicate"), "{r:?}");
+        }
+        assert!(lab.log().is_empty(), "{:?}", methods(&lab.log()));
+
+        // A restarted daemon has forgotten the pause: it re-lists before it creates.
+        let mut restarted = lab.syncer(&cfg);
+        let r = sync(&mut restarted, T0 + 700);
+        assert!(!r.ok);
+        let log = lab.log();
+        assert_eq!(methods(&log), ["GET", "GET", "POST"], "list, then create");
+        lab.cf.clear_log();
+
+        // After the hour the original syncer lists again, then creates (the fault is spent).
+        let r = sync(&mut s, T0 + 3700);
+        assert!(r.ok, "{r:?}");
+        let log = lab.log();
+        assert_eq!(posts(&log), 1);
+        assert!(
+            log.iter()
+                .position(|l| l.path.ends_with("/dns_records") && is(l, &Method::GET))
+                < log.iter().position(|l| is(l, &Method::POST)),
+            "a listing precedes the create: {:?}",
+            methods(&log)
+        );
+        assert_eq!(lab.a_records().len(), 1);
+        lab.assert_schema_clean();
+    });
+}
+
+#[test]
+fn two_owned_records_with_the_same_name_are_reported_and_only_one_is_patched() {
+    in_new_netns(|| {
+        let lab = Lab::new();
+        let first = lab.cf.add_record(
+            &lab.zone,
+            json!({"type":"A","name":"example.com","content":"81.2.69.1","proxied":true,"comment":OWNER}),
+        );
+        let second = lab.cf.add_record(
+            &lab.zone,
+            json!({"type":"A","name":"example.com","content":"81.2.69.2","proxied":true,"comment":OWNER}),
+        );
+        assert!(first < second);
+        let cfg = lab.config("", "");
+        let mut s = lab.syncer(&cfg);
+        let r = sync(&mut s, T0);
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.records[0].outcome, "patched");
+        let detail = &r.records[0].detail;
+        assert!(
+            detail.contains("2 owned duplicates")
+                && detail.contains(&first)
+                && detail.contains(&second)
+                && detail.contains("delete all but one"),
+            "{detail}"
+        );
+        let w = lab.writes();
+        assert_eq!(w.len(), 1, "one PATCH, no POST: {:?}", methods(&lab.log()));
+        assert_eq!(w[0].method, Method::PATCH);
+        assert_eq!(
+            w[0].path,
+            format!("/zones/{}/dns_records/{first}", lab.zone),
+            "the lowest id is patched"
+        );
+        assert_eq!(w[0].body, Some(json!({ "content": IP1 })));
+        let recs = lab.a_records();
+        assert_eq!(recs.len(), 2, "never multiplied, never deleted");
+
+        // The next verification: one of them holds the address, nothing is written, the
+        // duplicates are still reported.
+        lab.cf.clear_log();
+        let r = sync(&mut s, T0 + 3700);
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.records[0].outcome, "unchanged");
+        assert!(r.records[0].detail.contains("owned duplicates"), "{r:?}");
+        assert!(lab.writes().is_empty());
+        // An address change moves the same (lowest) record again, still one PATCH.
+        lab.set_all(Some(IP2));
+        let r = sync(&mut s, T0 + 3760);
+        assert!(r.ok, "{r:?}");
+        let w = lab.writes();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].path.ends_with(&first));
+        lab.assert_schema_clean();
+    });
+}
+
+#[test]
+fn a_tiny_request_budget_stops_with_budget_exhausted_and_sends_no_more() {
+    use edge_ddns::cloudflare::{ApiError, Client, ClientOptions, RetryPolicy};
+    in_new_netns(|| {
+        let lab = Lab::new();
+        // Five records on five pages of one: a listing needs five requests.
+        for i in 1..=5 {
+            lab.cf.add_record(
+                &lab.zone,
+                json!({"type":"A","name":"example.com","content":format!("81.2.69.{i}")}),
+            );
+        }
+        lab.cf.set_max_per_page(Some(1));
+        // There is no `[ddns]` key for the budget (it is fixed at 120 per 5 minutes), so the
+        // client is built with the library's options.
+        let mut opts = ClientOptions::new(url::Url::parse(&lab.cf.url()).unwrap());
+        opts.budget = 3;
+        opts.budget_window = Duration::from_secs(2);
+        opts.retry = RetryPolicy {
+            attempts: 4,
+            rate_limit_attempts: 6,
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(200),
+        };
+        let client = Client::new(
+            opts,
+            &edge_config::SecretString::new(TOKEN.to_owned()),
+            edge_metrics::ddns::Metrics::default(),
+        )
+        .unwrap();
+        block_on(async {
+            let zone = client.zone_id("example.com").await.unwrap();
+            assert_eq!(zone, lab.zone);
+            let err = client
+                .list_records(&zone, "example.com", "A")
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, ApiError::BudgetExhausted { limit: 3, .. }),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("budget of 3 requests"), "{err}");
+            // The create that would follow is refused locally as well: nothing is sent.
+            let rec = edge_ddns::plan::NewRecord {
+                kind: "A".into(),
+                name: "example.com".into(),
+                content: IP1.into(),
+                ttl: 1,
+                proxied: true,
+                comment: OWNER.into(),
+            };
+            let err = client.create(&zone, &rec).await.unwrap_err();
+            assert!(matches!(err, ApiError::BudgetExhausted { .. }), "{err:?}");
+            let log = lab.log();
+            assert_eq!(
+                methods(&log),
+                ["GET", "GET", "GET"],
+                "zone lookup and two pages, then the budget is spent"
+            );
+            assert_eq!(client.requests_sent(), 3);
+
+            // Retries count against the budget too: after the window, a listing whose
+            // answers are 500s stops at the budget, not at the retry limit.
+            tokio::time::sleep(Duration::from_millis(2100)).await;
+            lab.cf.clear_log();
+            lab.cf.set_max_per_page(None);
+            lab.cf.inject(Fault::ServerError, 3, Some(Method::GET));
+            let err = client
+                .list_records(&zone, "example.com", "A")
+                .await
+                .unwrap_err();
+            assert!(matches!(err, ApiError::BudgetExhausted { .. }), "{err:?}");
+            let statuses: Vec<u16> = lab.log().iter().map(|l| l.status).collect();
+            assert_eq!(statuses, [500, 500, 500]);
+
+            // A new window allows requests again.
+            tokio::time::sleep(Duration::from_millis(2100)).await;
+            lab.cf.clear_log();
+            let listed = client
+                .list_records(&zone, "example.com", "A")
+                .await
+                .unwrap();
+            assert_eq!(listed.len(), 5);
+            assert_eq!(methods(&lab.log()), ["GET"]);
+        });
+        lab.assert_schema_clean();
     });
 }
