@@ -95,6 +95,15 @@ pub enum DetectorError {
         #[source]
         source: std::io::Error,
     },
+    /// The CA file cannot be used for DNS-over-TLS.
+    #[error("cannot use the CA file {path} for DNS-over-TLS")]
+    DotCa {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: rustls::Error,
+    },
 }
 
 /// Asks the configured sources.
@@ -105,6 +114,8 @@ pub struct Detector {
     // store, which is most of the daemon's idle memory.
     v4: Option<reqwest::Client>,
     v6: Option<reqwest::Client>,
+    // DoT with `ca_file`: hickory's public roots plus the extra CA (None: hickory's own).
+    dot_tls: Option<Arc<rustls::ClientConfig>>,
     timeout: Duration,
     quorum: u8,
     metrics: Metrics,
@@ -145,6 +156,14 @@ impl Detector {
             b.build().map_err(DetectorError::BuildClient)
         };
         let families = cfg.families();
+        let dot = cfg
+            .sources
+            .iter()
+            .any(|s| matches!(&s.kind, SourceKind::Dns { transport, .. } if transport == "tls"));
+        let dot_tls = match (&cfg.ca_file, dot) {
+            (Some(p), true) => Some(Arc::new(dot_client_config(p)?)),
+            _ => None,
+        };
         Ok(Detector {
             sources: Arc::new(cfg.sources.clone()),
             v4: if families.contains(&Family::V4) {
@@ -157,6 +176,7 @@ impl Detector {
             } else {
                 None
             },
+            dot_tls,
             timeout: cfg.timeout,
             quorum: cfg.quorum,
             metrics,
@@ -305,7 +325,7 @@ impl Detector {
                 };
                 match transport.as_str() {
                     "https" => self.dns_https(&q, family).await,
-                    "tls" => dns_tls(&q).await,
+                    "tls" => dns_tls(&q, self.dot_tls.as_deref()).await,
                     _ => dns_udp(&q).await,
                 }
             }
@@ -455,9 +475,43 @@ async fn dns_udp(q: &DnsQuery) -> Result<IpAddr, SourceError> {
     }
 }
 
+/// The TLS client configuration of DoT when `ca_file` is set: the public roots hickory uses
+/// (webpki-roots) plus every certificate of the file, like the HTTP clients.
+fn dot_client_config(path: &std::path::Path) -> Result<rustls::ClientConfig, DetectorError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let shown = path.display().to_string();
+    let bad = |source: rustls::Error| DetectorError::DotCa {
+        path: shown.clone(),
+        source,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| DetectorError::CaFile {
+            path: shown.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    if certs.is_empty() {
+        return Err(bad(rustls::Error::General(
+            "no certificate in the file".into(),
+        )));
+    }
+    for c in certs {
+        roots.add(c).map_err(bad)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(bad)?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// DNS over TLS through hickory-resolver (class IN only: whoami.cloudflare needs CH, so use
-/// DoH for it).
-async fn dns_tls(q: &DnsQuery) -> Result<IpAddr, SourceError> {
+/// DoH for it). `tls` replaces hickory's default client configuration (to trust `ca_file`).
+async fn dns_tls(q: &DnsQuery, tls: Option<&rustls::ClientConfig>) -> Result<IpAddr, SourceError> {
     use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
     if q.class == "CH" {
         return Err(SourceError::Unsupported(
@@ -469,12 +523,14 @@ async fn dns_tls(q: &DnsQuery) -> Result<IpAddr, SourceError> {
     conn.port = sa.port();
     let ns = NameServerConfig::new(sa.ip(), true, vec![conn]);
     let cfg = ResolverConfig::from_name_servers(vec![ns]);
-    let resolver = hickory_resolver::Resolver::builder_with_config(
+    let mut builder = hickory_resolver::Resolver::builder_with_config(
         cfg,
         hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
-    )
-    .build()
-    .map_err(|e| q.error(e.to_string()))?;
+    );
+    if let Some(t) = tls {
+        builder = builder.with_tls_config(t.clone());
+    }
+    let resolver = builder.build().map_err(|e| q.error(e.to_string()))?;
     let name = format!("{}.", q.name.trim_end_matches('.'));
     let lookup = resolver
         .lookup(name.as_str(), q.record_type())

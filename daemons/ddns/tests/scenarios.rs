@@ -549,35 +549,42 @@ struct Doh {
     seen: std::sync::Arc<std::sync::Mutex<Vec<DohSeen>>>,
 }
 
+/// A fresh test CA (PEM) and a TLS server configuration for `127.0.0.1` signed by it.
+fn test_tls() -> (String, std::sync::Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use std::sync::Arc;
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "edge DNS test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap(),
+    );
+    (ca_cert.pem(), tls)
+}
+
 impl Doh {
     fn start(answer: &str) -> Doh {
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
         use std::sync::{Arc, Mutex};
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "edge DoH test CA");
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = Arc::new(
-            rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(
-                    vec![cert.der().clone()],
-                    rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-                )
-                .unwrap(),
-        );
+        let (ca_pem, tls) = test_tls();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let answer = Arc::new(Mutex::new(answer.to_owned()));
@@ -595,7 +602,7 @@ impl Doh {
         });
         Doh {
             addr,
-            ca_pem: ca_cert.pem(),
+            ca_pem,
             answer,
             seen,
         }
@@ -1092,6 +1099,181 @@ fn a_tiny_request_budget_stops_with_budget_exhausted_and_sends_no_more() {
             assert_eq!(listed.len(), 5);
             assert_eq!(methods(&lab.log()), ["GET"]);
         });
+        lab.assert_schema_clean();
+    });
+}
+
+/// What a DNS question asked: (name, type, class).
+type Asked = (String, String, String);
+
+/// Answers one DNS message: an A record (A questions) or a TXT record holding `text`.
+fn dns_reply(wire: &[u8], text: &str) -> Option<(Vec<u8>, Asked)> {
+    use hickory_resolver::proto::op::{Message, OpCode};
+    use hickory_resolver::proto::rr::rdata::{A, TXT};
+    use hickory_resolver::proto::rr::{RData, Record, RecordType};
+    let q = Message::from_vec(wire).ok()?;
+    let asked = q.queries.first()?.clone();
+    let mut resp = Message::response(q.metadata.id, OpCode::Query);
+    resp.metadata.recursion_desired = q.metadata.recursion_desired;
+    resp.metadata.recursion_available = true;
+    resp.add_query(asked.clone());
+    let rdata = match asked.query_type() {
+        RecordType::A => RData::A(A(text.parse().ok()?)),
+        _ => RData::TXT(TXT::new(vec![text.to_owned()])),
+    };
+    let mut rec = Record::from_rdata(asked.name().clone(), 0, rdata);
+    rec.dns_class = asked.query_class();
+    resp.add_answer(rec);
+    Some((
+        resp.to_vec().ok()?,
+        (
+            asked.name().to_ascii(),
+            asked.query_type().to_string(),
+            asked.query_class().to_string(),
+        ),
+    ))
+}
+
+/// A DNS-over-TLS responder (RFC 7858: length-prefixed DNS over TLS over TCP) on
+/// `127.0.0.1`, with a certificate from a fresh test CA.
+struct Dot {
+    addr: std::net::SocketAddr,
+    ca_pem: String,
+    answer: std::sync::Arc<std::sync::Mutex<String>>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Asked>>>,
+}
+
+impl Dot {
+    fn start(answer: &str) -> Dot {
+        use std::sync::{Arc, Mutex};
+        let (ca_pem, tls) = test_tls();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answer = Arc::new(Mutex::new(answer.to_owned()));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (a, s) = (answer.clone(), seen.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (tls, a, s) = (tls.clone(), a.clone(), s.clone());
+                std::thread::spawn(move || {
+                    let _ = Dot::serve(stream, tls, &a, &s);
+                });
+            }
+        });
+        Dot {
+            addr,
+            ca_pem,
+            answer,
+            seen,
+        }
+    }
+
+    fn serve(
+        stream: std::net::TcpStream,
+        tls: std::sync::Arc<rustls::ServerConfig>,
+        answer: &std::sync::Mutex<String>,
+        seen: &std::sync::Mutex<Vec<Asked>>,
+    ) -> std::io::Result<()> {
+        use std::io::{Read as _, Write as _};
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let conn = rustls::ServerConnection::new(tls).map_err(std::io::Error::other)?;
+        let mut s = rustls::StreamOwned::new(conn, stream);
+        loop {
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len)?;
+            let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut msg)?;
+            let text = answer.lock().unwrap().clone();
+            let Some((wire, asked)) = dns_reply(&msg, &text) else {
+                return Ok(());
+            };
+            seen.lock().unwrap().push(asked);
+            let n = u16::try_from(wire.len()).unwrap();
+            s.write_all(&n.to_be_bytes())?;
+            s.write_all(&wire)?;
+            s.flush()?;
+        }
+    }
+
+    fn set_answer(&self, a: &str) {
+        *self.answer.lock().unwrap() = a.to_owned();
+    }
+
+    fn seen(&self) -> Vec<Asked> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn a_dot_source_trusts_ca_file_and_votes_in_the_quorum() {
+    in_new_netns(|| {
+        let lab = Lab::new();
+        let dot = Dot::start(IP1);
+        let ca = lab.dir.path().join("dot-ca.pem");
+        std::fs::write(&ca, &dot.ca_pem).unwrap();
+        // The trace source becomes DoT (`myip.opendns.com` A, class IN); echo-c is down, so
+        // no quorum without the DoT vote.
+        let text = |ddns_extra: &str| {
+            lab.config_text(ddns_extra, "").replace(
+                &format!(
+                    "name = \"trace-b\"\nkind = \"cloudflare-trace\"\nurl = \"{}\"",
+                    lab.echoes[1].url()
+                ),
+                &format!(
+                    "name = \"dot\"\nkind = \"dns\"\nserver = \"{}\"\nquery = \"myip.opendns.com\"\ntype = \"A\"\ntransport = \"tls\"",
+                    dot.addr
+                ),
+            )
+        };
+        lab.echoes[2].set_answer(None);
+        let dot_answer = |r: &edge_ipc::ddns::SyncReport| {
+            r.families[0]
+                .answers
+                .iter()
+                .find(|a| a.source == "dot")
+                .map(|a| (a.result.clone(), a.detail.clone()))
+                .unwrap()
+        };
+
+        // Without ca_file the test CA is not trusted: no question is sent, no quorum, no API
+        // call.
+        let plain = text("");
+        assert!(plain.contains("transport = \"tls\""));
+        let cfg = parse_config(&lab, &plain);
+        let r = sync(&mut lab.syncer(&cfg), T0);
+        assert!(!r.ok, "{r:?}");
+        assert_eq!(dot_answer(&r).0, "failed", "{r:?}");
+        assert!(dot.seen().is_empty(), "{:?}", dot.seen());
+        assert!(lab.log().is_empty(), "{:?}", methods(&lab.log()));
+
+        // With ca_file the DoT answer counts: echo-a and DoT agree, the record is created.
+        let cfg = parse_config(&lab, &text(&format!("ca_file = \"{}\"", ca.display())));
+        let mut s = lab.syncer(&cfg);
+        let r = sync(&mut s, T0 + 60);
+        assert!(r.ok, "{r:?}");
+        assert_eq!(dot_answer(&r), ("ok".to_owned(), IP1.to_owned()));
+        assert_eq!(lab.a_records()[0]["content"], IP1);
+        let seen = dot.seen();
+        assert!(!seen.is_empty());
+        assert!(
+            seen.iter().all(|q| q
+                == &(
+                    "myip.opendns.com.".to_owned(),
+                    "A".to_owned(),
+                    "IN".to_owned()
+                )),
+            "{seen:?}"
+        );
+
+        // A lying DoT answer against echo-a is a split: nothing is written.
+        lab.cf.clear_log();
+        dot.set_answer(LIE);
+        let r = sync(&mut s, T0 + 120);
+        assert!(!r.ok, "{r:?}");
+        assert_eq!(dot_answer(&r).1, LIE);
+        assert!(lab.log().is_empty(), "{:?}", methods(&lab.log()));
+        assert_eq!(lab.a_records()[0]["content"], IP1);
         lab.assert_schema_clean();
     });
 }
