@@ -262,21 +262,42 @@ pub fn commit_plan(plan: &Plan, mode: Commit, t0: Instant) -> Result<Report, App
 }
 
 /// Reads our tables back and compares them with `rs`.
+///
+/// A large set that was just filled is still being resized by the kernel (its rhashtable
+/// grows in a deferred worker), and a dump that spans the resize can skip elements: the
+/// dump resumes by counting elements in a table whose order changed. So a difference is
+/// read again, twice, after short pauses before it is an error (seen at 50,000 forwards,
+/// never at the reference host's size).
 pub fn verify(rs: &Ruleset) -> Result<(), ApplyError> {
-    let live = Live::read()?;
-    for (table, have, want) in [
-        (TABLE, live.edge.as_deref(), rs.edge.to_string()),
-        (STATE_TABLE, live.state.as_deref(), rs.state.to_string()),
-    ] {
-        let d = line_diff(&normalize(have.unwrap_or("")), &normalize(&want));
-        if !d.is_empty() {
-            return Err(ApplyError::Verify {
-                table: table.to_owned(),
-                diff: d,
-            });
+    let want = [
+        (TABLE, normalize(&rs.edge.to_string())),
+        (STATE_TABLE, normalize(&rs.state.to_string())),
+    ];
+    let mut pauses = [Duration::from_millis(100), Duration::from_millis(400)].into_iter();
+    loop {
+        let live = Live::read()?;
+        let diff = want.iter().find_map(|(table, want)| {
+            let have = if *table == TABLE {
+                live.edge.as_deref()
+            } else {
+                live.state.as_deref()
+            };
+            let d = line_diff(&normalize(have.unwrap_or("")), want);
+            (!d.is_empty()).then(|| (*table, d))
+        });
+        let Some((table, diff)) = diff else {
+            return Ok(());
+        };
+        match pauses.next() {
+            Some(p) => std::thread::sleep(p),
+            None => {
+                return Err(ApplyError::Verify {
+                    table: table.to_owned(),
+                    diff,
+                });
+            }
         }
     }
-    Ok(())
 }
 
 /// Runs `nft -f -` with a script (used to restore a saved previous ruleset byte for byte).
