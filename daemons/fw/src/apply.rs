@@ -283,7 +283,7 @@ pub fn verify(rs: &Ruleset) -> Result<(), ApplyError> {
                 live.state.as_deref()
             };
             let d = line_diff(&normalize(have.unwrap_or("")), want);
-            (!d.is_empty()).then(|| (*table, d))
+            (!d.is_empty()).then_some((*table, d))
         });
         let Some((table, diff)) = diff else {
             return Ok(());
