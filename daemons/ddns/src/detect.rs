@@ -535,7 +535,7 @@ async fn dns_tls(q: &DnsQuery, tls: Option<&rustls::ClientConfig>) -> Result<IpA
     let lookup = resolver
         .lookup(name.as_str(), q.record_type())
         .await
-        .map_err(|e| q.error(e.to_string()))?;
+        .map_err(|e| q.error(dot_failure(&e.to_string(), sa)))?;
     for r in lookup.answers() {
         match &r.data {
             RData::A(a) => return Ok(IpAddr::V4(a.0)),
@@ -559,6 +559,21 @@ async fn dns_tls(q: &DnsQuery, tls: Option<&rustls::ClientConfig>) -> Result<IpA
     Err(q.error("no usable record in the answer".into()))
 }
 
+/// hickory reports a refused connection and a refused certificate alike, as "no connections
+/// available" (the cause is only in its debug log): say what to check.
+fn dot_failure(reason: &str, server: std::net::SocketAddr) -> String {
+    if reason.contains("no connections available") {
+        format!(
+            "{reason}: no TCP connection or TLS session could be set up with {server}; check the \
+             address and port, that the server's certificate names the IP address {}, and \
+             `ca_file` when a private CA signed it",
+            server.ip()
+        )
+    } else {
+        reason.to_owned()
+    }
+}
+
 /// Renders an error with its causes on one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -577,6 +592,14 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_opaque_dot_failure_says_what_to_check() {
+        let sa: std::net::SocketAddr = "192.0.2.1:853".parse().expect("addr");
+        let m = dot_failure("proto error: no connections available", sa);
+        assert!(m.contains("192.0.2.1:853") && m.contains("ca_file"), "{m}");
+        assert_eq!(dot_failure("timed out", sa), "timed out");
+    }
 
     #[test]
     fn dns_messages_round_trip_with_ch_class_and_txt() {

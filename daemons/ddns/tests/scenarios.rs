@@ -1244,6 +1244,10 @@ fn a_dot_source_trusts_ca_file_and_votes_in_the_quorum() {
         let r = sync(&mut lab.syncer(&cfg), T0);
         assert!(!r.ok, "{r:?}");
         assert_eq!(dot_answer(&r).0, "failed", "{r:?}");
+        // The failure tells the operator what to check (hickory alone says only "no
+        // connections available").
+        let detail = format!("{:?}", dot_answer(&r).1);
+        assert!(detail.contains("ca_file"), "{detail}");
         assert!(dot.seen().is_empty(), "{:?}", dot.seen());
         assert!(lab.log().is_empty(), "{:?}", methods(&lab.log()));
 
