@@ -331,7 +331,10 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
         shell.mark_ready("ruleset applied");
     }
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<Outcome, String>>();
-    let mut verify = tokio::time::interval(VERIFY_EVERY);
+    // The startup apply has just read the tables back: the first full re-check is due one
+    // period later (an immediate one would race the events for the same change).
+    let mut verify =
+        tokio::time::interval_at(tokio::time::Instant::now() + VERIFY_EVERY, VERIFY_EVERY);
     let mut counters = tokio::time::interval(COUNTERS_EVERY);
     loop {
         tokio::select! {
