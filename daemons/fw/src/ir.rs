@@ -161,6 +161,19 @@ pub struct Set {
 }
 
 impl Set {
+    /// The size declared for the set when it is created (`size N`, `NFTA_SET_DESC_SIZE`):
+    /// its element count, for the sets of `inet edge`, which is replaced whole by every
+    /// apply. The kernel then sizes the set's hash table once instead of growing it while
+    /// the elements arrive (faster commits, and no dump that skips elements while a large
+    /// set is still being resized). `inet edge_state` is converged in place and keeps its
+    /// sets across applies, so they declare no size (a changed size would be refused).
+    pub fn declared_size(&self, table: &str) -> Option<u32> {
+        if table != TABLE || self.elements.is_empty() {
+            return None;
+        }
+        u32::try_from(self.elements.len()).ok()
+    }
+
     fn type_line(&self) -> String {
         let addr = match self.family {
             Family::V4 => "ipv4_addr",
@@ -529,6 +542,9 @@ impl fmt::Display for Table {
             let kw = if s.kind == SetKind::Set { "set" } else { "map" };
             writeln!(f, "\t{kw} {} {{", s.name)?;
             writeln!(f, "\t\ttype {}", s.type_line())?;
+            if let Some(n) = s.declared_size(&self.name) {
+                writeln!(f, "\t\tsize {n}")?;
+            }
             if !s.elements.is_empty() {
                 f.write_str("\t\telements = { ")?;
                 for (i, e) in s.elements.iter().enumerate() {

@@ -684,6 +684,9 @@ unsafe fn write_payload(nlh: *mut libc::nlmsghdr, msg: &Msg, plan: &Plan) {
                 let (kt, kl) = key_type(s.family);
                 sys::nftnl_set_set_u32(o, sys::NFTNL_SET_KEY_TYPE as u16, kt);
                 sys::nftnl_set_set_u32(o, sys::NFTNL_SET_KEY_LEN as u16, kl);
+                if let Some(n) = s.declared_size(t) {
+                    sys::nftnl_set_set_u32(o, sys::NFTNL_SET_DESC_SIZE as u16, n);
+                }
                 match s.kind {
                     SetKind::Set => {}
                     SetKind::Target => {
