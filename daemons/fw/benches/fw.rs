@@ -283,35 +283,12 @@ fn enter(ns: &str) {
 
 /// nf_tables notifications of a namespace, stamped on receipt, from a thread inside it.
 fn nft_events(ns: &str) -> std::sync::mpsc::Receiver<(Instant, edge_fw::events::Notification)> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::AsRawFd;
     let (tx, rx) = std::sync::mpsc::channel();
     let ns = ns.to_owned();
     std::thread::spawn(move || {
         enter(&ns);
-        // SAFETY: plain socket(2); the fd is owned at once.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_NETFILTER,
-            )
-        };
-        assert!(raw >= 0, "netlink socket");
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: zeroed sockaddr_nl is valid; groups selects NFNLGRP_NFTABLES.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as u16;
-        addr.nl_groups = 1 << (libc::NFNLGRP_NFTABLES - 1);
-        // SAFETY: binding with a pointer to a live sockaddr_nl of the right size.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        assert!(r == 0, "bind NFNLGRP_NFTABLES");
+        let fd = edge_fw::netlink::subscribe_events().expect("nf_tables event socket");
         let mut buf = vec![0u8; 1 << 16];
         loop {
             // SAFETY: reading into a live buffer of the given length.

@@ -3,7 +3,7 @@
 //! re-verifies every minute as a safety net, exports the per-forward counters, and serves
 //! `plan`, `apply [--confirm]`, `confirm` and `status` over the control socket.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -55,35 +55,8 @@ fn own_thread(tid: u32) -> bool {
 /// each transaction (NEWGEN), foreign changes to our tables; our own commits and other
 /// tables' changes cost nothing.
 fn watch(tx: mpsc::UnboundedSender<Watch>) -> anyhow::Result<()> {
-    // SAFETY: plain socket(2); the fd is owned immediately.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_NETFILTER,
-        )
-    };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error())
-            .context("failed to open the nf_tables event socket");
-    }
-    // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: zeroed sockaddr_nl is valid; groups selects NFNLGRP_NFTABLES.
-    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    addr.nl_family = libc::AF_NETLINK as u16;
-    addr.nl_groups = 1 << (libc::NFNLGRP_NFTABLES - 1);
-    // SAFETY: binding with a pointer to a live sockaddr_nl of the right size.
-    let r = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as u32,
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error()).context("failed to join NFNLGRP_NFTABLES");
-    }
+    let fd = crate::netlink::subscribe_events()
+        .context("failed to subscribe to nf_tables events (NFNLGRP_NFTABLES)")?;
     std::thread::Builder::new()
         .name("nft-events".into())
         .spawn(move || {

@@ -878,6 +878,42 @@ fn setsockopt_int(fd: i32, level: i32, name: i32, v: i32) -> io::Result<()> {
     }
 }
 
+/// Opens a netlink socket joined to `NFNLGRP_NFTABLES`: every nf_tables transaction in this
+/// network namespace arrives on it as notifications (see [`crate::events`]).
+///
+/// Equivalent to what `nft monitor` listens to.
+pub fn subscribe_events() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd is owned immediately.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_NETFILTER,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: zeroed sockaddr_nl is valid; groups selects NFNLGRP_NFTABLES.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as u16;
+    addr.nl_groups = 1 << (libc::NFNLGRP_NFTABLES - 1);
+    // SAFETY: binding with a pointer to a live sockaddr_nl of the right size.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
 impl Socket {
     /// Opens `NETLINK_NETFILTER` with `NETLINK_EXT_ACK` and `NETLINK_CAP_ACK` on.
     pub fn open() -> Result<Self, NetlinkError> {
