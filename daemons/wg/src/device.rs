@@ -178,13 +178,19 @@ impl Sockets {
     }
 }
 
-/// Test-only knob: force a new handshake every N seconds (see docs/wg.md).
+/// Test-only knob: force a new handshake every N seconds (see docs/wg.md). Said loudly when
+/// set, so that it is never left on unnoticed in production.
 fn forced_rekey_interval() -> Option<Duration> {
-    std::env::var("EDGE_WG_TEST_REKEY_SECS")
+    let every = std::env::var("EDGE_WG_TEST_REKEY_SECS")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|s| *s > 0)
-        .map(Duration::from_secs)
+        .map(Duration::from_secs)?;
+    tracing::warn!(
+        every_s = every.as_secs(),
+        "EDGE_WG_TEST_REKEY_SECS is set: every session is re-keyed this often (a test knob; unset it in production)"
+    );
+    Some(every)
 }
 
 /// The running device.
