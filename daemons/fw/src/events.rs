@@ -259,4 +259,25 @@ mod tests {
         assert!(parse(&d[..d.len() - 5]).is_empty());
         assert!(parse(&[1, 2, 3]).is_empty());
     }
+
+    proptest::proptest! {
+        /// Any bytes, and any valid notification with bytes appended or cut off: no panic,
+        /// and the tracker reports at most one change per NEWGEN.
+        #[test]
+        fn any_datagram_parses_without_panic(
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            cut in 0usize..64,
+        ) {
+            let mut d = msg(libc::NFT_MSG_DELTABLE as u16, NFPROTO_INET, &[(ATTR_TABLE, name(TABLE))]);
+            d.extend(newgen(4242, "nft"));
+            d.extend(&junk);
+            let d = &d[..d.len().saturating_sub(cut)];
+            let notes = parse(d);
+            let gens = notes.iter().filter(|n| matches!(n, Notification::NewGen { .. })).count();
+            let mut t = Tracker::default();
+            let changes = notes.iter().filter_map(|n| t.feed(n, |_| false)).count();
+            proptest::prop_assert!(changes <= gens);
+            let _ = parse(&junk);
+        }
+    }
 }
