@@ -22,8 +22,6 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    // Before any HTTP client exists: reqwest is built without a provider of its own.
-    edge_ddns::tls::install_crypto_provider();
     let args = Args::parse();
     if args.once {
         return edge_ddns::daemon::once(&args.common, args.dry_run);
