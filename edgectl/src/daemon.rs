@@ -48,7 +48,7 @@ pub fn print_response(resp: &Response, g: &Global) -> anyhow::Result<ExitCode> {
         }
         Response::Status(st) => {
             if !g.json {
-                print!("{}", render_status(st));
+                print!("{}", crate::cmds::status::render_one(st));
             }
             ExitCode::SUCCESS
         }

@@ -265,7 +265,20 @@ fn the_lab_passes_every_check_and_traffic_survives_reloads_and_restarts() {
         assert_eq!(d["status"]["configured"], true, "{d}");
     }
     assert_eq!(daemon("link")["status"]["detail"]["converged"], true);
-    assert_eq!(daemon("fw")["status"]["detail"]["forwards"], 3);
+    let fw = daemon("fw")["status"]["detail"].clone();
+    assert_eq!(fw["forwards"], 3);
+    // The checks sent requests through every forward: each one's counter saw them.
+    for name in ["http", "https", "k8s-api"] {
+        let f = fw["forward_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no forward {name} in {fw}"));
+        assert!(f["packets"].as_u64().unwrap() > 0, "{f}");
+        assert!(f["bytes"].as_u64().unwrap() > 0, "{f}");
+    }
     let wg = daemon("wg")["status"]["detail"].clone();
     assert!(
         wg["peers"][0]["latest_handshake"].as_u64().unwrap() > 0,

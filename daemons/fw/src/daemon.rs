@@ -28,6 +28,8 @@ use crate::observe;
 const VERIFY_EVERY: Duration = Duration::from_secs(60);
 /// Counter export interval.
 const COUNTERS_EVERY: Duration = Duration::from_secs(15);
+/// Up to this many forwards a status request reads the counters afresh.
+const STATUS_FRESH_COUNTERS_UP_TO: usize = 1000;
 
 /// Builds the model and ruleset of a configuration, resolving interface addresses first.
 pub fn build(config: &Config) -> anyhow::Result<(Model, Ruleset)> {
@@ -107,6 +109,8 @@ struct State {
     /// The desired ruleset was committed and verified at least once: it passed the
     /// anti-lockout proof and the kernel's dry run, so a repair may rewrite it blindly.
     proven: bool,
+    /// When `last_counters` was read (unix seconds; 0: not yet).
+    counters_at: u64,
 }
 
 fn result_of(e: &ApplyError) -> &'static str {
@@ -231,6 +235,37 @@ impl State {
         }
     }
 
+    /// The role-specific part of `edgectl status`.
+    fn status(&self) -> edge_ipc::fw::Status {
+        let forward_list = self
+            .model
+            .fw
+            .forwards
+            .iter()
+            .map(|f| {
+                let (packets, bytes) = self
+                    .last_counters
+                    .get(&crate::compile::counter_name(&f.name))
+                    .copied()
+                    .unwrap_or((0, 0));
+                edge_ipc::fw::ForwardStatus {
+                    name: f.name.clone(),
+                    rule: describe_forward(f),
+                    packets,
+                    bytes,
+                }
+            })
+            .collect();
+        edge_ipc::fw::Status {
+            forwards: self.model.fw.forwards.len(),
+            rules: self.rs.edge.rule_count(),
+            pending_confirm: self.pending_confirm.is_some(),
+            forward_list,
+            counters_at: self.counters_at,
+            drift_repairs: self.metrics.drift_repairs.get(),
+        }
+    }
+
     async fn export_counters(&mut self) {
         let listing =
             tokio::task::spawn_blocking(|| observe::list_table(crate::ir::STATE_TABLE)).await;
@@ -257,7 +292,53 @@ impl State {
             self.metrics.forward_bytes.get_or_create(&l).inc_by(db);
             self.last_counters.insert(c.name, (c.packets, c.bytes));
         }
+        self.counters_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
     }
+}
+
+/// `tcp 192.198.0.30:443 -> 10.17.5.30:443 from wireguard`.
+fn describe_forward(f: &edge_config::fw::Forward) -> String {
+    let proto = match f.proto {
+        edge_config::fw::Proto::Tcp => "tcp",
+        edge_config::fw::Proto::Udp => "udp",
+        edge_config::fw::Proto::Both => "tcp+udp",
+    };
+    let at = f.address.map(|a| match a {
+        std::net::IpAddr::V4(a) => format!("{a}:"),
+        std::net::IpAddr::V6(a) => format!("[{a}]:"),
+    });
+    let to = match f.to {
+        std::net::IpAddr::V4(a) => a.to_string(),
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+    };
+    let on = if f.on.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " on {}",
+            f.on.iter()
+                .map(|i| i.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    let from = f
+        .from
+        .as_ref()
+        .map(|l| {
+            let labels: Vec<&str> = l.iter().map(|s| s.label.as_str()).collect();
+            format!(" from {}", labels.join(", "))
+        })
+        .unwrap_or_default();
+    format!(
+        "{proto} {}{}{on} -> {to}:{}{from}",
+        at.unwrap_or_default(),
+        f.port,
+        f.to_port
+    )
 }
 
 fn plan_response(rs: &Ruleset) -> Response {
@@ -297,6 +378,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
         pending_confirm: None,
         rollback_to: None,
         proven: false,
+        counters_at: 0,
     };
     let (tx, mut events) = mpsc::unbounded_channel();
     watch(tx)?;
@@ -315,13 +397,14 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                 Event::Shutdown => break,
                 Event::Reloaded(cfg) => reconfigure(&mut st, &mut shell, &cfg, "reload").await,
                 Event::Request(Request::Status, r) => {
+                    // Fresh counters for a person looking (one `nft list` of the state table,
+                    // milliseconds at a home server's size); very large rulesets keep the
+                    // 15 s cache.
+                    if st.model.fw.forwards.len() <= STATUS_FRESH_COUNTERS_UP_TO {
+                        st.export_counters().await;
+                    }
                     let mut s = shell.base_status();
-                    s.detail = serde_json::to_value(edge_ipc::fw::Status {
-                        forwards: st.model.fw.forwards.len(),
-                        rules: st.rs.edge.rule_count(),
-                        pending_confirm: st.pending_confirm.is_some(),
-                    })
-                    .unwrap_or_default();
+                    s.detail = serde_json::to_value(st.status()).unwrap_or_default();
                     r.send(Response::Status(Box::new(s)));
                 }
                 Event::Request(Request::Plan, r) => {

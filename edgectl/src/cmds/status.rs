@@ -228,7 +228,36 @@ fn detail(o: &mut String, role: Role, v: &serde_json::Value, now: u64) {
                 return;
             }
         }
-        Role::Fw => {}
+        Role::Fw => {
+            if let Ok(f) = serde_json::from_value::<edge_ipc::fw::Status>(v.clone()) {
+                let _ = writeln!(
+                    o,
+                    "  {} forward(s), {} rule(s) in inet edge, {} drift repair(s){}",
+                    f.forwards,
+                    f.rules,
+                    f.drift_repairs,
+                    if f.pending_confirm {
+                        "; an apply waits for confirmation (edgectl fw confirm)"
+                    } else {
+                        ""
+                    }
+                );
+                for fwd in &f.forward_list {
+                    let _ = writeln!(
+                        o,
+                        "  forward {}: {}; {} in {} packet(s)",
+                        fwd.name,
+                        fwd.rule,
+                        bytes(fwd.bytes),
+                        fwd.packets
+                    );
+                }
+                if !f.forward_list.is_empty() {
+                    let _ = writeln!(o, "  counters read {}", ago(now, f.counters_at));
+                }
+                return;
+            }
+        }
     }
     if let Some(obj) = v.as_object() {
         for (k, val) in obj {
@@ -237,18 +266,28 @@ fn detail(o: &mut String, role: Role, v: &serde_json::Value, now: u64) {
     }
 }
 
-/// Human rendering of the whole edge.
-pub fn render(edge: &Edge) -> String {
-    let now = std::time::SystemTime::now()
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// Human rendering of one daemon's status: the common part, then its role's detail (what
+/// `edgectl <role> status` prints, and one block of `edgectl status`).
+pub fn render_one(st: &edge_ipc::proto::DaemonStatus) -> String {
+    let mut o = crate::daemon::render_status(st);
+    detail(&mut o, st.role, &st.detail, now_unix());
+    o
+}
+
+/// Human rendering of the whole edge.
+pub fn render(edge: &Edge) -> String {
     let mut o = String::new();
     for e in &edge.daemons {
         match &e.status {
             Some(st) => {
-                o.push_str(&crate::daemon::render_status(st));
-                detail(&mut o, e.role, &st.detail, now);
+                o.push_str(&render_one(st));
             }
             None => {
                 let _ = writeln!(

@@ -17,4 +17,29 @@ pub struct Status {
     pub rules: usize,
     /// True while an `apply --confirm` waits for its probes or a `confirm`.
     pub pending_confirm: bool,
+    /// Each port-forward with its counters (added in shape v1 without a version bump:
+    /// absent from older daemons).
+    #[serde(default)]
+    pub forward_list: Vec<ForwardStatus>,
+    /// When the counters were last read from the kernel (unix seconds; 0: not yet): every
+    /// 15 s, and on each status request up to 1,000 forwards.
+    #[serde(default)]
+    pub counters_at: u64,
+    /// Foreign changes of our tables repaired since the daemon started.
+    #[serde(default)]
+    pub drift_repairs: u64,
+}
+
+/// One port-forward in the status.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ForwardStatus {
+    /// The forward's name in the configuration.
+    pub name: String,
+    /// What it does, e.g. `tcp 192.198.0.30:443 -> 10.17.5.30:443 from wireguard`.
+    pub rule: String,
+    /// Packets arriving for it (client to server, before DNAT) since its counter exists;
+    /// counters live in `inet edge_state` and survive reloads.
+    pub packets: u64,
+    /// Bytes of those packets.
+    pub bytes: u64,
 }
