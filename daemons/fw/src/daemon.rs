@@ -83,7 +83,11 @@ fn watch(tx: mpsc::UnboundedSender<Watch>) -> anyhow::Result<()> {
                 } else {
                     events::parse(&buf[..n as usize])
                         .iter()
-                        .filter_map(|e| tracker.feed(e, own_thread))
+                        .filter_map(|e| {
+                            tracker.feed(e, |tid, portid| {
+                                own_thread(tid) || crate::netlink::is_own_portid(portid)
+                            })
+                        })
                         .map(Watch::Foreign)
                         .collect()
                 };

@@ -5,8 +5,13 @@
 //! `NFT_MSG_NEWGEN` carrying the new generation and the id and name of the thread that
 //! committed it (`NFTA_GEN_PROC_PID` is the committing *thread's* id). So a transaction is
 //! judged at its NEWGEN: did it touch `inet edge` or `inet edge_state`, was one of them
-//! deleted (what `nft flush ruleset` does), and was it ours (a thread of this process)?
-//! Our own commits are ignored without reading anything; a foreign one is drift.
+//! deleted (what `nft flush ruleset` does), and was it ours? Our own commits are ignored
+//! without reading anything; a foreign one is drift.
+//!
+//! "Ours" is told two ways, because the thread id is the kernel's *global* one: inside a
+//! PID namespace (a container) it matches no thread this process can see. The NEWGEN also
+//! carries, as its netlink port id, the port of the socket that committed: edge-fw
+//! remembers the ports of its own sockets ([`crate::netlink::is_own_portid`]).
 
 use crate::ir::{STATE_TABLE, TABLE};
 
@@ -37,6 +42,8 @@ pub enum Notification {
     NewGen {
         /// The new generation.
         id: u32,
+        /// Netlink port id of the committing socket (`nlmsg_pid`).
+        portid: u32,
         /// The committing thread's id.
         tid: u32,
         /// The committing thread's name (`nft`, `tokio-runtime-w`).
@@ -93,7 +100,13 @@ pub fn parse(datagram: &[u8]) -> Vec<Notification> {
                         _ => {}
                     }
                 }
-                out.push(Notification::NewGen { id, tid, comm });
+                let portid = u32::from_ne_bytes([h[12], h[13], h[14], h[15]]);
+                out.push(Notification::NewGen {
+                    id,
+                    portid,
+                    tid,
+                    comm,
+                });
             } else if let Some((_, v)) = attrs(body).find(|(a, _)| *a == ATTR_TABLE) {
                 out.push(Notification::Object {
                     msg,
@@ -130,8 +143,12 @@ fn is_delete(msg: u16) -> bool {
 
 impl Tracker {
     /// Takes one notification; at the end of a transaction (NEWGEN) that touched our tables
-    /// and was not committed by one of our threads (`own(tid)`), returns the change.
-    pub fn feed(&mut self, n: &Notification, own: impl Fn(u32) -> bool) -> Option<ForeignChange> {
+    /// and was not committed by us (`own(tid, portid)`), returns the change.
+    pub fn feed(
+        &mut self,
+        n: &Notification,
+        own: impl Fn(u32, u32) -> bool,
+    ) -> Option<ForeignChange> {
         match n {
             Notification::Object { msg, family, table } => {
                 if *family == NFPROTO_INET && (table == TABLE || table == STATE_TABLE) {
@@ -140,9 +157,11 @@ impl Tracker {
                 }
                 None
             }
-            Notification::NewGen { tid, comm, .. } => {
+            Notification::NewGen {
+                tid, portid, comm, ..
+            } => {
                 let t = std::mem::take(self);
-                (t.touched && !own(*tid)).then(|| ForeignChange {
+                (t.touched && !own(*tid, *portid)).then(|| ForeignChange {
                     deleted: t.deleted,
                     by: format!("{comm}[{tid}]"),
                 })
@@ -201,7 +220,7 @@ mod tests {
         let mut t = Tracker::default();
         parse(datagram)
             .iter()
-            .filter_map(|n| t.feed(n, |tid| tid == own))
+            .filter_map(|n| t.feed(n, |tid, _| tid == own))
             .collect()
     }
 
@@ -275,7 +294,7 @@ mod tests {
             let notes = parse(d);
             let gens = notes.iter().filter(|n| matches!(n, Notification::NewGen { .. })).count();
             let mut t = Tracker::default();
-            let changes = notes.iter().filter_map(|n| t.feed(n, |_| false)).count();
+            let changes = notes.iter().filter_map(|n| t.feed(n, |_, _| false)).count();
             proptest::prop_assert!(changes <= gens);
             let _ = parse(&junk);
         }

@@ -878,6 +878,30 @@ fn setsockopt_int(fd: i32, level: i32, name: i32, v: i32) -> io::Result<()> {
     }
 }
 
+/// Netlink ports of the sockets this process committed through, newest last (a few dozen:
+/// the notifications of a commit arrive within milliseconds).
+static OWN_PORTIDS: std::sync::Mutex<std::collections::VecDeque<u32>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+const OWN_PORTIDS_KEPT: usize = 64;
+
+fn remember_own_portid(portid: u32) {
+    let mut v = OWN_PORTIDS.lock().unwrap_or_else(|e| e.into_inner());
+    if v.len() == OWN_PORTIDS_KEPT {
+        v.pop_front();
+    }
+    v.push_back(portid);
+}
+
+/// True when `portid` is the port of one of this process's recent [`Socket`]s: the
+/// transaction a notification reports was committed by us.
+pub fn is_own_portid(portid: u32) -> bool {
+    portid != 0
+        && OWN_PORTIDS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&portid)
+}
+
 /// Opens a netlink socket joined to `NFNLGRP_NFTABLES`: every nf_tables transaction in this
 /// network namespace arrives on it as notifications (see [`crate::events`]).
 ///
@@ -934,6 +958,24 @@ impl Socket {
             .map_err(NetlinkError::OpenSocket)?;
         setsockopt_int(raw, libc::SOL_NETLINK, libc::NETLINK_CAP_ACK, 1)
             .map_err(NetlinkError::OpenSocket)?;
+        // Bind now (port 0: the kernel picks a free port) to learn the port our commits'
+        // notifications will carry.
+        // SAFETY: zeroed sockaddr_nl is valid; bind/getsockname get a live one of its size.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as u16;
+        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        let r = unsafe { libc::bind(raw, (&addr as *const libc::sockaddr_nl).cast(), len) };
+        if r < 0 {
+            return Err(NetlinkError::OpenSocket(io::Error::last_os_error()));
+        }
+        // SAFETY: as above.
+        let r = unsafe {
+            libc::getsockname(raw, (&mut addr as *mut libc::sockaddr_nl).cast(), &mut len)
+        };
+        if r < 0 {
+            return Err(NetlinkError::OpenSocket(io::Error::last_os_error()));
+        }
+        remember_own_portid(addr.nl_pid);
         Ok(Self { fd })
     }
 

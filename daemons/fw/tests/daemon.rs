@@ -79,6 +79,19 @@ fn a_failed_probe_rolls_a_confirm_apply_back() {
 
 #[test]
 fn the_daemon_repairs_a_foreign_nft_edit_of_its_table() {
+    repairs_foreign_changes(false);
+}
+
+/// In a PID namespace (a container) the thread id the kernel reports for a commit is the
+/// global one, which the daemon cannot see: its own commits must still be known as its own
+/// (by the netlink port), or each one would look like a foreign deletion and be "repaired"
+/// in a loop. Same scenario, the daemon in a PID namespace of its own.
+#[test]
+fn in_a_pid_namespace_the_daemon_knows_its_own_commits() {
+    repairs_foreign_changes(true);
+}
+
+fn repairs_foreign_changes(pid_namespace: bool) {
     let lab = common::lab();
     let cfg = common::reference();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -96,7 +109,20 @@ fn the_daemon_repairs_a_foreign_nft_edit_of_its_table() {
     std::fs::write(&path, &text).expect("write config");
     let (_, rs) = common::build(&common::parse(&path, &text), Default::default());
     let host = lab.ns("host");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_edge-fw"));
+    let bin = env!("CARGO_BIN_EXE_edge-fw");
+    let mut cmd = if pid_namespace {
+        let mut c = std::process::Command::new("unshare");
+        c.args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child=SIGTERM",
+            bin,
+        ]);
+        c
+    } else {
+        std::process::Command::new(bin)
+    };
     cmd.args(["--config", &path.to_string_lossy(), "--log-format", "text"]);
     let mut daemon = host.spawn("edge-fw", cmd);
     let rs_a = rs.clone();
@@ -112,6 +138,13 @@ fn the_daemon_repairs_a_foreign_nft_edit_of_its_table() {
         wait_for(Duration::from_secs(10), || converged(host, &rs_a)).is_some(),
         "the daemon applied the ruleset; log: {:?}",
         daemon.is_running()
+    );
+    // The startup apply (and later the repairs) are the daemon's own commits: never drift.
+    std::thread::sleep(Duration::from_millis(700));
+    let idle = common::curl(host, "http://127.0.0.1:9853/metrics").unwrap_or_default();
+    assert!(
+        idle.lines().any(|l| l == "edge_fw_drift_repairs_total 0"),
+        "the daemon took its own commit for drift:\n{idle}"
     );
     // Someone edits our table by hand.
     host.exec(
