@@ -13,7 +13,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, AddressProtocol};
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressProtocol,
+};
 use rtnetlink::packet_route::link::{
     BridgeStpState, InfoBridge, InfoKind, LinkAttribute, LinkMessage,
 };
@@ -423,9 +425,17 @@ impl Applier {
                 let i = self.resolve(port).await?;
                 self.write(port_change(i, set), 0).await
             }
-            Op::AddAddress { dev, net, proto } => {
+            Op::AddAddress {
+                dev,
+                net,
+                proto,
+                nodad,
+            } => {
                 let i = self.resolve(dev).await?;
-                let m = address_message(i, net, *proto);
+                let mut m = address_message(i, net, *proto);
+                if *nodad {
+                    m.header.flags = AddressHeaderFlags::Nodad;
+                }
                 self.write(
                     RouteNetlinkMessage::NewAddress(m),
                     NLM_F_CREATE | NLM_F_EXCL,
@@ -518,6 +528,11 @@ impl Applier {
         let mut kick = true;
         loop {
             if kick {
+                if let IpAddr::V6(gw) = gateway
+                    && let Err(e) = nudge_ipv6(dev, gw)
+                {
+                    tracing::debug!(dev, gateway = %gw, error = %e, "no datagram to start neighbour discovery");
+                }
                 // NTF_USE makes the kernel start resolution at once, as a packet would.
                 let mut m = neigh_message(idx, gateway);
                 m.header.flags = NeighbourFlags::Use;
@@ -572,6 +587,21 @@ impl Applier {
             _ => None,
         }))
     }
+}
+
+/// Starts neighbour discovery of an IPv6 `gateway` on `dev` with one empty UDP datagram to
+/// its discard port (9). `NTF_USE` alone sends no solicitation while `dev`'s link-local
+/// address is tentative, as a new bridge's is during its DAD (one to two seconds, longer
+/// than a short `move_check_timeout`): without a packet to take the source from, the
+/// kernel uses only a usable link-local one. The datagram's source is the moved address,
+/// added without DAD, so the solicitation goes out at once.
+fn nudge_ipv6(dev: &str, gateway: std::net::Ipv6Addr) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_nonblocking(true)?;
+    s.bind_device(Some(dev.as_bytes()))?;
+    s.send_to(&[], &std::net::SocketAddr::from((gateway, 9)).into())?;
+    Ok(())
 }
 
 fn source_text(e: &OpError) -> String {

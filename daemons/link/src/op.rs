@@ -151,6 +151,12 @@ pub enum Op {
         net: IpNet,
         /// `IFA_PROTO` tag ([`OWNER_PROTO`] unless restoring a foreign address).
         proto: u8,
+        /// Skip duplicate address detection (`IFA_F_NODAD`, IPv6 only): set when the
+        /// bridge takes over an address the host already holds on the port being moved.
+        /// With DAD the kernel keeps the new copy tentative (unusable, not even as the
+        /// source of the gateway check's neighbour solicitation) for one to two seconds.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        nodad: bool,
     },
     /// Removes an address. Equivalent to: `ip address del 192.198.0.30/24 dev enp3s0f0`.
     DelAddress {
@@ -287,10 +293,18 @@ impl fmt::Display for Op {
                 }
                 Ok(())
             }
-            Op::AddAddress { dev, net, proto } => {
+            Op::AddAddress {
+                dev,
+                net,
+                proto,
+                nodad,
+            } => {
                 write!(f, "ip address add {net} dev {dev}")?;
                 if *proto != 0 {
                     write!(f, " proto {proto}")?;
+                }
+                if *nodad {
+                    write!(f, " nodad")?;
                 }
                 Ok(())
             }
@@ -417,7 +431,9 @@ impl Op {
                 set: *was,
                 was: *set,
             }],
-            Op::AddAddress { dev, net, proto } => vec![Op::DelAddress {
+            Op::AddAddress {
+                dev, net, proto, ..
+            } => vec![Op::DelAddress {
                 dev: dev.clone(),
                 net: *net,
                 proto: *proto,
@@ -426,6 +442,7 @@ impl Op {
                 dev: dev.clone(),
                 net: *net,
                 proto: *proto,
+                nodad: false,
             }],
             Op::AddRoute { route } => vec![Op::DelRoute {
                 route: route.clone(),
@@ -546,6 +563,7 @@ mod tests {
                     dev: "br-api".into(),
                     net: "192.198.0.30/24".parse().unwrap(),
                     proto: OWNER_PROTO,
+                    nodad: false,
                 },
                 "ip address add 192.198.0.30/24 dev br-api proto 237",
             ),
@@ -635,6 +653,7 @@ mod tests {
                 dev: "enp3s0f0".into(),
                 net: "192.198.0.30/24".parse().unwrap(),
                 proto: 4,
+                nodad: false,
             }]
         );
         let new_key = Op::SetSysctl {

@@ -522,10 +522,18 @@ impl Planner<'_> {
                 .iter()
                 .any(|a| a.dev == b.name && a.net == *net);
             if !present {
+                // The host already holds it on a port about to be moved onto the bridge:
+                // DAD could only find the host itself, and would keep the bridge's copy
+                // unusable while the move runs.
+                let nodad = net.addr().is_ipv6()
+                    && self.state.addresses.iter().any(|a| {
+                        a.net.addr() == net.addr() && b.ports.iter().any(|p| p.name == a.dev)
+                    });
                 self.push(Op::AddAddress {
                     dev: b.name.clone(),
                     net: *net,
                     proto: OWNER_PROTO,
+                    nodad,
                 });
             }
         }

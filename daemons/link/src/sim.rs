@@ -126,7 +126,9 @@ pub fn apply(s: &mut Observed, op: &Op) {
                 }
             }
         }
-        Op::AddAddress { dev, net, proto } => {
+        Op::AddAddress {
+            dev, net, proto, ..
+        } => {
             if !s.links.contains_key(dev)
                 || s.addresses.iter().any(|a| &a.dev == dev && a.net == *net)
             {
@@ -237,6 +239,7 @@ mod tests {
             dev: "enp3s0f0".into(),
             net: "192.198.0.30/24".parse().unwrap(),
             proto: 0,
+            nodad: false,
         };
         let route = Route {
             table: TABLE_MAIN,

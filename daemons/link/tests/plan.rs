@@ -53,6 +53,67 @@ fn the_users_host_converges_with_a_make_before_break_move() {
 }
 
 #[test]
+fn an_ipv6_address_moves_onto_its_bridge_without_dad() {
+    // The reference host with an IPv6 address and default route on the NIC, which the
+    // configuration puts on br-api too.
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/edge.toml"),
+    )
+    .expect("config/edge.toml");
+    let link = &text[text.find("[link]").expect("[link]")..text.find("[wg]").expect("[wg]")]
+        .replacen(
+            "addresses = [\"192.198.0.30/24\"]",
+            "addresses = [\"192.198.0.30/24\", \"fd00:198::30/64\", \"fd00:199::1/64\"]",
+            1,
+        )
+        .replacen(
+            "[[link.route]]",
+            "[[link.route]]\nto = \"::/0\"\nvia = \"fd00:198::1\"\ndev = \"br-api\"\nmetric = 100\n\n[[link.route]]",
+            1,
+        );
+    let d = desired_from(link);
+    let mut o = host_before();
+    o.addresses.insert(addr("enp3s0f0", "fd00:198::30/64", 0));
+    o.addresses.insert(addr("enp3s0f0", "fe80::1/64", 0));
+    o.routes
+        .insert(route("::/0", Some("fd00:198::1"), "enp3s0f0", 100, 4));
+    let p = plan(&d, &o);
+    let ops = lines(&p.ops);
+    let pos = |needle: &str| {
+        ops.iter()
+            .position(|l| l == needle || l.starts_with(&format!("{needle} ")))
+            .unwrap_or_else(|| panic!("no `{needle}` in plan:\n{p}"))
+    };
+    // The host already holds it on the NIC: the bridge's copy skips DAD, which would keep
+    // it unusable during the move. A new IPv6 address and an IPv4 one keep DAD.
+    let add = pos("ip address add fd00:198::30/64 dev br-api proto 237 nodad");
+    pos("ip address add fd00:199::1/64 dev br-api proto 237");
+    assert!(
+        !ops.iter()
+            .any(|l| l.contains("fd00:199::1/64") && l.contains("nodad")),
+        "{p}"
+    );
+    assert!(
+        !ops.iter()
+            .any(|l| l.contains("192.198.0.30/24") && l.contains("nodad")),
+        "{p}"
+    );
+    let enslave = pos("ip link set enp3s0f0 master br-api up");
+    let moved = pos("ip route replace default via fd00:198::1 dev br-api metric 100 proto 237");
+    let check = pos("ndisc6 -w 5000 fd00:198::1 br-api");
+    let del = pos("ip address del fd00:198::30/64 dev enp3s0f0");
+    assert!(
+        add < enslave && enslave < moved && moved < check && check < del,
+        "{p}"
+    );
+    // The NIC's link-local address is the kernel's: it stays.
+    assert!(!ops.iter().any(|l| l.contains("fe80::1")), "{p}");
+    assert!(validate(&p.ops, &d, &o).is_empty());
+    let again = plan(&d, &simulate(&o, &p.ops));
+    assert!(again.ops.is_empty(), "second plan must be empty:\n{again}");
+}
+
+#[test]
 fn a_converged_host_plans_nothing() {
     let d = reference_desired();
     let o = host_before();
