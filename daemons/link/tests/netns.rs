@@ -15,6 +15,7 @@ use common::lab::*;
 use edge_link::apply::ApplyError;
 use edge_link::daemon::{ConvergeError, converge_once};
 use edge_link::model::{Observed, SysctlKey};
+use edge_link::op::Op;
 use edge_testkit::Netns;
 
 const REPAIR_TIMEOUT: Duration = Duration::from_secs(5);
@@ -308,50 +309,105 @@ fn spawn_in<T: Send + 'static>(
     })
 }
 
+/// One TCP connection from the ISP router to `addr` on the host, kept busy with 8-byte echo
+/// round trips (one every 2 ms) until [`Echo::finish`].
+struct Echo {
+    stop: Arc<AtomicBool>,
+    client: thread::JoinHandle<Result<Vec<Instant>, String>>,
+    server: thread::JoinHandle<u64>,
+}
+
+impl Echo {
+    /// Listens on `addr` in the host namespace and connects to it from the router's.
+    fn start(lab: &Lab, addr: SocketAddr) -> Echo {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let server = spawn_in(lab.host(), move || {
+            let l = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+            ready_tx.send(()).expect("ready");
+            let (mut s, _) = l.accept().expect("accept");
+            let mut buf = [0u8; 8];
+            let mut echoed = 0u64;
+            while s.read_exact(&mut buf).is_ok() {
+                if s.write_all(&buf).is_err() {
+                    break;
+                }
+                echoed += 1;
+            }
+            echoed
+        });
+        ready_rx.recv().expect("server ready");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let client = spawn_in(lab.topo.ns("router"), move || {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(3)))
+                .expect("timeout");
+            let mut trips: Vec<Instant> = Vec::new();
+            let mut buf = [0u8; 8];
+            let mut n = 0u64;
+            while !stop2.load(Ordering::Relaxed) {
+                n += 1;
+                let res = s
+                    .write_all(&n.to_be_bytes())
+                    .and_then(|_| s.read_exact(&mut buf));
+                if let Err(e) = res {
+                    return Err(format!("round trip {n} failed: {e}"));
+                }
+                assert_eq!(buf, n.to_be_bytes());
+                trips.push(Instant::now());
+                thread::sleep(Duration::from_millis(2));
+            }
+            Ok(trips)
+        });
+        Echo {
+            stop,
+            client,
+            server,
+        }
+    }
+
+    /// Stops the client; returns when each round trip completed (panics if one failed) and
+    /// how many the server echoed.
+    fn finish(self) -> (Vec<Instant>, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let trips = self
+            .client
+            .join()
+            .expect("client thread")
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The client's socket is closed: the server reads EOF and returns.
+        let echoed = self.server.join().expect("server thread");
+        (trips, echoed)
+    }
+}
+
+/// Prints and checks the round trips of an [`Echo`] across a move that ended at `moved_at`.
+fn check_round_trips(trips: &[Instant], echoed: u64, moved_at: Instant) {
+    let after = trips.iter().filter(|t| **t > moved_at).count();
+    let max_gap = trips
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    println!(
+        "{} round trips on one connection, {after} after the move; longest gap {:.1} ms",
+        trips.len(),
+        max_gap.as_secs_f64() * 1e3
+    );
+    assert!(after > 10, "too few round trips after the move: {after}");
+    assert_eq!(
+        echoed,
+        trips.len() as u64,
+        "the server echoed a different number of messages"
+    );
+}
+
 #[test]
 fn the_make_before_break_move_keeps_a_tcp_connection_alive() {
     let lab = Lab::new(&[]);
     let d = lab.desired();
     let addr: SocketAddr = "192.198.0.30:7070".parse().unwrap();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let server = spawn_in(lab.host(), move || {
-        let l = TcpListener::bind(addr).expect("bind 192.198.0.30:7070");
-        ready_tx.send(()).expect("ready");
-        let (mut s, _) = l.accept().expect("accept");
-        let mut buf = [0u8; 8];
-        let mut echoed = 0u64;
-        while s.read_exact(&mut buf).is_ok() {
-            if s.write_all(&buf).is_err() {
-                break;
-            }
-            echoed += 1;
-        }
-        echoed
-    });
-    ready_rx.recv().expect("server ready");
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let client = spawn_in(lab.topo.ns("router"), move || {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(3)))
-            .expect("timeout");
-        let mut trips: Vec<Instant> = Vec::new();
-        let mut buf = [0u8; 8];
-        let mut n = 0u64;
-        while !stop2.load(Ordering::Relaxed) {
-            n += 1;
-            let res = s
-                .write_all(&n.to_be_bytes())
-                .and_then(|_| s.read_exact(&mut buf));
-            if let Err(e) = res {
-                return Err(format!("round trip {n} failed: {e}"));
-            }
-            assert_eq!(buf, n.to_be_bytes());
-            trips.push(Instant::now());
-            thread::sleep(Duration::from_millis(2));
-        }
-        Ok(trips)
-    });
+    let echo = Echo::start(&lab, addr);
 
     // Some traffic before the move.
     thread::sleep(Duration::from_millis(200));
@@ -367,24 +423,208 @@ fn the_make_before_break_move_keeps_a_tcp_connection_alive() {
         "the address did not move"
     );
     thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    let trips = client
-        .join()
-        .expect("client thread")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let after = trips.iter().filter(|t| **t > moved_at).count();
-    let max_gap = trips
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .max()
-        .unwrap_or_default();
-    println!(
-        "{} round trips on one connection, {after} after the move; longest gap {:.1} ms",
-        trips.len(),
-        max_gap.as_secs_f64() * 1e3
+    let (trips, echoed) = echo.finish();
+    check_round_trips(&trips, echoed, moved_at);
+}
+
+/// The host's IPv6 address, its prefix and the ISP router's IPv6 address (a ULA prefix).
+const HOST6: &str = "fd00:198::30/64";
+const ROUTER6: &str = "fd00:198::1";
+
+/// Waits until duplicate address detection of `net` on `dev` in `ns` has ended (the
+/// address is no longer tentative); panics if it failed or did not end in 5 s.
+fn wait_dad_done(ns: &Netns, dev: &str, net: &str) {
+    let flags = || address_flags(ns, dev, net);
+    let done = edge_testkit::wait_for(Duration::from_secs(5), || {
+        flags().is_some_and(|f| !f.contains(&"tentative".to_owned()))
+    });
+    assert!(
+        done.is_some(),
+        "DAD of {net} on {dev} did not end: {:?}",
+        flags()
     );
-    assert!(after > 10, "too few round trips after the move: {after}");
-    drop(server);
+    let f = flags().unwrap_or_default();
+    assert!(
+        !f.contains(&"dadfailed".to_owned()),
+        "{net} on {dev}: {f:?}"
+    );
+}
+
+/// The flags `ip -j addr` shows for `net` on `dev` (`tentative`, `dadfailed`, `nodad`,
+/// ...); `None` when the address is not there.
+fn address_flags(ns: &Netns, dev: &str, net: &str) -> Option<Vec<String>> {
+    let (ip, len) = net.split_once('/')?;
+    let len: u64 = len.parse().ok()?;
+    let v = ns.ip_json(["addr", "show", "dev", dev]);
+    let info = v.get(0)?.get("addr_info")?.as_array()?.clone();
+    let a = info
+        .into_iter()
+        .find(|a| a["local"] == ip && a["prefixlen"].as_u64() == Some(len))?;
+    let flags = a
+        .as_object()?
+        .iter()
+        .filter(|(_, v)| **v == serde_json::Value::Bool(true))
+        .map(|(k, _)| k.clone())
+        .collect();
+    Some(flags)
+}
+
+#[test]
+fn the_make_before_break_move_of_an_ipv6_address_keeps_a_tcp_connection_alive() {
+    // br-api also holds the host's IPv6 address, with an IPv6 default route via the router.
+    let lab = Lab::new(&[
+        (
+            "addresses = [\"192.198.0.30/24\"]",
+            "addresses = [\"192.198.0.30/24\", \"fd00:198::30/64\"]",
+        ),
+        (
+            "# The host's default route: out through the ISP router.\n",
+            "[[link.route]]\nto = \"::/0\"\nvia = \"fd00:198::1\"\ndev = \"br-api\"\nmetric = 100\n\n# The host's default route: out through the ISP router.\n",
+        ),
+    ]);
+    let d = lab.desired();
+    let host = lab.host();
+    let router = lab.topo.ns("router");
+    router.ip([
+        "addr",
+        "add",
+        &format!("{ROUTER6}/64"),
+        "dev",
+        "lan0",
+        "nodad",
+    ]);
+    // As networkd leaves it: the NIC holds the address (DAD done) and the default route.
+    host.ip(["addr", "add", HOST6, "dev", "enp3s0f0"]);
+    wait_dad_done(host, "enp3s0f0", HOST6);
+    host.ip([
+        "-6", "route", "add", "default", "via", ROUTER6, "dev", "enp3s0f0", "metric", "100",
+        "proto", "static",
+    ]);
+    let router_mac = router.ip_json(["link", "show", "lan0"])[0]["address"].clone();
+    // New interfaces (the bridges) run DAD for 10 s instead of 1-2 s: longer than the
+    // gateway check waits, so a move that waited for DAD on the bridge would fail here.
+    host.exec("sysctl", ["-qw", "net.ipv6.conf.default.dad_transmits=10"]);
+
+    let addr: SocketAddr = "[fd00:198::30]:7070".parse().unwrap();
+    let echo = Echo::start(&lab, addr);
+    // Some traffic before the move.
+    thread::sleep(Duration::from_millis(200));
+    let events = EventCounter::start(host);
+    let d1 = d.clone();
+    let (plan, report, moved_at) = host.run(move || {
+        runtime().block_on(async move {
+            let (plan, report) = converge_once(&d1).await.expect("converge");
+            (plan, report, Instant::now())
+        })
+    });
+    // Right after the move the bridge's address is usable: not waiting for DAD, which
+    // would leave it unable to receive (and the connection stalled) for a second or more.
+    let flags = address_flags(host, "br-api", HOST6);
+    assert!(
+        flags
+            .as_ref()
+            .is_some_and(|f| !f.iter().any(|f| f == "tentative" || f == "dadfailed")),
+        "{HOST6} on br-api right after the move: {flags:?}"
+    );
+    let events = events.finish();
+    // As the kernel reported it: the bridge's copy arrives before the NIC's goes, and is
+    // never tentative (DAD would keep it unusable for seconds).
+    let of_host6: Vec<&String> = events
+        .iter()
+        .filter(|e| e.contains("Address(fd00:198::30)") && e.contains("Address(AddressMessage"))
+        .collect();
+    let bridge_idx = links_by_name(host)["br-api"]["ifindex"].clone();
+    let nic_idx = links_by_name(host)["enp3s0f0"]["ifindex"].clone();
+    let added = of_host6
+        .iter()
+        .position(|e| e.contains("NewAddress") && e.contains(&format!("index: {bridge_idx} ")));
+    let deleted = of_host6
+        .iter()
+        .position(|e| e.contains("DelAddress") && e.contains(&format!("index: {nic_idx} ")));
+    assert!(
+        matches!((added, deleted), (Some(a), Some(d)) if a < d),
+        "not make-before-break for {HOST6}: {of_host6:#?}"
+    );
+    assert!(
+        of_host6.iter().all(|e| !e.contains("Tentative")),
+        "{HOST6} was tentative: {of_host6:#?}"
+    );
+    thread::sleep(Duration::from_millis(300));
+    let (trips, echoed) = echo.finish();
+
+    // The make-before-break order, for the IPv6 address as for the IPv4 one.
+    let gw6: std::net::IpAddr = ROUTER6.parse().unwrap();
+    let pos = |what: &str, f: &dyn Fn(&Op) -> bool| {
+        plan.ops
+            .iter()
+            .position(f)
+            .unwrap_or_else(|| panic!("no {what} in the plan:\n{plan}"))
+    };
+    let add = pos(
+        "address add",
+        &|o| matches!(o, Op::AddAddress { dev, net, .. } if dev == "br-api" && net.to_string() == HOST6),
+    );
+    let enslave = pos(
+        "enslave",
+        &|o| matches!(o, Op::SetController { port, bridge, .. } if port == "enp3s0f0" && bridge == "br-api"),
+    );
+    let moved = pos("route move", &|o| {
+        matches!(o, Op::ReplaceRoute { route, .. }
+            if route.dst.prefix_len() == 0 && route.gateway == Some(gw6)
+                && route.dev.as_deref() == Some("br-api"))
+    });
+    let check = pos(
+        "gateway check",
+        &|o| matches!(o, Op::CheckGateway { dev, gateway, .. } if dev == "br-api" && *gateway == gw6),
+    );
+    let del = pos(
+        "address del",
+        &|o| matches!(o, Op::DelAddress { dev, net, .. } if dev == "enp3s0f0" && net.to_string() == HOST6),
+    );
+    assert!(
+        add < enslave && enslave < moved && moved < check && check < del,
+        "not make-before-break:\n{plan}"
+    );
+    // The gateway check ran and passed (a failed one rolls the run back with an error) ...
+    assert!(
+        report
+            .already
+            .iter()
+            .any(|o| matches!(o, Op::CheckGateway { gateway, .. } if *gateway == gw6)),
+        "the IPv6 gateway was not checked: {report:?}"
+    );
+    // ... and the router answered neighbour discovery on the bridge.
+    let neigh = host.ip_json(["-6", "neigh", "show", ROUTER6, "dev", "br-api"]);
+    assert_eq!(
+        neigh[0]["lladdr"], router_mac,
+        "no neighbour entry for the router on br-api: {neigh}"
+    );
+
+    // The address is on the bridge only, and so is the default route (now ours).
+    let o = observe_in(host, &d);
+    assert!(converged(&o), "the IPv4 move did not complete: {o:#?}");
+    assert!(has_addr(&o, "br-api", HOST6), "{HOST6} not on br-api");
+    assert!(
+        !has_addr(&o, "enp3s0f0", HOST6),
+        "{HOST6} still on enp3s0f0"
+    );
+    let defaults6: Vec<_> = o
+        .routes
+        .iter()
+        .filter(|r| r.dst.to_string() == "::/0")
+        .collect();
+    assert!(
+        defaults6.len() == 1
+            && defaults6[0].dev.as_deref() == Some("br-api")
+            && defaults6[0].gateway == Some(gw6)
+            && defaults6[0].metric == 100
+            && defaults6[0].is_ours(),
+        "IPv6 default routes: {defaults6:#?}"
+    );
+    // The router still reaches the host's IPv6 address, now through the bridge.
+    router.exec("ping", ["-6", "-c1", "-W2", "fd00:198::30"]);
+
+    check_round_trips(&trips, echoed, moved_at);
 }
 
 #[test]
