@@ -508,6 +508,14 @@ fn main() {
                 ms(t),
                 ms(cpu)
             );
+            let rs = compile(&m).expect("compile");
+            let (tp, plan) = best(3, || edge_fw::netlink::Plan::install(&rs, &[]));
+            let (tb, _) = best(3, || plan.build());
+            println!(
+                "  plan of {n} forwards: {} ms, batch build {} ms (best of 3)",
+                ms(tp),
+                ms(tb)
+            );
         }
         return;
     }

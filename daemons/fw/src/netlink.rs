@@ -116,7 +116,8 @@ pub enum Msg {
     /// DELSETELEM without elements: flush a set.
     FlushSet(String, String),
     /// NEWSETELEM with a chunk of elements.
-    AddElems(String, Set, u32, std::ops::Range<usize>),
+    /// A chunk of a set's elements; the chunks of one set share it (no copy per chunk).
+    AddElems(String, std::sync::Arc<Set>, u32, std::ops::Range<usize>),
     /// NEWOBJ counter.
     AddCounter(String, String),
     /// DELOBJ counter.
@@ -551,11 +552,12 @@ impl Plan {
     fn add_table_fill(&mut self, t: &Table) {
         for s in &t.sets {
             let id = self.set_id(&t.name, &s.name);
+            let shared = std::sync::Arc::new(s.clone());
             let mut i = 0;
             while i < s.elements.len() {
                 let end = (i + ELEMS_PER_MSG).min(s.elements.len());
                 self.msgs
-                    .push(Msg::AddElems(t.name.clone(), s.clone(), id, i..end));
+                    .push(Msg::AddElems(t.name.clone(), shared.clone(), id, i..end));
                 i = end;
             }
         }
