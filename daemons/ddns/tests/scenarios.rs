@@ -542,11 +542,60 @@ type DohSeen = (String, String, String, String, String);
 /// A DNS-over-HTTPS responder (RFC 8484 POST) on `127.0.0.1`, serving HTTPS with a
 /// certificate from a fresh test CA. Answers A questions with an A record and TXT questions
 /// (any class, e.g. `whoami.cloudflare` CH) with a TXT record holding the current answer.
-struct Doh {
+type Doh = TlsResponder<DohSeen>;
+
+/// A TLS responder on `127.0.0.1` with a certificate from a fresh test CA: each connection
+/// is handed to `serve` on a thread of its own with the current answer; what was asked is
+/// kept in `seen`. DoH and DoT differ only in `serve`.
+struct TlsResponder<S> {
     addr: std::net::SocketAddr,
     ca_pem: String,
     answer: std::sync::Arc<std::sync::Mutex<String>>,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<DohSeen>>>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<S>>>,
+}
+
+/// How a [`TlsResponder`] serves one connection.
+type Serve<S> = fn(
+    std::net::TcpStream,
+    std::sync::Arc<rustls::ServerConfig>,
+    &std::sync::Mutex<String>,
+    &std::sync::Mutex<Vec<S>>,
+) -> std::io::Result<()>;
+
+impl<S: Clone + Send + 'static> TlsResponder<S> {
+    fn spawn(answer: &str, serve: Serve<S>) -> Self {
+        use std::sync::{Arc, Mutex};
+        let (ca_pem, tls) = test_tls();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answer = Arc::new(Mutex::new(answer.to_owned()));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (a, s) = (answer.clone(), seen.clone());
+        // Lives as long as the test's namespace thread: the listener dies with the process.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (tls, a, s) = (tls.clone(), a.clone(), s.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(stream, tls, &a, &s);
+                });
+            }
+        });
+        TlsResponder {
+            addr,
+            ca_pem,
+            answer,
+            seen,
+        }
+    }
+
+    fn set_answer(&self, a: &str) {
+        *self.answer.lock().unwrap() = a.to_owned();
+    }
+
+    fn seen(&self) -> Vec<S> {
+        self.seen.lock().unwrap().clone()
+    }
 }
 
 /// A fresh test CA (PEM) and a TLS server configuration for `127.0.0.1` signed by it.
@@ -581,31 +630,9 @@ fn test_tls() -> (String, std::sync::Arc<rustls::ServerConfig>) {
     (ca_cert.pem(), tls)
 }
 
-impl Doh {
+impl TlsResponder<DohSeen> {
     fn start(answer: &str) -> Doh {
-        use std::sync::{Arc, Mutex};
-        let (ca_pem, tls) = test_tls();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let answer = Arc::new(Mutex::new(answer.to_owned()));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (a, s) = (answer.clone(), seen.clone());
-        // Lives as long as the test's namespace thread: the listener dies with the process.
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let (tls, a, s) = (tls.clone(), a.clone(), s.clone());
-                std::thread::spawn(move || {
-                    let _ = Doh::serve(stream, tls, &a, &s);
-                });
-            }
-        });
-        Doh {
-            addr,
-            ca_pem,
-            answer,
-            seen,
-        }
+        TlsResponder::spawn(answer, Doh::serve)
     }
 
     /// One request per connection (`connection: close`).
@@ -615,9 +642,6 @@ impl Doh {
         answer: &std::sync::Mutex<String>,
         seen: &std::sync::Mutex<Vec<DohSeen>>,
     ) -> std::io::Result<()> {
-        use hickory_resolver::proto::op::{Message, OpCode};
-        use hickory_resolver::proto::rr::rdata::{A, TXT};
-        use hickory_resolver::proto::rr::{RData, Record, RecordType};
         use std::io::{Read as _, Write as _};
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         let conn = rustls::ServerConnection::new(tls).map_err(std::io::Error::other)?;
@@ -651,26 +675,12 @@ impl Doh {
             buf.extend_from_slice(&chunk[..n]);
         }
         let method = head.split(' ').next().unwrap_or("").to_owned();
-        let q = Message::from_vec(&buf[head_end..]).map_err(std::io::Error::other)?;
-        let asked = q.queries[0].clone();
-        seen.lock().unwrap().push((
-            method,
-            header("content-type"),
-            asked.name().to_ascii(),
-            asked.query_type().to_string(),
-            asked.query_class().to_string(),
-        ));
         let text = answer.lock().unwrap().clone();
-        let mut resp = Message::response(q.metadata.id, OpCode::Query);
-        resp.add_query(asked.clone());
-        let rdata = match asked.query_type() {
-            RecordType::A => RData::A(A(text.parse().unwrap())),
-            _ => RData::TXT(TXT::new(vec![text])),
-        };
-        let mut rec = Record::from_rdata(asked.name().clone(), 0, rdata);
-        rec.dns_class = asked.query_class();
-        resp.add_answer(rec);
-        let body = resp.to_vec().map_err(std::io::Error::other)?;
+        let (body, (name, kind, class)) = dns_reply(&buf[head_end..], &text)
+            .ok_or_else(|| std::io::Error::other("not a DNS question"))?;
+        seen.lock()
+            .unwrap()
+            .push((method, header("content-type"), name, kind, class));
         write!(
             s,
             "HTTP/1.1 200 OK\r\ncontent-type: application/dns-message\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -685,14 +695,6 @@ impl Doh {
 
     fn url(&self) -> String {
         format!("https://{}/dns-query", self.addr)
-    }
-
-    fn set_answer(&self, a: &str) {
-        *self.answer.lock().unwrap() = a.to_owned();
-    }
-
-    fn seen(&self) -> Vec<DohSeen> {
-        self.seen.lock().unwrap().clone()
     }
 }
 
@@ -1136,37 +1138,11 @@ fn dns_reply(wire: &[u8], text: &str) -> Option<(Vec<u8>, Asked)> {
 
 /// A DNS-over-TLS responder (RFC 7858: length-prefixed DNS over TLS over TCP) on
 /// `127.0.0.1`, with a certificate from a fresh test CA.
-struct Dot {
-    addr: std::net::SocketAddr,
-    ca_pem: String,
-    answer: std::sync::Arc<std::sync::Mutex<String>>,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<Asked>>>,
-}
+type Dot = TlsResponder<Asked>;
 
-impl Dot {
+impl TlsResponder<Asked> {
     fn start(answer: &str) -> Dot {
-        use std::sync::{Arc, Mutex};
-        let (ca_pem, tls) = test_tls();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let answer = Arc::new(Mutex::new(answer.to_owned()));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (a, s) = (answer.clone(), seen.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let (tls, a, s) = (tls.clone(), a.clone(), s.clone());
-                std::thread::spawn(move || {
-                    let _ = Dot::serve(stream, tls, &a, &s);
-                });
-            }
-        });
-        Dot {
-            addr,
-            ca_pem,
-            answer,
-            seen,
-        }
+        TlsResponder::spawn(answer, Dot::serve)
     }
 
     fn serve(
@@ -1194,14 +1170,6 @@ impl Dot {
             s.write_all(&wire)?;
             s.flush()?;
         }
-    }
-
-    fn set_answer(&self, a: &str) {
-        *self.answer.lock().unwrap() = a.to_owned();
-    }
-
-    fn seen(&self) -> Vec<Asked> {
-        self.seen.lock().unwrap().clone()
     }
 }
 
