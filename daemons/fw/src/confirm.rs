@@ -2,6 +2,11 @@
 //! then probes run until they all pass (confirmed by itself), a human confirms
 //! (`edgectl fw confirm`), or the window ends — then the saved tables are restored.
 //!
+//! Where a ruleset-only probe cannot run (the replica without the right to create network
+//! namespaces, as under the shipped unit), nothing left can see a lockout, so the apply
+//! never confirms itself: only a human confirm keeps it, else the window ends and the saved
+//! tables come back.
+//!
 //! Probes, in the order they run:
 //! 1. the anti-lockout proof on the applied IR (symbolic: the first gate, also run before
 //!    the apply);
@@ -250,7 +255,8 @@ pub enum Verdict {
     Pass,
     /// It failed; why, one entry per failing check.
     Fail(Vec<String>),
-    /// It could not run here (the replica without the right to create namespaces).
+    /// It could not run here (the replica without the right to create namespaces). A
+    /// skipped ruleset-only probe keeps the apply from confirming itself.
     Skipped(String),
 }
 
@@ -266,7 +272,7 @@ pub fn run_probe(p: &Probe, m: &Model, rs: &Ruleset, timeout: Duration) -> Verdi
             Err(v) => Verdict::Fail(v.iter().map(|l| format!("{p}: {l}")).collect()),
         },
         Probe::Replica { paths } => match replica::run(rs, paths, timeout) {
-            Err(e) => Verdict::Skipped(format!("replica probe not run: {e}")),
+            Err(e) => Verdict::Skipped(format!("replica probe not run: {}", chain(&e))),
             Ok(results) => {
                 let fails: Vec<String> = paths
                     .iter()
@@ -299,18 +305,32 @@ pub fn run_probe(p: &Probe, m: &Model, rs: &Ruleset, timeout: Duration) -> Verdi
     }
 }
 
+/// An error and its causes, `: `-separated (`cannot create a private network namespace for
+/// the replica: Operation not permitted (os error 1)`).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    s
+}
+
+/// How often a pending apply looks at the confirm flag.
+const CONFIRM_POLL: Duration = Duration::from_millis(50);
+
 /// How a self-confirming apply ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every probe passed: confirmed by itself.
-    ConfirmedByProbes {
-        /// Probes that could not run here (and why).
-        skipped: Vec<String>,
-    },
-    /// Confirmed by hand before the probes passed.
+    /// Every probe ran and passed: confirmed by itself.
+    ConfirmedByProbes,
+    /// Confirmed by hand (`edgectl fw confirm`): before the probes passed, or while the apply
+    /// waited for it because a ruleset-only probe could not run.
     ConfirmedByHand,
-    /// Probes failed (a deterministic one at once, live ones until the window ended): the
-    /// previous tables were restored.
+    /// Probes failed (a deterministic one at once, live ones until the window ended), or a
+    /// ruleset-only probe could not run and no confirm came within the window: the previous
+    /// tables were restored.
     RolledBack {
         /// The failures seen last, one per failing check.
         failures: Vec<String>,
@@ -320,7 +340,8 @@ pub enum Outcome {
 }
 
 /// Applies `rs`, then confirms it by probes or by hand within `window`, else restores the
-/// tables saved before the apply (byte for byte, counters keeping their values).
+/// tables saved before the apply (byte for byte, counters keeping their values). When a
+/// ruleset-only probe is skipped, only a confirm by hand keeps the new ruleset.
 pub fn apply_with_confirm(
     m: &Model,
     rs: &Ruleset,
@@ -349,28 +370,69 @@ pub fn apply_with_confirm(
         }
     }
     if failures.is_empty() {
+        if !skipped.is_empty() {
+            tracing::warn!(
+                window = %humantime::format_duration(window),
+                "a probe that can detect a lockout could not run: this apply does not confirm \
+                 itself; `edgectl fw confirm` keeps it, else the previous ruleset comes back"
+            );
+        }
+        // Failing live probes are retried often (they may pass any moment); while the apply
+        // waits for a human, they run only for the failure text, so less often.
+        let live_every = if skipped.is_empty() {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(1)
+        };
+        let mut next_live = Instant::now();
         loop {
             if confirmed.load(Ordering::SeqCst) {
                 return Ok(Outcome::ConfirmedByHand);
             }
-            failures = probes
-                .iter()
-                .filter(|p| !p.deterministic())
-                .flat_map(|p| match run_probe(p, m, rs, probe_timeout) {
-                    Verdict::Fail(f) => f,
-                    Verdict::Pass | Verdict::Skipped(_) => Vec::new(),
-                })
-                .collect();
-            if failures.is_empty() {
-                return Ok(Outcome::ConfirmedByProbes { skipped });
+            if Instant::now() >= next_live {
+                failures = probes
+                    .iter()
+                    .filter(|p| !p.deterministic())
+                    .flat_map(|p| match run_probe(p, m, rs, probe_timeout) {
+                        Verdict::Fail(f) => f,
+                        Verdict::Pass | Verdict::Skipped(_) => Vec::new(),
+                    })
+                    .collect();
+                // The live probes cannot see a lockout (SSH over `lo` is always admitted):
+                // with the replica skipped, their passing proves nothing; only a human
+                // confirms.
+                if failures.is_empty() && skipped.is_empty() {
+                    return Ok(Outcome::ConfirmedByProbes);
+                }
+                next_live = Instant::now() + live_every;
             }
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
+                // A confirm that came while the probes ran.
+                if confirmed.load(Ordering::SeqCst) {
+                    return Ok(Outcome::ConfirmedByHand);
+                }
                 break;
             }
-            std::thread::sleep(Duration::from_millis(200).min(deadline - Instant::now()));
+            std::thread::sleep(
+                CONFIRM_POLL
+                    .min(deadline - now)
+                    .min(next_live.saturating_duration_since(now)),
+            );
+        }
+        if !skipped.is_empty() {
+            failures.insert(
+                0,
+                format!(
+                    "{}; only `edgectl fw confirm` could keep this ruleset, and none came \
+                     within {}",
+                    skipped.join("; "),
+                    humantime::format_duration(window)
+                ),
+            );
         }
     }
-    tracing::warn!(failures = ?failures, "confirm-apply probes failed: restoring the previous ruleset");
+    tracing::warn!(failures = ?failures, "confirm-apply not confirmed: restoring the previous ruleset");
     apply::restore(&prev)?;
     Ok(Outcome::RolledBack { failures })
 }

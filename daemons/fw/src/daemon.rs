@@ -23,6 +23,7 @@ use crate::events::{self, ForeignChange, Tracker};
 use crate::ir::Ruleset;
 use crate::model::Model;
 use crate::observe;
+use crate::replica;
 
 /// Full re-verify interval (safety net behind the events).
 const VERIFY_EVERY: Duration = Duration::from_secs(60);
@@ -439,6 +440,18 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                         Ok(Err(e)) => { r.send(Response::Error { code: ErrorCode::Failed, message: format!("{e:#}") }); continue; }
                         Err(e) => { r.send(Response::Error { code: ErrorCode::Failed, message: e.to_string() }); continue; }
                     };
+                    // Can the replica, the only probe that sees a lockout, run here? The reply
+                    // must say whether this apply can confirm itself.
+                    let replica = tokio::task::spawn_blocking(|| replica::available().map_err(|e| (e, replica::denied_because()))).await;
+                    let message = match replica {
+                        Ok(Ok(())) => format!("applying; confirming by probes within {secs}s (or `edgectl fw confirm`), else the previous ruleset comes back"),
+                        Ok(Err((e, why))) => {
+                            let msg = format!("applying; the replica probe, the only one that can detect a lockout, cannot run here: {} — {why}. So this apply does not confirm itself: run `edgectl fw confirm` within {secs}s, else the previous ruleset comes back", confirm::chain(&e));
+                            tracing::warn!("{msg}");
+                            msg
+                        }
+                        Err(e) => format!("applying; cannot tell whether the replica probe can run ({e}): unless it runs and every probe passes, run `edgectl fw confirm` within {secs}s, else the previous ruleset comes back"),
+                    };
                     st.rollback_to = Some((std::mem::replace(&mut st.model, nm), std::mem::replace(&mut st.rs, nrs), st.proven));
                     let flag = Arc::new(AtomicBool::new(false));
                     st.pending_confirm = Some(flag.clone());
@@ -452,7 +465,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                         let _ = done.send(res);
                     });
                     r.send(Response::Done {
-                        message: format!("applied; confirming by probes within {secs}s (or `edgectl fw confirm`), else the previous ruleset comes back"),
+                        message,
                         detail: serde_json::Value::Null,
                     });
                 }

@@ -116,6 +116,56 @@ fn unshare_net() -> Result<(), ReplicaError> {
     ip(&["link", "set", "lo", "up"])
 }
 
+/// Whether the replica can run in the calling thread (and the threads it starts): a thread
+/// of its own tries `unshare(CLONE_NEWNET)` and ends, its namespace with it.
+///
+/// Trying is the only reliable answer. A look at the capability set would miss
+/// `RestrictNamespaces=yes`: systemd enforces it with a seccomp filter that makes
+/// `unshare(2)` fail with EPERM whatever the capabilities, and a security module can deny
+/// it too. The attempt costs one empty namespace (about 2 ms; the kernel frees it in the
+/// background) and runs no command.
+pub fn available() -> Result<(), ReplicaError> {
+    std::thread::Builder::new()
+        .name("fw-replica-check".into())
+        .spawn(|| {
+            // SAFETY: as in `unshare_net`: only this short-lived thread moves.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(ReplicaError::CreateNamespace(io::Error::last_os_error()));
+            }
+            Ok(())
+        })
+        .map_err(|_| ReplicaError::Thread)?
+        .join()
+        .map_err(|_| ReplicaError::Thread)?
+}
+
+/// CAP_SYS_ADMIN's bit in the capability sets (`linux/capability.h`).
+const CAP_SYS_ADMIN_BIT: u32 = 21;
+
+/// True when the calling thread has CAP_SYS_ADMIN in its effective set (`CapEff` in
+/// `/proc/thread-self/status`); false when it cannot tell.
+fn has_cap_sys_admin() -> bool {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
+            u64::from_str_radix(hex, 16).ok()
+        })
+        .is_some_and(|eff| eff & (1 << CAP_SYS_ADMIN_BIT) != 0)
+}
+
+/// Why the calling thread may not create network namespaces, in words for the admin (after
+/// [`available`] failed).
+pub fn denied_because() -> &'static str {
+    if has_cap_sys_admin() {
+        "edge-fw may not create network namespaces (RestrictNamespaces=yes in its unit, or a \
+         security module)"
+    } else {
+        "edge-fw has no CAP_SYS_ADMIN (the shipped unit's CapabilityBoundingSet=CAP_NET_ADMIN \
+         and RestrictNamespaces=yes deny network namespaces)"
+    }
+}
+
 /// The interfaces of the paths, in first-seen order; the peer side of interface `i` is `p<i>`.
 fn interfaces(paths: &[Path]) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();

@@ -69,9 +69,7 @@ fn a_failed_probe_rolls_a_confirm_apply_back() {
     });
     assert_eq!(
         out2,
-        Outcome::ConfirmedByProbes {
-            skipped: Vec::new()
-        },
+        Outcome::ConfirmedByProbes,
         "every probe ran (the replica too) and passed"
     );
     assert!(live2.edge.expect("edge").contains("tcp . 8080"));
@@ -91,22 +89,38 @@ fn in_a_pid_namespace_the_daemon_knows_its_own_commits() {
     repairs_foreign_changes(true);
 }
 
-fn repairs_foreign_changes(pid_namespace: bool) {
-    let lab = common::lab();
-    let cfg = common::reference();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = std::fs::read_to_string(&cfg.path)
+/// The reference config with its state and runtime directories in `dir`, written to
+/// `dir/edge.toml`: the path and the text.
+fn daemon_config(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let text = std::fs::read_to_string(common::reference_path())
         .expect("read")
         .replace(
             "state_dir = \"/var/lib/edge\"",
-            &format!("state_dir = \"{}\"", dir.path().display()),
+            &format!("state_dir = \"{}\"", dir.display()),
         )
         .replace(
             "runtime_dir = \"/run/edge\"",
-            &format!("runtime_dir = \"{}\"", dir.path().display()),
+            &format!("runtime_dir = \"{}\"", dir.display()),
         );
-    let path = dir.path().join("edge.toml");
+    let path = dir.join("edge.toml");
     std::fs::write(&path, &text).expect("write config");
+    (path, text)
+}
+
+/// True when the live tables in `host` match `rs`.
+fn converged(host: &edge_testkit::Netns, rs: &edge_fw::ir::Ruleset) -> bool {
+    let rs = rs.clone();
+    host.run(move || {
+        Live::read()
+            .map(|l| l.diff(&rs).is_empty())
+            .unwrap_or(false)
+    })
+}
+
+fn repairs_foreign_changes(pid_namespace: bool) {
+    let lab = common::lab();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, text) = daemon_config(dir.path());
     let (_, rs) = common::build(&common::parse(&path, &text), Default::default());
     let host = lab.ns("host");
     let bin = env!("CARGO_BIN_EXE_edge-fw");
@@ -125,17 +139,8 @@ fn repairs_foreign_changes(pid_namespace: bool) {
     };
     cmd.args(["--config", &path.to_string_lossy(), "--log-format", "text"]);
     let mut daemon = host.spawn("edge-fw", cmd);
-    let rs_a = rs.clone();
-    let converged = |host: &edge_testkit::Netns, rs: &edge_fw::ir::Ruleset| {
-        let rs = rs.clone();
-        host.run(move || {
-            Live::read()
-                .map(|l| l.diff(&rs).is_empty())
-                .unwrap_or(false)
-        })
-    };
     assert!(
-        wait_for(Duration::from_secs(10), || converged(host, &rs_a)).is_some(),
+        wait_for(Duration::from_secs(10), || converged(host, &rs)).is_some(),
         "the daemon applied the ruleset; log: {:?}",
         daemon.is_running()
     );
@@ -233,12 +238,7 @@ fn a_confirm_apply_dropping_ssh_from_the_admin_network_is_rolled_back_though_the
     // SSH limited to the WireGuard interface: the admin LAN arrives on enp4s0f1 (never named
     // in [fw]), so its SSH is dropped. The symbolic check does not know which interface a
     // network arrives on; it finds wg0 admitting 192.168.1.1 and passes.
-    let text = common::dual_stack_text().replacen(
-        "from = [\"admin\", \"wireguard\"]\n",
-        "from = [\"admin\", \"wireguard\"]\ninterfaces = [\"wg0\"]\n",
-        1,
-    );
-    assert_ne!(text, common::dual_stack_text());
+    let text = common::wg0_only_ssh(&common::dual_stack_text());
     let (m1, rs1) = common::build(
         &common::parse(&common::reference_path(), &text),
         Default::default(),
@@ -314,4 +314,161 @@ fn a_confirm_apply_dropping_ssh_from_the_admin_network_is_rolled_back_though_the
         None
     );
     assert!(common::curl_retry(lab.ns("wgpeer"), "http://10.17.9.1:22/").is_some());
+}
+
+/// `edgectl --config PATH ARGS`: its exit status and stdout.
+fn edgectl(path: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(edge_testkit::binary("edgectl"))
+        .arg("--config")
+        .arg(path)
+        .args(args)
+        .output()
+        .expect("run edgectl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `edgectl fw status --json`, parsed.
+fn fw_status(path: &std::path::Path) -> edge_ipc::DaemonStatus {
+    let (ok, out) = edgectl(path, &["--json", "fw", "status"]);
+    assert!(ok, "edgectl fw status: {out}");
+    match serde_json::from_str::<edge_ipc::Response>(&out) {
+        Ok(edge_ipc::Response::Status(s)) => *s,
+        r => panic!("not a status: {r:?}\n{out}"),
+    }
+}
+
+/// The value of the `edge_fw_applies_total{result="RESULT"}` counter, 0 when absent.
+fn applies(host: &edge_testkit::Netns, result: &str) -> u64 {
+    let prefix = format!("edge_fw_applies_total{{result=\"{result}\"}} ");
+    common::curl(host, "http://127.0.0.1:9853/metrics")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The shipped unit leaves edge-fw without CAP_SYS_ADMIN: the replica cannot run and the
+/// remaining probes cannot see a lockout. `edgectl fw apply --confirm 3s` of SSH on wg0 only
+/// (the admin LAN arrives on enp4s0f1) must say that it waits for `edgectl fw confirm`, and
+/// with none, the previous table comes back and status shows the rollback. A second
+/// confirm-apply is kept by `edgectl fw confirm`.
+#[test]
+fn without_cap_sys_admin_a_confirm_apply_waits_for_edgectl_fw_confirm() {
+    let lab = common::lab();
+    let host = lab.ns("host");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, text) = daemon_config(dir.path());
+    let (_, rs_old) = common::build(&common::parse(&path, &text), Default::default());
+    let new_text = common::wg0_only_ssh(&text);
+    let (m_new, rs_new) = common::build(&common::parse(&path, &new_text), Default::default());
+    assert_eq!(
+        safety::check(&m_new, &rs_new),
+        Ok(()),
+        "the symbolic check misses it"
+    );
+    // The daemon without CAP_SYS_ADMIN in any set; root's exec cannot get it back from the
+    // bounding set.
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin"])
+        .arg(env!("CARGO_BIN_EXE_edge-fw"))
+        .args(["--config", &path.to_string_lossy(), "--log-format", "text"]);
+    let mut daemon = host.spawn("edge-fw", cmd);
+    assert!(
+        wait_for(Duration::from_secs(10), || converged(host, &rs_old)).is_some(),
+        "the daemon applied the ruleset (running: {})",
+        daemon.is_running()
+    );
+    let pid = fw_status(&path).pid;
+    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
+        let caps = proc_status
+            .lines()
+            .find_map(|l| l.strip_prefix(set))
+            .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+            .expect("capability set");
+        assert_eq!(caps & (1 << 21), 0, "edge-fw has CAP_SYS_ADMIN in {set}");
+    }
+    let before = host.run(|| Live::read().expect("read"));
+
+    // 1. Nobody confirms: the previous table comes back when the window ends.
+    std::fs::write(&path, &new_text).expect("write config");
+    let (ok, reply) = edgectl(&path, &["fw", "apply", "--confirm", "3s"]);
+    let replied = std::time::Instant::now();
+    assert!(ok, "{reply}");
+    let rolled_back = wait_for(Duration::from_secs(15), || {
+        applies(host, "rolled_back") == 1
+    });
+    assert!(
+        rolled_back.is_some(),
+        "the unconfirmed apply was not rolled back (confirmed: {}); reply: {reply}",
+        applies(host, "confirmed")
+    );
+    assert!(
+        replied.elapsed() >= Duration::from_secs(3),
+        "rolled back before the window ended"
+    );
+    assert_eq!(applies(host, "confirmed"), 0);
+    let after = host.run(|| Live::read().expect("read"));
+    assert_eq!(before.edge, after.edge, "inet edge restored byte for byte");
+    assert_eq!(before.state, after.state, "inet edge_state restored");
+    assert!(
+        reply.contains("cannot create a private network namespace for the replica: Operation not permitted")
+            && reply.contains("edge-fw has no CAP_SYS_ADMIN")
+            && reply.contains("this apply does not confirm itself: run `edgectl fw confirm` within 3s, else the previous ruleset comes back"),
+        "the reply does not say the apply waits for a human: {reply}"
+    );
+    let st = fw_status(&path);
+    assert_eq!(st.detail["pending_confirm"], false, "{:?}", st.detail);
+    let last = st
+        .recent_errors
+        .last()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    assert!(
+        last.starts_with("confirm-apply rolled back: replica probe not run")
+            && last.contains("none came within 3s"),
+        "status: {last}"
+    );
+    assert!(
+        converged(host, &rs_old),
+        "the desired state is the previous ruleset again"
+    );
+
+    // 2. The admin confirms: the new ruleset stays.
+    let (ok, reply) = edgectl(&path, &["fw", "apply", "--confirm", "60s"]);
+    assert!(ok && reply.contains("does not confirm itself"), "{reply}");
+    assert!(
+        wait_for(Duration::from_secs(10), || converged(host, &rs_new)).is_some(),
+        "the new ruleset went live"
+    );
+    assert_eq!(fw_status(&path).detail["pending_confirm"], true);
+    assert_eq!(applies(host, "confirmed"), 0, "confirmed by itself");
+    let (ok, reply) = edgectl(&path, &["fw", "confirm"]);
+    assert!(ok && reply.trim() == "confirmed", "{reply}");
+    assert!(
+        wait_for(Duration::from_secs(5), || applies(host, "confirmed") == 1).is_some(),
+        "the confirm was not counted"
+    );
+    assert_eq!(fw_status(&path).detail["pending_confirm"], false);
+    assert!(converged(host, &rs_new), "the confirmed ruleset stays");
+    let out = daemon.stop().expect("daemon output");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains(
+                "this apply does not confirm itself: run `edgectl fw confirm` within 3s"
+            )),
+        "no warning logged:\n{log}"
+    );
 }

@@ -115,6 +115,45 @@ pub fn parse(path: &Path, text: &str) -> edge_config::Config {
     }
 }
 
+/// `text` with SSH limited to the WireGuard interface (`interfaces = ["wg0"]`): the admin LAN
+/// arrives on enp4s0f1 (never named in [fw]), so its SSH is dropped, while the symbolic
+/// check finds wg0 admitting the admin network and passes. Only the replica sees it.
+pub fn wg0_only_ssh(text: &str) -> String {
+    let t = text.replacen(
+        "from = [\"admin\", \"wireguard\"]\n",
+        "from = [\"admin\", \"wireguard\"]\ninterfaces = [\"wg0\"]\n",
+        1,
+    );
+    assert_ne!(t, text, "the SSH rule of the config was not found");
+    t
+}
+
+/// Leaves the calling thread, and the threads and processes it starts, without
+/// CAP_SYS_ADMIN, as the shipped unit leaves edge-fw: it is dropped from the bounding,
+/// inheritable, effective and permitted sets (so neither the thread nor a program it runs,
+/// root or not, gets it back). Asserts that `unshare(CLONE_NEWNET)` then fails with EPERM,
+/// tried on a thread of its own so that a success would move no test thread.
+pub fn drop_cap_sys_admin() {
+    use caps::{CapSet, Capability};
+    for set in [
+        CapSet::Bounding,
+        CapSet::Inheritable,
+        CapSet::Effective,
+        CapSet::Permitted,
+    ] {
+        caps::drop(None, set, Capability::CAP_SYS_ADMIN)
+            .unwrap_or_else(|e| panic!("drop CAP_SYS_ADMIN from {set:?}: {e}"));
+    }
+    let unshare = std::thread::spawn(|| nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET))
+        .join()
+        .expect("unshare thread");
+    assert_eq!(
+        unshare,
+        Err(nix::errno::Errno::EPERM),
+        "without CAP_SYS_ADMIN, creating a network namespace must fail with EPERM"
+    );
+}
+
 /// Model and ruleset of a config, with optional interface addresses.
 pub fn build(cfg: &edge_config::Config, addrs: BTreeMap<String, Vec<IpAddr>>) -> (Model, Ruleset) {
     let m = Model::from_config(cfg, addrs).expect("model");
