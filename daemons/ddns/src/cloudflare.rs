@@ -3,6 +3,8 @@
 //!
 //! Every answer's envelope (`success`, `errors[]`) is checked whatever the HTTP status. A
 //! 429 waits for `Retry-After`; the `Ratelimit` header slows down before the limit is hit;
+//! both set one pause (never longer than [`MAX_RATE_WAIT`], whatever a header says) that a
+//! [`PauseHook`] may persist, so that a restarted daemon keeps waiting;
 //! 5xx, timeouts and unreadable answers are retried with jittered exponential backoff (not
 //! for POST, which is re-planned from a fresh listing by the next sync instead); and every
 //! request counts against a local budget far below Cloudflare's 1,200 per 5 minutes. The
@@ -11,9 +13,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use edge_config::SecretString;
 use edge_metrics::ddns::{ApiLabels, Metrics};
@@ -21,7 +23,6 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Mutex;
 use url::Url;
 
 use crate::model::Observed;
@@ -32,7 +33,7 @@ const MAX_BODY: usize = 4 << 20;
 /// Page size of record listings.
 const RECORDS_PER_PAGE: u32 = 100;
 /// Longest wait honoured for a `Retry-After` or an exhausted `Ratelimit` window.
-const MAX_RATE_WAIT: Duration = Duration::from_secs(300);
+pub const MAX_RATE_WAIT: Duration = Duration::from_secs(300);
 
 /// One item of the envelope's `errors[]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -245,10 +246,33 @@ impl ClientOptions {
     }
 }
 
+/// Called with the wall-clock end of a new or longer rate-limit pause (to persist it).
+pub type PauseHook = Arc<dyn Fn(SystemTime) + Send + Sync>;
+
+/// The local budget and the rate-limit pause. Never locked across an `.await`.
 #[derive(Debug, Default)]
 struct Pace {
     sent: VecDeque<Instant>,
-    pause_until: Option<Instant>,
+    /// When requests may resume, monotonic and wall-clock.
+    pause_until: Option<(Instant, SystemTime)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The pause `wait` from now, clamped to [`MAX_RATE_WAIT`]: a header's number (up to
+/// `u64::MAX` seconds) never overflows an `Instant` or a `SystemTime`.
+fn pause_from_now(wait: Duration) -> (Instant, SystemTime) {
+    pause_after(Instant::now(), SystemTime::now(), wait)
+}
+
+fn pause_after(now: Instant, wall: SystemTime, wait: Duration) -> (Instant, SystemTime) {
+    let wait = wait.min(MAX_RATE_WAIT);
+    (
+        now.checked_add(wait).unwrap_or(now),
+        wall.checked_add(wait).unwrap_or(wall),
+    )
 }
 
 /// A zone as `GET /zones` returns it.
@@ -301,6 +325,7 @@ pub struct Client {
     auth: HeaderValue,
     opts: ClientOptions,
     pace: Arc<Mutex<Pace>>,
+    pause_hook: Option<PauseHook>,
     zones: Arc<Mutex<HashMap<String, String>>>,
     metrics: Metrics,
     sent: Arc<AtomicU64>,
@@ -349,6 +374,12 @@ pub fn parse_ratelimit(v: &str) -> Option<(u64, u64)> {
     Some((r?, t.unwrap_or(0)))
 }
 
+/// The pause a `Ratelimit` header asks for: none while more than 2 requests are left in the
+/// window, else until it resets — at least 1 s, at most [`MAX_RATE_WAIT`] whatever `t=` says.
+pub fn ratelimit_pause(remaining: u64, reset: u64) -> Option<Duration> {
+    (remaining <= 2).then(|| Duration::from_secs(reset.clamp(1, MAX_RATE_WAIT.as_secs())))
+}
+
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
     let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
     v.parse::<u64>().ok().map(Duration::from_secs)
@@ -391,6 +422,7 @@ impl Client {
             auth,
             opts,
             pace: Arc::new(Mutex::new(Pace::default())),
+            pause_hook: None,
             zones: Arc::new(Mutex::new(HashMap::new())),
             metrics,
             sent: Arc::new(AtomicU64::new(0)),
@@ -408,20 +440,85 @@ impl Client {
         u
     }
 
-    /// Waits for a rate-limit pause and takes one slot of the local budget.
-    async fn take_slot(&self) -> Result<(), ApiError> {
-        let mut pace = self.pace.lock().await;
-        if let Some(until) = pace.pause_until.take() {
-            let now = Instant::now();
-            if until > now {
-                let wait = (until - now).min(MAX_RATE_WAIT);
-                tracing::info!(
-                    wait_ms = wait.as_millis() as u64,
-                    "waiting for Cloudflare's rate limit window"
-                );
-                tokio::time::sleep(wait).await;
+    /// Calls `hook` whenever a rate-limit pause is set or lengthened.
+    pub fn set_pause_hook(&mut self, hook: PauseHook) {
+        self.pause_hook = Some(hook);
+    }
+
+    /// Shares the budget and the pause of `other` (a reload must not forget either).
+    pub fn share_pace(&mut self, other: &Client) {
+        self.pace = other.pace.clone();
+    }
+
+    /// Pauses requests until `until` (wall clock, e.g. read back from the state file),
+    /// never longer than [`MAX_RATE_WAIT`] from now; a time in the past does nothing.
+    pub fn resume_pause(&self, until: SystemTime) {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        if let Ok(wait) = until.duration_since(wall)
+            && !wait.is_zero()
+        {
+            // Unclamped, the wall-clock end is `until` itself (status shows the same second).
+            let p = pause_after(now, wall, wait);
+            let mut pace = lock(&self.pace);
+            if pace.pause_until.is_none_or(|(i, _)| i < p.0) {
+                pace.pause_until = Some(p);
             }
         }
+    }
+
+    /// The wall-clock end of the current rate-limit pause, if one is in force.
+    pub fn paused_until(&self) -> Option<SystemTime> {
+        lock(&self.pace)
+            .pause_until
+            .filter(|(i, _)| *i > Instant::now())
+            .map(|(_, w)| w)
+    }
+
+    /// Pauses every request for `wait` (clamped to [`MAX_RATE_WAIT`]) unless a longer
+    /// pause is already in force; a new or longer pause goes to the hook.
+    fn pause_for(&self, wait: Duration) {
+        let p = pause_from_now(wait);
+        let lengthened = {
+            let mut pace = lock(&self.pace);
+            if pace.pause_until.is_none_or(|(i, _)| i < p.0) {
+                pace.pause_until = Some(p);
+                true
+            } else {
+                false
+            }
+        };
+        if lengthened && let Some(hook) = &self.pause_hook {
+            hook(p.1);
+        }
+    }
+
+    /// Waits for a rate-limit pause and takes one slot of the local budget.
+    async fn take_slot(&self) -> Result<(), ApiError> {
+        loop {
+            let wait = {
+                let mut pace = lock(&self.pace);
+                let now = Instant::now();
+                match pace.pause_until {
+                    Some((until, _)) if until > now => Some(until - now),
+                    Some(_) => {
+                        pace.pause_until = None;
+                        None
+                    }
+                    None => None,
+                }
+            };
+            let Some(wait) = wait else {
+                break;
+            };
+            // The lock is not held while waiting: `status` can read the pause meanwhile.
+            let wait = wait.min(MAX_RATE_WAIT);
+            tracing::info!(
+                wait_ms = wait.as_millis() as u64,
+                "waiting for Cloudflare's rate limit window"
+            );
+            tokio::time::sleep(wait).await;
+        }
+        let mut pace = lock(&self.pace);
         let now = Instant::now();
         while pace
             .sent
@@ -441,7 +538,7 @@ impl Client {
         Ok(())
     }
 
-    async fn note_headers(&self, h: &HeaderMap) {
+    fn note_headers(&self, h: &HeaderMap) {
         let Some((remaining, reset)) = h
             .get("ratelimit")
             .and_then(|v| v.to_str().ok())
@@ -453,10 +550,9 @@ impl Client {
             .ratelimit_remaining
             .set(i64::try_from(remaining).unwrap_or(i64::MAX));
         // Slow down before Cloudflare blocks the token for five minutes: when the window is
-        // nearly spent, wait for it to reset.
-        if remaining <= 2 {
-            let mut pace = self.pace.lock().await;
-            pace.pause_until = Some(Instant::now() + Duration::from_secs(reset.max(1)));
+        // nearly spent, wait for it to reset (at most MAX_RATE_WAIT, whatever `t=` says).
+        if let Some(wait) = ratelimit_pause(remaining, reset) {
+            self.pause_for(wait);
         }
     }
 
@@ -519,7 +615,7 @@ impl Client {
             let status = resp.status();
             self.count(&method, Some(status));
             let headers = resp.headers().clone();
-            self.note_headers(&headers).await;
+            self.note_headers(&headers);
             if status == StatusCode::TOO_MANY_REQUESTS {
                 limited += 1;
                 if limited >= self.opts.retry.rate_limit_attempts {
@@ -533,7 +629,9 @@ impl Client {
                     .unwrap_or_else(|| self.opts.retry.delay(limited))
                     .min(MAX_RATE_WAIT);
                 tracing::warn!(%method, path = %shown, wait_s = wait.as_secs_f64(), "rate limited by Cloudflare (429); waiting for Retry-After");
-                tokio::time::sleep(wait).await;
+                // The next attempt waits in take_slot, like every other request: the pause is
+                // one, visible in `status` and persisted through the hook.
+                self.pause_for(wait);
                 continue;
             }
             let bytes = match read_limited(resp).await {
@@ -592,7 +690,7 @@ impl Client {
             .map(|i| labels[i..].join("."))
             .collect();
         {
-            let cache = self.zones.lock().await;
+            let cache = lock(&self.zones);
             if let Some(id) = candidates.iter().find_map(|c| cache.get(c)) {
                 return Ok(id.clone());
             }
@@ -615,10 +713,7 @@ impl Client {
                 if z.status.as_deref().is_some_and(|s| s != "active") {
                     tracing::warn!(zone = %z.name, status = ?z.status, "zone is not active");
                 }
-                self.zones
-                    .lock()
-                    .await
-                    .insert(z.name.to_ascii_lowercase(), z.id.clone());
+                lock(&self.zones).insert(z.name.to_ascii_lowercase(), z.id.clone());
                 return Ok(z.id);
             }
         }
@@ -629,16 +724,13 @@ impl Client {
     }
 
     /// Remembers a zone id (from the state file or the configuration).
-    pub async fn remember_zone(&self, zone_name: &str, id: &str) {
-        self.zones
-            .lock()
-            .await
-            .insert(zone_name.to_ascii_lowercase(), id.to_owned());
+    pub fn remember_zone(&self, zone_name: &str, id: &str) {
+        lock(&self.zones).insert(zone_name.to_ascii_lowercase(), id.to_owned());
     }
 
     /// The zone names and ids learnt so far.
-    pub async fn known_zones(&self) -> HashMap<String, String> {
-        self.zones.lock().await.clone()
+    pub fn known_zones(&self) -> HashMap<String, String> {
+        lock(&self.zones).clone()
     }
 
     /// Lists the records of `zone` with this name and type, following every page.
@@ -750,6 +842,69 @@ mod tests {
         assert_eq!(parse_ratelimit("\"default\";r=50;t=30"), Some((50, 30)));
         assert_eq!(parse_ratelimit("\"default\";r=0;t=7"), Some((0, 7)));
         assert_eq!(parse_ratelimit("\"default\";t=7"), None);
+    }
+
+    fn loopback_client() -> Client {
+        Client::new(
+            ClientOptions::new(Url::parse("http://127.0.0.1:9/client/v4").unwrap()),
+            &SecretString::new("t0k3n-value".to_owned()),
+            Metrics::default(),
+        )
+        .unwrap()
+    }
+
+    /// L3: `t=` is the server's number; `u64::MAX` seconds overflowed `Instant + Duration`
+    /// and the panic killed the current-thread daemon. It goes through the client's own path
+    /// (`note_headers`, as after every answer) and becomes a pause of at most MAX_RATE_WAIT.
+    #[test]
+    fn a_huge_ratelimit_reset_is_clamped_and_never_panics() {
+        let c = loopback_client();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let mut c2 = c.clone();
+        c2.set_pause_hook(Arc::new(move |t| lock(&s).push(t)));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "ratelimit",
+            HeaderValue::from_static("\"default\";r=0;t=18446744073709551615"),
+        );
+        let before = SystemTime::now();
+        c2.note_headers(&h);
+        let until = c
+            .paused_until()
+            .expect("a spent window pauses the shared pace");
+        let d = until.duration_since(before).unwrap();
+        assert!(
+            d <= MAX_RATE_WAIT + Duration::from_secs(1)
+                && d + Duration::from_secs(1) >= MAX_RATE_WAIT,
+            "{d:?}"
+        );
+        assert_eq!(*lock(&seen), vec![until], "the hook is told the pause once");
+        // A shorter pause does not shorten it, nor call the hook again.
+        h.insert("ratelimit", HeaderValue::from_static("\"default\";r=1;t=5"));
+        c2.note_headers(&h);
+        assert_eq!(c.paused_until(), Some(until));
+        assert_eq!(lock(&seen).len(), 1);
+        // Plenty left: no pause.
+        assert_eq!(ratelimit_pause(3, u64::MAX), None);
+        assert_eq!(ratelimit_pause(0, 0), Some(Duration::from_secs(1)));
+        assert_eq!(ratelimit_pause(2, u64::MAX), Some(MAX_RATE_WAIT));
+    }
+
+    #[test]
+    fn a_persisted_pause_resumes_clamped_and_a_past_one_is_ignored() {
+        let c = loopback_client();
+        c.resume_pause(SystemTime::now() - Duration::from_secs(5));
+        assert_eq!(c.paused_until(), None);
+        // A wall clock far ahead (a corrupt file, a clock set back) waits MAX_RATE_WAIT at most.
+        c.resume_pause(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::MAX / 4));
+        let d = c
+            .paused_until()
+            .unwrap()
+            .duration_since(SystemTime::now())
+            .unwrap();
+        assert!(d <= MAX_RATE_WAIT, "{d:?}");
+        assert!(d + Duration::from_secs(2) >= MAX_RATE_WAIT, "{d:?}");
     }
 
     #[test]

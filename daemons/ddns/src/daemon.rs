@@ -1,21 +1,32 @@
 //! I/O: the event loop — a sync at startup, on the cron schedule, on SIGHUP (reload), on
 //! `edgectl ddns sync`, and (debounced) on address/link events of the WAN interface; plus
 //! `edgectl ddns plan`/`status`. Also `edge-ddns --once`.
+//!
+//! A sync or plan is a job that owns the [`Syncer`] and is polled beside [`Shell::next`]:
+//! one job at a time; triggers during a job fold into one queued sync, plans wait, a reload
+//! applies when the job finishes, `status` answers at once from what the last job left,
+//! and SIGTERM drops the job.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use edge_config::ddns::Ddns;
 use edge_config::{Config, LoadOptions, LogFormat, Role};
-use edge_ipc::ddns::{RecordStatus, Status, SyncReport};
+use edge_ipc::ddns::{InProgress, RecordStatus, Status, SyncReport};
 use edge_ipc::proto::{ErrorCode, Request, Response};
-use edge_ipc::shell::{CommonArgs, Event, Shell, idle};
+use edge_ipc::shell::{CommonArgs, Event, Responder, Shell, idle};
 use edge_metrics::ddns::Metrics;
 use tokio::sync::mpsc;
 
+use crate::cloudflare::Client;
 use crate::detect::error_chain;
-use crate::sync::{Syncer, family_status, render_report};
+use crate::quorum::Verdict;
+use crate::state::State;
+use crate::sync::{Syncer, family_status, rate_limited_until, render_report};
 
 /// Why a sync was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +73,69 @@ fn next_fire(schedule: &cron::Schedule) -> Option<(Instant, u64)> {
     ))
 }
 
+/// A job on the syncer: the loop runs one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    /// A sync (writes).
+    Sync(Trigger),
+    /// A dry run for `edgectl ddns plan`.
+    Plan,
+}
+
+/// A job's future owns the syncer and hands it back with the report.
+type JobFuture = Pin<Box<dyn Future<Output = (Syncer, SyncReport)>>>;
+
+/// The job in progress, polled by the loop beside [`Shell::next`].
+struct Running {
+    job: Job,
+    started: Instant,
+    started_at: u64,
+    /// `sync`/`plan` requests answered when it finishes.
+    waiters: Vec<Responder>,
+    fut: JobFuture,
+}
+
+/// A sync requested while the syncer is busy: every trigger meanwhile folds into it.
+#[derive(Debug)]
+struct Queued {
+    trigger: Trigger,
+    waiters: Vec<Responder>,
+}
+
+/// What the last job (or reload) left, to answer `status` while the syncer is busy.
+#[derive(Debug)]
+struct Snapshot {
+    cfg: Ddns,
+    state: State,
+    verdicts: Vec<Verdict>,
+    last_success: Option<u64>,
+    /// Shares the syncer's pace: the live rate-limit pause.
+    client: Client,
+}
+
+impl Snapshot {
+    fn of(s: &Syncer) -> Snapshot {
+        Snapshot {
+            cfg: s.config().clone(),
+            state: s.state().clone(),
+            verdicts: s.last_verdicts().to_vec(),
+            last_success: s.last_success(),
+            client: s.client().clone(),
+        }
+    }
+}
+
 struct Loop {
-    syncer: Syncer,
+    /// `None` while a job runs (the job owns it).
+    syncer: Option<Syncer>,
+    snap: Snapshot,
+    running: Option<Running>,
+    queued_sync: Option<Queued>,
+    queued_plans: Vec<Responder>,
+    /// A reload that arrived during a job, applied when it finishes.
+    pending_reload: Option<Arc<Config>>,
+    /// The last job was a sync: a waiting plan goes next (neither kind starves the other).
+    last_was_sync: bool,
     schedule: Option<cron::Schedule>,
     next: Option<(Instant, u64)>,
     watch: Option<mpsc::Receiver<()>>,
@@ -74,7 +146,13 @@ impl Loop {
     fn new(config: &Config, metrics: Metrics) -> anyhow::Result<Loop> {
         let syncer = Syncer::new(config, metrics)?;
         let mut l = Loop {
-            syncer,
+            snap: Snapshot::of(&syncer),
+            syncer: Some(syncer),
+            running: None,
+            queued_sync: None,
+            queued_plans: Vec::new(),
+            pending_reload: None,
+            last_was_sync: false,
             schedule: None,
             next: None,
             watch: None,
@@ -84,9 +162,9 @@ impl Loop {
         Ok(l)
     }
 
-    /// (Re)reads schedule, debounce and the WAN watch from the syncer's configuration.
+    /// (Re)reads schedule, debounce and the WAN watch from the configuration in force.
     fn configure(&mut self) {
-        let cfg = self.syncer.config();
+        let cfg = &self.snap.cfg;
         self.schedule = match cron::Schedule::from_str(&cfg.schedule) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -111,55 +189,192 @@ impl Loop {
         });
     }
 
-    async fn sync(&mut self, shell: &mut Shell, trigger: Trigger) -> SyncReport {
-        let started = Instant::now();
-        let report = self.syncer.run(now_unix(), false, false).await;
-        let summary = format!(
-            "{}: {} record(s), {} write(s), {} API request(s)",
-            trigger.as_str(),
-            report.records.len(),
-            report.writes,
-            report.api_requests
-        );
-        if report.ok {
-            tracing::debug!(
-                trigger = trigger.as_str(),
-                writes = report.writes,
-                api_requests = report.api_requests,
-                "sync done"
-            );
-            shell.record_run(true, summary.clone(), started.elapsed());
-            shell.mark_ready(&summary);
-        } else {
-            let failed: Vec<&str> = report
-                .records
-                .iter()
-                .filter(|r| !matches!(r.outcome.as_str(), "unchanged" | "created" | "patched"))
-                .map(|r| r.detail.as_str())
-                .collect();
-            shell.record_run(
-                false,
-                format!("{summary}; not converged: {}", failed.join("; ")),
-                started.elapsed(),
-            );
+    /// Asks for a sync; during a job it is queued, and every further request folds into
+    /// that one queued sync (run once, right after). `waiter` is answered when it finishes.
+    fn request_sync(&mut self, trigger: Trigger, waiter: Option<Responder>) {
+        match &mut self.queued_sync {
+            Some(q) => {
+                tracing::debug!(
+                    trigger = trigger.as_str(),
+                    queued = q.trigger.as_str(),
+                    "sync already queued; coalesced"
+                );
+                q.waiters.extend(waiter);
+            }
+            None => {
+                if let Some(r) = &self.running {
+                    tracing::debug!(
+                        trigger = trigger.as_str(),
+                        running = job_name(r.job),
+                        "a job is in progress; the sync runs after it"
+                    );
+                }
+                self.queued_sync = Some(Queued {
+                    trigger,
+                    waiters: waiter.into_iter().collect(),
+                });
+            }
         }
-        report
+        self.start_next();
     }
 
+    /// Asks for a plan; during a job it waits (a plan shares the syncer's state and pace).
+    fn request_plan(&mut self, waiter: Responder) {
+        self.queued_plans.push(waiter);
+        self.start_next();
+    }
+
+    /// Starts the next queued job unless one runs.
+    fn start_next(&mut self) {
+        if self.running.is_some() {
+            return;
+        }
+        let Some(mut syncer) = self.syncer.take() else {
+            return;
+        };
+        let plan_next =
+            !self.queued_plans.is_empty() && (self.last_was_sync || self.queued_sync.is_none());
+        let (job, waiters) = if plan_next {
+            (Job::Plan, std::mem::take(&mut self.queued_plans))
+        } else if let Some(q) = self.queued_sync.take() {
+            (Job::Sync(q.trigger), q.waiters)
+        } else {
+            self.syncer = Some(syncer);
+            return;
+        };
+        let now = now_unix();
+        let dry = job == Job::Plan;
+        let fut: JobFuture = Box::pin(async move {
+            let report = syncer.run(now, dry, dry).await;
+            (syncer, report)
+        });
+        self.running = Some(Running {
+            job,
+            started: Instant::now(),
+            started_at: now,
+            waiters,
+            fut,
+        });
+    }
+
+    /// Takes the syncer back from a finished job, answers its waiters, applies a reload
+    /// that waited for it and starts what is queued.
+    fn finish(&mut self, shell: &mut Shell, syncer: Syncer, report: SyncReport) {
+        let Some(r) = self.running.take() else {
+            self.syncer = Some(syncer);
+            return;
+        };
+        self.snap = Snapshot::of(&syncer);
+        self.syncer = Some(syncer);
+        match r.job {
+            Job::Sync(trigger) => {
+                self.last_was_sync = true;
+                record(shell, trigger, &report, r.started.elapsed());
+                for w in r.waiters {
+                    if report.ok {
+                        w.send(done(&report));
+                    } else {
+                        w.send(Response::Error {
+                            code: ErrorCode::Failed,
+                            message: render_report(&report),
+                        });
+                    }
+                }
+            }
+            Job::Plan => {
+                self.last_was_sync = false;
+                for w in r.waiters {
+                    w.send(done(&report));
+                }
+            }
+        }
+        if let Some(cfg) = self.pending_reload.take() {
+            self.apply_reload(shell, &cfg);
+        }
+        self.start_next();
+    }
+
+    /// A new configuration: applied now, or after the job in progress (see docs/ddns.md:
+    /// a job is never cancelled — it may be between a write and saving the state, and it
+    /// holds the rate-limit pace that the next one must honour).
+    fn reload(&mut self, shell: &mut Shell, cfg: Arc<Config>) {
+        if cfg.ddns.is_none() {
+            tracing::warn!(
+                "the [ddns] section was removed; keeping the previous one until restart"
+            );
+            return;
+        }
+        if let Some(r) = &self.running {
+            tracing::info!(
+                running = job_name(r.job),
+                "the new configuration applies when the job in progress finishes"
+            );
+            self.pending_reload = Some(cfg);
+            return;
+        }
+        self.apply_reload(shell, &cfg);
+        self.start_next();
+    }
+
+    fn apply_reload(&mut self, shell: &mut Shell, cfg: &Config) {
+        let Some(syncer) = self.syncer.as_mut() else {
+            return;
+        };
+        match syncer.reconfigure(cfg) {
+            Ok(()) => {
+                self.snap = Snapshot::of(syncer);
+                self.configure();
+                self.request_sync(Trigger::Reload, None);
+            }
+            Err(e) => {
+                let msg = format!("reload not applied: {}", error_chain(&e));
+                tracing::error!("{msg}");
+                shell.push_error(msg);
+            }
+        }
+    }
+
+    /// Answers every waiting request on shutdown (the job in progress is dropped); returns
+    /// how many were answered.
+    fn abandon(&mut self) -> usize {
+        let waiters = self
+            .running
+            .take()
+            .map(|r| r.waiters)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(
+                self.queued_sync
+                    .take()
+                    .map(|q| q.waiters)
+                    .unwrap_or_default(),
+            )
+            .chain(std::mem::take(&mut self.queued_plans));
+        let mut n = 0;
+        for w in waiters {
+            w.send(Response::Error {
+                code: ErrorCode::Failed,
+                message: "edge-ddns is stopping; the sync did not finish".to_owned(),
+            });
+            n += 1;
+        }
+        n
+    }
+
+    /// Answers at once, from what the last job left, while another may run.
     fn status(&self, shell: &Shell) -> Response {
         let mut st = shell.base_status();
-        let state = self.syncer.state();
-        let current: Vec<_> = self
-            .syncer
-            .last_verdicts()
+        let snap = &self.snap;
+        let current: Vec<_> = snap
+            .verdicts
             .iter()
             .map(|v| (v.family, v.address))
             .collect();
-        let records = crate::model::Desired::from_config(self.syncer.config())
+        let records = crate::model::Desired::from_config(&snap.cfg)
             .into_iter()
             .map(|d| {
                 let key = d.key();
-                let p = state.records.get(&key);
+                let p = snap.state.records.get(&key);
                 let detected = current
                     .iter()
                     .find(|(f, _)| *f == d.kind.family())
@@ -178,24 +393,62 @@ impl Loop {
             })
             .collect();
         let detail = Status {
-            families: self
-                .syncer
-                .last_verdicts()
-                .iter()
-                .map(family_status)
-                .collect(),
+            families: snap.verdicts.iter().map(family_status).collect(),
             records,
             next_run: self.next.map(|(_, t)| t),
-            last_success: self.syncer.last_success(),
-            wan_interface: self
-                .syncer
-                .config()
-                .wan_interface
-                .as_ref()
-                .map(ToString::to_string),
+            last_success: snap.last_success,
+            wan_interface: snap.cfg.wan_interface.as_ref().map(ToString::to_string),
+            in_progress: self.running.as_ref().map(|r| InProgress {
+                trigger: job_name(r.job).to_owned(),
+                started_at: r.started_at,
+                sync_queued: self.queued_sync.is_some(),
+                plans_queued: u32::try_from(self.queued_plans.len()).unwrap_or(u32::MAX),
+                reload_pending: self.pending_reload.is_some(),
+            }),
+            rate_limited_until: rate_limited_until(&snap.client),
         };
         st.detail = serde_json::to_value(detail).unwrap_or_default();
         Response::Status(Box::new(st))
+    }
+}
+
+fn job_name(job: Job) -> &'static str {
+    match job {
+        Job::Sync(t) => t.as_str(),
+        Job::Plan => "plan",
+    }
+}
+
+/// Records a finished sync in the shell (`status`, READY=1 after the first success).
+fn record(shell: &mut Shell, trigger: Trigger, report: &SyncReport, took: Duration) {
+    let summary = format!(
+        "{}: {} record(s), {} write(s), {} API request(s)",
+        trigger.as_str(),
+        report.records.len(),
+        report.writes,
+        report.api_requests
+    );
+    if report.ok {
+        tracing::debug!(
+            trigger = trigger.as_str(),
+            writes = report.writes,
+            api_requests = report.api_requests,
+            "sync done"
+        );
+        shell.record_run(true, summary.clone(), took);
+        shell.mark_ready(&summary);
+    } else {
+        let failed: Vec<&str> = report
+            .records
+            .iter()
+            .filter(|r| !matches!(r.outcome.as_str(), "unchanged" | "created" | "patched"))
+            .map(|r| r.detail.as_str())
+            .collect();
+        shell.record_run(
+            false,
+            format!("{summary}; not converged: {}", failed.join("; ")),
+            took,
+        );
     }
 }
 
@@ -213,6 +466,14 @@ async fn recv(rx: &mut Option<mpsc::Receiver<()>>) -> Option<()> {
     }
 }
 
+/// The job in progress (never completes while there is none).
+async fn job_done(r: &mut Option<Running>) -> (Syncer, SyncReport) {
+    match r {
+        Some(r) => r.fut.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn done(report: &SyncReport) -> Response {
     Response::Done {
         message: render_report(report),
@@ -220,7 +481,9 @@ fn done(report: &SyncReport) -> Response {
     }
 }
 
-/// Runs the daemon until SIGTERM.
+/// Runs the daemon until SIGTERM. Syncs run as a job polled beside [`Shell::next`], so the
+/// watchdog is fed, `status` answers and SIGTERM stops at once even while a sync waits
+/// (a rate-limit pause, retries).
 pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     if shell.config().ddns.is_none() {
         return idle(shell, "no [ddns] section in the configuration").await;
@@ -229,47 +492,22 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     let config: Arc<Config> = shell.config().clone();
     let mut l = Loop::new(&config, metrics)?;
     let mut debounce_at: Option<Instant> = None;
-    l.sync(&mut shell, Trigger::Startup).await;
+    l.request_sync(Trigger::Startup, None);
     loop {
         let cron_at = l.next.map(|(i, _)| i);
         tokio::select! {
+            (syncer, report) = job_done(&mut l.running) => l.finish(&mut shell, syncer, report),
             ev = shell.next() => match ev {
                 Event::Shutdown => break,
-                Event::Reloaded(cfg) => {
-                    if cfg.ddns.is_none() {
-                        tracing::warn!("the [ddns] section was removed; keeping the previous one until restart");
-                        continue;
-                    }
-                    match l.syncer.reconfigure(&cfg) {
-                        Ok(()) => {
-                            l.configure();
-                            l.sync(&mut shell, Trigger::Reload).await;
-                        }
-                        Err(e) => {
-                            let msg = format!("reload not applied: {}", error_chain(&e));
-                            tracing::error!("{msg}");
-                            shell.push_error(msg);
-                        }
-                    }
-                }
+                Event::Reloaded(cfg) => l.reload(&mut shell, cfg),
                 Event::Request(Request::Status, r) => r.send(l.status(&shell)),
-                Event::Request(Request::Plan, r) => {
-                    let report = l.syncer.run(now_unix(), true, true).await;
-                    r.send(done(&report));
-                }
-                Event::Request(Request::Apply { .. }, r) => {
-                    let report = l.sync(&mut shell, Trigger::Manual).await;
-                    if report.ok {
-                        r.send(done(&report));
-                    } else {
-                        r.send(Response::Error { code: ErrorCode::Failed, message: render_report(&report) });
-                    }
-                }
+                Event::Request(Request::Plan, r) => l.request_plan(r),
+                Event::Request(Request::Apply { .. }, r) => l.request_sync(Trigger::Manual, Some(r)),
                 Event::Request(_, r) => r.unsupported(Role::Ddns),
             },
             _ = sleep_until(cron_at) => {
                 l.next = l.schedule.as_ref().and_then(next_fire);
-                l.sync(&mut shell, Trigger::Schedule).await;
+                l.request_sync(Trigger::Schedule, None);
             }
             Some(()) = recv(&mut l.watch) => {
                 // Restart the quiet period on every event: a PPPoE reconnect sends a burst.
@@ -278,9 +516,19 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
             _ = sleep_until(debounce_at) => {
                 debounce_at = None;
                 tracing::info!("WAN interface changed; syncing");
-                l.sync(&mut shell, Trigger::Netlink).await;
+                l.request_sync(Trigger::Netlink, None);
             }
         }
+    }
+    if let Some(r) = &l.running {
+        tracing::info!(
+            running = job_name(r.job),
+            "stopping during a job; it is dropped (the state file holds every finished write and any rate-limit pause)"
+        );
+    }
+    if l.abandon() > 0 {
+        // Let the control connections write those answers before the runtime goes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     shell.stop();
     Ok(())

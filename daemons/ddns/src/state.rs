@@ -1,6 +1,7 @@
 //! I/O: what was published, persisted in `<state_dir>/ddns/state.json` so that a restart costs no
 //! extra API call: zone ids, and per record its id, the address it holds and when that was
-//! last confirmed by the API. Written atomically (temporary file + rename).
+//! last confirmed by the API; and the end of a Cloudflare rate-limit pause, so that a restart
+//! within it keeps waiting. Written atomically (temporary file + rename).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -54,6 +55,10 @@ pub struct State {
     /// Record -> what it holds.
     #[serde(default)]
     pub records: BTreeMap<RecordKey, Published>,
+    /// Unix time (seconds, rounded up) before which no API request may be sent: the end of
+    /// the last rate-limit pause (`Retry-After`, or a spent `Ratelimit` window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited_until: Option<u64>,
 }
 
 impl Default for State {
@@ -62,6 +67,7 @@ impl Default for State {
             version: STATE_VERSION,
             zones: BTreeMap::new(),
             records: BTreeMap::new(),
+            rate_limited_until: None,
         }
     }
 }
@@ -113,6 +119,17 @@ pub fn save(file: &Path, state: &State) -> Result<(), StateError> {
     std::fs::rename(&tmp, file).map_err(err)
 }
 
+/// Writes the end of a rate-limit pause into the file, keeping everything else it holds (the
+/// pause must survive a restart before the sync that met it saves the whole state).
+pub fn save_pause(file: &Path, until: u64) -> Result<(), StateError> {
+    let mut s = load(file);
+    if s.rate_limited_until == Some(until) {
+        return Ok(());
+    }
+    s.rate_limited_until = Some(until);
+    save(file, &s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +158,30 @@ mod tests {
         assert_eq!(load(&p), s);
         std::fs::write(&p, "{not json").unwrap();
         assert_eq!(load(&p), State::default());
+    }
+
+    #[test]
+    fn the_pause_is_saved_beside_the_records_and_old_files_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path());
+        // A file written before the pause was persisted.
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(
+            &p,
+            r#"{"version":1,"zones":{"example.com":"zz"},"records":{}}"#,
+        )
+        .unwrap();
+        let old = load(&p);
+        assert_eq!(old.zones["example.com"], "zz");
+        assert_eq!(old.rate_limited_until, None);
+        save_pause(&p, 1_700_000_300).unwrap();
+        let s = load(&p);
+        assert_eq!(s.rate_limited_until, Some(1_700_000_300));
+        assert_eq!(s.zones, old.zones, "the rest of the file is kept");
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.contains("\"rate_limited_until\": 1700000300"),
+            "{text}"
+        );
     }
 }

@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edge_config::ddns::{Ddns, Family};
 use edge_config::{Config, SecretString};
@@ -70,6 +72,13 @@ fn family_name(f: Family) -> &'static str {
     }
 }
 
+/// Unix seconds of `t`, rounded up (a pause must not end early).
+fn unix_ceil(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+        .unwrap_or(0)
+}
+
 /// Renders a verdict for status and reports.
 pub fn family_status(v: &Verdict) -> FamilyStatus {
     FamilyStatus {
@@ -117,10 +126,27 @@ impl Syncer {
         opts.ca_file = cfg.ca_file.clone();
         opts.timeout = cfg.timeout;
         opts.retry = retry;
-        let client = Client::new(opts, token, metrics.clone()).map_err(SetupError::Client)?;
+        let mut client = Client::new(opts, token, metrics.clone()).map_err(SetupError::Client)?;
         let detector = Detector::new(&cfg, metrics.clone()).map_err(SetupError::Detector)?;
         let state_path = state::path(&config.global.state_dir);
         let state = state::load(&state_path);
+        // A pause that a previous process met (and maybe was stopped in) still holds.
+        if let Some(until) = state.rate_limited_until {
+            client.resume_pause(UNIX_EPOCH + Duration::from_secs(until));
+            if client.paused_until().is_some() {
+                tracing::info!(
+                    until,
+                    "rate limited by Cloudflare (persisted pause): no API request before it ends"
+                );
+            }
+        }
+        // Persist every new pause at once: a restart during the wait must keep waiting.
+        let path = state_path.clone();
+        client.set_pause_hook(Arc::new(move |until| {
+            if let Err(e) = state::save_pause(&path, unix_ceil(until)) {
+                tracing::error!("{}", error_chain(&e));
+            }
+        }));
         Ok(Syncer {
             desired: Desired::from_config(&cfg),
             cfg,
@@ -143,6 +169,8 @@ impl Syncer {
         next.last_verdicts = std::mem::take(&mut self.last_verdicts);
         next.last_addresses = std::mem::take(&mut self.last_addresses);
         next.last_success = self.last_success;
+        // The local budget and a rate-limit pause are Cloudflare's view of this host: kept.
+        next.client.share_pace(&self.client);
         *self = next;
         Ok(())
     }
@@ -165,6 +193,17 @@ impl Syncer {
     /// Unix time of the last fully successful sync.
     pub fn last_success(&self) -> Option<u64> {
         self.last_success
+    }
+
+    /// The API client (a clone shares its budget and rate-limit pause).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Unix time (rounded up) before which no API request is sent, while a rate-limit
+    /// pause is in force.
+    pub fn rate_limited_until(&self) -> Option<u64> {
+        rate_limited_until(&self.client)
     }
 
     /// API requests made so far by this syncer's client.
@@ -199,10 +238,10 @@ impl Syncer {
             return Ok(z.clone());
         }
         for (zname, id) in &self.state.zones {
-            self.client.remember_zone(zname, id).await;
+            self.client.remember_zone(zname, id);
         }
         let id = self.client.zone_id(name).await?;
-        for (zname, zid) in self.client.known_zones().await {
+        for (zname, zid) in self.client.known_zones() {
             self.state.zones.insert(zname, zid);
         }
         Ok(id)
@@ -253,6 +292,11 @@ impl Syncer {
                     .set(i64::from(in_sync));
             }
             outcomes.push(outcome);
+        }
+        let pause = self.rate_limited_until();
+        if self.state.rate_limited_until != pause {
+            self.state.rate_limited_until = pause;
+            state_changed = true;
         }
         if state_changed
             && !dry_run
@@ -494,6 +538,11 @@ impl Syncer {
             },
         }
     }
+}
+
+/// Unix time (rounded up) at which `client`'s rate-limit pause ends, while one is in force.
+pub fn rate_limited_until(client: &Client) -> Option<u64> {
+    client.paused_until().map(unix_ceil)
 }
 
 /// Renders a report for humans.

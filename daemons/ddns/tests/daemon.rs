@@ -10,12 +10,12 @@ mod common;
 use std::io::{Read as _, Write as _};
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use edge_config::Role;
 use edge_ipc::{Client, Request, Response};
-use edge_testkit::cloudflare::{CfOptions, CfServer, EchoKind, EchoServer};
+use edge_testkit::cloudflare::{CfOptions, CfServer, EchoKind, EchoServer, Fault, Logged};
 use edge_testkit::{Netns, in_new_netns, run_ok, wait_for};
 use hyper::Method;
 
@@ -39,6 +39,16 @@ impl Daemon {
 
     fn pid(&self) -> i32 {
         self.0.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// SIGTERM, then waits up to `within` for the exit; `None` if it is still running.
+    fn terminate_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let c = self.0.as_mut()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        poll(within, || c.try_wait().ok().flatten())
     }
 
     /// SIGTERM, wait, and return everything it printed.
@@ -138,12 +148,25 @@ fn the_daemon_reacts_to_wan_address_events_and_answers_edgectl() {
         );
         assert_eq!(lab.a_records()[0]["content"], IP1);
 
-        let client = Client::new(Role::Ddns, lab.dir.path().join("run/ddns.sock"));
+        let client = Client::new(
+            Role::Ddns,
+            edge_config::socket_path(&lab.dir.path().join("run"), Role::Ddns),
+        );
         block_on(async {
-            let Response::Status(st) = client.request(Request::Status).await.unwrap() else {
-                panic!("status expected")
-            };
-            assert!(st.ready);
+            // `status` answers at once, also during a sync: the record reached the API a
+            // moment before the startup sync finished, so wait for it to be done.
+            let mut ready = None;
+            for _ in 0..100 {
+                let Response::Status(st) = client.request(Request::Status).await.unwrap() else {
+                    panic!("status expected")
+                };
+                if st.ready {
+                    ready = Some(st);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let st = ready.expect("ready after the startup sync");
             let detail: edge_ipc::ddns::Status = serde_json::from_value(st.detail).unwrap();
             assert_eq!(detail.records[0].record, "A example.com");
             assert!(detail.records[0].in_sync, "{detail:?}");
@@ -336,4 +359,372 @@ family = "ipv4"
     assert!(!text.contains(TOKEN));
     drop(echoes);
     drop(cf);
+}
+
+/// The datagrams a daemon sends to `NOTIFY_SOCKET`, with their arrival times, collected on
+/// a thread until `stop` is set.
+struct NotifyListener {
+    got: std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NotifyListener {
+    fn bind(path: &std::path::Path) -> NotifyListener {
+        let sock = std::os::unix::net::UnixDatagram::bind(path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (g, st) = (got.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    g.lock().unwrap().push((Instant::now(), text));
+                }
+            }
+        });
+        NotifyListener {
+            got,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Arrival times of `WATCHDOG=1` datagrams.
+    fn watchdog_pings(&self) -> Vec<Instant> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t)| t.lines().any(|l| l == "WATCHDOG=1"))
+            .map(|(at, _)| *at)
+            .collect()
+    }
+}
+
+impl Drop for NotifyListener {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The longest time in `[from, to]` without a ping.
+fn longest_silence(pings: &[Instant], from: Instant, to: Instant) -> Duration {
+    let mut last = from;
+    let mut worst = Duration::ZERO;
+    for &p in pings.iter().filter(|p| **p > from && **p < to) {
+        worst = worst.max(p - last);
+        last = p;
+    }
+    worst.max(to - last)
+}
+
+/// The edge-ddns command of these tests: systemd's watchdog (2 s) and notify socket.
+fn ddns_command(cfg: &std::path::Path, notify: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_edge-ddns"));
+    c.args(["--log-format", "text", "--log-level", "debug", "--config"])
+        .arg(cfg)
+        .env("NOTIFY_SOCKET", notify)
+        .env("WATCHDOG_USEC", "2000000")
+        // sd-notify honours WATCHDOG_USEC only for the process WATCHDOG_PID names, if set.
+        .env_remove("WATCHDOG_PID");
+    c
+}
+
+/// The first logged API request that `f` accepts, waiting up to `within` for it.
+fn wait_for_request(lab: &Lab, within: Duration, f: impl Fn(&Logged) -> bool) -> Option<Logged> {
+    poll(within, || lab.log().into_iter().find(|l| f(l)))
+}
+
+/// Calls `f` every 10 ms until it gives a value, for up to `within`.
+fn poll<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn status_detail(r: Response) -> edge_ipc::ddns::Status {
+    let Response::Status(st) = r else {
+        panic!("status expected, got {r:?}")
+    };
+    serde_json::from_value(st.detail).unwrap()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// M3: a sync waiting 10 s for Cloudflare's `Retry-After` no longer starves the event loop:
+/// the watchdog is fed every second (systemd would SIGABRT a starved daemon), `status`
+/// answers at once and says a sync runs, `sync`/`plan` requests made meanwhile wait for it
+/// (two syncs fold into one follow-up; the plan sees the record the first sync created), and
+/// SIGTERM during a long pause stops the daemon at once.
+#[test]
+fn a_sync_waiting_for_a_rate_limit_keeps_the_watchdog_fed_and_the_daemon_responsive() {
+    in_new_netns(|| {
+        let lab = Lab::new();
+        let cfg = lab.write_config("", "");
+        let socket = lab.config("", "").socket_path(Role::Ddns);
+        let notify_path = lab.dir.path().join("notify.sock");
+        let notify = NotifyListener::bind(&notify_path);
+        // The first API request (the zone lookup) is refused: 429, Retry-After: 10.
+        lab.cf
+            .inject(Fault::RateLimited { retry_after: 10 }, 1, None);
+        let mut d = Daemon::spawn(&mut ddns_command(&cfg, &notify_path));
+        let limited = wait_for_request(&lab, Duration::from_secs(15), |l| l.status == 429);
+        let Some(limited) = limited else {
+            panic!("the startup sync never met the 429: {}", d.stop())
+        };
+        // The daemon now waits 10 s (from `limited.at`) before its next API request.
+        let client = Client::new(Role::Ddns, &socket);
+        let mut problems = Vec::new();
+        block_on(async {
+            // `status` during the wait: at once, saying what runs.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            match tokio::time::timeout(Duration::from_secs(1), client.request(Request::Status))
+                .await
+            {
+                Ok(Ok(r)) => {
+                    let st = status_detail(r);
+                    let p = st.in_progress.as_ref();
+                    if p.map(|p| p.trigger.as_str()) != Some("startup") {
+                        problems.push(format!("status does not show the startup sync: {st:?}"));
+                    }
+                    if st.rate_limited_until.is_none() {
+                        problems.push(format!("status does not show the pause: {st:?}"));
+                    }
+                }
+                Ok(Err(e)) => problems.push(format!("status failed during the sync: {e}")),
+                Err(_) => problems.push("status did not answer within 1 s during the sync".into()),
+            }
+            // Two `sync`s and a `plan` during the wait; status shows them queued.
+            let queued = async {
+                for _ in 0..40 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if let Ok(Ok(r)) = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        client.request(Request::Status),
+                    )
+                    .await
+                        && let Some(p) = status_detail(r).in_progress
+                        && p.sync_queued
+                        && p.plans_queued == 1
+                    {
+                        return true;
+                    }
+                }
+                false
+            };
+            let (a1, a2, plan, seen_queued) = tokio::join!(
+                client.request(Request::Apply { confirm_secs: None }),
+                client.request(Request::Apply { confirm_secs: None }),
+                client.request(Request::Plan),
+                queued
+            );
+            if !seen_queued {
+                problems.push("status never showed the queued sync and plan".into());
+            }
+            for a in [a1, a2] {
+                if !matches!(a, Ok(Response::Done { .. })) {
+                    problems.push(format!("a sync requested during the sync: {a:?}"));
+                }
+            }
+            match plan {
+                // Planned after the startup sync created the record, not beside it.
+                Ok(Response::Done { message, .. }) if message.contains("in sync") => {}
+                other => problems.push(format!("the plan requested during the sync: {other:?}")),
+            }
+        });
+        // The watchdog was fed while the sync waited (2 s of margin for a 1 s interval).
+        let waited_until = limited.at + Duration::from_secs(9);
+        let silence = longest_silence(&notify.watchdog_pings(), limited.at, waited_until);
+        if silence > Duration::from_secs(2) {
+            problems.insert(
+                0,
+                format!("no WATCHDOG=1 for {silence:?} while the sync waited for Retry-After"),
+            );
+        }
+        assert!(problems.is_empty(), "{problems:#?}\n{}", d.stop());
+        // One record, one POST: the queued syncs ran after the first, not beside it; the two
+        // folded into one follow-up (startup + 1 successful syncs).
+        assert_eq!(lab.a_records().len(), 1);
+        assert_eq!(lab.writes().len(), 1, "{:?}", methods(&lab.log()));
+        let m = http_get("127.0.0.1:9851", "/metrics");
+        assert!(
+            m.contains("edge_ddns_syncs_total{result=\"ok\"} 2\n"),
+            "{m}"
+        );
+
+        // SIGTERM during a long pause: the address changes, the listing's answer says the
+        // window is spent for 60 s, the PATCH waits; the daemon must stop at once anyway.
+        lab.cf.clear_log();
+        lab.set_all(Some(IP2));
+        lab.cf.inject(
+            Fault::RatelimitHeader {
+                remaining: 0,
+                reset: 60,
+            },
+            1,
+            None,
+        );
+        let waiter = {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                block_on(client.request(Request::Apply { confirm_secs: None }))
+            })
+        };
+        let paused = wait_for_request(&lab, Duration::from_secs(10), |l| {
+            matches!(l.fault, Some(Fault::RatelimitHeader { .. }))
+        });
+        assert!(
+            paused.is_some(),
+            "the sync never read the record: {}",
+            d.stop()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(lab.writes().is_empty(), "the PATCH waits for the window");
+        let exited = d.terminate_within(Duration::from_secs(3));
+        assert!(
+            exited.is_some_and(|s| s.success()),
+            "SIGTERM during a rate-limit pause did not stop the daemon within 3 s ({exited:?})"
+        );
+        let r = waiter.join().unwrap();
+        assert!(
+            matches!(&r, Ok(Response::Error { message, .. }) if message.contains("stopping")),
+            "the waiting sync is told the daemon stops: {r:?}"
+        );
+        let out = d.stop();
+        assert!(out.contains("edge-ddns stopped"), "{out}");
+        assert!(!out.contains(TOKEN));
+    });
+}
+
+/// A rate-limit pause survives a restart: the state file keeps its end, and the new process
+/// sends no API request before it.
+#[test]
+fn a_restart_within_a_rate_limit_pause_keeps_waiting() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    in_new_netns(|| {
+        let lab = Lab::new();
+        let cfg = lab.write_config("", "");
+        let notify_path = lab.dir.path().join("notify.sock");
+        let _notify = NotifyListener::bind(&notify_path);
+        let state_file = lab.dir.path().join("state/ddns/state.json");
+        let persisted = || -> Option<u64> {
+            let text = std::fs::read_to_string(&state_file).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            v["rate_limited_until"].as_u64()
+        };
+        // The zone lookup is answered, saying the window is spent for 10 s.
+        lab.cf.inject(
+            Fault::RatelimitHeader {
+                remaining: 0,
+                reset: 10,
+            },
+            1,
+            None,
+        );
+        let mut first = Daemon::spawn(&mut ddns_command(&cfg, &notify_path));
+        let met = wait_for_request(&lab, Duration::from_secs(15), |l| l.fault.is_some());
+        let Some(met) = met else {
+            panic!("no API request: {}", first.stop())
+        };
+        // The daemon read that answer after the server logged it: its pause ends later than
+        // this, 10 s after the log entry.
+        let pause_ends_after = SystemTime::now() - met.at.elapsed() + Duration::from_secs(10);
+        let in_file = poll(Duration::from_secs(2), persisted);
+        let out = first.stop();
+        assert_eq!(lab.log().len(), 1, "{:?}", methods(&lab.log()));
+
+        lab.cf.clear_log();
+        let mut second = Daemon::spawn(&mut ddns_command(&cfg, &notify_path));
+        // Nothing reaches the API before the pause ends.
+        while SystemTime::now() < pause_ends_after {
+            let log = lab.log();
+            assert!(
+                log.is_empty(),
+                "the restarted daemon sent {:?} {:?} before the pause ends:\n{}",
+                methods(&log),
+                pause_ends_after.duration_since(SystemTime::now()),
+                second.stop()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Where it knew that from: the state file, written when the pause began.
+        let Some(until) = in_file else {
+            panic!("the pause is not in the state file: {out}")
+        };
+        let ends = pause_ends_after
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!((ends..=ends + 2).contains(&until), "{until} vs {ends}");
+        // Then the startup sync goes on and creates the record.
+        let created = wait_for(Duration::from_secs(20), || lab.a_records().len() == 1);
+        assert!(
+            created.is_some(),
+            "no record after the pause: {}",
+            second.stop()
+        );
+        let out = second.stop();
+        assert!(out.contains("persisted pause"), "{out}");
+        lab.assert_schema_clean();
+    });
+}
+
+/// While the restarted daemon waits for a persisted pause, `status` says until when.
+#[test]
+fn status_shows_a_persisted_rate_limit_pause() {
+    in_new_netns(|| {
+        let lab = Lab::new();
+        let cfg = lab.write_config("", "");
+        let socket = lab.config("", "").socket_path(Role::Ddns);
+        let notify_path = lab.dir.path().join("notify.sock");
+        let _notify = NotifyListener::bind(&notify_path);
+        let until = unix_now() + 30;
+        std::fs::create_dir_all(lab.dir.path().join("state/ddns")).unwrap();
+        std::fs::write(
+            lab.dir.path().join("state/ddns/state.json"),
+            format!(r#"{{"version":1,"rate_limited_until":{until}}}"#),
+        )
+        .unwrap();
+        let mut d = Daemon::spawn(&mut ddns_command(&cfg, &notify_path));
+        let client = Client::new(Role::Ddns, &socket);
+        let st = poll(Duration::from_secs(5), || {
+            block_on(async {
+                tokio::time::timeout(Duration::from_secs(1), client.request(Request::Status))
+                    .await
+                    .ok()?
+                    .ok()
+            })
+        });
+        let Some(st) = st else {
+            panic!("the daemon does not answer: {}", d.stop())
+        };
+        let st = status_detail(st);
+        assert_eq!(st.rate_limited_until, Some(until), "{st:?}");
+        assert_eq!(
+            st.in_progress.map(|p| p.trigger),
+            Some("startup".to_owned()),
+            "the startup sync waits for the pause"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(lab.log().is_empty(), "{:?}", methods(&lab.log()));
+        let exited = d.terminate_within(Duration::from_secs(3));
+        assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
+    });
 }

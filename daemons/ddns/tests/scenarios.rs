@@ -225,6 +225,44 @@ fn a_429_storm_converges_after_retry_after_with_no_lost_update() {
     });
 }
 
+/// L3: the reset of a spent `Ratelimit` window is the server's number; `t=u64::MAX` once
+/// overflowed `Instant + Duration` and the panic killed the (current-thread) daemon. Now the
+/// answer is taken and the next request waits (for at most MAX_RATE_WAIT) instead.
+#[test]
+fn a_ratelimit_header_with_a_huge_reset_pauses_instead_of_panicking() {
+    use edge_ddns::cloudflare::{Client, ClientOptions};
+    in_new_netns(|| {
+        let lab = Lab::new();
+        lab.cf.inject(
+            Fault::RatelimitHeader {
+                remaining: 0,
+                reset: u64::MAX,
+            },
+            1,
+            None,
+        );
+        let client = Client::new(
+            ClientOptions::new(url::Url::parse(&lab.cf.url()).unwrap()),
+            &edge_config::SecretString::new(TOKEN.to_owned()),
+            edge_metrics::ddns::Metrics::default(),
+        )
+        .unwrap();
+        block_on(async {
+            let zone = client.zone_id("example.com").await.unwrap();
+            assert_eq!(zone, lab.zone);
+            // The window is spent: the listing waits for it rather than being sent.
+            let listing = tokio::time::timeout(
+                Duration::from_secs(1),
+                client.list_records(&zone, "example.com", "A"),
+            )
+            .await;
+            assert!(listing.is_err(), "sent during the pause: {listing:?}");
+        });
+        assert_eq!(methods(&lab.log()), ["GET"]);
+        lab.assert_schema_clean();
+    });
+}
+
 #[test]
 fn server_errors_slow_answers_and_malformed_json_are_retried_with_backoff() {
     in_new_netns(|| {

@@ -77,6 +77,30 @@ pub struct Status {
     /// WAN interface watched for address events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wan_interface: Option<String>,
+    /// The sync (or plan) running now; the rest of the status is what the last one left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<InProgress>,
+    /// Unix time before which no API request is sent (a Cloudflare rate-limit pause).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited_until: Option<u64>,
+}
+
+/// A sync or plan in progress (`Status::in_progress`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct InProgress {
+    /// Why it runs: `startup`, `schedule`, `reload`, `manual`, `netlink`, or `plan`.
+    pub trigger: String,
+    /// Unix time it started.
+    pub started_at: u64,
+    /// True when a further sync was requested meanwhile (it runs once, right after).
+    #[serde(default)]
+    pub sync_queued: bool,
+    /// Plan requests waiting for it to finish.
+    #[serde(default)]
+    pub plans_queued: u32,
+    /// True when a reload arrived meanwhile (applied when it finishes).
+    #[serde(default)]
+    pub reload_pending: bool,
 }
 
 /// The outcome of one record in a sync or plan.

@@ -14,9 +14,10 @@
 //! Responses are validated too (against the `200` schema), so the server cannot drift from
 //! Cloudflare's format unnoticed.
 //!
-//! Faults can be injected ([`Fault`]: 429 + `Retry-After`, 500, slow answers, malformed
-//! JSON), pages can be made small, and every request is logged ([`Logged`]) with the
-//! violations found. Plain HTTP (loopback tests) or HTTPS with a fresh test CA (rcgen).
+//! Faults can be injected ([`Fault`]: 429 + `Retry-After`, a `Ratelimit` header of the
+//! test's choosing, 500, slow answers, malformed JSON), pages can be made small, and every
+//! request is logged ([`Logged`]) with the violations found. Plain HTTP (loopback tests) or
+//! HTTPS with a fresh test CA (rcgen).
 //!
 //! [`EchoServer`] answers like ipify (plain text) or like `/cdn-cgi/trace`, with an answer the
 //! test changes at will (or none: the source is "down").
@@ -265,6 +266,14 @@ pub enum Fault {
     Slow(Duration),
     /// HTTP 200 with a truncated JSON body (the operation is not performed).
     MalformedJson,
+    /// Answers normally (the operation is performed) but with this `Ratelimit` header,
+    /// `"default";r=<remaining>;t=<reset>`, instead of the server's own count.
+    RatelimitHeader {
+        /// `r=`: requests left in the window.
+        remaining: u64,
+        /// `t=`: seconds until the window resets.
+        reset: u64,
+    },
     /// HTTP `status` with `success: false` and one Cloudflare error (`code`, `message`) in
     /// the envelope, e.g. 400 / 81057 "The record already exists." (the operation is not
     /// performed).
@@ -1111,6 +1120,10 @@ async fn handle(st: Arc<Mutex<Inner>>, schema: Arc<Schema>, req: Request<Incomin
         (Some(v), _) => v.to_string(),
         (None, Some(r)) => r.to_owned(),
         (None, None) => String::new(),
+    };
+    let (remaining, reset) = match &fault {
+        Some(Fault::RatelimitHeader { remaining, reset }) => (*remaining, *reset),
+        _ => (remaining, reset),
     };
     let mut resp = Response::builder()
         .status(status)
