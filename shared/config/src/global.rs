@@ -75,7 +75,7 @@ pub enum LogFormat {
 pub struct Global {
     /// Where daemons persist state (`/var/lib/edge`).
     pub state_dir: PathBuf,
-    /// Where control sockets live (`/run/edge`); `<runtime_dir>/<role>.sock`.
+    /// Where control sockets live (`/run/edge`); `<runtime_dir>/<role>/control.sock`.
     pub runtime_dir: PathBuf,
     /// Log format.
     pub log_format: LogFormat,

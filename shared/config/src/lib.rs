@@ -55,11 +55,15 @@ pub struct Config {
 }
 
 impl Config {
-    /// The control socket of a role: `<runtime_dir>/<role>.sock`.
+    /// The control socket of a role: `<runtime_dir>/<role>/control.sock`.
     pub fn socket_path(&self, role: Role) -> PathBuf {
-        self.global
-            .runtime_dir
-            .join(format!("{}.sock", role.as_str()))
+        socket_path(&self.global.runtime_dir, role)
+    }
+
+    /// The directory of a role's sockets: `<runtime_dir>/<role>` (the unit's
+    /// `RuntimeDirectory=edge/<role>`, which only that daemon may write).
+    pub fn role_runtime_dir(&self, role: Role) -> PathBuf {
+        self.global.runtime_dir.join(role.as_str())
     }
 
     /// True when the file has a section for `role`.
@@ -85,9 +89,11 @@ pub struct Loaded {
 /// How strictly secret files are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LoadOptions {
-    /// The daemon loading the file: a missing secret of its own section is an error; missing
-    /// secrets of other sections (and all of them when `None`, e.g. `edgectl config check`
-    /// before installation) are warnings. A secret readable by others is always an error.
+    /// The daemon loading the file: a missing secret of its own section is an error, the
+    /// secrets of other sections are not looked at (their credentials live in the other
+    /// daemons' credential directories). With `None` (`edgectl config check`, also before
+    /// installation) every secret is checked and a missing one is a warning. A secret
+    /// readable by others is always an error.
     pub role: Option<Role>,
 }
 
@@ -150,12 +156,17 @@ fn role_of_key(key: &str) -> Option<Role> {
 }
 
 fn check_secret(ctx: &mut Ctx<'_>, s: &decode::SecretRef, opts: LoadOptions) {
+    let own = opts.role.is_some() && opts.role == role_of_key(&s.key);
+    // A daemon checks only its own secrets: another daemon's credential would be looked up
+    // in this daemon's credentials directory, where it never is.
+    if opts.role.is_some() && !own {
+        return;
+    }
     let Err(e) = s.source.check() else {
         return;
     };
-    let own = opts.role.is_some() && opts.role == role_of_key(&s.key);
     match &e {
-        SecretError::Permissions { .. } => {
+        SecretError::Permissions { .. } | SecretError::CredentialPermissions { .. } => {
             ctx.error(s.span.clone(), &s.key, e.to_string());
         }
         _ if own => {
@@ -239,6 +250,12 @@ fn decode_source<'s>(src: &'s SourceFile) -> (Option<Config>, Ctx<'s>, Vec<decod
     };
     check::cross_check(&mut ctx, &config);
     (Some(config), ctx, secrets)
+}
+
+/// The control socket of `role` under `runtime_dir`: `<runtime_dir>/<role>/control.sock`.
+/// Each daemon has a directory of its own, so that no daemon can replace another's socket.
+pub fn socket_path(runtime_dir: &Path, role: Role) -> PathBuf {
+    runtime_dir.join(role.as_str()).join("control.sock")
 }
 
 /// `global.runtime_dir` of a file even when the rest of it is invalid (so that `edgectl` can

@@ -102,6 +102,17 @@ pub enum SecretError {
         /// Its permission bits.
         mode: u32,
     },
+    /// A systemd credential that others may read: its source is wrong, not the copy that
+    /// systemd made (that copy cannot be changed by the user).
+    #[error(
+        "systemd credential {path} is readable by others (mode {mode:04o}); check the unit's `LoadCredential=` source and `systemctl cat` for a `SetCredential=` override"
+    )]
+    CredentialPermissions {
+        /// The credential's path under `$CREDENTIALS_DIRECTORY`.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The file is empty.
     #[error("secret file {path} is empty")]
     Empty {
@@ -132,13 +143,31 @@ impl SecretError {
     }
 }
 
+/// Where a secret is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretPath {
+    /// A systemd credential: the copy systemd made under `$CREDENTIALS_DIRECTORY`.
+    Credential(PathBuf),
+    /// A plain file.
+    File(PathBuf),
+}
+
+impl SecretPath {
+    /// The path.
+    pub fn path(&self) -> &Path {
+        match self {
+            SecretPath::Credential(p) | SecretPath::File(p) => p,
+        }
+    }
+}
+
 impl SecretSource {
-    /// The path the secret is read from: the credential under systemd, else the file.
-    pub fn path(&self) -> Result<PathBuf, SecretError> {
+    /// Where the secret is read from: the credential under systemd, else the file.
+    pub fn resolve(&self) -> Result<SecretPath, SecretError> {
         let cred_dir = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty());
         match (&self.credential, &self.file, cred_dir) {
-            (Some(name), _, Some(dir)) => Ok(Path::new(&dir).join(name)),
-            (_, Some(file), _) => Ok(file.clone()),
+            (Some(name), _, Some(dir)) => Ok(SecretPath::Credential(Path::new(&dir).join(name))),
+            (_, Some(file), _) => Ok(SecretPath::File(file.clone())),
             (Some(name), None, None) => {
                 Err(SecretError::NoCredentialsDirectory { name: name.clone() })
             }
@@ -146,16 +175,21 @@ impl SecretSource {
         }
     }
 
+    /// The path the secret is read from: the credential under systemd, else the file.
+    pub fn path(&self) -> Result<PathBuf, SecretError> {
+        self.resolve().map(|p| p.path().to_owned())
+    }
+
     /// Checks the secret exists and is private, without reading it.
     pub fn check(&self) -> Result<(), SecretError> {
-        let path = self.path()?;
-        check_mode(&path).map(|_| ())
+        check_mode(&self.resolve()?).map(|_| ())
     }
 
     /// Reads the secret, trimming surrounding whitespace.
     pub fn load(&self) -> Result<SecretString, SecretError> {
-        let path = self.path()?;
-        check_mode(&path)?;
+        let resolved = self.resolve()?;
+        check_mode(&resolved)?;
+        let path = resolved.path().to_owned();
         let text =
             Zeroizing::new(
                 fs::read_to_string(&path).map_err(|source| SecretError::Read {
@@ -171,7 +205,13 @@ impl SecretSource {
     }
 }
 
-fn check_mode(path: &Path) -> Result<u32, SecretError> {
+/// Refuses a secret others may read. A plain file must be private to its owner (no group
+/// or other bits). A credential lives in a directory that systemd made private to the unit
+/// (read-only, no access for anyone else), and systemd 257 hands it out with mode 0440 (the
+/// group bit is the unit's own group): there only the other bits count, and the user could not
+/// change the copy's mode anyway.
+fn check_mode(resolved: &SecretPath) -> Result<u32, SecretError> {
+    let path = resolved.path();
     let meta = fs::metadata(path).map_err(|source| {
         if source.kind() == io::ErrorKind::NotFound {
             SecretError::Missing {
@@ -185,13 +225,17 @@ fn check_mode(path: &Path) -> Result<u32, SecretError> {
         }
     })?;
     let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(SecretError::Permissions {
+    match resolved {
+        SecretPath::File(_) if mode & 0o077 != 0 => Err(SecretError::Permissions {
             path: path.to_owned(),
             mode,
-        });
+        }),
+        SecretPath::Credential(_) if mode & 0o007 != 0 => Err(SecretError::CredentialPermissions {
+            path: path.to_owned(),
+            mode,
+        }),
+        _ => Ok(mode),
     }
-    Ok(mode)
 }
 
 impl fmt::Display for SecretSource {
@@ -301,6 +345,30 @@ mod tests {
         let s = SecretSource::file(p).load().unwrap();
         assert_eq!(s.expose(), "s3cret");
         assert_eq!(format!("{s:?} {s}"), "SecretString([redacted]) [redacted]");
+    }
+
+    /// systemd 257 hands credentials out with mode 0440 in a directory private to the unit:
+    /// accepted, while the same mode on a plain file is refused.
+    #[test]
+    fn a_credential_with_the_group_bit_is_accepted_a_plain_file_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cloudflare-token");
+        fs::write(&p, "s3cret\n").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o440)).unwrap();
+        let cred = SecretPath::Credential(p.clone());
+        assert_eq!(check_mode(&cred).unwrap(), 0o440);
+        assert!(matches!(
+            check_mode(&SecretPath::File(p.clone())),
+            Err(SecretError::Permissions { mode: 0o440, .. })
+        ));
+        // Readable by others: refused, without a chmod hint the user could not follow.
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o444)).unwrap();
+        let e = check_mode(&cred).unwrap_err();
+        assert!(matches!(
+            e,
+            SecretError::CredentialPermissions { mode: 0o444, .. }
+        ));
+        assert!(!e.to_string().contains("chmod"), "{e}");
     }
 
     #[test]

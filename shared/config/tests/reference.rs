@@ -88,3 +88,45 @@ fn every_key_of_the_reference_config_has_a_comment() {
         );
     }
 }
+
+/// A daemon looks only at its own secrets: another daemon's missing secret (a credential that
+/// lives in that daemon's credentials directory) is neither an error nor a warning for it,
+/// while `edgectl config check` (no role) still warns about every missing one.
+#[test]
+fn a_daemon_checks_only_its_own_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (_, text) = reference();
+    let text = text
+        .replace(
+            "token = { credential = \"cloudflare-token\", file = \"/etc/edge/cloudflare.token\" }",
+            &format!("token = {{ file = \"{}\" }}", token.display()),
+        )
+        .replace(
+            "private_key = { credential = \"wg-private-key\", file = \"/etc/edge/wg0.key\" }",
+            "private_key = { file = \"/nonexistent/edge/wg0.key\" }",
+        );
+    let path = dir.path().join("edge.toml");
+    std::fs::write(&path, text).unwrap();
+    let ddns = edge_config::load(
+        &path,
+        edge_config::LoadOptions {
+            role: Some(edge_config::Role::Ddns),
+        },
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let rendered = ddns.warnings.render();
+    assert!(!rendered.contains("wg0.key"), "{rendered}");
+    let all = edge_config::load(&path, edge_config::LoadOptions::default())
+        .unwrap_or_else(|d| panic!("{d}"));
+    assert!(all.warnings.render().contains("/nonexistent/edge/wg0.key"));
+    let wg = edge_config::load(
+        &path,
+        edge_config::LoadOptions {
+            role: Some(edge_config::Role::Wg),
+        },
+    );
+    assert!(wg.is_err(), "edge-wg must refuse its own missing key");
+}
