@@ -8,13 +8,13 @@ use edge_ipc::{Client, Request};
 
 use crate::Global;
 
-/// The control socket of `role`: `<global.runtime_dir>/<role>.sock` from the config file
-/// (read even when the rest of the file is invalid), else `/run/edge/<role>.sock`.
+/// The control socket of `role`: `<global.runtime_dir>/<role>/control.sock` from the config
+/// file (read even when the rest of the file is invalid), else under `/run/edge`.
 pub fn client(role: Role, g: &Global) -> Client {
     let runtime_dir = std::fs::read_to_string(g.config_path())
         .map(|t| edge_config::peek_runtime_dir(&t))
         .unwrap_or_else(|_| edge_config::Global::default().runtime_dir);
-    Client::new(role, runtime_dir.join(format!("{}.sock", role.as_str())))
+    Client::new(role, edge_config::socket_path(&runtime_dir, role))
 }
 
 /// Sends `req` to `role` and returns the answer.

@@ -115,7 +115,7 @@ fn example_config_daemon_serves_metrics_and_survives_a_broken_reload() {
         .wait_timeout(Duration::from_secs(10))
         .expect("stops on SIGTERM");
     assert!(status.success(), "exit status {status:?}");
-    assert!(!d.join("run/ddns.sock").exists());
+    assert!(!d.join("run/ddns/control.sock").exists());
     let out = daemon.output_after_stop();
     if let Some(o) = out {
         let logs = format!(

@@ -114,7 +114,7 @@ fn sighup_applies_only_the_peer_difference() {
         &[],
         &format!("/tmp/{ifh}.log"),
     );
-    let ctl = dir.path().join("run/wg.sock");
+    let ctl = edge_config::socket_path(&dir.path().join("run"), edge_config::Role::Wg);
     wait_for("control socket", Duration::from_secs(10), || {
         assert!(hubd.alive(), "edge-wg exited: {}", hubd.log());
         ctl.exists()

@@ -233,7 +233,7 @@ fn restart_initiates_the_handshake_to_the_remembered_endpoint() {
     let ifh = format!("erh{tg}");
     let ifs = format!("ers{tg}");
     let cfg = write_config(dir.path(), &ifh, &key_path, &ks.public, None);
-    let ctl = dir.path().join("run/wg.sock");
+    let ctl = edge_config::socket_path(&dir.path().join("run"), edge_config::Role::Wg);
     let state_file = dir.path().join("state/wg/endpoints.json");
 
     let mut hubd = start_hub(&hub, &cfg, &ctl, &ifh, 0);

@@ -54,7 +54,7 @@ pub async fn collect(config: &Path) -> Edge {
         .unwrap_or_else(|_| edge_config::Global::default().runtime_dir);
     let mut daemons = Vec::new();
     for role in Role::ALL {
-        let client = Client::new(role, runtime_dir.join(format!("{}.sock", role.as_str())))
+        let client = Client::new(role, edge_config::socket_path(&runtime_dir, role))
             .with_timeout(std::time::Duration::from_secs(5));
         let entry = match client.request(Request::Status).await {
             Ok(Response::Status(st)) => Entry {

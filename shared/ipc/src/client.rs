@@ -1,6 +1,7 @@
 //! I/O: the client side of the control socket, used by `edgectl`.
 
 use std::io;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,13 +36,32 @@ pub enum ClientError {
     },
     /// The socket is not accessible to this user.
     #[error(
-        "permission denied on {path}: the {unit} control socket is readable by root only (mode 0600); run edgectl as root (sudo edgectl ...)"
+        "permission denied on {path}: only root and members of group `edge` (read-only) may talk to {unit}; run edgectl with sudo, or ask an administrator for `adduser <you> edge` (then log in again)"
     )]
     PermissionDenied {
         /// Unit name.
         unit: String,
         /// Socket path.
         path: PathBuf,
+    },
+    /// The process answering is not the daemon: neither root nor the owner of the socket's
+    /// directory (under systemd, the unit's own `RuntimeDirectory=`).
+    #[error(
+        "the process answering on {path} (pid {pid}, uid {uid}) is not {unit}: the directory {dir} belongs to uid {owner}; refusing to talk to it (restart {unit} with `systemctl restart {unit}` and find who created the socket)"
+    )]
+    Impostor {
+        /// Unit name.
+        unit: String,
+        /// Socket path.
+        path: PathBuf,
+        /// The socket's directory.
+        dir: PathBuf,
+        /// The owner of the directory.
+        owner: u32,
+        /// The peer's process id (0 when unknown).
+        pid: i32,
+        /// The peer's user id.
+        uid: u32,
     },
     /// Connecting failed otherwise.
     #[error("cannot connect to {unit} at {path}")]
@@ -84,6 +104,12 @@ pub enum ClientError {
     },
 }
 
+/// Why a peer check failed.
+enum PeerCheck {
+    Io(io::Error),
+    Impostor(ClientError),
+}
+
 /// A client for one daemon's control socket.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -117,6 +143,25 @@ impl Client {
         self.role.binary().to_owned()
     }
 
+    /// The daemon is root or the owner of the socket's directory: a process that replaced
+    /// the socket from elsewhere (another daemon's user) is not talked to.
+    fn check_peer(&self, stream: &UnixStream) -> Result<(), PeerCheck> {
+        let cred = stream.peer_cred().map_err(PeerCheck::Io)?;
+        let dir = self.path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let owner = std::fs::metadata(&dir).map_err(PeerCheck::Io)?.uid();
+        if cred.uid() == 0 || cred.uid() == owner {
+            return Ok(());
+        }
+        Err(PeerCheck::Impostor(ClientError::Impostor {
+            unit: self.unit(),
+            path: self.path.clone(),
+            dir,
+            owner,
+            pid: cred.pid().unwrap_or(0),
+            uid: cred.uid(),
+        }))
+    }
+
     /// Sends one request and waits for the answer.
     pub async fn request(&self, request: Request) -> Result<Response, ClientError> {
         match tokio::time::timeout(self.timeout, self.exchange(request)).await {
@@ -147,6 +192,10 @@ impl Client {
             path: self.path.clone(),
             source,
         };
+        self.check_peer(&stream).map_err(|e| match e {
+            PeerCheck::Io(source) => io_err(source),
+            PeerCheck::Impostor(e) => e,
+        })?;
         let (rd, mut wr) = stream.into_split();
         let mut line = serde_json::to_string(&RequestEnvelope {
             version: PROTOCOL_VERSION,

@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize};
 /// Requests specific to edge-fw.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Request {}
+pub enum Request {
+    /// `edgectl fw doctor` for a member of group `edge`: how other tables' base chains on
+    /// our hooks interact with ours (reading them needs the daemon's CAP_NET_ADMIN).
+    Doctor,
+}
 
 /// The role-specific part of edge-fw's status (`DaemonStatus::detail`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -49,6 +49,16 @@ pub enum Request {
 }
 
 impl Request {
+    /// True when the request only reads (status, plans): members of group `edge` may send
+    /// it; everything else changes the system and needs root.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            Request::Ping | Request::Status | Request::Plan => true,
+            Request::Reload | Request::Apply { .. } | Request::Confirm => false,
+            Request::Role(r) => r.is_read_only(),
+        }
+    }
+
     /// Short kind name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -77,6 +87,18 @@ pub enum RoleRequest {
     Link(crate::link::Request),
 }
 
+impl RoleRequest {
+    /// True when the request only reads.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            RoleRequest::Ddns(r) => match *r {},
+            RoleRequest::Wg(r) => match *r {},
+            RoleRequest::Fw(crate::fw::Request::Doctor) => true,
+            RoleRequest::Link(r) => match *r {},
+        }
+    }
+}
+
 /// Machine-readable error kinds.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -91,6 +113,8 @@ pub enum ErrorCode {
     Failed,
     /// The new configuration is invalid; the running one stays.
     InvalidConfig,
+    /// The client may not send this request (read-only access, or none).
+    PermissionDenied,
 }
 
 /// A daemon's answer.

@@ -271,6 +271,12 @@ impl Shell {
                     let Some(Incoming { request, reply }) = inc else {
                         return Event::Shutdown;
                     };
+                    // A client that gave up (edgectl's timeout) is not served late: an apply
+                    // it believes failed must not start behind its back.
+                    if reply.is_closed() {
+                        tracing::debug!(request = request.kind(), "client went away before its turn; request dropped");
+                        continue;
+                    }
                     let responder = Responder {
                         tx: reply,
                         kind: request.kind(),

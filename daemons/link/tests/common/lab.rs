@@ -120,8 +120,11 @@ impl Lab {
 
     /// Asks the daemon for its status; `None` while it does not answer.
     pub fn status(&self) -> Option<(bool, Status)> {
-        let client = Client::new(Role::Link, self.dir.path().join("link.sock"))
-            .with_timeout(Duration::from_secs(2));
+        let client = Client::new(
+            Role::Link,
+            edge_config::socket_path(self.dir.path(), Role::Link),
+        )
+        .with_timeout(Duration::from_secs(2));
         let resp = runtime().block_on(client.request(Request::Status)).ok()?;
         match resp {
             Response::Status(st) => {
