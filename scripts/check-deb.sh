@@ -29,6 +29,10 @@ for f in ./usr/bin/edge-ddns ./usr/bin/edge-wg ./usr/bin/edge-fw ./usr/bin/edge-
   grep -q " $f\$" <<<"$listing" || { echo "missing from the .deb: $f" >&2; status=1; }
 done
 dpkg-deb -f "$out/edge.deb" Package Version Depends
+depends=$(dpkg-deb -f "$out/edge.deb" Depends)
+for d in systemd nftables iproute2 netbase libnftnl11 libmnl0; do
+  grep -qE "(^|, )$d( |,|$)" <<<"$depends" || { echo "the .deb does not depend on $d (edge-fw needs it at run time)" >&2; status=1; }
+done
 dpkg-deb -e "$out/edge.deb" "$out/control"
 grep -qx "/etc/edge/edge.toml.example" "$out/control/conffiles" || { echo "edge.toml.example is not a conffile" >&2; status=1; }
 if grep -v '^\s*#' "$out/control/postinst" | grep -qE "systemctl (enable|start)|deb-systemd-invoke start"; then
