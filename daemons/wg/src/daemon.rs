@@ -21,7 +21,7 @@ use crate::diff::PeerDiff;
 use crate::model::Key;
 use crate::netlink::Netlink;
 use crate::state::{self, EndpointStore};
-use crate::uapi_server::{SOCKET_DIR, UapiServer};
+use crate::uapi_server::{PublicLink, SOCKET_DIR, UapiServer, link_public, unlink_public};
 
 /// Reads the secrets and resolves the endpoints a `[wg]` section names.
 pub fn resolve(wg: &edge_config::wg::Wg) -> anyhow::Result<Resolved> {
@@ -159,8 +159,12 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     );
     let d2 = dev.clone();
     edge_metrics::wg::Metrics::register(&mut shell.registry().write(), move || sample(&d2));
-    let bound =
-        UapiServer::bind(Path::new(SOCKET_DIR), &name).context("failed to bind the uapi socket")?;
+    // Our own directory (under systemd the unit's RuntimeDirectory=), linked from the one the
+    // stock `wg` looks in.
+    let uapi_dir = shell.config().role_runtime_dir(Role::Wg);
+    let bound = UapiServer::bind(&uapi_dir, &name).context("failed to bind the uapi socket")?;
+    let uapi_path = bound.path().to_owned();
+    link_uapi(&name, &uapi_path);
     if let Some(user) = &wg.user {
         // A TUN created beforehand (and owned by the user) needs no capability; otherwise
         // keep CAP_NET_ADMIN for fwmark, forced buffers and route changes on reload.
@@ -199,11 +203,78 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
             _ = persist.tick() => store.sync_if_moved(&dev),
         }
     }
+    unlink_uapi(&name, &uapi_path);
     drop(uapi);
     store.sync_now(&dev);
     dev.shutdown();
     shell.stop();
     Ok(())
+}
+
+/// Links `/var/run/wireguard/<name>.sock` to our socket where this process may (as root
+/// outside systemd); under the shipped unit the privileged `ExecStartPost=` does it.
+fn link_uapi(name: &str, socket: &Path) {
+    match link_public(Path::new(SOCKET_DIR), name, socket) {
+        Ok(PublicLink::Linked | PublicLink::AlreadyLinked) => {
+            tracing::info!(link = %Path::new(SOCKET_DIR).join(format!("{name}.sock")).display(), socket = %socket.display(), "uapi socket linked for `wg`");
+        }
+        Ok(PublicLink::Occupied(why)) => {
+            tracing::warn!("`wg {name}` will not reach edge-wg: {why}");
+        }
+        Err(e) => tracing::debug!(
+            "cannot link the uapi socket here ({e}); the unit's ExecStartPost=+edge-wg --uapi-link does it"
+        ),
+    }
+}
+
+/// Removes our link in `/var/run/wireguard` (nothing else there).
+fn unlink_uapi(name: &str, socket: &Path) {
+    if let Err(e) = unlink_public(Path::new(SOCKET_DIR), name, socket) {
+        tracing::debug!(
+            "cannot unlink the uapi socket here ({e}); the unit's ExecStopPost= does it"
+        );
+    }
+}
+
+/// `edge-wg --uapi-link` / `--uapi-unlink`, run by the unit with privileges (`+`) after start
+/// and after stop: links (or unlinks) `/var/run/wireguard/<interface>.sock` to the daemon's
+/// socket in `<runtime_dir>/wg/`. Never fails the unit: a problem is printed and exit is 0.
+pub fn uapi_link_command(args: &edge_ipc::shell::CommonArgs, link: bool) -> std::process::ExitCode {
+    let path = edge_config::resolve_path(args.config.as_deref());
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("edge-wg: cannot read {}: {e}", path.display());
+            return std::process::ExitCode::SUCCESS;
+        }
+    };
+    let cfg = match edge_config::parse(&path, &text) {
+        Ok(l) => l.config,
+        Err(d) => {
+            eprint!("{}", d.render());
+            return std::process::ExitCode::SUCCESS;
+        }
+    };
+    let Some(wg) = &cfg.wg else {
+        return std::process::ExitCode::SUCCESS;
+    };
+    let name = wg.interface.as_str();
+    let socket = cfg.role_runtime_dir(Role::Wg).join(format!("{name}.sock"));
+    let public = Path::new(SOCKET_DIR);
+    if link {
+        match link_public(public, name, &socket) {
+            Ok(PublicLink::Occupied(why)) => {
+                eprintln!(
+                    "edge-wg: `wg {name}` will not reach edge-wg: {why}; stop the other WireGuard implementation using {name} or rename [wg].interface"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("edge-wg: {:#}", anyhow::Error::new(e)),
+        }
+    } else if let Err(e) = unlink_public(public, name, &socket) {
+        eprintln!("edge-wg: {:#}", anyhow::Error::new(e));
+    }
+    std::process::ExitCode::SUCCESS
 }
 
 /// How often the daemon checks whether an endpoint moved.

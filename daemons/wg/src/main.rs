@@ -36,12 +36,22 @@ struct Args {
     /// Standalone mode: directory of the UAPI socket.
     #[arg(long, default_value = SOCKET_DIR)]
     uapi_dir: PathBuf,
+    /// Link `/var/run/wireguard/<interface>.sock` to the daemon's UAPI socket and exit (the
+    /// unit's privileged `ExecStartPost=`).
+    #[arg(long, conflicts_with_all = ["interface", "uapi_unlink"])]
+    uapi_link: bool,
+    /// Remove that link if it is ours and exit (the unit's `ExecStopPost=`).
+    #[arg(long, conflicts_with = "interface")]
+    uapi_unlink: bool,
     /// Standalone mode: the interface to create and serve.
     interface: Option<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.uapi_link || args.uapi_unlink {
+        return edge_wg::daemon::uapi_link_command(&args.common, args.uapi_link);
+    }
     match args.interface.clone() {
         Some(ifname) => standalone(&args, &ifname),
         None => main_with(Role::Wg, args.common, edge_wg::daemon::run),

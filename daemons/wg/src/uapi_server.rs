@@ -1,5 +1,9 @@
-//! I/O: serves the UAPI on `/var/run/wireguard/<ifname>.sock` so that the stock `wg`
-//! tool (`show`, `showconf`, `set`, `syncconf`) drives the device.
+//! I/O: serves the UAPI so that the stock `wg` tool (`show`, `showconf`, `set`, `syncconf`)
+//! drives the device. The standalone mode binds `/var/run/wireguard/<ifname>.sock` itself,
+//! like wireguard-go; the daemon binds in its own runtime directory
+//! (`/run/edge/wg/<ifname>.sock`) and `/var/run/wireguard/<ifname>.sock` becomes a symlink
+//! to it ([`link_public`]), so that the directory other implementations share is never
+//! owned, emptied or removed by edge-wg.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -46,6 +50,115 @@ pub enum UapiServerError {
     },
 }
 
+/// What [`link_public`] found at the public path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicLink {
+    /// The symlink was made (or a stale entry replaced by it).
+    Linked,
+    /// It already pointed at our socket.
+    AlreadyLinked,
+    /// Something alive is there (another implementation's socket, or not a socket at all):
+    /// left alone.
+    Occupied(String),
+}
+
+/// Errors of linking the public UAPI path.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The public directory could not be created.
+    #[error("failed to create {path}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The symlink could not be made or removed.
+    #[error("failed to link {path} to {target}")]
+    Link {
+        /// The public path.
+        path: PathBuf,
+        /// Our socket.
+        target: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Makes `<public_dir>/<ifname>.sock` a symlink to `target` (our socket), so that `wg` finds
+/// it. Replaces only what is ours or dead (a stale socket, a dangling symlink); a live
+/// socket of another process stays. Equivalent to: `ln -sfn TARGET /run/wireguard/wg0.sock`.
+pub fn link_public(
+    public_dir: &Path,
+    ifname: &str,
+    target: &Path,
+) -> Result<PublicLink, LinkError> {
+    let path = public_dir.join(format!("{ifname}.sock"));
+    let link_err = |source| LinkError::Link {
+        path: path.clone(),
+        target: target.to_owned(),
+        source,
+    };
+    if !public_dir.is_dir() {
+        std::fs::create_dir_all(public_dir).map_err(|source| LinkError::CreateDir {
+            path: public_dir.to_owned(),
+            source,
+        })?;
+        let _ = std::fs::set_permissions(public_dir, std::fs::Permissions::from_mode(0o755));
+    }
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(link_err(e)),
+        Ok(m) => {
+            if m.file_type().is_symlink() && std::fs::read_link(&path).is_ok_and(|t| t == target) {
+                return Ok(PublicLink::AlreadyLinked);
+            }
+            let is_socket_like = m.file_type().is_symlink()
+                || std::os::unix::fs::FileTypeExt::is_socket(&m.file_type());
+            if !is_socket_like {
+                return Ok(PublicLink::Occupied(format!(
+                    "{} is not a socket",
+                    path.display()
+                )));
+            }
+            if UnixStream::connect(&path).is_ok() {
+                return Ok(PublicLink::Occupied(format!(
+                    "{} is served by another process",
+                    path.display()
+                )));
+            }
+        }
+    }
+    // Made beside it and renamed over it: `wg` never sees a missing entry.
+    let tmp = public_dir.join(format!(".{ifname}.sock.edge-wg"));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).map_err(link_err)?;
+    std::fs::rename(&tmp, &path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        link_err(e)
+    })?;
+    Ok(PublicLink::Linked)
+}
+
+/// Removes `<public_dir>/<ifname>.sock` if it is our symlink to `target`; true when removed.
+/// Anything else there (another implementation's socket) stays.
+pub fn unlink_public(public_dir: &Path, ifname: &str, target: &Path) -> Result<bool, LinkError> {
+    let path = public_dir.join(format!("{ifname}.sock"));
+    let ours = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink())
+        && std::fs::read_link(&path).is_ok_and(|t| t == target);
+    if !ours {
+        return Ok(false);
+    }
+    std::fs::remove_file(&path).map_err(|source| LinkError::Link {
+        path: path.clone(),
+        target: target.to_owned(),
+        source,
+    })?;
+    Ok(true)
+}
+
 /// The UAPI listener; removes its socket file when dropped.
 #[derive(Debug)]
 pub struct UapiServer {
@@ -81,6 +194,13 @@ impl BoundUapi {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+impl BoundUapi {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -200,5 +320,51 @@ pub fn respond(text: &str, dev: &Arc<Device>) -> String {
             warn!(error = %e, "uapi request refused");
             format!("errno={}\n\n", e.errno())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_link_points_at_our_socket_and_is_removed_only_when_ours() {
+        let d = tempfile::tempdir().unwrap();
+        let public = d.path().join("wireguard");
+        let ours = d.path().join("edge-wg0.sock");
+        let _l = UnixListener::bind(&ours).unwrap();
+        assert_eq!(
+            link_public(&public, "wg0", &ours).unwrap(),
+            PublicLink::Linked
+        );
+        assert_eq!(
+            link_public(&public, "wg0", &ours).unwrap(),
+            PublicLink::AlreadyLinked
+        );
+        // `wg` connects through the link.
+        UnixStream::connect(public.join("wg0.sock")).unwrap();
+        assert!(unlink_public(&public, "wg0", &ours).unwrap());
+        assert!(!unlink_public(&public, "wg0", &ours).unwrap());
+        assert!(public.is_dir(), "the shared directory stays");
+    }
+
+    #[test]
+    fn another_implementations_live_socket_is_never_replaced_or_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let public = d.path().to_path_buf();
+        let theirs = public.join("wg0.sock");
+        let _go = UnixListener::bind(&theirs).unwrap();
+        let ours = d.path().join("ours.sock");
+        let r = link_public(&public, "wg0", &ours).unwrap();
+        assert!(matches!(r, PublicLink::Occupied(_)), "{r:?}");
+        assert!(!unlink_public(&public, "wg0", &ours).unwrap());
+        let m = std::fs::symlink_metadata(&theirs).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
+        // A socket nobody serves any more (its process died) is replaced.
+        drop(_go);
+        assert_eq!(
+            link_public(&public, "wg0", &ours).unwrap(),
+            PublicLink::Linked
+        );
     }
 }
