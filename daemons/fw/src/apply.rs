@@ -13,6 +13,18 @@ use crate::normalize::{line_diff, normalize};
 use crate::observe::{self, ObserveError};
 use crate::safety::{self, Lockout};
 
+/// An error with its causes, `what: why: why`, as a log line or an answer shows it.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
 /// Errors applying a ruleset. In every case but `Verify` nothing was changed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -349,4 +361,24 @@ pub fn restore(prev: &Live) -> Result<(), ApplyError> {
         .filter(|n| !keep.contains(n))
         .collect();
     nft_file(&prev.restore_script(&extra))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_read_back_says_which_command_and_why() {
+        let e = ApplyError::Observe(ObserveError::Spawn {
+            cmd: "nft -j list table inet edge".to_owned(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+        let s = error_chain(&e);
+        assert!(
+            s.starts_with("cannot read the live tables: cannot run `nft -j list table inet edge`"),
+            "{s}"
+        );
+        assert!(s.contains("nftables and iproute2"), "{s}");
+        assert!(s.ends_with("entity not found"), "{s}");
+    }
 }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use edge_config::Config;
-use edge_ipc::proto::ErrorCode;
+use edge_ipc::fw::Request as FwRequest;
+use edge_ipc::proto::{ErrorCode, RoleRequest};
 use edge_ipc::shell::{Event, Shell, idle};
 use edge_ipc::{Request, Response};
 use edge_metrics::fw::{ForwardLabels, Metrics};
@@ -182,7 +183,7 @@ impl State {
                 if matches!(e, ApplyError::Verify { .. }) {
                     self.metrics.verify_failures.inc();
                 }
-                let msg = format!("{why}: {e}");
+                let msg = format!("{why}: {}", crate::apply::error_chain(&e));
                 tracing::error!("{msg}");
                 shell.push_error(msg.clone());
                 shell.record_run(false, msg.clone(), t.elapsed());
@@ -225,7 +226,10 @@ impl State {
         let diff = match diff {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot read the live tables");
+                tracing::warn!(
+                    error = %crate::apply::error_chain(&e),
+                    "cannot read the live tables"
+                );
                 return;
             }
             Err(_) => return,
@@ -350,7 +354,10 @@ fn plan_response(rs: &Ruleset) -> Response {
     let live = Live::read();
     let diff = match &live {
         Ok(l) => l.diff(rs),
-        Err(e) => vec![format!("(cannot read the live tables: {e})")],
+        Err(e) => vec![format!(
+            "(cannot read the live tables: {})",
+            crate::apply::error_chain(e)
+        )],
     };
     let message = if diff.is_empty() {
         format!("{}\n# the live tables match: nothing to apply", rs.edge)
@@ -476,6 +483,17 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                     }
                     None => r.send(Response::Error { code: ErrorCode::Failed, message: "nothing to confirm".into() }),
                 },
+                Event::Request(Request::Role(RoleRequest::Fw(FwRequest::Doctor)), r) => {
+                    let notes = tokio::task::spawn_blocking(crate::plan::doctor_live).await;
+                    r.send(match notes {
+                        Ok(Ok(n)) => Response::Done {
+                            message: n.iter().map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n"),
+                            detail: serde_json::json!(n),
+                        },
+                        Ok(Err(e)) => Response::Error { code: ErrorCode::Failed, message: apply::error_chain(&e) },
+                        Err(e) => Response::Error { code: ErrorCode::Failed, message: e.to_string() },
+                    });
+                }
                 Event::Request(_, r) => r.unsupported(shell.role()),
             },
             Some(res) = done_rx.recv() => {

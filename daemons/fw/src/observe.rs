@@ -14,7 +14,7 @@ use std::process::Command;
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
     /// A command could not be run.
-    #[error("cannot run `{cmd}`")]
+    #[error("cannot run `{cmd}` (edge-fw needs the packages nftables and iproute2)")]
     Spawn {
         /// The command line.
         cmd: String,

@@ -33,6 +33,16 @@ pub fn compile_config(
     Ok((m, rs))
 }
 
+/// I/O: reads the live base chains and the bridge-netfilter setting, then [`doctor`].
+pub fn doctor_live() -> Result<Vec<String>, crate::observe::ObserveError> {
+    let chains = crate::observe::base_chains()?;
+    let brnf = crate::observe::br_netfilter_loaded().then(|| {
+        crate::observe::sysctl("/proc/sys/net/bridge/bridge-nf-call-iptables").as_deref()
+            == Some("1")
+    });
+    Ok(doctor(&chains, brnf))
+}
+
 /// Pure: explains how other tables' base chains on our hooks interact with ours.
 pub fn doctor(chains: &[BaseChain], br_netfilter: Option<bool>) -> Vec<String> {
     let mut out = Vec::new();

@@ -1,5 +1,5 @@
-//! `edgectl fw ...`: the firewall. `plan` and `doctor` work offline (the pure compiler and a
-//! read of the live tables); `apply`, `confirm`, `status`, `reload` and `ping` talk to edge-fw.
+//! `edgectl fw ...`: the firewall. `plan` and, as root, `doctor` work offline (the pure
+//! compiler and a read of the live tables); `apply`, `confirm`, `status`, `reload` and `ping` talk to edge-fw.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use edge_config::{LoadOptions, Role};
 use edge_fw::apply::Live;
 use edge_fw::{observe, plan, safety};
 use edge_ipc::Request;
+use edge_ipc::proto::RoleRequest;
 
 use crate::{Global, daemon};
 
@@ -37,7 +38,8 @@ enum Cmd {
     },
     /// Confirm a pending `apply --confirm` by hand.
     Confirm,
-    /// List other tables' base chains on our hooks and how they interact with ours.
+    /// List other tables' base chains on our hooks and how they interact with ours (as root
+    /// read here; otherwise asked of edge-fw, which members of group `edge` may do).
     Doctor,
     /// Show the daemon's status.
     Status,
@@ -51,7 +53,9 @@ enum Cmd {
 pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let req = match args.cmd {
         Cmd::Plan { script } => return plan_cmd(g, script),
-        Cmd::Doctor => return doctor(g),
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        Cmd::Doctor if unsafe { libc::geteuid() } == 0 => return doctor(g),
+        Cmd::Doctor => Request::Role(RoleRequest::Fw(edge_ipc::fw::Request::Doctor)),
         Cmd::Apply { confirm } => Request::Apply {
             confirm_secs: confirm.map(|d| d.as_secs().max(1)),
         },
@@ -125,11 +129,7 @@ fn plan_cmd(g: &Global, script: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn doctor(g: &Global) -> anyhow::Result<ExitCode> {
-    let chains = observe::base_chains().context("failed to list the base chains (run as root)")?;
-    let brnf = observe::br_netfilter_loaded().then(|| {
-        observe::sysctl("/proc/sys/net/bridge/bridge-nf-call-iptables").as_deref() == Some("1")
-    });
-    let notes = plan::doctor(&chains, brnf);
+    let notes = plan::doctor_live().context("failed to list the base chains")?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&notes)?);
     } else {
