@@ -7,9 +7,13 @@ cd "$(dirname "$0")/.."
 bin="${EDGE_BIN_DIR:-$PWD/target/debug}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+for b in edge-ddns edge-link edge-fw edge-wg edgectl; do
+  [ -x "$bin/$b" ] || { echo "missing $bin/$b: build first (cargo build --workspace --bins)" >&2; exit 1; }
+done
+# The units name the installed binaries (ExecStart=, and edgectl in ExecReload=): point
+# every /usr/bin/edge* at the fresh build.
 for role in ddns link fw wg; do
-  [ -x "$bin/edge-$role" ] || { echo "missing $bin/edge-$role: build first (cargo build --workspace --bins)" >&2; exit 1; }
-  sed "s#/usr/bin/edge-$role#$bin/edge-$role#" "systemd/edge-$role.service" > "$tmp/edge-$role.service"
+  sed -E "s#/usr/bin/(edge-[a-z]+|edgectl)#$bin/\1#g" "systemd/edge-$role.service" > "$tmp/edge-$role.service"
 done
 cp systemd/edge.target "$tmp/"
 echo "== systemd-analyze verify"
