@@ -11,6 +11,7 @@ PACKAGES=(
   prometheus                           # promtool: alert rule checks and unit tests
   systemd                              # systemd-analyze: unit verification and hardening score
   binutils                             # strip: the packaging check stages small binaries
+  mmdebstrap systemd-container         # the installed-system tests: a minimal Debian root booted by systemd-nspawn
 )
 
 missing=()

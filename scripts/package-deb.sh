@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 target="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release -p edge-ddns -p edge-wg -p edge-fw -p edge-link
-cargo build --release -p edgectl --no-default-features
+# One build for all five (features unified once): edgectl without the lab.
+cargo build --release -p edge-ddns -p edge-wg -p edge-fw -p edge-link -p edgectl --no-default-features
 mkdir -p "$target/release/dist"
 "$target/release/edgectl" man | gzip -9n > "$target/release/dist/edgectl.1.gz"
 "$target/release/edgectl" completions bash > "$target/release/dist/edgectl.bash"

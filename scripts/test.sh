@@ -9,6 +9,8 @@ fi
 bash scripts/deps.sh
 # Integration tests run the real binaries, so build them first.
 cargo build --workspace --bins
+# The installed-system tests (tests/tests/installed.rs) install the release package.
+bash scripts/package-deb.sh
 bash scripts/check-units.sh
 bash scripts/check-prometheus.sh
 bash scripts/check-deb.sh

@@ -9,14 +9,14 @@
 
 use std::fs;
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use edge_e2e::{StreamStats, assert_flowing, stream};
 use edge_testkit::{binary, require_root, wait_for};
 
 struct LabGuard {
@@ -112,95 +112,6 @@ fn gone(pid: i32, timeout: Duration) -> bool {
             || fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
     })
     .is_some()
-}
-
-/// Runs `f` on a thread inside network namespace `ns`.
-fn in_ns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> thread::JoinHandle<T> {
-    let path = format!("/run/netns/{ns}");
-    thread::spawn(move || {
-        let file = fs::File::open(&path).unwrap();
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-}
-
-/// What a stream saw.
-#[derive(Debug, Default, Clone)]
-struct StreamStats {
-    round_trips: u64,
-    errors: Vec<String>,
-    max_gap: Duration,
-    last_ok: Option<Instant>,
-}
-
-/// A TCP stream through `ns` to `target` (an echo service): 512-byte messages every 20 ms,
-/// each echo checked; never reconnects, so any reset is counted.
-fn stream(
-    ns: &str,
-    target: SocketAddr,
-    stop: Arc<AtomicBool>,
-    stats: Arc<Mutex<StreamStats>>,
-) -> thread::JoinHandle<()> {
-    in_ns(ns, move || {
-        let mut s = match TcpStream::connect_timeout(&target, Duration::from_secs(5)) {
-            Ok(s) => s,
-            Err(e) => {
-                stats
-                    .lock()
-                    .unwrap()
-                    .errors
-                    .push(format!("connect {target}: {e}"));
-                return;
-            }
-        };
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut n: u64 = 0;
-        let mut last = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
-            n += 1;
-            let msg: Vec<u8> = (0..512).map(|i| (n as u8).wrapping_add(i as u8)).collect();
-            let mut back = vec![0u8; msg.len()];
-            let r = s.write_all(&msg).and_then(|_| s.read_exact(&mut back));
-            let mut st = stats.lock().unwrap();
-            match r {
-                Ok(()) if back == msg => {
-                    let gap = last.elapsed();
-                    st.max_gap = st.max_gap.max(gap);
-                    last = Instant::now();
-                    st.last_ok = Some(last);
-                    st.round_trips += 1;
-                }
-                Ok(()) => {
-                    st.errors.push(format!("corrupted echo at message {n}"));
-                    return;
-                }
-                Err(e) => {
-                    st.errors.push(format!("message {n}: {e}"));
-                    return;
-                }
-            }
-            drop(st);
-            thread::sleep(Duration::from_millis(20));
-        }
-    })
-}
-
-fn progress(stats: &Arc<Mutex<StreamStats>>) -> u64 {
-    stats.lock().unwrap().round_trips
-}
-
-fn assert_flowing(name: &str, stats: &Arc<Mutex<StreamStats>>, within: Duration) -> Duration {
-    let before = progress(stats);
-    eprintln!("  {name}: {before} round trips so far");
-    let t = Instant::now();
-    let ok = wait_for(within, || progress(stats) > before + 5);
-    let st = stats.lock().unwrap().clone();
-    assert!(st.errors.is_empty(), "{name} stream broke: {:?}", st.errors);
-    assert!(ok.is_some(), "{name} stream stalled for {:?}", t.elapsed());
-    t.elapsed()
 }
 
 #[test]

@@ -7,11 +7,24 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 
+/// What to do when `/dev/net/tun` cannot be opened.
+fn open_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            " (the unit runs edge-wg as an unprivileged dynamic user: the device must be mode 0666, as udev makes it; check `ls -l /dev/net/tun`)"
+        }
+        io::ErrorKind::NotFound => {
+            " (no TUN device: `modprobe tun`, or in a container bind /dev/net/tun)"
+        }
+        _ => "",
+    }
+}
+
 /// Errors of TUN setup.
 #[derive(Debug, thiserror::Error)]
 pub enum TunError {
     /// Opening `/dev/net/tun` failed.
-    #[error("failed to open /dev/net/tun")]
+    #[error("failed to open /dev/net/tun{}", open_hint(.0))]
     OpenDevice(#[source] io::Error),
     /// The interface name does not fit `IFNAMSIZ`.
     #[error("interface name {name:?} is empty or longer than 15 bytes")]

@@ -23,7 +23,13 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Build the topology, start the four daemons and the world around them, wait for READY.
-    Up,
+    Up {
+        /// Start no daemon: leave the host namespace to edge as installed (a container booted
+        /// in it, as the installed-system test does); its configuration is written to
+        /// `/run/<name>/installed.toml`.
+        #[arg(long)]
+        world_only: bool,
+    },
     /// Show, step by step, that the suite does its job.
     Check,
     /// Stop everything the lab started and remove its namespaces and files.
@@ -54,8 +60,12 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let g = g.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<ExitCode> {
         match args.cmd {
-            Cmd::Up => {
-                lab.up(&me)?;
+            Cmd::Up { world_only: true } => {
+                lab.up(&me, false)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::Up { world_only: false } => {
+                lab.up(&me, true)?;
                 println!(
                     "== the lab is up; edgectl --config {} status:",
                     lab.config_path().display()

@@ -68,7 +68,8 @@ fn q(s: impl AsRef<str>) -> String {
     format!("\"{}\"", s.as_ref())
 }
 
-/// The lab copy of the reference configuration.
+/// The lab copy of the reference configuration: the daemons run as processes of the lab,
+/// with state, sockets and secrets in the lab's directory.
 pub fn lab_config(v: &LabValues<'_>) -> anyhow::Result<String> {
     let d = v.dir.display();
     let mut t = REFERENCE.to_owned();
@@ -81,10 +82,27 @@ pub fn lab_config(v: &LabValues<'_>) -> anyhow::Result<String> {
         "private_key",
         &format!("{{ file = \"{d}/wg-host.key\" }}"),
     )?;
-    t = set_key(&t, "wg.peer", "public_key", &q(v.remote_public_key))?;
     t = set_key(&t, "ddns", "token", &format!("{{ file = \"{d}/token\" }}"))?;
-    t = set_key(&t, "ddns", "api_url", &q(v.api_url))?;
     t = set_key(&t, "ddns", "ca_file", &q(format!("{d}/ca.pem")))?;
+    world(t, v)
+}
+
+/// Where an installed host keeps the lab's test CA (`/etc/edge/lab-ca.pem`).
+pub const INSTALLED_CA: &str = "/etc/edge/lab-ca.pem";
+
+/// The reference configuration as an installed host runs it in the lab's host namespace:
+/// the packaged paths (`/var/lib/edge`, `/run/edge`), the secrets as systemd credentials,
+/// the lab's Cloudflare test server (its CA at [`INSTALLED_CA`]) and echo services.
+pub fn installed_config(v: &LabValues<'_>) -> anyhow::Result<String> {
+    let t = set_key(REFERENCE, "ddns", "ca_file", &q(INSTALLED_CA))?;
+    world(t, v)
+}
+
+/// Points a configuration at the lab's world: the remote peer, the Cloudflare test server,
+/// the echo services, a 5-second schedule.
+fn world(mut t: String, v: &LabValues<'_>) -> anyhow::Result<String> {
+    t = set_key(&t, "wg.peer", "public_key", &q(v.remote_public_key))?;
+    t = set_key(&t, "ddns", "api_url", &q(v.api_url))?;
     // Every 5 seconds, so the lab shows the record following the address quickly.
     t = set_key(&t, "ddns", "schedule", &q("*/5 * * * * *"))?;
     t = t.replace("\"wg0\"", &q(v.wg_if));
@@ -138,6 +156,34 @@ mod tests {
         // Everything else is the reference deployment.
         assert_eq!(c.fw.unwrap().forwards.len(), 3);
         assert_eq!(c.link.unwrap().bridges.len(), 3);
+    }
+
+    #[test]
+    fn the_installed_config_keeps_the_packaged_paths_and_credentials() {
+        let sources = [
+            ("echo", "http", "http://82.0.0.11/".to_owned()),
+            ("echo-b", "http", "http://82.0.0.12/".to_owned()),
+        ];
+        let text = installed_config(&LabValues {
+            dir: Path::new("/run/edge-lab"),
+            wg_if: "wg0",
+            remote_public_key: "Ec/rMvGHRVI/+BJqbmET/fg+8vmgnl3z32BhCosLO08=",
+            api_url: "https://82.0.0.10/client/v4",
+            sources: &sources,
+        })
+        .unwrap();
+        assert!(!text.contains("/run/edge-lab"), "{text}");
+        let c = edge_config::parse(Path::new("/etc/edge/edge.toml"), &text)
+            .unwrap_or_else(|d| panic!("{d}\n{text}"))
+            .config;
+        assert_eq!(c.global.runtime_dir, Path::new("/run/edge"));
+        assert_eq!(c.global.state_dir, Path::new("/var/lib/edge"));
+        let ddns = c.ddns.unwrap();
+        assert_eq!(ddns.ca_file.unwrap(), Path::new(INSTALLED_CA));
+        assert_eq!(ddns.token.credential.as_deref(), Some("cloudflare-token"));
+        assert_eq!(ddns.sources.len(), 2);
+        let wg = c.wg.unwrap();
+        assert_eq!(wg.private_key.credential.as_deref(), Some("wg-private-key"));
     }
 
     #[test]

@@ -159,10 +159,7 @@ impl Lab {
 
     /// A control-socket client for `role` of this lab.
     pub fn client(&self, role: Role) -> Client {
-        Client::new(
-            role,
-            self.dir.join("run").join(format!("{}.sock", role.as_str())),
-        )
+        Client::new(role, edge_config::socket_path(&self.dir.join("run"), role))
     }
 
     fn wait_ready(&self, role: Role, pid: u32, timeout: Duration) -> anyhow::Result<Duration> {
@@ -213,9 +210,16 @@ impl Lab {
         bail!("{name} did not appear within {} s", timeout.as_secs())
     }
 
-    /// Builds the topology, starts the world around the host and the four daemons, and waits
-    /// until each is ready. Removes what a crashed run left behind first.
-    pub fn up(&self, edgectl: &Path) -> anyhow::Result<()> {
+    /// The configuration an installed host runs in the lab (`up --world-only` writes it).
+    pub fn installed_config_path(&self) -> PathBuf {
+        self.dir.join("installed.toml")
+    }
+
+    /// Builds the topology, starts the world around the host and, with `daemons`, the four
+    /// daemons, waiting until each is ready. Without them the host namespace is left to edge
+    /// as installed (a container booted in it): `installed.toml` is its configuration.
+    /// Removes what a crashed run left behind first.
+    pub fn up(&self, edgectl: &Path, daemons: bool) -> anyhow::Result<()> {
         let leftovers = self.down()?;
         if !leftovers.is_empty() {
             println!(
@@ -263,25 +267,38 @@ impl Lab {
             ),
             ("echo-b", "http", format!("http://{}/", net::ECHO_IPS[2])),
         ];
-        let text = config::lab_config(&config::LabValues {
+        let values = config::LabValues {
             dir: &self.dir,
             wg_if: &self.wg_if,
             remote_public_key: &remote_pub,
             api_url: &format!("https://{}/client/v4", net::API_IP),
             sources: &sources,
-        })?;
-        fs::write(self.config_path(), text)?;
+        };
+        fs::write(self.config_path(), config::lab_config(&values)?)?;
         if let Err(d) = edge_config::load(&self.config_path(), edge_config::LoadOptions::default())
         {
             bail!("the lab configuration is invalid:\n{d}");
         }
+        let installed = config::installed_config(&values)?;
+        if let Err(d) = edge_config::parse(Path::new("/etc/edge/edge.toml"), &installed) {
+            bail!("the installed lab configuration is invalid:\n{d}");
+        }
+        fs::write(self.installed_config_path(), installed)?;
 
-        let cfg = self.config_path().to_string_lossy().into_owned();
-        for role in [Role::Link, Role::Fw, Role::Wg, Role::Ddns] {
-            let bin = self.bin.join(role.binary());
-            let pid = self.spawn("host", role.binary(), &bin, &["--config", &cfg])?;
-            let took = self.wait_ready(role, pid, Duration::from_secs(60))?;
-            println!("   {} ready in {} ms", role.binary(), took.as_millis());
+        if daemons {
+            let cfg = self.config_path().to_string_lossy().into_owned();
+            for role in [Role::Link, Role::Fw, Role::Wg, Role::Ddns] {
+                let bin = self.bin.join(role.binary());
+                let pid = self.spawn("host", role.binary(), &bin, &["--config", &cfg])?;
+                let took = self.wait_ready(role, pid, Duration::from_secs(60))?;
+                println!("   {} ready in {} ms", role.binary(), took.as_millis());
+            }
+        } else {
+            println!(
+                "== no daemons: the host namespace {} is left to edge as installed ({})",
+                self.topo().ns("host").name,
+                self.installed_config_path().display()
+            );
         }
 
         println!("== starting the remote admin's WireGuard peer (wireguard-go)");

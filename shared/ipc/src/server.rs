@@ -9,7 +9,7 @@
 
 use std::io;
 use std::os::fd::AsRawFd as _;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -248,7 +248,12 @@ pub async fn bind_with(
         source,
     };
     if let Some(g) = policy.operators {
-        std::os::unix::fs::chown(path, None, Some(g)).map_err(perm)?;
+        // Under the shipped units `edge` is the primary group, so the socket already has it;
+        // chown is then not called at all (their seccomp filter denies it: @privileged).
+        let has = std::fs::symlink_metadata(path).map_err(perm)?.gid();
+        if has != g {
+            std::os::unix::fs::chown(path, None, Some(g)).map_err(perm)?;
+        }
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(perm)?;
     } else {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(perm)?;
