@@ -1,6 +1,8 @@
 //! `cargo bench -p edge-fw`: compile and apply 1k / 10k / 50k port-forwards over netlink
-//! against `nft -f` of the same rendered ruleset in the same run, the zero-write check, and
-//! TCP connection latency through the dispatch map with 10 vs 50k forwards.
+//! against `nft -f` of the same rendered ruleset in the same run, the netlink read-back
+//! against `nft -j list` of the same tables, the full apply path (build, read, plan, dry run,
+//! commit, verify), the zero-write check, and TCP connection latency through the dispatch map
+//! with 10 vs 50k forwards.
 //! `cargo bench -p edge-fw -- flush`: how fast the running daemon restores its tables after
 //! `nft flush ruleset`.
 //!
@@ -19,6 +21,10 @@ use edge_fw::apply::{self, Options};
 use edge_fw::compile::compile;
 use edge_fw::ir::Ruleset;
 use edge_fw::model::{Env, Model};
+use edge_fw::nfnl::Socket;
+use edge_fw::observe::read_live;
+use edge_fw::txn::Transaction;
+use edge_fw::wire::Live;
 use edge_testkit::{Topology, in_new_netns};
 
 fn reference_fw() -> Fw {
@@ -132,12 +138,27 @@ struct Row {
     compile: Duration,
     msgs: usize,
     bytes: usize,
-    pages: usize,
     dry: Duration,
     commit: Duration,
     nft: Duration,
     verify: Duration,
+    nft_list: Duration,
+    full: Duration,
     noop_writes: usize,
+}
+
+/// `nft -j list table inet edge; nft -j list table inet edge_state`.
+fn nft_j_list() -> Duration {
+    let t = Instant::now();
+    for table in ["edge", "edge_state"] {
+        let out = Command::new("nft")
+            .args(["-j", "list", "table", "inet", table])
+            .output()
+            .expect("nft");
+        assert!(out.status.success(), "nft -j list table inet {table}");
+        std::hint::black_box(out.stdout.len());
+    }
+    t.elapsed()
 }
 
 fn ms(d: Duration) -> String {
@@ -164,12 +185,14 @@ fn apply_row(n: usize) -> Row {
                 .iter()
                 .map(|s| s.elements.len())
                 .sum::<usize>();
+        let sock = Socket::open().expect("socket");
         // First install (creates both tables).
-        apply::apply(&m, &rs, Options::default()).unwrap_or_else(|e| panic!("{e}"));
+        apply::apply(&sock, &m, &rs, Options::default()).unwrap_or_else(|e| panic!("{e}"));
         // Replace the existing tables: netlink dry run + commit, then nft -f of the same
         // ruleset, alternating, best of 3 each.
-        let plan = edge_fw::netlink::Plan::install(&rs, &[]);
-        let sock = edge_fw::netlink::Socket::open().expect("socket");
+        let want = edge_fw::lower::ruleset(&rs);
+        let live = read_live(&sock).expect("read");
+        let tx = Transaction::replace(&want, &live);
         let mut dry = Duration::MAX;
         let mut commit = Duration::MAX;
         let mut nft = Duration::MAX;
@@ -177,19 +200,38 @@ fn apply_row(n: usize) -> Row {
         let script = rs.script();
         for _ in 0..3 {
             let t = Instant::now();
-            let o = sock.send(&plan, true).expect("dry run");
+            let o = sock.send(&tx, true).expect("dry run");
             assert!(o.rejections.is_empty(), "{:?}", o.rejections);
             dry = dry.min(t.elapsed());
             let t = Instant::now();
-            let o = sock.send(&plan, false).expect("commit");
+            let o = sock.send(&tx, false).expect("commit");
             assert!(o.rejections.is_empty(), "{:?}", o.rejections);
             commit = commit.min(t.elapsed());
             out = Some(o);
             nft = nft.min(nft_f(&script));
         }
         let o = out.expect("ran");
-        let (verify, _) = best(1, || apply::verify(&rs).expect("verify"));
-        let noop = apply::apply(&m, &rs, Options::default()).expect("noop apply");
+        // The read-back (netlink, decoded, compared) against nft's own JSON listing of the
+        // same tables, alternating, best of 3 each.
+        let mut verify = Duration::MAX;
+        let mut nft_list = Duration::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            apply::verify(&sock, &want).expect("verify");
+            verify = verify.min(t.elapsed());
+            nft_list = nft_list.min(nft_j_list());
+        }
+        // The full apply path from the model: compile, read, plan, dry run, commit, verify
+        // (forced: the tables already match).
+        let forced = Options {
+            force: true,
+            ..Options::default()
+        };
+        let (full, _) = best(3, || {
+            let rs = compile(&m).expect("compile");
+            apply::apply(&sock, &m, &rs, forced).expect("full apply")
+        });
+        let noop = apply::apply(&sock, &m, &rs, Options::default()).expect("noop apply");
         let noop_writes = usize::from(noop.dry_run.is_some()) + usize::from(noop.commit.is_some());
         Row {
             n,
@@ -197,11 +239,12 @@ fn apply_row(n: usize) -> Row {
             compile: compile_t,
             msgs: o.messages,
             bytes: o.bytes,
-            pages: o.pages,
             dry,
             commit,
             nft,
             verify,
+            nft_list,
+            full,
             noop_writes,
         }
     })
@@ -241,7 +284,8 @@ fn latency(n: usize, samples: usize) -> (Duration, Duration) {
     let rs: Ruleset = compile(&m).expect("compile");
     t.ns("h")
         .run(move || {
-            apply::apply(&m, &rs, Options::default())
+            let sock = Socket::open().map_err(|e| e.to_string())?;
+            apply::apply(&sock, &m, &rs, Options::default())
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })
@@ -283,21 +327,18 @@ fn enter(ns: &str) {
 
 /// nf_tables notifications of a namespace, stamped on receipt, from a thread inside it.
 fn nft_events(ns: &str) -> std::sync::mpsc::Receiver<(Instant, edge_fw::events::Notification)> {
-    use std::os::fd::AsRawFd;
     let (tx, rx) = std::sync::mpsc::channel();
     let ns = ns.to_owned();
     std::thread::spawn(move || {
         enter(&ns);
-        let fd = edge_fw::netlink::subscribe_events().expect("nf_tables event socket");
-        let mut buf = vec![0u8; 1 << 16];
+        let sock = edge_fw::nfnl::subscribe().expect("nf_tables event socket");
+        let mut buf = Vec::with_capacity(1 << 16);
         loop {
-            // SAFETY: reading into a live buffer of the given length.
-            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            let at = Instant::now();
-            if n <= 0 {
+            let Ok(d) = edge_fw::nfnl::recv_events(&sock, &mut buf) else {
                 continue;
-            }
-            for e in edge_fw::events::parse(&buf[..n as usize]) {
+            };
+            let at = Instant::now();
+            for e in edge_fw::events::parse(d) {
                 if tx.send((at, e)).is_err() {
                     return;
                 }
@@ -312,7 +353,7 @@ fn nft_events(ns: &str) -> std::sync::mpsc::Receiver<(Instant, edge_fw::events::
 /// restoring commit (`NEWTABLE inet edge`), both seen in the nf_tables events; `rounds`
 /// samples. Anchors of the same run: `nft -f` of the same ruleset into an empty namespace
 /// (a restore by hand) and our own dry run + commit of it (the floor), plus the cost of one
-/// read of our tables (`nft list table` x2), which the repair path used to pay before writing.
+/// netlink read of our tables, which the repair path pays before writing.
 fn flush_restore(extra: usize, rounds: usize) {
     use edge_fw::events::Notification;
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/edge.toml");
@@ -354,25 +395,26 @@ fn flush_restore(extra: usize, rounds: usize) {
                     .expect("nft");
                 assert!(ok.success());
             };
-            apply::apply(&m2, &rs2, Options::default()).expect("install");
-            let plan = edge_fw::netlink::Plan::install(&rs2, &[]);
+            let sock = Socket::open().expect("socket");
+            apply::apply(&sock, &m2, &rs2, Options::default()).expect("install");
+            let tx = Transaction::replace(&edge_fw::lower::ruleset(&rs2), &Live::default());
             let mut best = [Duration::MAX; 5];
             for _ in 0..5 {
                 flush();
                 best[0] = best[0].min(nft_f(&script));
                 flush();
                 let t = Instant::now();
-                apply::commit_plan(&plan, apply::Commit::Only, t).expect("commit");
+                apply::commit(&sock, &tx, false).expect("commit");
                 best[1] = best[1].min(t.elapsed());
                 flush();
                 let t = Instant::now();
-                edge_fw::apply::Live::read().expect("read");
+                read_live(&sock).expect("read");
                 best[3] = best[3].min(t.elapsed());
                 let t = Instant::now();
-                apply::commit_plan(&plan, apply::Commit::AfterDryRun, t).expect("commit");
+                apply::commit(&sock, &tx, true).expect("commit");
                 best[2] = best[2].min(t.elapsed());
                 let t = Instant::now();
-                edge_fw::apply::Live::read().expect("read");
+                read_live(&sock).expect("read");
                 best[4] = best[4].min(t.elapsed());
             }
             (best[0], best[1], best[2], best[3], best[4])
@@ -394,9 +436,10 @@ fn flush_restore(extra: usize, rounds: usize) {
     let converged = |rs: &Ruleset| {
         let rs = rs.clone();
         ns.run(move || {
-            edge_fw::apply::Live::read()
-                .map(|l| l.diff(&rs).is_empty())
-                .unwrap_or(false)
+            Socket::open()
+                .ok()
+                .and_then(|s| read_live(&s).ok())
+                .is_some_and(|l| edge_fw::wire::diff(&edge_fw::lower::ruleset(&rs), &l).is_empty())
         })
     };
     let ok = edge_testkit::wait_for(Duration::from_secs(120), || converged(&rs));
@@ -408,7 +451,6 @@ fn flush_restore(extra: usize, rounds: usize) {
     let mut samples = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         // Let the daemon finish whatever it does after its last write.
-        // (Its read-backs run `nft list`, about 0.3 ms per forward each.)
         std::thread::sleep(Duration::from_millis(600 + extra as u64));
         while events.try_recv().is_ok() {}
         ns.exec("nft", ["flush", "ruleset"]);
@@ -461,11 +503,11 @@ fn flush_restore(extra: usize, rounds: usize) {
         ms(anchor_nft)
     );
     println!(
-        "| one read of our tables, absent (`nft list table` x2) | {} |",
+        "| one netlink read of our tables, absent | {} |",
         ms(read_absent)
     );
     println!(
-        "| one read of our tables, present (`nft list table` x2) | {} |",
+        "| one netlink read of our tables, present | {} |",
         ms(read_present)
     );
     println!(
@@ -491,6 +533,49 @@ fn main() {
         flush_restore(extra, if extra == 0 { 20 } else { 5 });
         return;
     }
+    if std::env::args().any(|a| a == "readback") {
+        // `cargo bench -p edge-fw -- readback`: where the read-back of 50k forwards goes.
+        edge_testkit::require_root();
+        let fw = synthetic(
+            50_000,
+            "wan0",
+            Ipv4Addr::new(192, 198, 0, 30),
+            Ipv4Addr::new(10, 17, 5, 30),
+        );
+        let m = model(&fw);
+        let rs = compile(&m).expect("compile");
+        in_new_netns(move || {
+            let sock = Socket::open().expect("socket");
+            apply::apply(&sock, &m, &rs, Options::default()).expect("install");
+            let want = edge_fw::lower::ruleset(&rs);
+            let (t_read, live) = best(3, || read_live(&sock).expect("read"));
+            let (t_diff, _) = best(3, || edge_fw::wire::diff(&want, &live));
+            let (t_lower, _) = best(3, || edge_fw::lower::ruleset(&rs));
+            let (t_raw, n) = best(3, || {
+                let mut a = edge_fw::codec::Attrs::new();
+                a.str(edge_fw::uapi::NFTA_SET_ELEM_LIST_TABLE, "edge")
+                    .str(edge_fw::uapi::NFTA_SET_ELEM_LIST_SET, "fwd4");
+                let mut n = 0usize;
+                sock.dump(
+                    libc::NFT_MSG_GETSETELEM,
+                    edge_fw::uapi::NFPROTO_INET,
+                    &a,
+                    |m| n += m.body.len(),
+                )
+                .expect("dump");
+                n
+            });
+            println!(
+                "50k forwards: read_live {} ms, diff {} ms, lower {} ms; raw dump of fwd4 (no decode) {} ms, {} bytes",
+                ms(t_read),
+                ms(t_diff),
+                ms(t_lower),
+                ms(t_raw),
+                n
+            );
+        });
+        return;
+    }
     if std::env::args().any(|a| a == "compile") {
         // `cargo bench -p edge-fw -- compile`: the pure compiler only (no root needed).
         for n in [1_000, 10_000, 50_000] {
@@ -509,8 +594,9 @@ fn main() {
                 ms(cpu)
             );
             let rs = compile(&m).expect("compile");
-            let (tp, plan) = best(3, || edge_fw::netlink::Plan::install(&rs, &[]));
-            let (tb, _) = best(3, || plan.build());
+            let want = edge_fw::lower::ruleset(&rs);
+            let (tp, tx) = best(3, || Transaction::replace(&want, &Live::default()));
+            let (tb, _) = best(3, || tx.encode(1));
             println!(
                 "  plan of {n} forwards: {} ms, batch build {} ms (best of 3)",
                 ms(tp),
@@ -522,24 +608,26 @@ fn main() {
     edge_testkit::require_root();
     println!("edge-fw benchmark (release build, 2 cores; best of 3 for netlink and nft -f)\n");
     println!(
-        "| forwards | set elements | compile ms (CPU) | batch msgs | batch MB | iovecs | dry run ms | commit ms | nft -f ms | commit / nft -f | read-back ms | writes when converged |"
+        "| forwards | set elements | compile ms (CPU) | batch msgs | batch MB | dry run ms | commit ms | nft -f ms | commit / nft -f | read-back ms | nft -j list ms | read-back / nft -j | full apply ms | writes when converged |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in [1_000, 10_000, 50_000] {
         let r = apply_row(n);
         println!(
-            "| {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {:.2} | {} | {} |",
+            "| {} | {} | {} | {} | {:.2} | {} | {} | {} | {:.2} | {} | {} | {:.3} | {} | {} |",
             r.n,
             r.elements,
             ms(r.compile),
             r.msgs,
             r.bytes as f64 / 1e6,
-            r.pages,
             ms(r.dry),
             ms(r.commit),
             ms(r.nft),
             r.commit.as_secs_f64() / r.nft.as_secs_f64(),
             ms(r.verify),
+            ms(r.nft_list),
+            r.verify.as_secs_f64() / r.nft_list.as_secs_f64(),
+            ms(r.full),
             r.noop_writes
         );
     }

@@ -1,17 +1,19 @@
-//! I/O: applies a compiled ruleset — anti-lockout proof, compare with the live tables (zero
-//! writes when they already match), in-kernel dry run, one atomic commit, read-back verify —
-//! and restores a saved previous ruleset for confirm/rollback.
+//! I/O: carries out a plan — read the live tables, [`plan`](crate::plan::plan) (anti-lockout
+//! proof, zero writes when they already match, an element-only update when only elements
+//! differ), in-kernel dry run, one atomic commit, read-back verify — and puts saved tables
+//! back for a confirm-apply's rollback. Every write goes through one batch writer
+//! ([`crate::txn`] over [`crate::nfnl::Socket`]).
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::ir::{Ruleset, STATE_TABLE, TABLE};
+use crate::ir::Ruleset;
 use crate::model::Model;
-use crate::netlink::{NetlinkError, Outcome, Plan, Rejection, Socket};
-use crate::normalize::{line_diff, normalize};
+use crate::nfnl::{NetlinkError, Outcome, Rejection, Socket};
 use crate::observe::{self, ObserveError};
-use crate::safety::{self, Lockout};
+use crate::plan::{self, Update};
+use crate::safety::Lockout;
+use crate::txn::Transaction;
+use crate::wire::{self, Live};
 
 /// An error with its causes, `what: why: why`, as a log line or an answer shows it.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
@@ -29,7 +31,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// The anti-lockout proof failed.
-    #[error("{}", join_lockouts(.0))]
+    #[error("{}", join(.0))]
     Lockout(Vec<Lockout>),
     /// Reading the live tables failed.
     #[error("cannot read the live tables")]
@@ -38,329 +40,199 @@ pub enum ApplyError {
     #[error("cannot talk to nf_tables")]
     Netlink(#[from] NetlinkError),
     /// The kernel rejected the batch in the dry run (nothing changed).
-    #[error("the kernel rejected the ruleset in the dry run; the live tables are unchanged:\n{}", join_rejections(.0))]
+    #[error("the kernel rejected the ruleset in the dry run; the live tables are unchanged:\n{}", join(.0))]
     DryRunRejected(Vec<Rejection>),
     /// The kernel rejected the commit (nothing changed: the transaction is atomic).
-    #[error("the kernel rejected the commit; the live tables are unchanged:\n{}", join_rejections(.0))]
+    #[error("the kernel rejected the commit; the live tables are unchanged:\n{}", join(.0))]
     CommitRejected(Vec<Rejection>),
-    /// The committed table does not read back as compiled.
-    #[error("the live table inet {table} differs from what was applied ({} lines):\n{}", .diff.len(), .diff.iter().take(20).cloned().collect::<Vec<_>>().join("\n"))]
-    Verify {
-        /// The table that differs.
-        table: String,
-        /// `-` live / `+` expected lines.
-        diff: Vec<String>,
-    },
-    /// Restoring a previous ruleset with `nft -f` failed.
-    #[error("cannot restore the previous ruleset: {0}")]
-    Restore(String),
+    /// The committed tables do not read back as compiled.
+    #[error("the live tables differ from what was applied ({} difference(s)):\n{}", .0.len(), .0.iter().take(20).cloned().collect::<Vec<_>>().join("\n"))]
+    Verify(Vec<String>),
 }
 
-fn join_lockouts(v: &[Lockout]) -> String {
+fn join<T: std::fmt::Display>(v: &[T]) -> String {
     v.iter()
         .map(|l| format!("  - {l}"))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-fn join_rejections(v: &[Rejection]) -> String {
-    v.iter()
-        .map(|r| format!("  - {r}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// How an apply changed the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Change {
+    /// Nothing written: they already matched.
+    #[default]
+    None,
+    /// Set elements and counters only.
+    Elements,
+    /// `inet edge` replaced, `inet edge_state` converged.
+    Replace,
+}
+
+impl Change {
+    /// `unchanged`, `elements`, `replaced`: for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::None => "unchanged",
+            Change::Elements => "elements",
+            Change::Replace => "replaced",
+        }
+    }
 }
 
 /// What an apply did.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
-    /// False when the live tables already matched (no netlink write at all).
-    pub changed: bool,
+    /// What was written.
+    pub change: Change,
     /// The dry-run batch.
     pub dry_run: Option<Outcome>,
     /// The committed batch.
     pub commit: Option<Outcome>,
+    /// Time of reading the live tables before planning.
+    pub read_time: Duration,
     /// Time of the dry run + commit (the kernel part).
     pub netlink_time: Duration,
-    /// Total time including read-backs.
+    /// Time of the read-back after the commit.
+    pub verify_time: Duration,
+    /// Total time.
     pub total_time: Duration,
 }
 
-/// The live texts of our two tables.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Live {
-    /// `nft list table inet edge`, if it exists.
-    pub edge: Option<String>,
-    /// `nft list table inet edge_state`, if it exists.
-    pub state: Option<String>,
-}
-
-impl Live {
-    /// Reads both tables.
-    ///
-    /// Equivalent to: `nft list table inet edge; nft list table inet edge_state`.
-    pub fn read() -> Result<Self, ObserveError> {
-        Ok(Self {
-            edge: observe::list_table(TABLE)?,
-            state: observe::list_table(STATE_TABLE)?,
-        })
-    }
-
-    /// Differences between the live tables and a ruleset (`-` live, `+` expected); empty when
-    /// they match after normalisation.
-    pub fn diff(&self, rs: &Ruleset) -> Vec<String> {
-        let mut d = line_diff(
-            &normalize(self.edge.as_deref().unwrap_or("")),
-            &normalize(&rs.edge.to_string()),
-        );
-        d.extend(line_diff(
-            &normalize(self.state.as_deref().unwrap_or("")),
-            &normalize(&rs.state.to_string()),
-        ));
-        d
-    }
-
-    /// The `nft -f` script that puts these tables back exactly: `inet edge` replaced by its
-    /// saved text; `inet edge_state` emptied (maps, chains) and re-declared, so counters that
-    /// still exist keep their values and deleted ones come back with their saved values.
-    pub fn restore_script(&self, extra_counters: &[String]) -> String {
-        let mut s = format!("table inet {TABLE}\ndelete table inet {TABLE}\n");
-        if let Some(e) = &self.edge {
-            s.push_str(e);
-        }
-        if let Some(st) = &self.state {
-            s.push_str(&format!("table inet {STATE_TABLE}\n"));
-            let lines: Vec<&str> = st.lines().collect();
-            for (i, line) in lines.iter().enumerate() {
-                let t = line.trim();
-                for kw in ["map", "set", "chain"] {
-                    if let Some(name) = t
-                        .strip_prefix(kw)
-                        .and_then(|r| r.strip_prefix(' '))
-                        .and_then(|r| r.strip_suffix(" {"))
-                    {
-                        // Declare (with its type) before flushing: a flush of a missing
-                        // object fails, and the current table may lack it.
-                        let ty = lines
-                            .get(i + 1)
-                            .map(|l| l.trim())
-                            .filter(|l| l.starts_with("type "))
-                            .map(|l| format!(" {{ {}{} }}", l.trim_end_matches(';'), ";"))
-                            .unwrap_or_default();
-                        s.push_str(&format!("add {kw} inet {STATE_TABLE} {name}{ty}\n"));
-                        s.push_str(&format!("flush {kw} inet {STATE_TABLE} {name}\n"));
-                    }
-                }
-            }
-            // Counters created since the save go (their map elements were just flushed).
-            for c in extra_counters {
-                s.push_str(&format!("delete counter inet {STATE_TABLE} {c}\n"));
-            }
-            s.push_str(st);
-        }
-        s
+impl Report {
+    /// False when the live tables already matched (no netlink write at all).
+    pub fn changed(&self) -> bool {
+        self.change != Change::None
     }
 }
 
 /// Options of one apply.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
-    /// Apply even when the live tables already match.
+    /// Replace even when the live tables already match.
     pub force: bool,
     /// Skip the anti-lockout proof (tests of the proof itself only).
     pub skip_safety: bool,
-    /// Stop after the dry run.
-    pub dry_run_only: bool,
-    /// Restore a ruleset that was applied and verified before and whose tables someone
-    /// deleted: commit it at once — no anti-lockout proof, no read before writing, no dry
-    /// run (it passed all three when first applied) — then read it back as usual.
+    /// Put back a ruleset that was applied and verified before and that someone deleted
+    /// or changed: no anti-lockout proof and no dry run (it passed both when first
+    /// applied), then read back as usual.
     pub restore: bool,
 }
 
-/// Applies `rs`: proof, compare, dry run, commit, verify.
-pub fn apply(model: &Model, rs: &Ruleset, opts: Options) -> Result<Report, ApplyError> {
+/// Applies `rs`: read, plan (proof), dry run, commit, verify.
+pub fn apply(
+    sock: &Socket,
+    model: &Model,
+    rs: &Ruleset,
+    opts: Options,
+) -> Result<Report, ApplyError> {
     let t0 = Instant::now();
-    if opts.restore {
-        // Counters of the state table, if it survived, are the ones `rs` wants (a foreign
-        // extra one shows in the read-back and is removed by the next full apply).
-        let report = commit_plan(&Plan::install(rs, &[]), Commit::Only, t0)?;
-        verify(rs)?;
-        return Ok(Report {
-            total_time: t0.elapsed(),
-            ..report
-        });
+    let live = observe::read_live(sock)?;
+    let read_time = t0.elapsed();
+    let p = plan::plan(model, rs, Some(&live));
+    if !opts.skip_safety && !opts.restore && !p.allowed() {
+        return Err(ApplyError::Lockout(p.lockouts));
     }
-    if !opts.skip_safety {
-        safety::check(model, rs).map_err(ApplyError::Lockout)?;
-    }
-    let live = Live::read()?;
-    if !opts.force && live.diff(rs).is_empty() && live.edge.is_some() {
-        return Ok(Report {
-            changed: false,
-            total_time: t0.elapsed(),
-            ..Report::default()
-        });
-    }
-    let wanted: Vec<&str> = rs.state.counters.iter().map(String::as_str).collect();
-    let stale: Vec<String> = live
-        .state
-        .as_deref()
-        .map(observe::counters_in)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.name)
-        .filter(|n| !wanted.contains(&n.as_str()))
-        .collect();
-    let plan = Plan::install(rs, &stale);
-    let mode = if opts.dry_run_only {
-        Commit::DryRunOnly
-    } else {
-        Commit::AfterDryRun
-    };
-    let report = commit_plan(&plan, mode, t0)?;
-    if opts.dry_run_only {
-        return Ok(report);
-    }
-    verify(rs)?;
-    Ok(Report {
-        total_time: t0.elapsed(),
-        ..report
-    })
-}
-
-/// How [`commit_plan`] sends a plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Commit {
-    /// Dry run, then commit.
-    AfterDryRun,
-    /// Dry run only.
-    DryRunOnly,
-    /// Commit without a dry run (a rejected commit changes nothing either: it is atomic).
-    Only,
-}
-
-/// Dry run then commit of a prepared plan (or one of them, see [`Commit`]).
-pub fn commit_plan(plan: &Plan, mode: Commit, t0: Instant) -> Result<Report, ApplyError> {
-    let sock = Socket::open()?;
-    let tn = Instant::now();
-    let dry = if mode == Commit::Only {
-        None
-    } else {
-        let dry = sock.send(plan, true)?;
-        if !dry.rejections.is_empty() {
-            return Err(ApplyError::DryRunRejected(dry.rejections));
+    let (tx, change) = match p.update {
+        Update::Converged if !opts.force => {
+            return Ok(Report {
+                read_time,
+                total_time: t0.elapsed(),
+                ..Report::default()
+            });
         }
-        Some(dry)
+        Update::Elements(tx) if !opts.force => (tx, Change::Elements),
+        _ => (Transaction::replace(&p.want, &live), Change::Replace),
     };
-    if mode == Commit::DryRunOnly {
-        return Ok(Report {
-            changed: false,
-            dry_run: dry,
-            commit: None,
-            netlink_time: tn.elapsed(),
-            total_time: t0.elapsed(),
-        });
-    }
-    let commit = sock.send(plan, false)?;
-    if !commit.rejections.is_empty() {
-        return Err(ApplyError::CommitRejected(commit.rejections));
-    }
+    let (dry_run, commit, netlink_time) = commit(sock, &tx, !opts.restore)?;
+    let tv = Instant::now();
+    verify(sock, &p.want)?;
     Ok(Report {
-        changed: true,
-        dry_run: dry,
+        change,
+        dry_run,
         commit: Some(commit),
-        netlink_time: tn.elapsed(),
+        read_time,
+        netlink_time,
+        verify_time: tv.elapsed(),
         total_time: t0.elapsed(),
     })
 }
 
-/// Reads our tables back and compares them with `rs`.
-///
-/// A large set that was just filled is still being resized by the kernel (its rhashtable
-/// grows in a deferred worker), and a dump that spans the resize can skip elements: the
-/// dump resumes by counting elements in a table whose order changed. So a difference is
-/// read again, twice, after short pauses before it is an error (seen at 50,000 forwards,
-/// never at the reference host's size).
-pub fn verify(rs: &Ruleset) -> Result<(), ApplyError> {
-    let want = [
-        (TABLE, normalize(&rs.edge.to_string())),
-        (STATE_TABLE, normalize(&rs.state.to_string())),
-    ];
-    let mut pauses = [Duration::from_millis(100), Duration::from_millis(400)].into_iter();
-    loop {
-        let live = Live::read()?;
-        let diff = want.iter().find_map(|(table, want)| {
-            let have = if *table == TABLE {
-                live.edge.as_deref()
-            } else {
-                live.state.as_deref()
-            };
-            let d = line_diff(&normalize(have.unwrap_or("")), want);
-            (!d.is_empty()).then_some((*table, d))
-        });
-        let Some((table, diff)) = diff else {
-            return Ok(());
-        };
-        match pauses.next() {
-            Some(p) => std::thread::sleep(p),
-            None => {
-                return Err(ApplyError::Verify {
-                    table: table.to_owned(),
-                    diff,
-                });
-            }
+/// Sends a transaction: a dry run first when `dry_run_first`, then the commit. Returns
+/// both outcomes and the time they took.
+pub fn commit(
+    sock: &Socket,
+    tx: &Transaction,
+    dry_run_first: bool,
+) -> Result<(Option<Outcome>, Outcome, Duration), ApplyError> {
+    let t = Instant::now();
+    let batch = sock.encode(tx);
+    let dry = if dry_run_first {
+        let d = sock.send_batch(tx, &batch, true)?;
+        if !d.rejections.is_empty() {
+            return Err(ApplyError::DryRunRejected(d.rejections));
+        }
+        Some(d)
+    } else {
+        None
+    };
+    let c = sock.send_batch(tx, &batch, false)?;
+    if !c.rejections.is_empty() {
+        return Err(ApplyError::CommitRejected(c.rejections));
+    }
+    Ok((dry, c, t.elapsed()))
+}
+
+/// Only the kernel's dry run of `rs` over the live tables (what `nft --check` does):
+/// nothing changes either way.
+pub fn dry_run(sock: &Socket, rs: &Ruleset) -> Result<Outcome, ApplyError> {
+    let live = observe::read_live(sock)?;
+    let tx = Transaction::replace(&crate::lower::ruleset(rs), &live);
+    let d = sock.send(&tx, true)?;
+    if !d.rejections.is_empty() {
+        return Err(ApplyError::DryRunRejected(d.rejections));
+    }
+    Ok(d)
+}
+
+/// Reads our tables back and compares them with `want`; the live tables when they match.
+pub fn verify(sock: &Socket, want: &wire::Ruleset) -> Result<Live, ApplyError> {
+    let live = observe::read_live(sock)?;
+    let changes = wire::diff(want, &live);
+    if changes.is_empty() {
+        Ok(live)
+    } else {
+        Err(ApplyError::Verify(wire::lines(&changes)))
+    }
+}
+
+/// Differences between two reads of the live tables (counter values aside).
+pub fn differences(before: &Live, after: &Live) -> Vec<String> {
+    let mut lines = Vec::new();
+    for ((name, a), (_, b)) in before.tables().into_iter().zip(after.tables()) {
+        match (a, b) {
+            (Some(a), b) => lines.extend(wire::lines(&wire::diff_table(a, b))),
+            (None, Some(_)) => lines.push(format!("- table inet {name} (not there before)")),
+            (None, None) => {}
         }
     }
+    lines
 }
 
-/// Runs `nft -f -` with a script (used to restore a saved previous ruleset byte for byte).
-///
-/// Equivalent to: `nft -f - < script`.
-pub fn nft_file(script: &str) -> Result<(), ApplyError> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| ApplyError::Restore(format!("cannot run nft: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .map_err(|e| ApplyError::Restore(format!("cannot write to nft: {e}")))?;
+/// Puts back tables read earlier (`saved`) in one transaction: `inet edge` exactly as it
+/// was, `inet edge_state` converged to it (counters that still exist keep their values,
+/// deleted ones come back with their saved values), then reads them back.
+pub fn restore(sock: &Socket, saved: &Live) -> Result<(), ApplyError> {
+    let now = observe::read_live(sock)?;
+    let tx = Transaction::restore(saved, &now);
+    commit(sock, &tx, false)?;
+    let after = observe::read_live(sock)?;
+    let d = differences(saved, &after);
+    if d.is_empty() {
+        Ok(())
+    } else {
+        Err(ApplyError::Verify(d))
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| ApplyError::Restore(format!("nft did not finish: {e}")))?;
-    if !out.status.success() {
-        return Err(ApplyError::Restore(
-            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        ));
-    }
-    Ok(())
-}
-
-/// Puts saved tables back (atomically: one `nft -f` transaction), removing counters that
-/// were created after the save.
-pub fn restore(prev: &Live) -> Result<(), ApplyError> {
-    let now = Live::read()?;
-    let keep: Vec<String> = prev
-        .state
-        .as_deref()
-        .map(observe::counters_in)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    let extra: Vec<String> = now
-        .state
-        .as_deref()
-        .map(observe::counters_in)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.name)
-        .filter(|n| !keep.contains(n))
-        .collect();
-    nft_file(&prev.restore_script(&extra))
 }
 
 #[cfg(test)]
@@ -368,17 +240,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_failed_read_back_says_which_command_and_why() {
-        let e = ApplyError::Observe(ObserveError::Spawn {
-            cmd: "nft -j list table inet edge".to_owned(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        });
+    fn a_failed_read_says_what_and_why() {
+        let e = ApplyError::Observe(ObserveError::Netlink(NetlinkError::OpenSocket(
+            std::io::Error::from_raw_os_error(libc::EPERM),
+        )));
         let s = error_chain(&e);
         assert!(
-            s.starts_with("cannot read the live tables: cannot run `nft -j list table inet edge`"),
+            s.starts_with("cannot read the live tables: cannot dump the nf_tables ruleset: cannot open the nf_tables netlink socket (edge-fw needs CAP_NET_ADMIN)"),
             "{s}"
         );
-        assert!(s.contains("nftables and iproute2"), "{s}");
-        assert!(s.ends_with("entity not found"), "{s}");
+        assert!(s.ends_with("Operation not permitted (os error 1)"), "{s}");
     }
 }

@@ -178,13 +178,125 @@ fn base(kind: ChainKind, hook: Hook, priority: i32, accept: bool) -> Option<Base
 }
 
 /// Compiles the model into `inet edge` and `inet edge_state`. Deterministic: the same model
-/// always yields the same ruleset, element for element.
+/// always yields the same ruleset, element for element. One function per chain, in the
+/// order the chains are created.
 pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
-    let fw = &m.fw;
+    let mut f = forwards(m)?;
     let mut edge = Table::new(TABLE);
     let mut state = Table::new(STATE_TABLE);
+    state.counters = std::mem::take(&mut f.counters);
+    for fam in FAMILIES {
+        let i = fi(fam);
+        let sfx = fam.suffix();
+        let [fwd, allow, hairpin, ctr] = [&mut f.fwd, &mut f.allow, &mut f.hairpin, &mut f.ctr]
+            .map(|v| std::mem::take(&mut v[i]));
+        push_set(&mut edge, format!("fwd{sfx}"), fam, SetKind::Target, fwd);
+        push_set(
+            &mut edge,
+            format!("allow{sfx}"),
+            fam,
+            SetKind::Verdict,
+            allow,
+        );
+        push_set(
+            &mut edge,
+            format!("hairpin{sfx}"),
+            fam,
+            SetKind::Set,
+            hairpin,
+        );
+        push_set(
+            &mut state,
+            format!("fwd{sfx}_ctr"),
+            fam,
+            SetKind::Counter,
+            ctr,
+        );
+    }
+    edge.chains.extend(prefilter_chain(&edge));
+    edge.chains.extend(f.allow_chains);
+    edge.chains.extend(prerouting_chain(&edge));
+    edge.chains.push(input_chain(m));
+    edge.chains.push(forward_chain(m));
+    edge.chains.extend(postrouting_chain(m, &edge));
+    state.chains.extend(count_chain(&state));
+    Ok(Ruleset { edge, state })
+}
 
-    // --- forwards: keys, maps and counters ---
+const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
+
+fn fi(f: Family) -> usize {
+    usize::from(f == Family::V6)
+}
+
+/// What the forwards compile to: per family, the elements of each map; the allow-list
+/// chains; the counters.
+#[derive(Default)]
+struct Forwards {
+    fwd: [Vec<Element>; 2],
+    allow: [Vec<Element>; 2],
+    hairpin: [Vec<Element>; 2],
+    ctr: [Vec<Element>; 2],
+    allow_chains: Vec<Chain>,
+    counters: Vec<String>,
+}
+
+/// A set of `t` named `name` with these elements, when there are any.
+fn push_set(t: &mut Table, name: String, family: Family, kind: SetKind, elements: Vec<Element>) {
+    if elements.is_empty() {
+        return;
+    }
+    let kw = if kind == SetKind::Set { "set" } else { "map" };
+    t.sets.push(Set {
+        id: format!("{kw} {name}"),
+        name,
+        family,
+        kind,
+        elements,
+    });
+}
+
+/// The allow-list chain of a forward restricted by `from`: one `return` per source network,
+/// then a drop. A forward only sees packets of its target's family: sources of the other
+/// family would be dead rules (edge-config refuses a list without any of the right family).
+fn allow_list(m: &Model, f: &Forward) -> Option<Chain> {
+    let fam = Family::of(f.to);
+    let nets: Vec<IpNet> = nets(f.from.as_ref()?)
+        .into_iter()
+        .filter(|n| Family::of(n.addr()) == fam)
+        .collect();
+    let at = Some(m.at(f.location.line));
+    let mut rules: Vec<Rule> = nets
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            rule(
+                vec![saddr(*n), Expr::Return],
+                Origin {
+                    id: format!("fwd/{}/allow#{k}", f.name),
+                    at: at.clone(),
+                },
+            )
+        })
+        .collect();
+    rules.push(rule(
+        vec![Expr::Drop],
+        Origin {
+            id: format!("fwd/{}/deny", f.name),
+            at,
+        },
+    ));
+    Some(Chain {
+        name: allow_chain(&f.name),
+        base: None,
+        rules,
+    })
+}
+
+/// Every forward's dispatch keys into the maps, refusing two forwards that claim the same
+/// packet.
+fn forwards(m: &Model) -> Result<Forwards, CompileError> {
+    let fw = &m.fw;
     let approx: usize = fw
         .forwards
         .iter()
@@ -194,54 +306,15 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
         HashMap::with_capacity_and_hasher(approx, FxBuild::default());
     // Interface names interned to small numbers for the conflict map.
     let mut iface_ids: Vec<&str> = Vec::new();
-    let mut fwd: [Vec<Element>; 2] = [Vec::with_capacity(approx), Vec::new()];
-    let mut allow: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
-    let mut hairpin: [Vec<Element>; 2] = [Vec::new(), Vec::new()];
-    let mut ctr: [Vec<Element>; 2] = [Vec::with_capacity(approx), Vec::new()];
-    let mut allow_chains = Vec::new();
-    let fi = |f: Family| usize::from(f == Family::V6);
+    let mut out = Forwards::default();
+    out.fwd[0].reserve(approx);
+    out.ctr[0].reserve(approx);
     for (idx, f) in fw.forwards.iter().enumerate() {
         let counter = counter_name(&f.name);
-        state.counters.push(counter.clone());
-        // A forward only sees packets of its target's family: sources of the other family
-        // would be dead rules (edge-config refuses a list without any of the right family).
-        let fam_of_to = Family::of(f.to);
-        let restricted = f.from.as_ref().map(|s| {
-            nets(s)
-                .into_iter()
-                .filter(|n| Family::of(n.addr()) == fam_of_to)
-                .collect::<Vec<_>>()
-        });
-        if let Some(nets) = &restricted {
-            let origin_at = Some(m.at(f.location.line));
-            let mut rules: Vec<Rule> = nets
-                .iter()
-                .enumerate()
-                .map(|(k, n)| {
-                    rule(
-                        vec![saddr(*n), Expr::Return],
-                        Origin {
-                            id: format!("fwd/{}/allow#{k}", f.name),
-                            at: origin_at.clone(),
-                        },
-                    )
-                })
-                .collect();
-            rules.push(rule(
-                vec![Expr::Drop],
-                Origin {
-                    id: format!("fwd/{}/deny", f.name),
-                    at: origin_at,
-                },
-            ));
-            allow_chains.push(Chain {
-                name: allow_chain(&f.name),
-                base: None,
-                rules,
-            });
-        }
-        let to = f.to;
-        let jump = restricted.as_ref().map(|_| allow_chain(&f.name));
+        out.counters.push(counter.clone());
+        let allow = allow_list(m, f);
+        let jump = allow.as_ref().map(|c| c.name.clone());
+        out.allow_chains.extend(allow);
         for (iif, daddr, proto, dport, to_port) in forward_keys(m, idx, f) {
             let key = FwdKey {
                 iif: iif.to_owned(),
@@ -272,120 +345,106 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
             let fam = fi(Family::of(key.daddr));
             // Keys added for reflection (an inside interface, not one the forward is `on`).
             if f.hairpin && !f.on.iter().any(|o| o.as_str() == key.iif) {
-                hairpin[fam].push(Element {
+                out.hairpin[fam].push(Element {
                     key: key.clone(),
                     data: ElemData::None,
                 });
             }
             if let Some(j) = &jump {
-                allow[fam].push(Element {
+                out.allow[fam].push(Element {
                     key: key.clone(),
                     data: ElemData::Jump(j.clone()),
                 });
             }
-            ctr[fam].push(Element {
+            out.ctr[fam].push(Element {
                 key: key.clone(),
                 data: ElemData::Counter(counter.clone()),
             });
-            fwd[fam].push(Element {
+            out.fwd[fam].push(Element {
                 key,
-                data: ElemData::Target(to, to_port),
+                data: ElemData::Target(f.to, to_port),
             });
         }
     }
+    Ok(out)
+}
 
-    let fams = [Family::V4, Family::V6];
-    for fam in fams {
-        let i = fi(fam);
-        let sfx = fam.suffix();
-        if !fwd[i].is_empty() {
-            edge.sets.push(Set {
-                name: format!("fwd{sfx}"),
-                family: fam,
-                kind: SetKind::Target,
-                elements: std::mem::take(&mut fwd[i]),
-                id: format!("map fwd{sfx}"),
-            });
-        }
-        if !allow[i].is_empty() {
-            edge.sets.push(Set {
-                name: format!("allow{sfx}"),
-                family: fam,
-                kind: SetKind::Verdict,
-                elements: std::mem::take(&mut allow[i]),
-                id: format!("map allow{sfx}"),
-            });
-        }
-        if !hairpin[i].is_empty() {
-            edge.sets.push(Set {
-                name: format!("hairpin{sfx}"),
-                family: fam,
-                kind: SetKind::Set,
-                elements: std::mem::take(&mut hairpin[i]),
-                id: format!("set hairpin{sfx}"),
-            });
-        }
-        if !ctr[i].is_empty() {
-            state.sets.push(Set {
-                name: format!("fwd{sfx}_ctr"),
-                family: fam,
-                kind: SetKind::Counter,
-                elements: std::mem::take(&mut ctr[i]),
-                id: format!("map fwd{sfx}_ctr"),
-            });
-        }
-    }
-    let has = |t: &Table, n: &str| t.set(n).is_some();
+/// One rule per family whose set `name(family)` exists in `t`: the per-family helper of
+/// every chain that dispatches through a set.
+fn per_family(
+    t: &Table,
+    name: impl Fn(Family) -> String,
+    make: impl Fn(Family, String) -> Rule,
+) -> Vec<Rule> {
+    FAMILIES
+        .iter()
+        .filter_map(|f| {
+            let n = name(*f);
+            t.set(&n).is_some().then(|| make(*f, n))
+        })
+        .collect()
+}
 
-    // --- before DNAT: allow-lists (one vmap lookup), hairpin marks (one set lookup) ---
-    let mut prefilter = Vec::new();
-    for fam in fams {
-        let n = format!("allow{}", fam.suffix());
-        if has(&edge, &n) {
-            prefilter.push(rule(
-                vec![Expr::Vmap(fam, n)],
-                Origin::builtin(format!("fwd/allow{}", fam.suffix())),
-            ));
-        }
-    }
-    for fam in fams {
-        let n = format!("hairpin{}", fam.suffix());
-        if has(&edge, &n) {
-            prefilter.push(rule(
-                vec![Expr::InSet(fam, n), Expr::SetMark(HAIRPIN_MARK)],
-                Origin::builtin(format!("fwd/hairpin-mark{}", fam.suffix())),
-            ));
-        }
-    }
-    if !prefilter.is_empty() {
-        edge.chains.push(Chain {
-            name: "prefilter".to_owned(),
-            base: base(ChainKind::Filter, Hook::Prerouting, PRIO_ALLOW, true),
-            rules: prefilter,
-        });
-    }
-    edge.chains.extend(allow_chains);
+/// A chain when it has rules.
+fn chain_if(name: &str, base: Option<Base>, rules: Vec<Rule>) -> Option<Chain> {
+    (!rules.is_empty()).then(|| Chain {
+        name: name.to_owned(),
+        base,
+        rules,
+    })
+}
 
-    // --- DNAT: one map lookup per family ---
-    let mut pre = Vec::new();
-    for fam in fams {
-        let n = format!("fwd{}", fam.suffix());
-        if has(&edge, &n) {
-            pre.push(rule(
-                vec![Expr::DnatMap(fam, n)],
-                Origin::builtin(format!("fwd/dispatch{}", fam.suffix())),
-            ));
-        }
-    }
-    if !pre.is_empty() {
-        edge.chains.push(Chain {
-            name: "prerouting".to_owned(),
-            base: base(ChainKind::Nat, Hook::Prerouting, PRIO_DSTNAT, true),
-            rules: pre,
-        });
-    }
+/// Before DNAT: allow-lists (one vmap lookup per family), hairpin marks (one set lookup).
+fn prefilter_chain(edge: &Table) -> Option<Chain> {
+    let mut rules = per_family(
+        edge,
+        |f| format!("allow{}", f.suffix()),
+        |f, n| {
+            rule(
+                vec![Expr::Vmap(f, n)],
+                Origin::builtin(format!("fwd/allow{}", f.suffix())),
+            )
+        },
+    );
+    rules.extend(per_family(
+        edge,
+        |f| format!("hairpin{}", f.suffix()),
+        |f, n| {
+            rule(
+                vec![Expr::InSet(f, n), Expr::SetMark(HAIRPIN_MARK)],
+                Origin::builtin(format!("fwd/hairpin-mark{}", f.suffix())),
+            )
+        },
+    ));
+    chain_if(
+        "prefilter",
+        base(ChainKind::Filter, Hook::Prerouting, PRIO_ALLOW, true),
+        rules,
+    )
+}
 
-    // --- input ---
+/// DNAT: one map lookup per family.
+fn prerouting_chain(edge: &Table) -> Option<Chain> {
+    let rules = per_family(
+        edge,
+        |f| format!("fwd{}", f.suffix()),
+        |f, n| {
+            rule(
+                vec![Expr::DnatMap(f, n)],
+                Origin::builtin(format!("fwd/dispatch{}", f.suffix())),
+            )
+        },
+    );
+    chain_if(
+        "prerouting",
+        base(ChainKind::Nat, Hook::Prerouting, PRIO_DSTNAT, true),
+        rules,
+    )
+}
+
+/// Input: established, invalid, loopback, ICMP, then `[[fw.input.allow]]`.
+fn input_chain(m: &Model) -> Chain {
+    let fw = &m.fw;
     let mut input = vec![
         rule(
             vec![
@@ -458,7 +517,7 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
             }
         }
     }
-    edge.chains.push(Chain {
+    Chain {
         name: "input".to_owned(),
         base: base(
             ChainKind::Filter,
@@ -467,10 +526,13 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
             fw.input.policy == Policy::Accept,
         ),
         rules: input,
-    });
+    }
+}
 
-    // --- forward: admit port-forwards; with a drop policy, let the inside out ---
-    let mut forward = vec![
+/// Forward: admit port-forwards; with a drop policy, let the inside out.
+fn forward_chain(m: &Model) -> Chain {
+    let fw = &m.fw;
+    let mut rules = vec![
         rule(
             vec![
                 Expr::CtState(ct_state::ESTABLISHED | ct_state::RELATED),
@@ -485,13 +547,13 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
     ];
     if fw.routed.policy == Policy::Drop {
         for i in fw.lan.iter().chain(fw.vpn.iter()) {
-            forward.push(rule(
+            rules.push(rule(
                 vec![Expr::Iifname(i.as_str().to_owned()), Expr::Accept],
                 Origin::builtin(format!("routed/from-{i}")),
             ));
         }
     }
-    edge.chains.push(Chain {
+    Chain {
         name: "forward".to_owned(),
         base: base(
             ChainKind::Filter,
@@ -499,12 +561,14 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
             PRIO_FILTER,
             fw.routed.policy == Policy::Accept,
         ),
-        rules: forward,
-    });
+        rules,
+    }
+}
 
-    // --- source NAT: hairpin reflection, then masquerade ---
+/// Source NAT: hairpin reflection, then `[[fw.masquerade]]`.
+fn postrouting_chain(m: &Model, edge: &Table) -> Option<Chain> {
     let mut post = Vec::new();
-    if has(&edge, "hairpin4") || has(&edge, "hairpin6") {
+    if edge.set("hairpin4").is_some() || edge.set("hairpin6").is_some() {
         post.push(rule(
             vec![
                 Expr::CtStatusDnat,
@@ -514,7 +578,7 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
             Origin::builtin("fwd/hairpin"),
         ));
     }
-    for mq in &fw.masquerade {
+    for mq in &m.fw.masquerade {
         let at = Some(m.at(mq.location.line));
         let sources: Vec<Option<IpNet>> = match &mq.from {
             None => vec![None],
@@ -539,32 +603,28 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
             }
         }
     }
-    if !post.is_empty() {
-        edge.chains.push(Chain {
-            name: "postrouting".to_owned(),
-            base: base(ChainKind::Nat, Hook::Postrouting, PRIO_SRCNAT, true),
-            rules: post,
-        });
-    }
+    chain_if(
+        "postrouting",
+        base(ChainKind::Nat, Hook::Postrouting, PRIO_SRCNAT, true),
+        post,
+    )
+}
 
-    // --- state table: per-forward counters selected by an objref map ---
-    let mut count = Vec::new();
-    for fam in fams {
-        let n = format!("fwd{}_ctr", fam.suffix());
-        if has(&state, &n) {
-            count.push(rule(
-                vec![Expr::CounterMap(fam, n)],
-                Origin::builtin(format!("fwd/count{}", fam.suffix())),
-            ));
-        }
-    }
-    if !count.is_empty() {
-        state.chains.push(Chain {
-            name: "count".to_owned(),
-            base: base(ChainKind::Filter, Hook::Prerouting, PRIO_COUNT, true),
-            rules: count,
-        });
-    }
-
-    Ok(Ruleset { edge, state })
+/// The state table's counting chain: per-forward counters selected by an objref map.
+fn count_chain(state: &Table) -> Option<Chain> {
+    let rules = per_family(
+        state,
+        |f| format!("fwd{}_ctr", f.suffix()),
+        |f, n| {
+            rule(
+                vec![Expr::CounterMap(f, n)],
+                Origin::builtin(format!("fwd/count{}", f.suffix())),
+            )
+        },
+    );
+    chain_if(
+        "count",
+        base(ChainKind::Filter, Hook::Prerouting, PRIO_COUNT, true),
+        rules,
+    )
 }

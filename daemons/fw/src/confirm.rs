@@ -27,11 +27,13 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use crate::apply::{self, ApplyError, Live, Options};
+use crate::apply::{self, ApplyError, Options};
 use crate::ir::{L4, Ruleset};
 use crate::model::Model;
+use crate::nfnl;
 use crate::observe;
 use crate::replica::{self, Path};
+use crate::rt::Rt;
 use crate::safety;
 
 /// One check that the host is still reachable after an apply.
@@ -101,7 +103,7 @@ pub struct Reach {
 /// Asks the kernel how `net` reaches the host: the route to one of its addresses (not the
 /// host's own) gives the interface and the host's source address. `None` when there is no
 /// route, or the network is local to the host (`lo`).
-pub fn reach(net: IpNet, addrs: &BTreeMap<String, Vec<IpAddr>>) -> Option<Reach> {
+pub fn reach(rt: &mut Rt, net: IpNet, addrs: &BTreeMap<String, Vec<IpAddr>>) -> Option<Reach> {
     let own: Vec<IpAddr> = addrs.values().flatten().copied().collect();
     // The first few addresses of the network that are not the host's. IPv6's network
     // address is skipped: on a router it is the subnet-router anycast address, local.
@@ -111,7 +113,7 @@ pub fn reach(net: IpNet, addrs: &BTreeMap<String, Vec<IpAddr>>) -> Option<Reach>
         .filter(|a| !own.contains(a))
         .take(4)
         .find_map(|src| {
-            let r = observe::route_get(src).ok()??;
+            let r = rt.route_get(src).ok()??;
             (!r.local && r.dev != "lo").then_some((src, r))
         })?;
     let host = r.prefsrc.or_else(|| {
@@ -129,19 +131,25 @@ pub fn reach(net: IpNet, addrs: &BTreeMap<String, Vec<IpAddr>>) -> Option<Reach>
     })
 }
 
-/// The probes of a model, from the kernel's routes and addresses (run in the namespace the
-/// ruleset is applied to): the symbolic gate; the replica paths (SSH from each admin and
+/// The probes of a model, from the kernel's routes and the addresses the model was built
+/// with (run in the namespace the ruleset is applied to): the symbolic gate; the replica paths (SSH from each admin and
 /// WireGuard network on the interface it is routed through; WireGuard from the internet on
 /// each WAN interface and family that has an address); each TCP forward target; SSH on the
 /// host's address in each admin network; the WireGuard port bound.
 pub fn default_probes(m: &Model) -> Vec<Probe> {
-    let addrs = observe::interface_addresses().unwrap_or_default();
+    let addrs = &m.env.addresses;
     let ssh = m.ssh_port();
-    let reaches: Vec<Reach> = m
-        .admin_networks()
-        .into_iter()
-        .filter_map(|n| reach(n, &addrs))
-        .collect();
+    let reaches: Vec<Reach> = match Rt::open() {
+        Ok(mut rt) => m
+            .admin_networks()
+            .into_iter()
+            .filter_map(|n| reach(&mut rt, n, addrs))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %apply::error_chain(&e), "cannot read routes: no SSH probes");
+            Vec::new()
+        }
+    };
     let mut paths: Vec<Path> = reaches
         .iter()
         .map(|r| Path {
@@ -272,7 +280,9 @@ pub fn run_probe(p: &Probe, m: &Model, rs: &Ruleset, timeout: Duration) -> Verdi
             Err(v) => Verdict::Fail(v.iter().map(|l| format!("{p}: {l}")).collect()),
         },
         Probe::Replica { paths } => match replica::run(rs, paths, timeout) {
-            Err(e) => Verdict::Skipped(format!("replica probe not run: {}", chain(&e))),
+            Err(e) => {
+                Verdict::Skipped(format!("replica probe not run: {}", apply::error_chain(&e)))
+            }
             Ok(results) => {
                 let fails: Vec<String> = paths
                     .iter()
@@ -305,18 +315,6 @@ pub fn run_probe(p: &Probe, m: &Model, rs: &Ruleset, timeout: Duration) -> Verdi
     }
 }
 
-/// An error and its causes, `: `-separated (`cannot create a private network namespace for
-/// the replica: Operation not permitted (os error 1)`).
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    s
-}
-
 /// How often a pending apply looks at the confirm flag.
 const CONFIRM_POLL: Duration = Duration::from_millis(50);
 
@@ -343,15 +341,16 @@ pub enum Outcome {
 /// tables saved before the apply (byte for byte, counters keeping their values). When a
 /// ruleset-only probe is skipped, only a confirm by hand keeps the new ruleset.
 pub fn apply_with_confirm(
+    sock: &nfnl::Socket,
     m: &Model,
     rs: &Ruleset,
     window: Duration,
     probes: &[Probe],
     confirmed: &Arc<AtomicBool>,
 ) -> Result<Outcome, ApplyError> {
-    let prev = Live::read()?;
-    let report = apply::apply(m, rs, Options::default())?;
-    if !report.changed {
+    let prev = observe::read_live(sock)?;
+    let report = apply::apply(sock, m, rs, Options::default())?;
+    if !report.changed() {
         return Ok(Outcome::Unchanged);
     }
     let deadline = Instant::now() + window;
@@ -433,6 +432,6 @@ pub fn apply_with_confirm(
         }
     }
     tracing::warn!(failures = ?failures, "confirm-apply not confirmed: restoring the previous ruleset");
-    apply::restore(&prev)?;
+    apply::restore(sock, &prev)?;
     Ok(Outcome::RolledBack { failures })
 }

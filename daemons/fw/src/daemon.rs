@@ -1,9 +1,13 @@
 //! I/O: the edge-fw event loop. Applies the configuration at start and on every reload,
 //! watches nf_tables events (`NFNLGRP_NFTABLES`) and repairs foreign changes to our tables,
-//! re-verifies every minute as a safety net, exports the per-forward counters, and serves
-//! `plan`, `apply [--confirm]`, `confirm` and `status` over the control socket.
+//! watches address changes (rtnetlink) so a forward without `address` follows its
+//! interfaces' addresses with an element-only update, re-verifies every minute as a safety
+//! net, exports the per-forward counters, and serves `plan`, `apply [--confirm]`, `confirm`
+//! and `status` over the control socket. Every commit goes through one netlink socket whose
+//! port the event watcher knows: that is how our own transactions are told from others'.
 
-use std::os::fd::AsRawFd;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,13 +21,15 @@ use edge_ipc::{Request, Response};
 use edge_metrics::fw::{ForwardLabels, Metrics};
 use tokio::sync::mpsc;
 
-use crate::apply::{self, ApplyError, Live, Options};
+use crate::apply::{self, ApplyError, Options};
 use crate::compile::compile;
 use crate::confirm::{self, Outcome};
 use crate::events::{self, ForeignChange, Tracker};
 use crate::ir::Ruleset;
 use crate::model::Model;
+use crate::nfnl::Socket;
 use crate::observe;
+use crate::plan::{self, Update};
 use crate::replica;
 
 /// Full re-verify interval (safety net behind the events).
@@ -33,21 +39,42 @@ const COUNTERS_EVERY: Duration = Duration::from_secs(15);
 /// Up to this many forwards a status request reads the counters afresh.
 const STATUS_FRESH_COUNTERS_UP_TO: usize = 1000;
 
-/// Builds the model and ruleset of a configuration, resolving interface addresses first.
-pub fn build(config: &Config) -> anyhow::Result<(Model, Ruleset)> {
-    let addrs = observe::interface_addresses().unwrap_or_default();
+/// How long address changes settle before the forwards follow them (an address move is a
+/// delete and an add; a bridge coming up brings several).
+const ADDRESS_SETTLE: Duration = Duration::from_millis(200);
+
+/// The interfaces' addresses, read once per build (rtnetlink).
+fn host_addresses() -> BTreeMap<String, Vec<IpAddr>> {
+    observe::interface_addresses().unwrap_or_else(|e| {
+        tracing::warn!(error = %apply::error_chain(&e), "cannot read the interfaces' addresses");
+        BTreeMap::new()
+    })
+}
+
+/// Builds the model and ruleset of a configuration with the interfaces' addresses.
+pub fn build_with(
+    config: &Config,
+    addrs: BTreeMap<String, Vec<IpAddr>>,
+) -> anyhow::Result<(Model, Ruleset)> {
     let m = Model::from_config(config, addrs).context("failed to build the firewall model")?;
     let rs = compile(&m).context("failed to compile the firewall")?;
     Ok((m, rs))
 }
 
-/// What the nf_tables event thread reports.
+/// Builds the model and ruleset of a configuration, reading the interfaces' addresses first.
+pub fn build(config: &Config) -> anyhow::Result<(Model, Ruleset)> {
+    build_with(config, host_addresses())
+}
+
+/// What the event threads report.
 #[derive(Debug)]
 enum Watch {
     /// A transaction of someone else changed our tables.
     Foreign(ForeignChange),
     /// Notifications were lost (ENOBUFS): our tables must be re-read.
     Lost,
+    /// An address was added or removed, or an interface changed.
+    Addresses,
 }
 
 /// True when `tid` is a thread of this process: the transaction was ours.
@@ -56,42 +83,37 @@ fn own_thread(tid: u32) -> bool {
 }
 
 /// Subscribes to nf_tables notifications on a blocking thread and reports, at the end of
-/// each transaction (NEWGEN), foreign changes to our tables; our own commits and other
-/// tables' changes cost nothing.
-fn watch(tx: mpsc::UnboundedSender<Watch>) -> anyhow::Result<()> {
-    let fd = crate::netlink::subscribe_events()
+/// each transaction (NEWGEN), foreign changes to our tables; our own commits (the thread is
+/// ours, or the commit came through `own_port`) and other tables' changes cost nothing.
+fn watch_tables(tx: mpsc::UnboundedSender<Watch>, own_port: u32) -> anyhow::Result<()> {
+    let sock = crate::nfnl::subscribe()
         .context("failed to subscribe to nf_tables events (NFNLGRP_NFTABLES)")?;
     std::thread::Builder::new()
         .name("nft-events".into())
         .spawn(move || {
-            let mut buf = vec![0u8; 1 << 16];
+            let mut buf = Vec::with_capacity(1 << 16);
             let mut tracker = Tracker::default();
             loop {
-                // SAFETY: reading into a live buffer of the given length.
-                let n =
-                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-                let report = if n < 0 {
-                    let e = std::io::Error::last_os_error();
-                    if e.kind() == std::io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    if e.raw_os_error() != Some(libc::ENOBUFS) {
-                        tracing::error!(error = %e, "nf_tables event socket failed");
-                        return;
-                    }
-                    // Events were lost, maybe mid-transaction: start over and re-read.
-                    tracker = Tracker::default();
-                    vec![Watch::Lost]
-                } else {
-                    events::parse(&buf[..n as usize])
+                let report = match crate::nfnl::recv_events(&sock, &mut buf) {
+                    Ok(d) => events::parse(d)
                         .iter()
                         .filter_map(|e| {
                             tracker.feed(e, |tid, portid| {
-                                own_thread(tid) || crate::netlink::is_own_portid(portid)
+                                own_thread(tid) || (portid != 0 && portid == own_port)
                             })
                         })
                         .map(Watch::Foreign)
-                        .collect()
+                        .collect(),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        // Events were lost, maybe mid-transaction: start over and re-read.
+                        tracker = Tracker::default();
+                        vec![Watch::Lost]
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "nf_tables event socket failed");
+                        return;
+                    }
                 };
                 for r in report {
                     if tx.send(r).is_err() {
@@ -104,7 +126,45 @@ fn watch(tx: mpsc::UnboundedSender<Watch>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Subscribes to address and link changes on a blocking thread (a forward without
+/// `address` follows its interfaces' addresses).
+fn watch_addresses(tx: mpsc::UnboundedSender<Watch>) -> anyhow::Result<()> {
+    let sock = crate::rt::subscribe_addresses()
+        .context("failed to subscribe to address changes (rtnetlink)")?;
+    std::thread::Builder::new()
+        .name("rt-events".into())
+        .spawn(move || {
+            let mut buf = Vec::with_capacity(1 << 16);
+            loop {
+                buf.clear();
+                match sock.recv(&mut buf, 0) {
+                    Ok(n) => {
+                        let d = &buf[..n.min(buf.len())];
+                        if crate::rt::is_address_change(d) && tx.send(Watch::Addresses).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // Lost notifications: look at the addresses anyway.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        if tx.send(Watch::Addresses).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "rtnetlink event socket failed");
+                        return;
+                    }
+                }
+            }
+        })
+        .context("failed to start the address event thread")?;
+    Ok(())
+}
+
 struct State {
+    /// The socket every commit and read goes through (its port marks our own commits).
+    sock: Arc<Socket>,
     model: Model,
     rs: Ruleset,
     metrics: Metrics,
@@ -113,7 +173,7 @@ struct State {
     /// The desired state before a pending confirm-apply, restored if it rolls back.
     rollback_to: Option<(Model, Ruleset, bool)>,
     /// The desired ruleset was committed and verified at least once: it passed the
-    /// anti-lockout proof and the kernel's dry run, so a repair may rewrite it blindly.
+    /// anti-lockout proof and the kernel's dry run, so a repair may rewrite it without them.
     proven: bool,
     /// When `last_counters` was read (unix seconds; 0: not yet).
     counters_at: u64,
@@ -123,7 +183,7 @@ fn result_of(e: &ApplyError) -> &'static str {
     match e {
         ApplyError::Lockout(_) => "lockout",
         ApplyError::DryRunRejected(_) | ApplyError::CommitRejected(_) => "rejected",
-        ApplyError::Verify { .. } => "verify_failed",
+        ApplyError::Verify(_) => "verify_failed",
         _ => "error",
     }
 }
@@ -147,43 +207,44 @@ impl State {
         why: &str,
         opts: Options,
     ) -> Result<bool, String> {
-        let (m, rs) = (self.model.clone(), self.rs.clone());
+        let (sock, m, rs) = (self.sock.clone(), self.model.clone(), self.rs.clone());
         let t = Instant::now();
-        let res = tokio::task::spawn_blocking(move || apply::apply(&m, &rs, opts))
+        let res = tokio::task::spawn_blocking(move || apply::apply(&sock, &m, &rs, opts))
             .await
             .map_err(|e| format!("apply task failed: {e}"))?;
         self.proven = res.is_ok();
         match res {
             Ok(r) => {
-                self.metrics
-                    .applied(if r.changed { "changed" } else { "unchanged" });
-                if r.changed {
+                let result = match r.change {
+                    apply::Change::None => "unchanged",
+                    apply::Change::Elements => "elements",
+                    apply::Change::Replace => "changed",
+                };
+                self.metrics.applied(result);
+                if r.changed() {
                     self.metrics
                         .last_apply_duration
                         .set(r.total_time.as_secs_f64());
                     tracing::info!(
                         trigger = why,
+                        update = r.change.as_str(),
                         messages = r.commit.as_ref().map(|c| c.messages).unwrap_or(0),
                         ms = r.total_time.as_millis() as u64,
                         "ruleset applied"
                     );
                 }
-                shell.record_run(
-                    true,
-                    format!("{why}: {}", if r.changed { "applied" } else { "unchanged" }),
-                    t.elapsed(),
-                );
-                Ok(r.changed)
+                shell.record_run(true, format!("{why}: {}", r.change.as_str()), t.elapsed());
+                Ok(r.changed())
             }
             Err(e) => {
                 self.metrics.applied(result_of(&e));
                 if matches!(e, ApplyError::DryRunRejected(_)) {
                     self.metrics.dry_run_rejections.inc();
                 }
-                if matches!(e, ApplyError::Verify { .. }) {
+                if matches!(e, ApplyError::Verify(_)) {
                     self.metrics.verify_failures.inc();
                 }
-                let msg = format!("{why}: {}", crate::apply::error_chain(&e));
+                let msg = format!("{why}: {}", apply::error_chain(&e));
                 tracing::error!("{msg}");
                 shell.push_error(msg.clone());
                 shell.record_run(false, msg.clone(), t.elapsed());
@@ -192,10 +253,10 @@ impl State {
         }
     }
 
-    /// Someone deleted our tables (`nft flush ruleset`, `nft delete table`): there is
-    /// nothing to read before writing, so a proven ruleset is committed at once — no read,
-    /// no proof, no dry run, all of which it passed when it was first applied — and read
-    /// back afterwards. Anything else goes through [`State::check_drift`].
+    /// Someone deleted our tables (`nft flush ruleset`, `nft delete table`): a proven
+    /// ruleset is put back at once — no proof and no dry run, both of which it passed when
+    /// it was first applied — and read back. Anything else goes through
+    /// [`State::check_drift`].
     async fn repair_deleted(&mut self, shell: &mut Shell, change: &ForeignChange) {
         if self.pending_confirm.is_some() {
             return;
@@ -221,26 +282,66 @@ impl State {
         if self.pending_confirm.is_some() {
             return;
         }
-        let rs = self.rs.clone();
-        let diff = tokio::task::spawn_blocking(move || Live::read().map(|l| l.diff(&rs))).await;
-        let diff = match diff {
-            Ok(Ok(d)) => d,
+        let (sock, m, rs) = (self.sock.clone(), self.model.clone(), self.rs.clone());
+        let planned = tokio::task::spawn_blocking(move || {
+            observe::read_live(&sock).map(|live| plan::plan(&m, &rs, Some(&live)))
+        })
+        .await;
+        let p = match planned {
+            Ok(Ok(p)) => p,
             Ok(Err(e)) => {
-                tracing::warn!(
-                    error = %crate::apply::error_chain(&e),
-                    "cannot read the live tables"
-                );
+                tracing::warn!(error = %apply::error_chain(&e), "cannot read the live tables");
                 return;
             }
             Err(_) => return,
         };
-        if diff.is_empty() {
+        if matches!(p.update, Update::Converged) {
             return;
         }
+        let diff = p.diff_lines();
         self.metrics.verify_failures.inc();
-        tracing::warn!(by = %by.unwrap_or("unknown"), lines = diff.len(), first = %diff.first().cloned().unwrap_or_default(), "table inet edge was changed by someone else: repairing");
-        if self.apply(shell, "drift repair", true).await.is_ok() {
+        tracing::warn!(by = %by.unwrap_or("unknown"), differences = diff.len(), first = %diff.first().cloned().unwrap_or_default(), "table inet edge was changed by someone else: repairing");
+        let opts = Options {
+            restore: self.proven,
+            ..Options::default()
+        };
+        if self.apply_with(shell, "drift repair", opts).await.is_ok() {
             self.metrics.drift_repairs.inc();
+        }
+    }
+
+    /// An address changed: when the interfaces' addresses the model was built with differ
+    /// from the kernel's now, rebuild and apply (an element-only update when only the
+    /// forwards' addresses moved).
+    async fn follow_addresses(&mut self, shell: &mut Shell) {
+        if self.pending_confirm.is_some() {
+            return;
+        }
+        let now = tokio::task::spawn_blocking(host_addresses)
+            .await
+            .unwrap_or_default();
+        if now == self.model.env.addresses {
+            return;
+        }
+        let cfg = shell.config().clone();
+        match build_with(&cfg, now) {
+            Ok((m, rs)) if rs == self.rs => self.model = m,
+            Ok((m, rs)) => {
+                tracing::info!("interface addresses changed: the forwards follow them");
+                let (old_m, old_rs) = (
+                    std::mem::replace(&mut self.model, m),
+                    std::mem::replace(&mut self.rs, rs),
+                );
+                if self.apply(shell, "address change", false).await.is_err() {
+                    self.model = old_m;
+                    self.rs = old_rs;
+                }
+            }
+            Err(e) => {
+                let msg = format!("address change not followed: {e:#}");
+                tracing::error!("{msg}");
+                shell.push_error(msg);
+            }
         }
     }
 
@@ -276,18 +377,18 @@ impl State {
     }
 
     async fn export_counters(&mut self) {
-        let listing =
-            tokio::task::spawn_blocking(|| observe::list_table(crate::ir::STATE_TABLE)).await;
-        let Ok(Ok(Some(text))) = listing else {
+        let sock = self.sock.clone();
+        let read = tokio::task::spawn_blocking(move || observe::read_counters(&sock)).await;
+        let Ok(Ok(counters)) = read else {
             return;
         };
-        for c in observe::counters_in(&text) {
-            let Some(name) = c.name.strip_prefix("fwd_") else {
+        for (name, c) in counters {
+            let Some(fwd) = name.strip_prefix("fwd_") else {
                 continue;
             };
-            let (pp, pb) = self.last_counters.get(&c.name).copied().unwrap_or((0, 0));
+            let (pp, pb) = self.last_counters.get(&name).copied().unwrap_or((0, 0));
             let l = ForwardLabels {
-                forward: name.to_owned(),
+                forward: fwd.to_owned(),
             };
             // The kernel counters only grow (they live in the never-replaced state table);
             // a smaller value means the counter was recreated: count from zero again.
@@ -299,7 +400,7 @@ impl State {
             let db = if c.bytes >= pb { c.bytes - pb } else { c.bytes };
             self.metrics.forward_packets.get_or_create(&l).inc_by(dp);
             self.metrics.forward_bytes.get_or_create(&l).inc_by(db);
-            self.last_counters.insert(c.name, (c.packets, c.bytes));
+            self.last_counters.insert(name, (c.packets, c.bytes));
         }
         self.counters_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -350,27 +451,34 @@ fn describe_forward(f: &edge_config::fw::Forward) -> String {
     )
 }
 
-fn plan_response(rs: &Ruleset) -> Response {
-    let live = Live::read();
-    let diff = match &live {
-        Ok(l) => l.diff(rs),
-        Err(e) => vec![format!(
-            "(cannot read the live tables: {})",
-            crate::apply::error_chain(e)
-        )],
-    };
-    let message = if diff.is_empty() {
-        format!("{}\n# the live tables match: nothing to apply", rs.edge)
-    } else {
-        format!(
-            "{}\n# diff against the live tables (- live, + compiled):\n{}",
-            rs.edge,
-            diff.join("\n")
-        )
-    };
+/// `edgectl fw plan` through the daemon: the same plan as an apply would make.
+fn plan_response(sock: &Socket, m: &Model, rs: &Ruleset) -> Response {
+    let live = observe::read_live(sock);
+    let p = plan::plan(m, rs, live.as_ref().ok());
+    let mut message = format!("{}{}", rs.edge, rs.state);
+    match &live {
+        Err(e) => message.push_str(&format!(
+            "\n# cannot read the live tables: {}",
+            apply::error_chain(e)
+        )),
+        Ok(_) => {
+            message.push_str(&format!("\n# {}", p.update.describe()));
+            let diff = p.diff_lines();
+            if !diff.is_empty() {
+                message.push_str("\n# differences from the live tables (- live, + compiled):\n");
+                message.push_str(&diff.join("\n"));
+            }
+        }
+    }
+    for l in &p.lockouts {
+        message.push_str(&format!("\n# REFUSED: {l}"));
+    }
     Response::Done {
         message,
-        detail: serde_json::json!({ "changes": diff.len() }),
+        detail: serde_json::json!({
+            "changes": p.diff_lines().len(),
+            "lockouts": p.lockouts.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+        }),
     }
 }
 
@@ -381,8 +489,13 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     }
     let metrics = Metrics::register(&mut shell.registry().write());
     let config = shell.config().clone();
+    let sock = Arc::new(Socket::open().context("failed to open the nf_tables socket")?);
+    let (tx, mut events) = mpsc::unbounded_channel();
+    watch_tables(tx.clone(), sock.portid())?;
+    watch_addresses(tx)?;
     let (model, rs) = build(&config)?;
     let mut st = State {
+        sock,
         model,
         rs,
         metrics,
@@ -392,8 +505,6 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
         proven: false,
         counters_at: 0,
     };
-    let (tx, mut events) = mpsc::unbounded_channel();
-    watch(tx)?;
     if st.apply(&mut shell, "startup", false).await.is_ok() {
         shell.mark_ready("ruleset applied");
     }
@@ -403,15 +514,19 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     let mut verify =
         tokio::time::interval_at(tokio::time::Instant::now() + VERIFY_EVERY, VERIFY_EVERY);
     let mut counters = tokio::time::interval(COUNTERS_EVERY);
+    // Address changes settle for a moment before the forwards follow them.
+    let addresses_due = tokio::time::sleep(Duration::from_secs(86_400 * 365));
+    tokio::pin!(addresses_due);
+    let mut addresses_pending = false;
     loop {
         tokio::select! {
             ev = shell.next() => match ev {
                 Event::Shutdown => break,
                 Event::Reloaded(cfg) => reconfigure(&mut st, &mut shell, &cfg, "reload").await,
                 Event::Request(Request::Status, r) => {
-                    // Fresh counters for a person looking (one `nft list` of the state table,
-                    // milliseconds at a home server's size); very large rulesets keep the
-                    // 15 s cache.
+                    // Fresh counters for a person looking (one dump of the state table's
+                    // counters, milliseconds at a home server's size); very large rulesets
+                    // keep the 15 s cache.
                     if st.model.fw.forwards.len() <= STATUS_FRESH_COUNTERS_UP_TO {
                         st.export_counters().await;
                     }
@@ -420,8 +535,8 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                     r.send(Response::Status(Box::new(s)));
                 }
                 Event::Request(Request::Plan, r) => {
-                    let rs = st.rs.clone();
-                    let resp = tokio::task::spawn_blocking(move || plan_response(&rs)).await;
+                    let (sock, m, rs) = (st.sock.clone(), st.model.clone(), st.rs.clone());
+                    let resp = tokio::task::spawn_blocking(move || plan_response(&sock, &m, &rs)).await;
                     r.send(resp.unwrap_or_else(|e| Response::Error { code: ErrorCode::Failed, message: e.to_string() }));
                 }
                 Event::Request(Request::Apply { confirm_secs: None }, r) => {
@@ -453,7 +568,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                     let message = match replica {
                         Ok(Ok(())) => format!("applying; confirming by probes within {secs}s (or `edgectl fw confirm`), else the previous ruleset comes back"),
                         Ok(Err((e, why))) => {
-                            let msg = format!("applying; the replica probe, the only one that can detect a lockout, cannot run here: {} — {why}. So this apply does not confirm itself: run `edgectl fw confirm` within {secs}s, else the previous ruleset comes back", confirm::chain(&e));
+                            let msg = format!("applying; the replica probe, the only one that can detect a lockout, cannot run here: {} — {why}. So this apply does not confirm itself: run `edgectl fw confirm` within {secs}s, else the previous ruleset comes back", apply::error_chain(&e));
                             tracing::warn!("{msg}");
                             msg
                         }
@@ -462,13 +577,13 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                     st.rollback_to = Some((std::mem::replace(&mut st.model, nm), std::mem::replace(&mut st.rs, nrs), st.proven));
                     let flag = Arc::new(AtomicBool::new(false));
                     st.pending_confirm = Some(flag.clone());
-                    let (m, rs) = (st.model.clone(), st.rs.clone());
+                    let (sock, m, rs) = (st.sock.clone(), st.model.clone(), st.rs.clone());
                     let done = done_tx.clone();
                     tokio::task::spawn_blocking(move || {
-                        // Routes and addresses are read here, off the event loop.
+                        // Routes are read here, off the event loop.
                         let probes = confirm::default_probes(&m);
-                        let res = confirm::apply_with_confirm(&m, &rs, Duration::from_secs(secs), &probes, &flag)
-                            .map_err(|e| e.to_string());
+                        let res = confirm::apply_with_confirm(&sock, &m, &rs, Duration::from_secs(secs), &probes, &flag)
+                            .map_err(|e| apply::error_chain(&e));
                         let _ = done.send(res);
                     });
                     r.send(Response::Done {
@@ -484,7 +599,8 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                     None => r.send(Response::Error { code: ErrorCode::Failed, message: "nothing to confirm".into() }),
                 },
                 Event::Request(Request::Role(RoleRequest::Fw(FwRequest::Doctor)), r) => {
-                    let notes = tokio::task::spawn_blocking(crate::plan::doctor_live).await;
+                    let sock = st.sock.clone();
+                    let notes = tokio::task::spawn_blocking(move || observe::doctor(&sock)).await;
                     r.send(match notes {
                         Ok(Ok(n)) => Response::Done {
                             message: n.iter().map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n"),
@@ -543,6 +659,12 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                             by = Some(c.by);
                         }
                         Watch::Lost => other = true,
+                        Watch::Addresses => {
+                            if !addresses_pending {
+                                addresses_pending = true;
+                                addresses_due.as_mut().reset(tokio::time::Instant::now() + ADDRESS_SETTLE);
+                            }
+                        }
                     }
                     next = events.try_recv().ok();
                 }
@@ -551,6 +673,10 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                     None if other => st.check_drift(&mut shell, by.as_deref()).await,
                     None => {}
                 }
+            }
+            () = &mut addresses_due, if addresses_pending => {
+                addresses_pending = false;
+                st.follow_addresses(&mut shell).await;
             }
             _ = verify.tick() => st.check_drift(&mut shell, None).await,
             _ = counters.tick() => st.export_counters().await,

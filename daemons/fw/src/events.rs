@@ -11,20 +11,11 @@
 //! "Ours" is told two ways, because the thread id is the kernel's *global* one: inside a
 //! PID namespace (a container) it matches no thread this process can see. The NEWGEN also
 //! carries, as its netlink port id, the port of the socket that committed: edge-fw
-//! remembers the ports of its own sockets ([`crate::netlink::is_own_portid`]).
+//! commits through one socket whose port it knows.
 
+use crate::codec;
 use crate::ir::{STATE_TABLE, TABLE};
-
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFPROTO_INET: u8 = 1;
-/// Attribute 1 of every table, chain, rule, set, element, object and flowtable message is
-/// the table name (`NFTA_TABLE_NAME`, `NFTA_CHAIN_TABLE`, `NFTA_RULE_TABLE`, ...).
-const ATTR_TABLE: u16 = 1;
-const NFTA_GEN_ID: u16 = 1;
-const NFTA_GEN_PROC_PID: u16 = 2;
-const NFTA_GEN_PROC_NAME: u16 = 3;
-/// `NFT_MSG_DESTROYTABLE` (kernel 6.3+; libc does not carry it): delete if it exists.
-const NFT_MSG_DESTROYTABLE: u16 = 26;
+use crate::uapi::{NFPROTO_INET, NFT_MSG_DESTROYTABLE};
 
 /// One nf_tables notification, reduced to what drift detection needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,71 +42,29 @@ pub enum Notification {
     },
 }
 
-fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        if b.len() < 4 {
-            return None;
-        }
-        let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
-        let ty = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
-        if len < 4 || len > b.len() {
-            return None;
-        }
-        let v = &b[4..len];
-        b = &b[((len + 3) & !3).min(b.len())..];
-        Some((ty, v))
-    })
-}
-
-fn c_string(v: &[u8]) -> String {
-    String::from_utf8_lossy(v.split(|c| *c == 0).next().unwrap_or_default()).into_owned()
-}
-
-fn be32(v: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
-}
-
 /// The nf_tables notifications in one datagram, in order; other messages are skipped.
 pub fn parse(datagram: &[u8]) -> Vec<Notification> {
     let mut out = Vec::new();
-    let mut off = 0;
-    while off + 20 <= datagram.len() {
-        let h = &datagram[off..];
-        let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        if len < 16 || off + len > datagram.len() {
-            break;
+    for m in codec::messages(datagram) {
+        let Some(msg) = m.nft() else { continue };
+        if m.body.len() < 4 {
+            continue;
         }
-        let ty = u16::from_ne_bytes([h[4], h[5]]);
-        if ty >> 8 == NFNL_SUBSYS_NFTABLES && len >= 20 {
-            let msg = ty & 0xff;
-            let family = h[16];
-            let body = &h[20..len];
-            if msg == libc::NFT_MSG_NEWGEN as u16 {
-                let (mut id, mut tid, mut comm) = (0, 0, String::new());
-                for (a, v) in attrs(body) {
-                    match a {
-                        NFTA_GEN_ID => id = be32(v).unwrap_or(0),
-                        NFTA_GEN_PROC_PID => tid = be32(v).unwrap_or(0),
-                        NFTA_GEN_PROC_NAME => comm = c_string(v),
-                        _ => {}
-                    }
-                }
-                let portid = u32::from_ne_bytes([h[12], h[13], h[14], h[15]]);
-                out.push(Notification::NewGen {
-                    id,
-                    portid,
-                    tid,
-                    comm,
-                });
-            } else if let Some((_, v)) = attrs(body).find(|(a, _)| *a == ATTR_TABLE) {
-                out.push(Notification::Object {
-                    msg,
-                    family,
-                    table: c_string(v),
-                });
-            }
+        if msg == libc::NFT_MSG_NEWGEN as u16 {
+            let g = codec::gen_of(&m);
+            out.push(Notification::NewGen {
+                id: g.id,
+                portid: m.portid,
+                tid: g.tid,
+                comm: g.comm,
+            });
+        } else if let Some(table) = codec::table_of(&m) {
+            out.push(Notification::Object {
+                msg,
+                family: m.family(),
+                table,
+            });
         }
-        off += (len + 3) & !3;
     }
     out
 }
@@ -189,7 +138,7 @@ mod tests {
         let len = 20 + body.len();
         let mut m = Vec::new();
         m.extend((len as u32).to_ne_bytes());
-        m.extend(((NFNL_SUBSYS_NFTABLES << 8) | ty).to_ne_bytes());
+        m.extend(((crate::uapi::NFNL_SUBSYS_NFTABLES << 8) | ty).to_ne_bytes());
         m.extend(0u16.to_ne_bytes());
         m.extend(7u32.to_ne_bytes());
         m.extend(0u32.to_ne_bytes());
@@ -209,9 +158,9 @@ mod tests {
             libc::NFT_MSG_NEWGEN as u16,
             0,
             &[
-                (NFTA_GEN_ID, 42u32.to_be_bytes().to_vec()),
-                (NFTA_GEN_PROC_PID, tid.to_be_bytes().to_vec()),
-                (NFTA_GEN_PROC_NAME, name(comm)),
+                (crate::uapi::NFTA_GEN_ID, 42u32.to_be_bytes().to_vec()),
+                (crate::uapi::NFTA_GEN_PROC_PID, tid.to_be_bytes().to_vec()),
+                (crate::uapi::NFTA_GEN_PROC_NAME, name(comm)),
             ],
         )
     }
@@ -287,7 +236,7 @@ mod tests {
             junk in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
             cut in 0usize..64,
         ) {
-            let mut d = msg(libc::NFT_MSG_DELTABLE as u16, NFPROTO_INET, &[(ATTR_TABLE, name(TABLE))]);
+            let mut d = msg(libc::NFT_MSG_DELTABLE as u16, NFPROTO_INET, &[(1, name(TABLE))]);
             d.extend(newgen(4242, "nft"));
             d.extend(&junk);
             let d = &d[..d.len().saturating_sub(cut)];

@@ -1,8 +1,8 @@
 //! Pure: the intermediate representation of our nftables tables and its `nft -f` rendering.
 //!
 //! The IR holds exactly the vocabulary the compiler emits, no more: each variant has one
-//! netlink encoding (`netlink.rs`) and one text form, and the text form is byte-for-byte what
-//! `nft list table inet edge` prints for it (nft 1.0.6), so a read-back can compare text.
+//! kernel encoding ([`crate::lower`]) and one text form, the `nft -f` syntax that `edgectl fw
+//! plan` and `edge-fw --print` show (and that `nft list table inet edge` prints for it).
 
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
@@ -13,6 +13,21 @@ use ipnet::IpNet;
 pub const TABLE: &str = "edge";
 /// Name of the long-lived table holding per-forward counters (never replaced).
 pub const STATE_TABLE: &str = "edge_state";
+
+/// The smallest size a set is declared with.
+const MIN_SET_SIZE: u32 = 16;
+
+/// The size a set of `n` elements is declared with: the next power of two (at least 16).
+/// The kernel then picks a fixed-size hash sized once (no resize while elements arrive,
+/// none while a dump walks it), and an element-only update has room to add elements until
+/// the count crosses the next power of two, when the set is declared anew.
+pub fn capacity(n: usize) -> u32 {
+    u32::try_from(n)
+        .unwrap_or(u32::MAX)
+        .max(MIN_SET_SIZE)
+        .checked_next_power_of_two()
+        .unwrap_or(u32::MAX)
+}
 
 /// An IP family of a match or map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -161,17 +176,10 @@ pub struct Set {
 }
 
 impl Set {
-    /// The size declared for the set when it is created (`size N`, `NFTA_SET_DESC_SIZE`):
-    /// its element count, for the sets of `inet edge`, which is replaced whole by every
-    /// apply. The kernel then sizes the set's hash table once instead of growing it while
-    /// the elements arrive (faster commits, and no dump that skips elements while a large
-    /// set is still being resized). `inet edge_state` is converged in place and keeps its
-    /// sets across applies, so they declare no size (a changed size would be refused).
-    pub fn declared_size(&self, table: &str) -> Option<u32> {
-        if table != TABLE || self.elements.is_empty() {
-            return None;
-        }
-        u32::try_from(self.elements.len()).ok()
+    /// The size the set is declared with (`size N`, `NFTA_SET_DESC_SIZE`): see
+    /// [`capacity`].
+    pub fn declared_size(&self) -> u32 {
+        capacity(self.elements.len())
     }
 
     fn type_line(&self) -> String {
@@ -542,9 +550,7 @@ impl fmt::Display for Table {
             let kw = if s.kind == SetKind::Set { "set" } else { "map" };
             writeln!(f, "\t{kw} {} {{", s.name)?;
             writeln!(f, "\t\ttype {}", s.type_line())?;
-            if let Some(n) = s.declared_size(&self.name) {
-                writeln!(f, "\t\tsize {n}")?;
-            }
+            writeln!(f, "\t\tsize {}", s.declared_size())?;
             if !s.elements.is_empty() {
                 f.write_str("\t\telements = { ")?;
                 for (i, e) in s.elements.iter().enumerate() {
@@ -641,5 +647,19 @@ impl Table {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacities_are_powers_of_two_with_room() {
+        assert_eq!(capacity(0), 16);
+        assert_eq!(capacity(3), 16);
+        assert_eq!(capacity(16), 16);
+        assert_eq!(capacity(17), 32);
+        assert_eq!(capacity(100_000), 131_072);
     }
 }

@@ -12,7 +12,8 @@ use edge_ipc::shell::{CommonArgs, main_with};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    /// Print the ruleset compiled from the configuration (`nft -f` syntax) and exit.
+    /// Print the transaction compiled from the configuration (`nft -f` syntax) and the
+    /// anti-lockout proof's verdict, and exit (1 when the proof refuses it).
     #[arg(long)]
     print: bool,
 }
@@ -34,10 +35,20 @@ fn print(common: &CommonArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match edge_fw::plan::compile_config(&loaded.config, Default::default()) {
-        Ok((_, rs)) => {
+    let addrs = edge_fw::observe::interface_addresses().unwrap_or_default();
+    match edge_fw::plan::compile_config(&loaded.config, addrs) {
+        Ok((m, rs)) => {
             print!("{}", rs.script());
-            ExitCode::SUCCESS
+            // The same plan as the daemon's, without the live tables.
+            let p = edge_fw::plan::plan(&m, &rs, None);
+            for l in &p.lockouts {
+                println!("# REFUSED: {l}");
+            }
+            if p.allowed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Err(e) => {
             eprintln!("edge-fw: {e:#}");

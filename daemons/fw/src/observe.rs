@@ -1,200 +1,239 @@
-//! I/O: reads the live state — our two tables as `nft list` prints them, their counters, the
-//! interfaces' addresses and the other tables' base chains (for `edgectl fw doctor`).
-//!
-//! Listing goes through the `nft` binary (`nft list table inet edge`): its text is exactly
-//! what [`crate::ir::Table`]'s `Display` renders, which makes the read-back a text compare.
-//! Only our own tables are ever listed in full.
+//! I/O: reads the live state over netlink — our two tables with everything in them, in one
+//! consistent ruleset generation; their counters; the other tables' base chains (for
+//! `edgectl fw doctor`); the interfaces' addresses (rtnetlink). Only our own tables are ever
+//! read in full.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::net::IpAddr;
-use std::process::Command;
+
+use crate::codec::{self, Attrs};
+use crate::ir::{STATE_TABLE, TABLE};
+use crate::nfnl::{DumpInfo, NetlinkError, Socket};
+use crate::rt::{Rt, RtError};
+use crate::uapi;
+use crate::wire::{Counter, Live, Table};
+
+/// Attempts at a consistent read before giving up (each restarts at once when the ruleset
+/// changed under it: no sleeping).
+const READ_ATTEMPTS: usize = 8;
 
 /// Errors reading live state.
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
-    /// A command could not be run.
-    #[error("cannot run `{cmd}` (edge-fw needs the packages nftables and iproute2)")]
-    Spawn {
-        /// The command line.
-        cmd: String,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// A command failed.
-    #[error("`{cmd}` failed: {stderr}")]
-    Failed {
-        /// The command line.
-        cmd: String,
-        /// Its standard error.
-        stderr: String,
-    },
-    /// JSON output could not be parsed.
-    #[error("cannot parse the output of `{cmd}`")]
-    Parse {
-        /// The command line.
-        cmd: String,
-        /// The cause.
-        #[source]
-        source: serde_json::Error,
-    },
+    /// Talking to nf_tables failed.
+    #[error("cannot dump the nf_tables ruleset")]
+    Netlink(#[from] NetlinkError),
+    /// The ruleset changed during every attempt to read it.
+    #[error(
+        "the ruleset changed during each of {0} reads of our tables (something is committing \
+         without pause: `nft monitor` shows what)"
+    )]
+    Unsettled(usize),
+    /// Reading the interfaces' addresses failed.
+    #[error("cannot read the interfaces' addresses")]
+    Addresses(#[from] RtError),
 }
 
-fn run(args: &[&str]) -> Result<std::process::Output, ObserveError> {
-    let cmd = args.join(" ");
-    let (prog, rest) = args.split_first().unwrap_or((&"true", &[]));
-    Command::new(prog)
-        .args(rest)
-        .output()
-        .map_err(|source| ObserveError::Spawn { cmd, source })
+/// Tracks whether every dump of one read saw the generation it started in.
+struct Consistency {
+    res_id: u16,
+    ok: bool,
 }
 
-/// `nft list table inet NAME`; `None` when the table does not exist.
-///
-/// Equivalent to: `nft list table inet edge`.
-pub fn list_table(name: &str) -> Result<Option<String>, ObserveError> {
-    let out = run(&["nft", "list", "table", "inet", name])?;
-    if out.status.success() {
-        return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if stderr.contains("No such file or directory") {
-        return Ok(None);
-    }
-    Err(ObserveError::Failed {
-        cmd: format!("nft list table inet {name}"),
-        stderr: stderr.trim().to_owned(),
-    })
-}
-
-/// A named counter's values.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CounterValue {
-    /// Counter name (`fwd_http`).
-    pub name: String,
-    /// Packets.
-    pub packets: u64,
-    /// Bytes.
-    pub bytes: u64,
-}
-
-/// Named counters in a table listing (pure parse of `nft list table` text).
-pub fn counters_in(listing: &str) -> Vec<CounterValue> {
-    let mut out = Vec::new();
-    let mut cur: Option<String> = None;
-    for line in listing.lines() {
-        let t = line.trim();
-        if let Some(rest) = t.strip_prefix("counter ")
-            && let Some(name) = rest.strip_suffix(" {")
-        {
-            cur = Some(name.to_owned());
-            continue;
-        }
-        if let Some(name) = cur.take() {
-            let mut it = t.split_whitespace();
-            let (mut packets, mut bytes) = (0, 0);
-            while let Some(k) = it.next() {
-                let v = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-                match k {
-                    "packets" => packets = v,
-                    "bytes" => bytes = v,
-                    _ => {}
+impl Consistency {
+    fn see(&mut self, info: Option<DumpInfo>) -> bool {
+        match info {
+            Some(i) => {
+                if i.changed || i.res_id.is_some_and(|r| r != self.res_id) {
+                    self.ok = false;
                 }
+                true
             }
-            out.push(CounterValue {
-                name,
-                packets,
-                bytes,
-            });
+            // A table or set we just saw is gone: it changed.
+            None => {
+                self.ok = false;
+                false
+            }
         }
     }
-    out
 }
 
-/// Addresses of every interface, from `ip -j addr`.
-///
-/// Equivalent to: `ip -j addr show`.
-pub fn interface_addresses() -> Result<BTreeMap<String, Vec<IpAddr>>, ObserveError> {
-    let out = run(&["ip", "-j", "addr", "show"])?;
-    if !out.status.success() {
-        return Err(ObserveError::Failed {
-            cmd: "ip -j addr show".to_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|source| ObserveError::Parse {
-            cmd: "ip -j addr show".to_owned(),
-            source,
+fn table_filter(attr: u16, table: &str) -> Attrs {
+    let mut a = Attrs::new();
+    a.str(attr, table);
+    a
+}
+
+/// Reads one table of ours in full (chains, rules, sets, elements, counters).
+fn read_table(sock: &Socket, name: &str, c: &mut Consistency) -> Result<Table, NetlinkError> {
+    let mut t = Table {
+        name: name.to_owned(),
+        ..Table::default()
+    };
+    let inet = uapi::NFPROTO_INET;
+    let info = sock.dump(
+        libc::NFT_MSG_GETCHAIN,
+        inet,
+        &table_filter(uapi::NFTA_CHAIN_TABLE, name),
+        |m| {
+            if let Some((tn, chain)) = codec::chain(m)
+                && tn == name
+            {
+                t.chains.push(chain);
+            }
+        },
+    )?;
+    c.see(info);
+    let info = sock.dump(
+        libc::NFT_MSG_GETRULE,
+        inet,
+        &table_filter(uapi::NFTA_RULE_TABLE, name),
+        |m| {
+            if let Some((tn, chain, rule)) = codec::rule(m)
+                && tn == name
+                && let Some(ch) = t.chains.iter_mut().find(|x| x.name == chain)
+            {
+                ch.rules.push(rule);
+            }
+        },
+    )?;
+    c.see(info);
+    let info = sock.dump(
+        libc::NFT_MSG_GETSET,
+        inet,
+        &table_filter(uapi::NFTA_SET_TABLE, name),
+        |m| {
+            if let Some((tn, set)) = codec::set(m)
+                && tn == name
+            {
+                t.sets.push(set);
+            }
+        },
+    )?;
+    c.see(info);
+    for set in &mut t.sets {
+        let mut a = Attrs::new();
+        a.str(uapi::NFTA_SET_ELEM_LIST_TABLE, name)
+            .str(uapi::NFTA_SET_ELEM_LIST_SET, &set.name);
+        let info = sock.dump(libc::NFT_MSG_GETSETELEM, inet, &a, |m| {
+            if let Some((_, _, elems)) = codec::elems(m) {
+                set.elements.extend(elems);
+            }
         })?;
-    let mut map = BTreeMap::new();
-    for link in v.as_array().into_iter().flatten() {
-        let Some(name) = link.get("ifname").and_then(|n| n.as_str()) else {
-            continue;
+        c.see(info);
+        set.elements.sort();
+    }
+    t.counters = read_counters_of(sock, name, c)?;
+    Ok(t)
+}
+
+fn read_counters_of(
+    sock: &Socket,
+    table: &str,
+    c: &mut Consistency,
+) -> Result<BTreeMap<String, Counter>, NetlinkError> {
+    let mut a = Attrs::new();
+    a.str(uapi::NFTA_OBJ_TABLE, table)
+        .u32(uapi::NFTA_OBJ_TYPE, uapi::NFT_OBJECT_COUNTER);
+    let mut out = BTreeMap::new();
+    let info = sock.dump(libc::NFT_MSG_GETOBJ, uapi::NFPROTO_INET, &a, |m| {
+        if let Some((tn, name, v)) = codec::counter(m)
+            && tn == table
+        {
+            out.insert(name, v);
+        }
+    })?;
+    c.see(info);
+    Ok(out)
+}
+
+/// The names of the inet tables that exist.
+fn inet_tables(sock: &Socket, c: &mut Consistency) -> Result<Vec<String>, NetlinkError> {
+    let mut names = Vec::new();
+    let info = sock.dump(
+        libc::NFT_MSG_GETTABLE,
+        uapi::NFPROTO_INET,
+        &Attrs::new(),
+        |m| {
+            if let Some(n) = codec::table(m) {
+                names.push(n);
+            }
+        },
+    )?;
+    c.see(info);
+    Ok(names)
+}
+
+/// Reads `inet edge` and `inet edge_state` in full, all in the same ruleset generation: the
+/// generation is asked first, and every reply of every dump must carry it (and none be
+/// flagged interrupted); otherwise the read starts over.
+///
+/// Equivalent to: `nft list table inet edge; nft list table inet edge_state`.
+pub fn read_live(sock: &Socket) -> Result<Live, ObserveError> {
+    for _ in 0..READ_ATTEMPTS {
+        let generation = sock.generation()?;
+        let mut c = Consistency {
+            res_id: (generation & 0xffff) as u16,
+            ok: true,
         };
-        let addrs: Vec<IpAddr> = link
-            .get("addr_info")
-            .and_then(|a| a.as_array())
-            .into_iter()
-            .flatten()
-            .filter(|a| a.get("scope").and_then(|s| s.as_str()) != Some("link"))
-            .filter_map(|a| a.get("local").and_then(|l| l.as_str())?.parse().ok())
-            .collect();
-        map.insert(name.to_owned(), addrs);
+        let names = inet_tables(sock, &mut c)?;
+        let has = |t: &str| names.iter().any(|n| n == t);
+        // The two tables are read at the same time, on two sockets: the kernel walks one
+        // while this process decodes the other (the state table's counters are the slow part
+        // of a large ruleset). Both must carry the generation asked above.
+        let mut cs = Consistency {
+            res_id: c.res_id,
+            ok: true,
+        };
+        let (edge, state) = std::thread::scope(|scope| {
+            let state = has(STATE_TABLE).then(|| {
+                scope.spawn(|| -> Result<Table, NetlinkError> {
+                    let other = Socket::open()?;
+                    read_table(&other, STATE_TABLE, &mut cs)
+                })
+            });
+            let edge = has(TABLE)
+                .then(|| read_table(sock, TABLE, &mut c))
+                .transpose();
+            let state = state
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(NetlinkError::Io {
+                            what: "reading inet edge_state",
+                            source: std::io::Error::other("the reading thread panicked"),
+                        })
+                    })
+                })
+                .transpose();
+            (edge, state)
+        });
+        let live = Live {
+            generation,
+            edge: edge?,
+            state: state?,
+        };
+        if c.ok && cs.ok {
+            return Ok(live);
+        }
     }
-    Ok(map)
+    Err(ObserveError::Unsettled(READ_ATTEMPTS))
 }
 
-/// Where the kernel sends packets for an address: `ip route get ADDR`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteTo {
-    /// Output interface.
-    pub dev: String,
-    /// The source address the host would use.
-    pub prefsrc: Option<IpAddr>,
-    /// The address is the host's own (local or anycast).
-    pub local: bool,
-}
-
-/// The route the kernel picks for `addr`; `None` when it has none (unreachable).
+/// The counters of `inet edge_state` (empty when it does not exist): one dump.
 ///
-/// Equivalent to: `ip -j route get ADDR`.
-pub fn route_get(addr: IpAddr) -> Result<Option<RouteTo>, ObserveError> {
-    let a = addr.to_string();
-    let out = run(&["ip", "-j", "route", "get", &a])?;
-    if !out.status.success() {
-        return Ok(None);
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|source| ObserveError::Parse {
-            cmd: format!("ip -j route get {a}"),
-            source,
-        })?;
-    Ok(parse_route_get(&v))
+/// Equivalent to: `nft list counters table inet edge_state`.
+pub fn read_counters(sock: &Socket) -> Result<BTreeMap<String, Counter>, ObserveError> {
+    let mut c = Consistency {
+        res_id: 0,
+        ok: true,
+    };
+    Ok(read_counters_of(sock, STATE_TABLE, &mut c)?)
 }
 
-/// Pure part of [`route_get`].
-pub fn parse_route_get(v: &serde_json::Value) -> Option<RouteTo> {
-    let r = v.as_array()?.first()?;
-    Some(RouteTo {
-        dev: r.get("dev")?.as_str()?.to_owned(),
-        prefsrc: r
-            .get("prefsrc")
-            .and_then(|p| p.as_str())
-            .and_then(|p| p.parse().ok()),
-        // `anycast`: IPv6 subnet-router anycast addresses are local on a router.
-        local: matches!(
-            r.get("type").and_then(|t| t.as_str()),
-            Some("local" | "anycast")
-        ),
-    })
-}
-
-/// A base chain of any table, as `nft -j list chains` reports it.
+/// A base chain of any table, as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseChain {
-    /// Family (`ip`, `ip6`, `inet`, `bridge`, `netdev`).
+    /// Family (`ip`, `ip6`, `inet`, `bridge`, `netdev`, `arp`).
     pub family: String,
     /// Table name.
     pub table: String,
@@ -210,45 +249,65 @@ pub struct BaseChain {
     pub policy: String,
 }
 
-/// Every base chain of every table (metadata only, no rules).
-///
-/// Equivalent to: `nft -j list chains`.
-pub fn base_chains() -> Result<Vec<BaseChain>, ObserveError> {
-    let out = run(&["nft", "-j", "list", "chains"])?;
-    if !out.status.success() {
-        return Err(ObserveError::Failed {
-            cmd: "nft -j list chains".to_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
+fn family_name(f: u8) -> &'static str {
+    match f {
+        uapi::NFPROTO_INET => "inet",
+        uapi::NFPROTO_IPV4 => "ip",
+        uapi::NFPROTO_IPV6 => "ip6",
+        uapi::NFPROTO_ARP => "arp",
+        uapi::NFPROTO_BRIDGE => "bridge",
+        uapi::NFPROTO_NETDEV => "netdev",
+        _ => "unknown",
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|source| ObserveError::Parse {
-            cmd: "nft -j list chains".to_owned(),
-            source,
-        })?;
-    Ok(parse_base_chains(&v))
 }
 
-/// Pure part of [`base_chains`].
-pub fn parse_base_chains(v: &serde_json::Value) -> Vec<BaseChain> {
-    let s =
-        |c: &serde_json::Value, k: &str| c.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
-    v.get("nftables")
-        .and_then(|n| n.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|o| o.get("chain"))
-        .filter(|c| c.get("hook").is_some())
-        .map(|c| BaseChain {
-            family: s(c, "family"),
-            table: s(c, "table"),
-            name: s(c, "name"),
-            kind: s(c, "type"),
-            hook: s(c, "hook"),
-            prio: c.get("prio").and_then(|p| p.as_i64()).unwrap_or(0),
-            policy: s(c, "policy"),
-        })
-        .collect()
+/// Every base chain of every table (declarations only, no rules).
+///
+/// Equivalent to: `nft list chains`.
+pub fn base_chains(sock: &Socket) -> Result<Vec<BaseChain>, ObserveError> {
+    let mut out = Vec::new();
+    sock.dump(
+        libc::NFT_MSG_GETCHAIN,
+        uapi::NFPROTO_UNSPEC,
+        &Attrs::new(),
+        |m| {
+            if let Some((table, chain)) = codec::chain(m)
+                && let Some(b) = &chain.base
+            {
+                let hook = if m.family() == uapi::NFPROTO_NETDEV {
+                    if b.hook == 0 { "ingress" } else { "egress" }
+                } else {
+                    b.hook_name()
+                };
+                out.push(BaseChain {
+                    family: family_name(m.family()).to_owned(),
+                    table,
+                    name: chain.name.clone(),
+                    kind: b.kind.clone(),
+                    hook: hook.to_owned(),
+                    prio: i64::from(b.priority),
+                    policy: b.policy_name().to_owned(),
+                });
+            }
+        },
+    )?;
+    Ok(out)
+}
+
+/// The other tables' base chains and the bridge-netfilter setting, explained
+/// ([`crate::plan::doctor`]).
+pub fn doctor(sock: &Socket) -> Result<Vec<String>, ObserveError> {
+    let chains = base_chains(sock)?;
+    let brnf = br_netfilter_loaded()
+        .then(|| sysctl("/proc/sys/net/bridge/bridge-nf-call-iptables").as_deref() == Some("1"));
+    Ok(crate::plan::doctor(&chains, brnf))
+}
+
+/// Addresses of every interface (link-local ones left out), read once per build.
+///
+/// Equivalent to: `ip addr show`.
+pub fn interface_addresses() -> Result<BTreeMap<String, Vec<IpAddr>>, ObserveError> {
+    Ok(Rt::open()?.addresses()?)
 }
 
 /// True when the `br_netfilter` module is loaded (bridged frames then cross the inet hooks).
@@ -261,64 +320,4 @@ pub fn sysctl(path: &str) -> Option<String> {
     std::fs::read_to_string(path)
         .ok()
         .map(|s| s.trim().to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counters_are_read_from_a_listing() {
-        let t = "table inet edge_state {\n\tcounter fwd_http {\n\t\tpackets 12 bytes 3456\n\t}\n\n\tcounter fwd_x {\n\t\tpackets 0 bytes 0\n\t}\n}\n";
-        let c = counters_in(t);
-        assert_eq!(
-            c,
-            vec![
-                CounterValue {
-                    name: "fwd_http".into(),
-                    packets: 12,
-                    bytes: 3456
-                },
-                CounterValue {
-                    name: "fwd_x".into(),
-                    packets: 0,
-                    bytes: 0
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn routes_are_parsed_from_ip_json() {
-        let v: serde_json::Value = serde_json::from_str(
-            r#"[{"dst":"192.168.1.2","dev":"enp4s0f1","prefsrc":"192.168.1.1","flags":[],"uid":0,"cache":[]}]"#,
-        )
-        .unwrap();
-        assert_eq!(
-            parse_route_get(&v),
-            Some(RouteTo {
-                dev: "enp4s0f1".into(),
-                prefsrc: Some("192.168.1.1".parse().unwrap()),
-                local: false
-            })
-        );
-        let v: serde_json::Value = serde_json::from_str(
-            r#"[{"type":"local","dst":"fd00:1::1","dev":"lo","prefsrc":"fd00:1::1","flags":[],"uid":0,"cache":[]}]"#,
-        )
-        .unwrap();
-        assert!(parse_route_get(&v).unwrap().local);
-        assert_eq!(parse_route_get(&serde_json::json!([])), None);
-    }
-
-    #[test]
-    fn base_chains_are_parsed_from_nft_json() {
-        let v: serde_json::Value = serde_json::from_str(
-            r#"{"nftables":[{"metainfo":{}},{"chain":{"family":"ip","table":"libvirt_network","name":"forward","handle":1,"type":"filter","hook":"forward","prio":0,"policy":"accept"}},{"chain":{"family":"ip","table":"libvirt_network","name":"guest_output","handle":2}}]}"#,
-        )
-        .unwrap();
-        let c = parse_base_chains(&v);
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0].table, "libvirt_network");
-        assert_eq!(c[0].hook, "forward");
-    }
 }

@@ -1,6 +1,8 @@
-//! Offline entry points shared by `edgectl fw` and `edge-fw --print`: compile a whole
-//! configuration, prove it safe, diff it against the live tables, and explain the other
-//! tables hooked where ours are (`doctor`).
+//! Pure: the one plan. `plan(model, ruleset, live)` says what the kernel will hold, how it
+//! differs from what is live, how to get there (nothing, an element-only update or a
+//! replace) and whether the anti-lockout proof refuses it. The daemon, `edgectl fw plan` and
+//! `edge-fw --print` all call it, so they cannot disagree. Also: compiling a whole
+//! configuration, and `doctor`'s explanation of the other tables hooked where ours are.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -9,10 +11,14 @@ use edge_config::Config;
 
 use crate::compile::{CompileError, compile};
 use crate::ir::Ruleset;
+use crate::lower;
 use crate::model::{Model, ModelError};
 use crate::observe::BaseChain;
+use crate::safety::{self, Lockout};
+use crate::txn::Transaction;
+use crate::wire::{self, Change, Live, Presence};
 
-/// Errors of the offline entry points.
+/// Errors building a plan's inputs.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// The model could not be built.
@@ -33,14 +39,103 @@ pub fn compile_config(
     Ok((m, rs))
 }
 
-/// I/O: reads the live base chains and the bridge-netfilter setting, then [`doctor`].
-pub fn doctor_live() -> Result<Vec<String>, crate::observe::ObserveError> {
-    let chains = crate::observe::base_chains()?;
-    let brnf = crate::observe::br_netfilter_loaded().then(|| {
-        crate::observe::sysctl("/proc/sys/net/bridge/bridge-nf-call-iptables").as_deref()
-            == Some("1")
-    });
-    Ok(doctor(&chains, brnf))
+/// How the live tables become the wanted ones.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// They match: nothing is written.
+    Converged,
+    /// Only set elements and counters differ: they are updated, nothing else is touched.
+    Elements(Transaction),
+    /// `inet edge` is replaced and `inet edge_state` converged.
+    Replace(Transaction),
+    /// The live tables could not be read: a replace over what they are then.
+    Unknown,
+}
+
+impl Update {
+    /// In words, for `edgectl fw plan`.
+    pub fn describe(&self) -> String {
+        match self {
+            Update::Converged => "the live tables match: nothing to write".to_owned(),
+            Update::Elements(t) => format!(
+                "element-only update ({} message(s)): no table, chain or rule is replaced",
+                t.ops.len()
+            ),
+            Update::Replace(t) => format!(
+                "replace table inet edge and converge inet edge_state ({} message(s))",
+                t.ops.len()
+            ),
+            Update::Unknown => "the live tables could not be read".to_owned(),
+        }
+    }
+}
+
+/// Everything an apply would do, and whether it may.
+#[derive(Debug, Clone)]
+pub struct FwPlan {
+    /// What the kernel will hold.
+    pub want: wire::Ruleset,
+    /// Differences with the live tables (`None` when they could not be read).
+    pub changes: Option<Vec<Change>>,
+    /// How to get there.
+    pub update: Update,
+    /// Counters of forwards that no longer exist (live, not wanted): deleted by the update.
+    pub stale_counters: Vec<String>,
+    /// Must-pass packets the ruleset would not deliver; non-empty means refused.
+    pub lockouts: Vec<Lockout>,
+}
+
+impl FwPlan {
+    /// True when the ruleset passed the anti-lockout proof.
+    pub fn allowed(&self) -> bool {
+        self.lockouts.is_empty()
+    }
+
+    /// The differences as lines (`-` live, `+` wanted).
+    pub fn diff_lines(&self) -> Vec<String> {
+        self.changes.as_deref().map(wire::lines).unwrap_or_default()
+    }
+}
+
+/// Plans the way from `live` (`None`: unknown) to `rs`.
+pub fn plan(model: &Model, rs: &Ruleset, live: Option<&Live>) -> FwPlan {
+    let want = lower::ruleset(rs);
+    let lockouts = safety::check(model, rs).err().unwrap_or_default();
+    let Some(live) = live else {
+        return FwPlan {
+            want,
+            changes: None,
+            update: Update::Unknown,
+            stale_counters: Vec::new(),
+            lockouts,
+        };
+    };
+    let changes = wire::diff(&want, live);
+    let stale_counters = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Counter {
+                name,
+                how: Presence::Extra,
+                ..
+            } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let update = if changes.is_empty() {
+        Update::Converged
+    } else if let Some(tx) = Transaction::elements(&changes) {
+        Update::Elements(tx)
+    } else {
+        Update::Replace(Transaction::replace(&want, live))
+    };
+    FwPlan {
+        want,
+        changes: Some(changes),
+        update,
+        stale_counters,
+        lockouts,
+    }
 }
 
 /// Pure: explains how other tables' base chains on our hooks interact with ours.

@@ -6,8 +6,8 @@
 //! interface sees it. So a connect from the host proves that a service answers, not that
 //! the firewall admits the admin. The replica does what the kernel allows instead: two
 //! private network namespaces (created by `unshare(CLONE_NEWNET)` on two threads, gone
-//! with them) joined by one veth pair per interface the probed traffic arrives on. The
-//! host side is named like the host's interface (`enp4s0f1`, `wg0`, `br-api`) and holds
+//! with them) joined by one veth pair per interface the probed traffic arrives on, built
+//! over rtnetlink ([`crate::rt`]). The host side is named like the host's interface (`enp4s0f1`, `wg0`, `br-api`) and holds
 //! the host's address; the peer side holds a source address of the probed network. The
 //! ruleset is committed there over netlink as on the host, a TCP listener (or a UDP echo)
 //! waits on the probed port, and the peer connects. Other tables of the host are not
@@ -15,17 +15,17 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::apply::{self, ApplyError};
 use crate::ir::{L4, Ruleset};
-use crate::netlink::Plan;
+use crate::rt::{Rt, RtError};
+use crate::txn::Transaction;
 
 /// One packet path to probe: traffic from `src` arriving on `iif` for `dst:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,14 +54,9 @@ pub enum ReplicaError {
     /// that allows network namespaces).
     #[error("cannot create a private network namespace for the replica")]
     CreateNamespace(#[source] io::Error),
-    /// An `ip` command building the replica failed.
-    #[error("cannot build the replica: `ip {args}` failed: {stderr}")]
-    Setup {
-        /// The arguments.
-        args: String,
-        /// What `ip` said.
-        stderr: String,
-    },
+    /// Building the replica's links, addresses or routes failed.
+    #[error("cannot build the replica")]
+    Setup(#[from] RtError),
     /// The ruleset could not be committed in the replica.
     #[error("cannot commit the ruleset in the replica")]
     Commit(#[source] Box<ApplyError>),
@@ -81,30 +76,12 @@ pub enum ReplicaError {
     Thread,
 }
 
-/// Runs `ip ARGS` in the calling thread's network namespace.
-///
-/// Equivalent to: `ip ARGS`.
-fn ip(args: &[&str]) -> Result<(), ReplicaError> {
-    let fail = |stderr: String| ReplicaError::Setup {
-        args: args.join(" "),
-        stderr,
-    };
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| fail(e.to_string()))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()))
-    }
-}
+/// How long a fresh veth may take to carry packets.
+const LINK_UP_WITHIN: Duration = Duration::from_secs(3);
 
-fn host_net(a: IpAddr) -> String {
-    match a {
-        IpAddr::V4(_) => format!("{a}/32"),
-        IpAddr::V6(_) => format!("{a}/128"),
-    }
+/// The host route of an address (`/32`, `/128`).
+fn host_net(a: IpAddr) -> IpNet {
+    IpNet::from(a)
 }
 
 fn unshare_net() -> Result<(), ReplicaError> {
@@ -113,7 +90,7 @@ fn unshare_net() -> Result<(), ReplicaError> {
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         return Err(ReplicaError::CreateNamespace(io::Error::last_os_error()));
     }
-    ip(&["link", "set", "lo", "up"])
+    Ok(Rt::open()?.set_up("lo")?)
 }
 
 /// Whether the replica can run in the calling thread (and the threads it starts): a thread
@@ -184,27 +161,28 @@ fn build_host(
     paths: &[Path],
     peer_tid: i32,
 ) -> Result<(Vec<TcpListener>, Vec<UdpSocket>), ReplicaError> {
-    let tid = peer_tid.to_string();
+    let mut rt = Rt::open()?;
     let ifaces = interfaces(paths);
     for (i, name) in ifaces.iter().enumerate() {
-        let peer = format!("p{i}");
-        ip(&[
-            "link", "add", name, "type", "veth", "peer", "name", &peer, "netns", &tid,
-        ])?;
-        ip(&["link", "set", name, "up"])?;
+        rt.add_veth(name, &format!("p{i}"), peer_tid.unsigned_abs())?;
+        rt.set_up(name)?;
     }
-    let mut done: Vec<(String, String)> = Vec::new();
+    let mut done: Vec<(String, IpNet)> = Vec::new();
     for p in paths {
         let addr = (p.iif.clone(), host_net(p.dst));
         if !done.contains(&addr) {
-            ip(&["addr", "add", &addr.1, "dev", &p.iif, "nodad"])?;
+            rt.add_address(&p.iif, addr.1)?;
             done.push(addr);
         }
-        ip(&["route", "replace", &p.src_net.to_string(), "dev", &p.iif])?;
+        rt.replace_route(p.src_net, &p.iif)?;
     }
-    let plan = Plan::install(rs, &[]);
-    apply::commit_plan(&plan, apply::Commit::AfterDryRun, Instant::now())
-        .map_err(|e| ReplicaError::Commit(Box::new(e)))?;
+    // The same transaction as on the host, committed through a socket of this namespace.
+    let commit = || -> Result<(), ApplyError> {
+        let sock = crate::nfnl::Socket::open()?;
+        let tx = Transaction::replace(&crate::lower::ruleset(rs), &Default::default());
+        apply::commit(&sock, &tx, true).map(|_| ())
+    };
+    commit().map_err(|e| ReplicaError::Commit(Box::new(e)))?;
     let mut tcp = Vec::new();
     let mut udp = Vec::new();
     let mut ports: Vec<(L4, u16)> = paths.iter().map(|p| (p.proto, p.port)).collect();
@@ -240,22 +218,34 @@ fn build_host(
     Ok((tcp, udp))
 }
 
+/// Waits until every interface of one side carries packets (both ends are up by then; the
+/// kernel turns their carrier on in a deferred worker, and until it has, a device drops
+/// what it is given to send).
+fn wait_running(names: impl IntoIterator<Item = String>) -> Result<(), ReplicaError> {
+    let mut rt = Rt::open()?;
+    for n in names {
+        rt.wait_running(&n, LINK_UP_WITHIN)?;
+    }
+    Ok(())
+}
+
 /// Peer side: addresses and routes towards the host's addresses.
 fn build_peer(paths: &[Path]) -> Result<(), ReplicaError> {
+    let mut rt = Rt::open()?;
     let ifaces = interfaces(paths);
     for i in 0..ifaces.len() {
-        ip(&["link", "set", &format!("p{i}"), "up"])?;
+        rt.set_up(&format!("p{i}"))?;
     }
-    let mut done: Vec<String> = Vec::new();
+    let mut done: Vec<IpNet> = Vec::new();
     for p in paths {
         let i = ifaces.iter().position(|n| *n == p.iif).unwrap_or(0);
         let dev = format!("p{i}");
-        let a = format!("{}/{}", p.src, p.src_net.prefix_len());
+        let a = IpNet::new(p.src, p.src_net.prefix_len()).unwrap_or(IpNet::from(p.src));
         if !done.contains(&a) {
-            ip(&["addr", "add", &a, "dev", &dev, "nodad"])?;
+            rt.add_address(&dev, a)?;
             done.push(a);
         }
-        ip(&["route", "replace", &host_net(p.dst), "dev", &dev])?;
+        rt.replace_route(host_net(p.dst), &dev)?;
     }
     Ok(())
 }
@@ -304,6 +294,8 @@ pub fn run(
     }
     let (tid_tx, tid_rx) = mpsc::channel::<Result<i32, ReplicaError>>();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let (peer_up_tx, peer_up_rx) = mpsc::channel::<bool>();
+    let (go_tx, go_rx) = mpsc::channel::<bool>();
     let finished = Arc::new(AtomicBool::new(false));
     let peer_paths = paths.to_vec();
     // The peer: its own namespace, then the probes once the host side is ready.
@@ -321,7 +313,15 @@ pub fn run(
                 Ok(Ok(())) => {}
                 _ => return Ok(Vec::new()),
             }
-            build_peer(&peer_paths)?;
+            let built = build_peer(&peer_paths);
+            let _ = peer_up_tx.send(built.is_ok());
+            built?;
+            // Both ends of every link are up: the host side waits for its carriers, then
+            // this side for its own.
+            if go_rx.recv() != Ok(true) {
+                return Ok(Vec::new());
+            }
+            wait_running((0..interfaces(&peer_paths).len()).map(|i| format!("p{i}")))?;
             Ok(peer_paths.iter().map(|p| probe(p, timeout)).collect())
         })
         .map_err(|_| ReplicaError::Thread)?;
@@ -351,6 +351,12 @@ pub fn run(
                     return Err(e);
                 }
             };
+            if peer_up_rx.recv() != Ok(true) {
+                return Ok(());
+            }
+            let running = wait_running(interfaces(&host_paths));
+            let _ = go_tx.send(running.is_ok());
+            running?;
             let mut buf = [0u8; 64];
             while !stop.load(Ordering::SeqCst) {
                 for s in &udp {

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use edge_fw::apply::{self, Live, Options};
+use edge_fw::apply::Options;
 use edge_fw::confirm::{self, Outcome, Probe};
+use edge_fw::nfnl::Socket;
 use edge_fw::safety;
 use edge_testkit::wait_for;
 
@@ -22,8 +23,8 @@ fn a_failed_probe_rolls_a_confirm_apply_back() {
     let host = lab.ns("host");
     let (m0, rs0) = (m.clone(), rs.clone());
     let before = host.run(move || {
-        apply::apply(&m0, &rs0, Options::default()).expect("first apply");
-        Live::read().expect("read")
+        common::apply(&m0, &rs0, Options::default()).expect("first apply");
+        common::read_live_checked()
     });
     // The new config adds a forward to a target nothing listens on: its probe fails.
     let text = std::fs::read_to_string(&cfg.path).expect("read");
@@ -32,12 +33,18 @@ fn a_failed_probe_rolls_a_confirm_apply_back() {
     );
     let (m1, rs1) = common::build(&common::parse(&cfg.path, &text), Default::default());
     let (out, after) = host.run(move || {
-        let probes = confirm::default_probes(&m1);
+        let probes = confirm::default_probes(&common::here(&m1));
         let flag = Arc::new(AtomicBool::new(false));
-        let out =
-            confirm::apply_with_confirm(&m1, &rs1, Duration::from_millis(1500), &probes, &flag)
-                .expect("confirm apply");
-        (out, Live::read().expect("read"))
+        let out = confirm::apply_with_confirm(
+            &Socket::open().expect("socket"),
+            &m1,
+            &rs1,
+            Duration::from_millis(1500),
+            &probes,
+            &flag,
+        )
+        .expect("confirm apply");
+        (out, common::read_live_checked())
     });
     match &out {
         Outcome::RolledBack { failures } => {
@@ -61,18 +68,30 @@ fn a_failed_probe_rolls_a_confirm_apply_back() {
     );
     let (m2, rs2) = common::build(&common::parse(&cfg.path, &text2), Default::default());
     let (out2, live2) = host.run(move || {
-        let probes = confirm::default_probes(&m2);
+        let probes = confirm::default_probes(&common::here(&m2));
         let flag = Arc::new(AtomicBool::new(false));
-        let o = confirm::apply_with_confirm(&m2, &rs2, Duration::from_secs(3), &probes, &flag)
-            .expect("confirm");
-        (o, Live::read().expect("read"))
+        let o = confirm::apply_with_confirm(
+            &Socket::open().expect("socket"),
+            &m2,
+            &rs2,
+            Duration::from_secs(3),
+            &probes,
+            &flag,
+        )
+        .expect("confirm");
+        (o, common::read_live_checked())
     });
     assert_eq!(
         out2,
         Outcome::ConfirmedByProbes,
         "every probe ran (the replica too) and passed"
     );
-    assert!(live2.edge.expect("edge").contains("tcp . 8080"));
+    assert!(
+        common::our_view(&live2)
+            .iter()
+            .any(|l| l.starts_with("elem edge/fwd4") && l.contains("tcp . 8080")),
+        "the new forward is live"
+    );
 }
 
 #[test]
@@ -110,11 +129,7 @@ fn daemon_config(dir: &std::path::Path) -> (std::path::PathBuf, String) {
 /// True when the live tables in `host` match `rs`.
 fn converged(host: &edge_testkit::Netns, rs: &edge_fw::ir::Ruleset) -> bool {
     let rs = rs.clone();
-    host.run(move || {
-        Live::read()
-            .map(|l| l.diff(&rs).is_empty())
-            .unwrap_or(false)
-    })
+    host.run(move || common::converged(&rs))
 }
 
 fn repairs_foreign_changes(pid_namespace: bool) {
@@ -124,19 +139,20 @@ fn repairs_foreign_changes(pid_namespace: bool) {
     let (_, rs) = common::build(&common::parse(&path, &text), Default::default());
     let host = lab.ns("host");
     let bin = env!("CARGO_BIN_EXE_edge-fw");
-    let mut cmd = if pid_namespace {
-        let mut c = std::process::Command::new("unshare");
-        c.args([
+    // An empty PATH (`env PATH=`): edge-fw runs no program (no nft, no ip), so it applies,
+    // verifies and repairs all the same.
+    let mut cmd = std::process::Command::new("/usr/bin/env");
+    cmd.arg("PATH=");
+    if pid_namespace {
+        cmd.args([
+            "/usr/bin/unshare",
             "--pid",
             "--fork",
             "--mount-proc",
             "--kill-child=SIGTERM",
-            bin,
         ]);
-        c
-    } else {
-        std::process::Command::new(bin)
-    };
+    }
+    cmd.arg(bin);
     cmd.args(["--config", &path.to_string_lossy(), "--log-format", "text"]);
     let mut daemon = host.spawn("edge-fw", cmd);
     assert!(
@@ -221,7 +237,136 @@ fn repairs_foreign_changes(pid_namespace: bool) {
     );
     assert!(
         named("table inet edge was deleted by someone else: restoring"),
-        "the flush took the no-read restore path:\n{log}"
+        "the flush took the restore path:\n{log}"
+    );
+}
+
+/// The handle of table `inet edge` as `nft -j` reports it: a replace creates a new table
+/// (a new handle), an element-only update does not.
+fn table_handle(host: &edge_testkit::Netns) -> u64 {
+    let out = host.exec("nft", ["-j", "list", "table", "inet", "edge"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft -j");
+    v["nftables"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find_map(|o| o.get("table")?.get("handle")?.as_u64())
+        })
+        .expect("table handle")
+}
+
+/// Sends `msg` on an open connection to the echo service and reads it back.
+fn echo(s: &mut std::net::TcpStream, msg: &[u8]) -> Vec<u8> {
+    use std::io::{Read as _, Write as _};
+    s.write_all(msg).expect("write");
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back).expect("read");
+    back
+}
+
+#[test]
+fn a_forward_without_an_address_follows_its_interface_by_an_element_only_update() {
+    let lab = common::lab();
+    let host = lab.ns("host");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, text) = daemon_config(dir.path());
+    // A forward that takes its address from br-api (no `address`).
+    let text = format!(
+        "{text}\n[[fw.forward]]\nname = \"echo\"\nproto = \"tcp\"\nport = 7000\non = [\"br-api\"]\nto = \"10.17.5.30\"\nto_port = 8080\n"
+    );
+    std::fs::write(&path, &text).expect("write config");
+    let cfg = common::parse(&path, &text);
+    let (m, rs) = host.run({
+        let cfg = cfg.clone();
+        move || {
+            let addrs = edge_fw::observe::interface_addresses().expect("addresses");
+            common::build(&cfg, addrs)
+        }
+    });
+    assert_eq!(m.forward_addresses.last().map(Vec::len), Some(1));
+    let mut cmd = std::process::Command::new("/usr/bin/env");
+    cmd.args(["PATH=", env!("CARGO_BIN_EXE_edge-fw")]).args([
+        "--config",
+        &path.to_string_lossy(),
+        "--log-format",
+        "text",
+    ]);
+    let mut daemon = host.spawn("edge-fw", cmd);
+    assert!(
+        wait_for(Duration::from_secs(10), || converged(host, &rs)).is_some(),
+        "the daemon applied the ruleset"
+    );
+    let before = table_handle(host);
+    // A connection through the forward on the address br-api has now.
+    let mut live = lab.ns("inet").run(|| {
+        std::net::TcpStream::connect_timeout(
+            &"192.198.0.30:7000".parse().expect("addr"),
+            Duration::from_secs(5),
+        )
+        .expect("connect through the forward")
+    });
+    live.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    assert_eq!(echo(&mut live, b"before"), b"before");
+    // br-api gets a second address: the forward follows it, by elements only.
+    host.ip(["addr", "add", "192.198.0.31/24", "dev", "br-api"]);
+    let arrives = |addr: &'static str| {
+        move || {
+            std::net::TcpStream::connect_timeout(
+                &addr.parse().expect("addr"),
+                Duration::from_millis(500),
+            )
+            .ok()
+        }
+    };
+    let mut second = None;
+    wait_for(Duration::from_secs(5), || {
+        second = lab.ns("inet").run(arrives("192.198.0.31:7000"));
+        second.is_some()
+    });
+    let mut second = second.expect("the forward follows the new address within 5 s");
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    assert_eq!(echo(&mut second, b"second"), b"second");
+    assert_eq!(
+        echo(&mut live, b"during"),
+        b"during",
+        "the first connection flows on"
+    );
+    // And follows its removal.
+    host.ip(["addr", "del", "192.198.0.31/24", "dev", "br-api"]);
+    let (m2, rs2) = host.run(move || {
+        let addrs = edge_fw::observe::interface_addresses().expect("addresses");
+        common::build(&cfg, addrs)
+    });
+    assert_eq!(m2.forward_addresses.last().map(Vec::len), Some(1));
+    assert!(
+        wait_for(Duration::from_secs(5), || converged(host, &rs2)).is_some(),
+        "the removed address left the forward's keys"
+    );
+    assert_eq!(
+        echo(&mut live, b"after!"),
+        b"after!",
+        "the first connection flows on"
+    );
+    assert_eq!(
+        table_handle(host),
+        before,
+        "table inet edge was never replaced (element-only updates)"
+    );
+    assert!(
+        applies(host, "elements") >= 2,
+        "two element-only updates counted"
+    );
+    drop(second);
+    drop(live);
+    let out = daemon.stop().expect("daemon output");
+    let log =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        log.contains("interface addresses changed: the forwards follow them"),
+        "{log}"
     );
 }
 
@@ -232,8 +377,8 @@ fn a_confirm_apply_dropping_ssh_from_the_admin_network_is_rolled_back_though_the
     let host = lab.ns("host");
     let (m0, rs0) = common::build(&common::dual_stack(), Default::default());
     let before = host.run(move || {
-        apply::apply(&m0, &rs0, Options::default()).expect("first apply");
-        Live::read().expect("read")
+        common::apply(&m0, &rs0, Options::default()).expect("first apply");
+        common::read_live_checked()
     });
     // SSH limited to the WireGuard interface: the admin LAN arrives on enp4s0f1 (never named
     // in [fw]), so its SSH is dropped. The symbolic check does not know which interface a
@@ -251,12 +396,19 @@ fn a_confirm_apply_dropping_ssh_from_the_admin_network_is_rolled_back_though_the
     let window = Duration::from_secs(30);
     let (m, rs) = (m1.clone(), rs1.clone());
     let (out, after, probes, took) = host.run(move || {
-        let probes = confirm::default_probes(&m);
+        let probes = confirm::default_probes(&common::here(&m));
         let flag = Arc::new(AtomicBool::new(false));
         let t = std::time::Instant::now();
-        let out =
-            confirm::apply_with_confirm(&m, &rs, window, &probes, &flag).expect("confirm apply");
-        (out, Live::read().expect("read"), probes, t.elapsed())
+        let out = confirm::apply_with_confirm(
+            &Socket::open().expect("socket"),
+            &m,
+            &rs,
+            window,
+            &probes,
+            &flag,
+        )
+        .expect("confirm apply");
+        (out, common::read_live_checked(), probes, t.elapsed())
     });
     // The probes were derived from the kernel's routes: the admin LAN through enp4s0f1 and
     // the WireGuard network through wg0, each to the host's address there.
@@ -300,7 +452,7 @@ fn a_confirm_apply_dropping_ssh_from_the_admin_network_is_rolled_back_though_the
     // LAN's SSH (both families) while the WireGuard network keeps it.
     let (m, rs) = (m1.clone(), rs1.clone());
     host.run(move || {
-        apply::apply(&m, &rs, Options::default())
+        common::apply(&m, &rs, Options::default())
             .map(|_| ())
             .map_err(|e| e.to_string())
     })
@@ -395,7 +547,7 @@ fn without_cap_sys_admin_a_confirm_apply_waits_for_edgectl_fw_confirm() {
             .expect("capability set");
         assert_eq!(caps & (1 << 21), 0, "edge-fw has CAP_SYS_ADMIN in {set}");
     }
-    let before = host.run(|| Live::read().expect("read"));
+    let before = host.run(common::read_live_checked);
 
     // 1. Nobody confirms: the previous table comes back when the window ends.
     std::fs::write(&path, &new_text).expect("write config");
@@ -415,7 +567,7 @@ fn without_cap_sys_admin_a_confirm_apply_waits_for_edgectl_fw_confirm() {
         "rolled back before the window ended"
     );
     assert_eq!(applies(host, "confirmed"), 0);
-    let after = host.run(|| Live::read().expect("read"));
+    let after = host.run(common::read_live_checked);
     assert_eq!(before.edge, after.edge, "inet edge restored byte for byte");
     assert_eq!(before.state, after.state, "inet edge_state restored");
     assert!(

@@ -9,16 +9,15 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{Lab, curl};
-use edge_fw::apply::{self, Live, Options};
+use edge_fw::apply::Options;
 use edge_fw::ir::Ruleset;
 use edge_fw::model::Model;
-use edge_fw::observe;
 
 fn apply_in_host(lab: &Lab, m: &Model, rs: &Ruleset) {
     let (m, rs) = (m.clone(), rs.clone());
     lab.ns("host")
         .run(move || {
-            apply::apply(&m, &rs, Options::default())
+            common::apply(&m, &rs, Options::default())
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })
@@ -47,17 +46,8 @@ fn internet_reaches_ingress_on_80_and_443_and_only_wireguard_reaches_6443() {
         Some("10.17.5.10 port 6443")
     );
     // The named counters in inet edge_state saw the traffic.
-    let st = lab
-        .ns("host")
-        .exec("nft", ["list", "table", "inet", "edge_state"]);
-    let counters = observe::counters_in(&String::from_utf8_lossy(&st.stdout));
-    let get = |n: &str| {
-        counters
-            .iter()
-            .find(|c| c.name == n)
-            .map(|c| c.packets)
-            .unwrap_or(0)
-    };
+    let counters = lab.ns("host").run(common::counters);
+    let get = |n: &str| counters.get(n).map(|c| c.packets).unwrap_or(0);
     assert!(
         get("fwd_http") > 0 && get("fwd_https") > 0 && get("fwd_k8s-api") > 0,
         "{counters:?}"
@@ -170,16 +160,8 @@ fn established_tcp_connections_and_counters_survive_a_reload() {
             .expect("send");
     });
     assert_eq!(from_client.recv().expect("client"), "before");
-    let counters = |lab: &Lab| {
-        let st = lab
-            .ns("host")
-            .exec("nft", ["list", "table", "inet", "edge_state"]);
-        observe::counters_in(&String::from_utf8_lossy(&st.stdout))
-    };
-    let echo_before = counters(&lab)
-        .into_iter()
-        .find(|c| c.name == "fwd_echo")
-        .expect("counter");
+    let counters = |lab: &Lab| lab.ns("host").run(common::counters);
+    let echo_before = *counters(&lab).get("fwd_echo").expect("counter");
     assert!(echo_before.packets > 0);
     // Reload with a different ruleset (the https forward removed, ssh rule unchanged).
     let reduced = with_echo.replacen("name = \"https\"", "name = \"https2\"", 1);
@@ -195,19 +177,16 @@ fn established_tcp_connections_and_counters_survive_a_reload() {
     );
     client.join().expect("client thread");
     let after = counters(&lab);
-    let echo_after = after
-        .iter()
-        .find(|c| c.name == "fwd_echo")
-        .expect("counter kept");
+    let echo_after = *after.get("fwd_echo").expect("counter kept");
     assert!(
         echo_after.packets > echo_before.packets,
         "counter kept counting: {echo_before:?} -> {echo_after:?}"
     );
     assert!(
-        after.iter().all(|c| c.name != "fwd_https"),
+        !after.contains_key("fwd_https"),
         "stale counter removed: {after:?}"
     );
-    assert!(after.iter().any(|c| c.name == "fwd_https2"));
+    assert!(after.contains_key("fwd_https2"));
 }
 
 #[test]
@@ -243,8 +222,8 @@ fn a_foreign_libvirt_like_table_is_left_untouched() {
     );
     let tables = String::from_utf8_lossy(&host.exec("nft", ["list", "tables"]).stdout).into_owned();
     assert!(tables.contains("table ip libvirt_network"), "{tables}");
-    let live = lab.ns("host").run(|| Live::read().expect("read"));
-    assert!(live.diff(&rs2).is_empty());
+    let d = lab.ns("host").run(move || common::diff(&rs2));
+    assert!(d.is_empty(), "{d:#?}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -254,12 +233,9 @@ fn a_foreign_libvirt_like_table_is_left_untouched() {
 use common::{curl6, curl6_retry, ip6, v6, who6};
 
 fn counter(lab: &Lab, name: &str) -> u64 {
-    let st = lab
-        .ns("host")
-        .exec("nft", ["list", "table", "inet", "edge_state"]);
-    observe::counters_in(&String::from_utf8_lossy(&st.stdout))
-        .into_iter()
-        .find(|c| c.name == name)
+    lab.ns("host")
+        .run(common::counters)
+        .get(name)
         .map(|c| c.packets)
         .unwrap_or(0)
 }
@@ -365,7 +341,7 @@ fn ipv6_input_policy_admits_neighbour_discovery_echo_and_ssh_from_admin_and_wire
     let (m3, nd3) = (m2.clone(), no_nd);
     lab.ns("host")
         .run(move || {
-            apply::apply(
+            common::apply(
                 &m3,
                 &nd3,
                 Options {

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use edge_fw::apply::{self, Live, Options};
+use edge_fw::apply::Options;
 use edge_fw::confirm::{self, Outcome, Probe, Verdict};
 use edge_fw::ir::L4;
+use edge_fw::nfnl::Socket;
 use edge_fw::replica::{self, Path};
 use edge_fw::safety;
+use edge_fw::wire::Live;
 use edge_testkit::{in_new_netns, wait_for};
 
 fn ssh_from_admin() -> Path {
@@ -105,8 +107,8 @@ fn lab_with_ruleset() -> (common::Lab, Live) {
     let lab = common::lab();
     let (m0, rs0) = common::build(&common::dual_stack(), Default::default());
     let before = lab.ns("host").run(move || {
-        apply::apply(&m0, &rs0, Options::default()).expect("first apply");
-        Live::read().expect("read")
+        common::apply(&m0, &rs0, Options::default()).expect("first apply");
+        common::read_live_checked()
     });
     (lab, before)
 }
@@ -121,12 +123,19 @@ fn without_the_replica_a_confirm_apply_waits_for_a_human_and_rolls_back_when_non
     let window = Duration::from_secs(3);
     let (out, after, took) = lab.ns("host").run(move || {
         common::drop_cap_sys_admin();
-        let probes = confirm::default_probes(&m1);
+        let probes = confirm::default_probes(&common::here(&m1));
         let flag = Arc::new(AtomicBool::new(false));
         let t = Instant::now();
-        let out =
-            confirm::apply_with_confirm(&m1, &rs1, window, &probes, &flag).expect("confirm apply");
-        (out, Live::read().expect("read"), t.elapsed())
+        let out = confirm::apply_with_confirm(
+            &Socket::open().expect("socket"),
+            &m1,
+            &rs1,
+            window,
+            &probes,
+            &flag,
+        )
+        .expect("confirm apply");
+        (out, common::read_live_checked(), t.elapsed())
     });
     match &out {
         Outcome::RolledBack { failures } => {
@@ -167,16 +176,14 @@ fn without_the_replica_a_confirm_apply_is_kept_by_a_human_confirm() {
     let rs_new = rs1.clone();
     let (out, live, pending_at_confirm) = lab.ns("host").run(move || {
         common::drop_cap_sys_admin();
-        let probes = confirm::default_probes(&m1);
+        let probes = confirm::default_probes(&common::here(&m1));
         let flag = Arc::new(AtomicBool::new(false));
         let settled = Arc::new(AtomicBool::new(false));
         // The admin: a thread of this one (same namespace, same capabilities).
         let human = {
             let (flag, settled, rs) = (flag.clone(), settled.clone(), rs1.clone());
             std::thread::spawn(move || {
-                let live = wait_for(Duration::from_secs(10), || {
-                    Live::read().is_ok_and(|l| l.diff(&rs).is_empty())
-                });
+                let live = wait_for(Duration::from_secs(10), || common::converged(&rs));
                 assert!(live.is_some(), "the new ruleset never went live");
                 std::thread::sleep(Duration::from_secs(1));
                 let pending = !settled.load(Ordering::SeqCst);
@@ -184,11 +191,18 @@ fn without_the_replica_a_confirm_apply_is_kept_by_a_human_confirm() {
                 pending
             })
         };
-        let out = confirm::apply_with_confirm(&m1, &rs1, Duration::from_secs(3), &probes, &flag)
-            .expect("confirm apply");
+        let out = confirm::apply_with_confirm(
+            &Socket::open().expect("socket"),
+            &m1,
+            &rs1,
+            Duration::from_secs(3),
+            &probes,
+            &flag,
+        )
+        .expect("confirm apply");
         settled.store(true, Ordering::SeqCst);
         let pending = human.join().expect("human thread");
-        (out, Live::read().expect("read"), pending)
+        (out, common::read_live_checked(), pending)
     });
     assert!(
         pending_at_confirm,
@@ -196,7 +210,10 @@ fn without_the_replica_a_confirm_apply_is_kept_by_a_human_confirm() {
     );
     assert_eq!(out, Outcome::ConfirmedByHand);
     assert_eq!(
-        live.diff(&rs_new),
+        edge_fw::wire::lines(&edge_fw::wire::diff(
+            &edge_fw::lower::ruleset(&rs_new),
+            &live
+        )),
         Vec::<String>::new(),
         "the new ruleset stays"
     );

@@ -1,5 +1,7 @@
-//! `edgectl fw ...`: the firewall. `plan` and, as root, `doctor` work offline (the pure
-//! compiler and a read of the live tables); `apply`, `confirm`, `status`, `reload` and `ping` talk to edge-fw.
+//! `edgectl fw ...`: the firewall. As root, `plan` and `doctor` work here (the pure compiler,
+//! the same plan edge-fw makes, and a netlink read of the live tables); others ask edge-fw,
+//! which members of group `edge` may. `apply`, `confirm`, `status`, `reload` and `ping`
+//! talk to edge-fw.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Subcommand;
 use edge_config::{LoadOptions, Role};
-use edge_fw::apply::Live;
-use edge_fw::{observe, plan, safety};
+use edge_fw::nfnl::Socket;
+use edge_fw::{apply, observe, plan};
 use edge_ipc::Request;
 use edge_ipc::proto::RoleRequest;
 
@@ -23,7 +25,8 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Print the ruleset compiled from the configuration and its diff against the live tables.
+    /// Print the ruleset compiled from the configuration, how it differs from the live tables
+    /// and what an apply would write (as root read here; otherwise asked of edge-fw).
     Plan {
         /// Print the full `nft -f` transaction (replace inet edge, converge inet edge_state).
         #[arg(long)]
@@ -51,10 +54,12 @@ enum Cmd {
 
 /// Runs `edgectl fw`.
 pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
     let req = match args.cmd {
-        Cmd::Plan { script } => return plan_cmd(g, script),
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        Cmd::Doctor if unsafe { libc::geteuid() } == 0 => return doctor(g),
+        Cmd::Plan { script } if root || script => return plan_cmd(g, script),
+        Cmd::Plan { .. } => Request::Plan,
+        Cmd::Doctor if root => return doctor(g),
         Cmd::Doctor => Request::Role(RoleRequest::Fw(edge_ipc::fw::Request::Doctor)),
         Cmd::Apply { confirm } => Request::Apply {
             confirm_secs: confirm.map(|d| d.as_secs().max(1)),
@@ -79,17 +84,19 @@ fn plan_cmd(g: &Global, script: bool) -> anyhow::Result<ExitCode> {
     let addrs = observe::interface_addresses().unwrap_or_default();
     let (m, rs) = plan::compile_config(&loaded.config, addrs)
         .with_context(|| format!("failed to compile the [fw] section of {}", path.display()))?;
-    let lockouts = safety::check(&m, &rs).err().unwrap_or_default();
     // Reading the live tables needs CAP_NET_ADMIN; without it the plan is still useful.
-    let live = Live::read();
-    let diff = live.as_ref().map(|l| l.diff(&rs));
+    let live = Socket::open()
+        .map_err(edge_fw::observe::ObserveError::from)
+        .and_then(|s| observe::read_live(&s));
+    let p = plan::plan(&m, &rs, live.as_ref().ok());
     if g.json {
         let v = serde_json::json!({
             "ruleset": rs.script(),
             "rules": rs.edge.rule_count(),
-            "lockouts": lockouts.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
-            "diff": diff.as_ref().ok(),
-            "live_error": live.as_ref().err().map(|e| e.to_string()),
+            "update": p.update.describe(),
+            "lockouts": p.lockouts.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+            "diff": live.as_ref().ok().map(|_| p.diff_lines()),
+            "live_error": live.as_ref().err().map(|e| apply::error_chain(e)),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -99,29 +106,30 @@ fn plan_cmd(g: &Global, script: bool) -> anyhow::Result<ExitCode> {
             print!("{}{}", rs.edge, rs.state);
         }
         println!();
-        match &diff {
-            Ok(_) if live.as_ref().is_ok_and(|l| l.edge.is_none()) => {
+        match &live {
+            Ok(l) if l.edge.is_none() => {
                 println!("# table inet edge is not live yet: `edgectl fw apply` would create it")
             }
-            Ok(d) if d.is_empty() => {
-                println!("# live tables match: `edgectl fw apply` would write nothing")
-            }
-            Ok(d) => {
-                println!(
-                    "# {} line(s) differ from the live tables (- live, + compiled):",
-                    d.len()
-                );
-                for l in d {
-                    println!("{l}");
+            Ok(_) => {
+                println!("# {}", p.update.describe());
+                let diff = p.diff_lines();
+                if !diff.is_empty() {
+                    println!("# differences from the live tables (- live, + compiled):");
+                    for l in diff {
+                        println!("{l}");
+                    }
                 }
             }
-            Err(e) => println!("# cannot read the live tables ({e}); run as root to see the diff"),
+            Err(e) => println!(
+                "# cannot read the live tables ({}); run as root to see the differences",
+                apply::error_chain(e)
+            ),
         }
-        for l in &lockouts {
+        for l in &p.lockouts {
             println!("# REFUSED: {l}");
         }
     }
-    Ok(if lockouts.is_empty() {
+    Ok(if p.allowed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -129,7 +137,8 @@ fn plan_cmd(g: &Global, script: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn doctor(g: &Global) -> anyhow::Result<ExitCode> {
-    let notes = plan::doctor_live().context("failed to list the base chains")?;
+    let sock = Socket::open().context("failed to open the nf_tables socket")?;
+    let notes = observe::doctor(&sock).context("failed to list the base chains")?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&notes)?);
     } else {

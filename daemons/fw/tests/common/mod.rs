@@ -412,3 +412,230 @@ pub fn curl_retry(ns: &Netns, url: &str) -> Option<String> {
     });
     last
 }
+
+// ---------------------------------------------------------------------------------------
+// The independent reader: `nft -j list table` must agree with the netlink read-back.
+// ---------------------------------------------------------------------------------------
+
+use std::collections::BTreeSet;
+
+use edge_fw::nfnl::Socket;
+use edge_fw::wire::{Counter, Live, Table};
+
+/// One line per object of our tables: chains with their hook, priority and policy, rules
+/// (position and comment), sets with their size and each element in nft notation, counter
+/// names. Counter values are compared apart (they move while packets flow).
+pub type View = BTreeSet<String>;
+
+fn scalar(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An element's key or data as our rendering writes it: the interface name quoted.
+fn json_concat(v: &serde_json::Value, quote_first: bool) -> String {
+    match v.get("concat").and_then(|c| c.as_array()) {
+        Some(parts) => parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                if i == 0 && quote_first {
+                    format!("\"{}\"", scalar(p))
+                } else {
+                    scalar(p)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" . "),
+        None => scalar(v),
+    }
+}
+
+fn json_data(v: &serde_json::Value) -> String {
+    if let Some(t) = v.get("jump").and_then(|j| j.get("target")) {
+        return format!("jump {}", scalar(t));
+    }
+    if let Some(s) = v.as_str() {
+        return format!("\"{s}\"");
+    }
+    json_concat(v, false)
+}
+
+/// What `nft -j list table inet NAME` shows of our tables (run in the calling thread's
+/// namespace), and the counters' values.
+pub fn nft_view() -> (View, BTreeMap<String, (u64, u64)>) {
+    let mut view = View::new();
+    let mut counters = BTreeMap::new();
+    for table in [edge_fw::ir::TABLE, edge_fw::ir::STATE_TABLE] {
+        let out = Command::new("nft")
+            .args(["-j", "list", "table", "inet", table])
+            .output()
+            .expect("nft");
+        if !out.status.success() {
+            continue;
+        }
+        view.insert(format!("table {table}"));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft -j output");
+        let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        for o in v["nftables"].as_array().expect("nftables") {
+            if let Some(c) = o.get("chain") {
+                let name = scalar(&c["name"]);
+                match c.get("hook") {
+                    Some(h) => view.insert(format!(
+                        "chain {table}/{name} type {} hook {} prio {} policy {}",
+                        scalar(&c["type"]),
+                        scalar(h),
+                        scalar(&c["prio"]),
+                        scalar(&c["policy"])
+                    )),
+                    None => view.insert(format!("chain {table}/{name}")),
+                };
+            } else if let Some(r) = o.get("rule") {
+                let chain = scalar(&r["chain"]);
+                let i = index.entry(chain.clone()).or_default();
+                view.insert(format!(
+                    "rule {table}/{chain} #{i} {}",
+                    r.get("comment").map(scalar).unwrap_or_default()
+                ));
+                *i += 1;
+            } else if let Some(s) = o.get("set").or_else(|| o.get("map")) {
+                let name = scalar(&s["name"]);
+                let size = s.get("size").map(scalar).unwrap_or_else(|| "-".into());
+                view.insert(format!("set {table}/{name} size {size}"));
+                for e in s
+                    .get("elem")
+                    .and_then(|e| e.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    let line = match e.as_array() {
+                        Some(kv) => {
+                            format!("{} : {}", json_concat(&kv[0], true), json_data(&kv[1]))
+                        }
+                        None => json_concat(e, true),
+                    };
+                    view.insert(format!("elem {table}/{name} {line}"));
+                }
+            } else if let Some(c) = o.get("counter") {
+                let name = scalar(&c["name"]);
+                view.insert(format!("counter {table}/{name}"));
+                let n = |k: &str| c.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+                counters.insert(name, (n("packets"), n("bytes")));
+            }
+        }
+    }
+    (view, counters)
+}
+
+fn table_view(t: &Table, view: &mut View) {
+    let name = &t.name;
+    view.insert(format!("table {name}"));
+    for c in &t.chains {
+        match &c.base {
+            Some(b) => view.insert(format!(
+                "chain {name}/{} type {} hook {} prio {} policy {}",
+                c.name,
+                b.kind,
+                b.hook_name(),
+                b.priority,
+                b.policy_name()
+            )),
+            None => view.insert(format!("chain {name}/{}", c.name)),
+        };
+        for (i, r) in c.rules.iter().enumerate() {
+            view.insert(format!(
+                "rule {name}/{} #{i} {}",
+                c.name,
+                r.comment.clone().unwrap_or_default()
+            ));
+        }
+    }
+    for s in &t.sets {
+        let size = s
+            .spec
+            .size
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "-".into());
+        view.insert(format!("set {name}/{} size {size}", s.name));
+        for e in &s.elements {
+            view.insert(format!("elem {name}/{} {}", s.name, e.render(&s.spec)));
+        }
+    }
+    for c in t.counters.keys() {
+        view.insert(format!("counter {name}/{c}"));
+    }
+}
+
+/// What our netlink read-back shows, in the same form as [`nft_view`].
+pub fn our_view(live: &Live) -> View {
+    let mut view = View::new();
+    for t in [&live.edge, &live.state].into_iter().flatten() {
+        table_view(t, &mut view);
+    }
+    view
+}
+
+/// Reads our tables over netlink (in the calling thread's namespace) and asserts that
+/// `nft -j list table`, an independent reader, agrees on every object; counters may only
+/// have grown between the two reads.
+pub fn read_live_checked() -> Live {
+    let sock = Socket::open().expect("nf_tables socket");
+    let live = edge_fw::observe::read_live(&sock).expect("netlink read-back");
+    let (nft, counters) = nft_view();
+    let ours = our_view(&live);
+    let only_ours: Vec<&String> = ours.difference(&nft).collect();
+    let only_nft: Vec<&String> = nft.difference(&ours).collect();
+    assert!(
+        only_ours.is_empty() && only_nft.is_empty(),
+        "the netlink read-back and `nft -j list` disagree:\n only netlink: {only_ours:#?}\n only nft: {only_nft:#?}"
+    );
+    let state = live.counters();
+    for (name, Counter { packets, bytes }) in &state {
+        let (np, nb) = counters.get(name).copied().unwrap_or_default();
+        assert!(
+            np >= *packets && nb >= *bytes,
+            "counter {name}: netlink read {packets}/{bytes}, nft later {np}/{nb}"
+        );
+    }
+    live
+}
+
+/// Applies `rs` in the calling thread's namespace through a socket of its own.
+pub fn apply(
+    m: &Model,
+    rs: &Ruleset,
+    opts: edge_fw::apply::Options,
+) -> Result<edge_fw::apply::Report, edge_fw::apply::ApplyError> {
+    let sock = Socket::open()?;
+    edge_fw::apply::apply(&sock, m, rs, opts)
+}
+
+/// Differences between the live tables and `rs` (empty: converged), read over netlink and
+/// checked against `nft -j`.
+pub fn diff(rs: &Ruleset) -> Vec<String> {
+    let live = read_live_checked();
+    edge_fw::wire::lines(&edge_fw::wire::diff(&edge_fw::lower::ruleset(rs), &live))
+}
+
+/// True when the live tables match `rs` (netlink only: for polling).
+pub fn converged(rs: &Ruleset) -> bool {
+    Socket::open()
+        .ok()
+        .and_then(|s| edge_fw::observe::read_live(&s).ok())
+        .is_some_and(|l| edge_fw::wire::diff(&edge_fw::lower::ruleset(rs), &l).is_empty())
+}
+
+/// The counters of `inet edge_state`, read over netlink and checked against `nft -j`.
+pub fn counters() -> BTreeMap<String, Counter> {
+    read_live_checked().counters()
+}
+
+/// `m` with the interfaces' addresses of the calling thread's namespace, as the daemon
+/// builds its model (the probes of a confirm-apply start from them).
+pub fn here(m: &Model) -> Model {
+    let mut m = m.clone();
+    m.env.addresses = edge_fw::observe::interface_addresses().expect("addresses");
+    m
+}

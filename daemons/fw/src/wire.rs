@@ -1,0 +1,1014 @@
+//! Pure: our tables as the kernel holds them — every object with the attributes the kernel
+//! reports back in a dump, and nothing it adds on its own (handles, use counts). The
+//! compiled IR is lowered to this form ([`crate::lower`]); the kernel's dump is decoded to
+//! it ([`crate::codec`]); the read-back compares the two ([`diff`]). No text anywhere: the
+//! `Display` impls below exist for people reading a diff.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::uapi;
+
+/// A register as the kernel indexes it internally (4-byte units; 0 is the verdict register).
+/// Netlink names the same register two ways (`NFT_REG_1` and `NFT_REG32_00`); the kernel
+/// reports the 16-byte name whenever the register is 16-byte aligned, so both sides of a
+/// comparison are kept in this one canonical form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Reg(pub u32);
+
+impl Reg {
+    /// The verdict register.
+    pub const VERDICT: Reg = Reg(0);
+
+    /// `NFT_REG_n` (n = 1..4: the 16-byte registers).
+    pub const fn r(n: u32) -> Reg {
+        Reg(n * 4)
+    }
+
+    /// `NFT_REG32_nn` (nn = 0..15: the 4-byte registers).
+    pub const fn r32(n: u32) -> Reg {
+        Reg(4 + n)
+    }
+
+    /// From a register number on the wire (`NFT_REG_*` or `NFT_REG32_*`).
+    pub fn from_wire(n: u32) -> Reg {
+        if n <= 4 {
+            Reg(n * 4)
+        } else {
+            Reg(n.wrapping_sub(4))
+        }
+    }
+
+    /// The number the kernel uses on the wire for this register.
+    pub fn to_wire(self) -> u32 {
+        if self.0.is_multiple_of(4) {
+            self.0 / 4
+        } else {
+            self.0 + 4
+        }
+    }
+}
+
+impl fmt::Display for Reg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "reg {}", self.to_wire())
+    }
+}
+
+/// A verdict: `NF_ACCEPT`, `NF_DROP`, `NFT_RETURN`, `NFT_JUMP` with its chain, ...
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Verdict {
+    /// The verdict code (`NF_*` / `NFT_*`).
+    pub code: i32,
+    /// The chain of a jump or goto.
+    pub chain: Option<String>,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.code {
+            libc::NF_ACCEPT => "accept",
+            libc::NF_DROP => "drop",
+            libc::NFT_RETURN => "return",
+            libc::NFT_JUMP => "jump",
+            libc::NFT_GOTO => "goto",
+            libc::NFT_CONTINUE => "continue",
+            libc::NFT_BREAK => "break",
+            c => return write!(f, "verdict {c}"),
+        };
+        f.write_str(name)?;
+        if let Some(c) = &self.chain {
+            write!(f, " {c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One expression of a rule, with the attributes the kernel reports for it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Expr {
+    /// `meta` load of `key` into `dreg`.
+    Meta {
+        /// `NFT_META_*`.
+        key: u32,
+        /// Destination register.
+        dreg: Reg,
+    },
+    /// `meta` store of `sreg` into `key`.
+    MetaSet {
+        /// `NFT_META_*`.
+        key: u32,
+        /// Source register.
+        sreg: Reg,
+    },
+    /// `payload` load.
+    Payload {
+        /// `NFT_PAYLOAD_*_HEADER`.
+        base: u32,
+        /// Offset in the header.
+        offset: u32,
+        /// Length in bytes.
+        len: u32,
+        /// Destination register.
+        dreg: Reg,
+    },
+    /// `cmp` of a register with data.
+    Cmp {
+        /// Source register.
+        sreg: Reg,
+        /// `NFT_CMP_*`.
+        op: u32,
+        /// The data compared with.
+        data: Vec<u8>,
+    },
+    /// `bitwise`: `dreg = (sreg & mask) ^ xor`.
+    Bitwise {
+        /// Source register.
+        sreg: Reg,
+        /// Destination register.
+        dreg: Reg,
+        /// Length in bytes.
+        len: u32,
+        /// Mask.
+        mask: Vec<u8>,
+        /// Xor.
+        xor: Vec<u8>,
+    },
+    /// `ct` load.
+    Ct {
+        /// `NFT_CT_*`.
+        key: u32,
+        /// Destination register.
+        dreg: Reg,
+    },
+    /// `immediate` of a verdict.
+    Verdict(Verdict),
+    /// `lookup` in a set (a map when `dreg` is set).
+    Lookup {
+        /// Source register (the key).
+        sreg: Reg,
+        /// The set's name.
+        set: String,
+        /// Destination register of a map's data.
+        dreg: Option<Reg>,
+        /// `NFT_LOOKUP_F_*`.
+        flags: u32,
+    },
+    /// `objref` through a map: the object the key maps to.
+    Objref {
+        /// Source register (the key).
+        sreg: Reg,
+        /// The map's name.
+        set: String,
+    },
+    /// `nat` with address and port from registers.
+    Nat {
+        /// `NFT_NAT_SNAT` / `NFT_NAT_DNAT`.
+        kind: u32,
+        /// `NFPROTO_IPV4` / `NFPROTO_IPV6`.
+        family: u32,
+        /// Address registers (min, max).
+        addr: Option<(Reg, Reg)>,
+        /// Port registers (min, max).
+        proto: Option<(Reg, Reg)>,
+        /// `NF_NAT_RANGE_*`.
+        flags: u32,
+    },
+    /// `masq`.
+    Masq {
+        /// `NF_NAT_RANGE_*`.
+        flags: u32,
+    },
+    /// An expression edge-fw never writes (someone else's), by name.
+    Other {
+        /// The expression's name (`log`, `limit`, ...).
+        name: String,
+    },
+}
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(2 + b.len() * 2);
+    s.push_str("0x");
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+fn meta_key(k: u32) -> String {
+    let name = match k as i32 {
+        libc::NFT_META_MARK => "mark",
+        libc::NFT_META_IIFNAME => "iifname",
+        libc::NFT_META_OIFNAME => "oifname",
+        libc::NFT_META_NFPROTO => "nfproto",
+        libc::NFT_META_L4PROTO => "l4proto",
+        _ => return format!("key {k}"),
+    };
+    name.to_owned()
+}
+
+fn header(base: u32) -> &'static str {
+    match base as i32 {
+        libc::NFT_PAYLOAD_LL_HEADER => "link",
+        libc::NFT_PAYLOAD_NETWORK_HEADER => "network",
+        libc::NFT_PAYLOAD_TRANSPORT_HEADER => "transport",
+        _ => "other",
+    }
+}
+
+fn cmp_op(op: u32) -> &'static str {
+    match op as i32 {
+        libc::NFT_CMP_EQ => "eq",
+        libc::NFT_CMP_NEQ => "neq",
+        libc::NFT_CMP_LT => "lt",
+        libc::NFT_CMP_LTE => "lte",
+        libc::NFT_CMP_GT => "gt",
+        libc::NFT_CMP_GTE => "gte",
+        _ => "op?",
+    }
+}
+
+/// The kernel's own notation for expressions (`nft --debug=netlink` prints the same).
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::Meta { key, dreg } => write!(f, "[ meta load {} => {dreg} ]", meta_key(*key)),
+            Expr::MetaSet { key, sreg } => write!(f, "[ meta set {} with {sreg} ]", meta_key(*key)),
+            Expr::Payload {
+                base,
+                offset,
+                len,
+                dreg,
+            } => write!(
+                f,
+                "[ payload load {len}b @ {} header + {offset} => {dreg} ]",
+                header(*base)
+            ),
+            Expr::Cmp { sreg, op, data } => {
+                write!(f, "[ cmp {} {sreg} {} ]", cmp_op(*op), hex(data))
+            }
+            Expr::Bitwise {
+                sreg,
+                dreg,
+                len,
+                mask,
+                xor,
+            } => write!(
+                f,
+                "[ bitwise {dreg} = ( {sreg} & {} ) ^ {} ({len}b) ]",
+                hex(mask),
+                hex(xor)
+            ),
+            Expr::Ct { key, dreg } => {
+                let k = match *key as i32 {
+                    libc::NFT_CT_STATE => "state".to_owned(),
+                    libc::NFT_CT_STATUS => "status".to_owned(),
+                    k => format!("key {k}"),
+                };
+                write!(f, "[ ct load {k} => {dreg} ]")
+            }
+            Expr::Verdict(v) => write!(f, "[ immediate reg 0 {v} ]"),
+            Expr::Lookup {
+                sreg,
+                set,
+                dreg,
+                flags,
+            } => {
+                write!(f, "[ lookup {sreg} set {set}")?;
+                if let Some(d) = dreg {
+                    write!(f, " dreg {}", d.to_wire())?;
+                }
+                if *flags != 0 {
+                    write!(f, " flags {flags:#x}")?;
+                }
+                f.write_str(" ]")
+            }
+            Expr::Objref { sreg, set } => write!(f, "[ objref sreg {} set {set} ]", sreg.to_wire()),
+            Expr::Nat {
+                kind,
+                family,
+                addr,
+                proto,
+                flags,
+            } => {
+                let k = if *kind as i32 == libc::NFT_NAT_DNAT {
+                    "dnat"
+                } else {
+                    "snat"
+                };
+                let fam = if *family == u32::from(uapi::NFPROTO_IPV6) {
+                    "ip6"
+                } else {
+                    "ip"
+                };
+                write!(f, "[ nat {k} {fam}")?;
+                if let Some((a, b)) = addr {
+                    write!(f, " addr_min {a} addr_max {b}")?;
+                }
+                if let Some((a, b)) = proto {
+                    write!(f, " proto_min {a} proto_max {b}")?;
+                }
+                write!(f, " flags {flags:#x} ]")
+            }
+            Expr::Masq { flags } => write!(f, "[ masq flags {flags:#x} ]"),
+            Expr::Other { name } => write!(f, "[ {name} ]"),
+        }
+    }
+}
+
+/// One rule: expressions in order and its comment (from the rule's user data).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rule {
+    /// Expressions in order.
+    pub exprs: Vec<Expr>,
+    /// The comment (`in/ssh#0 edge.toml:207`).
+    pub comment: Option<String>,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.comment {
+            Some(c) => write!(f, "rule \"{c}\":")?,
+            None => f.write_str("rule (no comment):")?,
+        }
+        for e in &self.exprs {
+            write!(f, " {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Hook, type, priority and policy of a base chain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BaseChain {
+    /// Chain type (`filter`, `nat`, `route`).
+    pub kind: String,
+    /// `NF_INET_*` hook number.
+    pub hook: u32,
+    /// Priority.
+    pub priority: i32,
+    /// `NF_ACCEPT` / `NF_DROP`.
+    pub policy: u32,
+}
+
+impl BaseChain {
+    /// The hook's nft name.
+    pub fn hook_name(&self) -> &'static str {
+        match self.hook as i32 {
+            libc::NF_INET_PRE_ROUTING => "prerouting",
+            libc::NF_INET_LOCAL_IN => "input",
+            libc::NF_INET_FORWARD => "forward",
+            libc::NF_INET_LOCAL_OUT => "output",
+            libc::NF_INET_POST_ROUTING => "postrouting",
+            _ => "ingress",
+        }
+    }
+
+    /// The policy's nft name.
+    pub fn policy_name(&self) -> &'static str {
+        if self.policy == libc::NF_DROP as u32 {
+            "drop"
+        } else {
+            "accept"
+        }
+    }
+}
+
+impl fmt::Display for BaseChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "type {} hook {} priority {} policy {}",
+            self.kind,
+            self.hook_name(),
+            self.priority,
+            self.policy_name()
+        )
+    }
+}
+
+/// A chain and its rules.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Chain {
+    /// Name.
+    pub name: String,
+    /// Set for base (hooked) chains.
+    pub base: Option<BaseChain>,
+    /// Rules in order.
+    pub rules: Vec<Rule>,
+}
+
+/// How a set is declared.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SetSpec {
+    /// `NFT_SET_*` flags.
+    pub flags: u32,
+    /// Key datatype (nft's id, concatenations combined).
+    pub key_type: u32,
+    /// Key length in bytes.
+    pub key_len: u32,
+    /// Data datatype of a map (0 for a plain set).
+    pub data_type: u32,
+    /// Data length of a map (0 for a plain set).
+    pub data_len: u32,
+    /// Object type of an object map (0 otherwise).
+    pub obj_type: u32,
+    /// The declared maximum number of elements (`size N`).
+    pub size: Option<u32>,
+}
+
+impl SetSpec {
+    /// True when a live set declared as `live` can hold what this spec wants with `count`
+    /// elements: everything equal, and a declared size at least `count` (a set keeps its
+    /// size across element-only updates, so it may be larger than a fresh one would be).
+    pub fn fits(&self, live: &SetSpec, count: usize) -> bool {
+        let rest_equal = SetSpec {
+            size: None,
+            ..self.clone()
+        } == SetSpec {
+            size: None,
+            ..live.clone()
+        };
+        let size_ok = match (self.size, live.size) {
+            (None, None) => true,
+            (Some(_), Some(s)) => s as usize >= count,
+            _ => false,
+        };
+        rest_equal && size_ok
+    }
+
+    /// True for the concatenated keys edge-fw uses (`ifname . addr . proto . port`).
+    fn is_forward_key(&self) -> bool {
+        self.key_len == 28 || self.key_len == 40
+    }
+}
+
+impl fmt::Display for SetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "flags {:#x} key type {:#x} len {}",
+            self.flags, self.key_type, self.key_len
+        )?;
+        if self.data_type != 0 {
+            write!(f, " data type {:#x} len {}", self.data_type, self.data_len)?;
+        }
+        if self.obj_type != 0 {
+            write!(f, " object type {}", self.obj_type)?;
+        }
+        if let Some(s) = self.size {
+            write!(f, " size {s}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What an element maps to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ElemData {
+    /// Nothing (a plain set).
+    None,
+    /// A value (a data map).
+    Value(Vec<u8>),
+    /// A verdict (a verdict map).
+    Verdict(Verdict),
+    /// A named object (an object map).
+    Objref(String),
+}
+
+/// One element of a set or map.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Elem {
+    /// The key's bytes.
+    pub key: Vec<u8>,
+    /// What it maps to.
+    pub data: ElemData,
+}
+
+fn ip_at(b: &[u8], v6: bool) -> Option<IpAddr> {
+    if v6 {
+        let a: [u8; 16] = b.get(..16)?.try_into().ok()?;
+        Some(IpAddr::V6(Ipv6Addr::from(a)))
+    } else {
+        let a: [u8; 4] = b.get(..4)?.try_into().ok()?;
+        Some(IpAddr::V4(Ipv4Addr::from(a)))
+    }
+}
+
+fn port_at(b: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
+}
+
+/// The key `"br-api" . 192.198.0.30 . tcp . 80` of one of our concatenated keys.
+fn forward_key(k: &[u8]) -> Option<String> {
+    let v6 = match k.len() {
+        28 => false,
+        40 => true,
+        _ => return None,
+    };
+    let name = k.get(..16)?;
+    let name = String::from_utf8_lossy(name.split(|c| *c == 0).next().unwrap_or_default());
+    let alen = if v6 { 16 } else { 4 };
+    let addr = ip_at(k.get(16..)?, v6)?;
+    let proto = match k.get(16 + alen)? {
+        6 => "tcp".to_owned(),
+        17 => "udp".to_owned(),
+        p => p.to_string(),
+    };
+    let port = port_at(k.get(20 + alen..)?)?;
+    Some(format!("\"{name}\" . {addr} . {proto} . {port}"))
+}
+
+impl Elem {
+    /// The element in nft's notation where its layout is one of ours, else in hex.
+    pub fn render(&self, spec: &SetSpec) -> String {
+        let key = spec
+            .is_forward_key()
+            .then(|| forward_key(&self.key))
+            .flatten()
+            .unwrap_or_else(|| hex(&self.key));
+        let data = match &self.data {
+            ElemData::None => String::new(),
+            ElemData::Value(v) => {
+                let target = match v.len() {
+                    8 => ip_at(v, false).zip(port_at(v.get(4..).unwrap_or_default())),
+                    20 => ip_at(v, true).zip(port_at(v.get(16..).unwrap_or_default())),
+                    _ => None,
+                };
+                match target {
+                    Some((ip, port)) => format!(" : {ip} . {port}"),
+                    None => format!(" : {}", hex(v)),
+                }
+            }
+            ElemData::Verdict(v) => format!(" : {v}"),
+            ElemData::Objref(o) => format!(" : \"{o}\""),
+        };
+        format!("{key}{data}")
+    }
+}
+
+/// A set or map and its elements (sorted, as a set: the kernel's order means nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Set {
+    /// Name.
+    pub name: String,
+    /// Declaration.
+    pub spec: SetSpec,
+    /// Elements, sorted.
+    pub elements: Vec<Elem>,
+}
+
+/// A counter object's values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Counter {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// One table (family inet) with everything in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Table {
+    /// Name.
+    pub name: String,
+    /// Chains in creation order.
+    pub chains: Vec<Chain>,
+    /// Sets and maps in creation order.
+    pub sets: Vec<Set>,
+    /// Named counters and their values (desired tables hold zeros).
+    pub counters: BTreeMap<String, Counter>,
+}
+
+impl Table {
+    /// A set by name.
+    pub fn set(&self, name: &str) -> Option<&Set> {
+        self.sets.iter().find(|s| s.name == name)
+    }
+
+    /// A chain by name.
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+
+    /// Number of rules over all chains.
+    pub fn rule_count(&self) -> usize {
+        self.chains.iter().map(|c| c.rules.len()).sum()
+    }
+
+    /// Number of set elements over all sets.
+    pub fn element_count(&self) -> usize {
+        self.sets.iter().map(|s| s.elements.len()).sum()
+    }
+}
+
+/// What edge-fw wants in the kernel: `inet edge` (replaced whole) and `inet edge_state`
+/// (converged in place; its counters live across applies).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    /// `inet edge`.
+    pub edge: Table,
+    /// `inet edge_state`.
+    pub state: Table,
+}
+
+/// What the kernel holds of ours, read in one consistent generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Live {
+    /// `inet edge`, if it exists.
+    pub edge: Option<Table>,
+    /// `inet edge_state`, if it exists.
+    pub state: Option<Table>,
+    /// The ruleset generation the read saw.
+    pub generation: u32,
+}
+
+impl Live {
+    /// What the kernel holds as a ruleset (a missing table as an empty one of its name).
+    pub fn tables(&self) -> [(&str, Option<&Table>); 2] {
+        [
+            (crate::ir::TABLE, self.edge.as_ref()),
+            (crate::ir::STATE_TABLE, self.state.as_ref()),
+        ]
+    }
+
+    /// The counters of `inet edge_state` (empty when it is missing).
+    pub fn counters(&self) -> BTreeMap<String, Counter> {
+        self.state
+            .as_ref()
+            .map(|t| t.counters.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// How an object differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    /// Wanted, not live.
+    Missing,
+    /// Live, not wanted.
+    Extra,
+    /// Both, declared differently (what differs, live → wanted).
+    Differs(String),
+}
+
+/// One difference between the wanted ruleset and the live tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A whole table is missing.
+    TableMissing {
+        /// The table.
+        table: String,
+    },
+    /// A chain's existence or declaration.
+    Chain {
+        /// The table.
+        table: String,
+        /// The chain.
+        chain: String,
+        /// How.
+        how: Presence,
+    },
+    /// A chain's rules (both sides in full, so a reader sees where they part).
+    Rules {
+        /// The table.
+        table: String,
+        /// The chain.
+        chain: String,
+        /// Wanted rules.
+        want: Vec<Rule>,
+        /// Live rules.
+        have: Vec<Rule>,
+    },
+    /// A set's existence or declaration.
+    Set {
+        /// The table.
+        table: String,
+        /// The set.
+        set: String,
+        /// How.
+        how: Presence,
+    },
+    /// Elements of a set that exists on both sides with a fitting declaration.
+    Elements {
+        /// The table.
+        table: String,
+        /// The set.
+        set: String,
+        /// The set's declaration (to render the elements).
+        spec: SetSpec,
+        /// Wanted, not live.
+        added: Vec<Elem>,
+        /// Live, not wanted.
+        removed: Vec<Elem>,
+    },
+    /// A counter object.
+    Counter {
+        /// The table.
+        table: String,
+        /// The counter.
+        name: String,
+        /// Missing or extra.
+        how: Presence,
+    },
+}
+
+impl Change {
+    /// True for changes an element-only update can make (set elements, counter objects):
+    /// no table, chain, rule or set declaration changes.
+    pub fn element_only(&self) -> bool {
+        matches!(self, Change::Elements { .. } | Change::Counter { .. })
+    }
+
+    /// The change as lines for a person: `-` live, `+` wanted.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            Change::TableMissing { table } => vec![format!("+ table inet {table} (missing)")],
+            Change::Chain { table, chain, how } => vec![match how {
+                Presence::Missing => format!("+ chain inet {table} {chain} (missing)"),
+                Presence::Extra => format!("- chain inet {table} {chain} (not ours)"),
+                Presence::Differs(d) => format!("~ chain inet {table} {chain}: {d}"),
+            }],
+            Change::Rules {
+                table,
+                chain,
+                want,
+                have,
+            } => {
+                let mut v = vec![format!("~ rules of chain inet {table} {chain}:")];
+                let n = want.len().max(have.len());
+                for i in 0..n {
+                    match (have.get(i), want.get(i)) {
+                        (Some(h), Some(w)) if h == w => {}
+                        (h, w) => {
+                            if let Some(h) = h {
+                                v.push(format!("-   #{i} {h}"));
+                            }
+                            if let Some(w) = w {
+                                v.push(format!("+   #{i} {w}"));
+                            }
+                        }
+                    }
+                }
+                v
+            }
+            Change::Set { table, set, how } => vec![match how {
+                Presence::Missing => format!("+ set inet {table} {set} (missing)"),
+                Presence::Extra => format!("- set inet {table} {set} (not ours)"),
+                Presence::Differs(d) => format!("~ set inet {table} {set}: {d}"),
+            }],
+            Change::Elements {
+                table,
+                set,
+                spec,
+                added,
+                removed,
+            } => removed
+                .iter()
+                .map(|e| format!("- element of inet {table} {set}: {}", e.render(spec)))
+                .chain(
+                    added
+                        .iter()
+                        .map(|e| format!("+ element of inet {table} {set}: {}", e.render(spec))),
+                )
+                .collect(),
+            Change::Counter { table, name, how } => vec![match how {
+                Presence::Missing => format!("+ counter inet {table} {name}"),
+                _ => format!("- counter inet {table} {name}"),
+            }],
+        }
+    }
+}
+
+/// Elements of `want` not in `have` and of `have` not in `want` (both sorted).
+fn element_diff(want: &[Elem], have: &[Elem]) -> (Vec<Elem>, Vec<Elem>) {
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < want.len() || j < have.len() {
+        match (want.get(i), have.get(j)) {
+            (Some(w), Some(h)) if w == h => {
+                i += 1;
+                j += 1;
+            }
+            (Some(w), Some(h)) if w < h => {
+                added.push(w.clone());
+                i += 1;
+            }
+            (Some(_), Some(h)) => {
+                removed.push(h.clone());
+                j += 1;
+            }
+            (Some(w), None) => {
+                added.push(w.clone());
+                i += 1;
+            }
+            (None, Some(h)) => {
+                removed.push(h.clone());
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    (added, removed)
+}
+
+/// Differences between a wanted table and its live copy (`None`: missing). Counter values
+/// are not compared; a set whose declared size holds the wanted elements fits.
+pub fn diff_table(want: &Table, have: Option<&Table>) -> Vec<Change> {
+    let Some(have) = have else {
+        return vec![Change::TableMissing {
+            table: want.name.clone(),
+        }];
+    };
+    let t = &want.name;
+    let mut out = Vec::new();
+    for w in &want.chains {
+        match have.chain(&w.name) {
+            None => out.push(Change::Chain {
+                table: t.clone(),
+                chain: w.name.clone(),
+                how: Presence::Missing,
+            }),
+            Some(h) => {
+                if h.base != w.base {
+                    let show = |b: &Option<BaseChain>| {
+                        b.as_ref()
+                            .map(|b| b.to_string())
+                            .unwrap_or_else(|| "regular".to_owned())
+                    };
+                    out.push(Change::Chain {
+                        table: t.clone(),
+                        chain: w.name.clone(),
+                        how: Presence::Differs(format!("{} → {}", show(&h.base), show(&w.base))),
+                    });
+                }
+                if h.rules != w.rules {
+                    out.push(Change::Rules {
+                        table: t.clone(),
+                        chain: w.name.clone(),
+                        want: w.rules.clone(),
+                        have: h.rules.clone(),
+                    });
+                }
+            }
+        }
+    }
+    for h in have.chains.iter().filter(|h| want.chain(&h.name).is_none()) {
+        out.push(Change::Chain {
+            table: t.clone(),
+            chain: h.name.clone(),
+            how: Presence::Extra,
+        });
+    }
+    for w in &want.sets {
+        match have.set(&w.name) {
+            None => out.push(Change::Set {
+                table: t.clone(),
+                set: w.name.clone(),
+                how: Presence::Missing,
+            }),
+            Some(h) if !w.spec.fits(&h.spec, w.elements.len()) => out.push(Change::Set {
+                table: t.clone(),
+                set: w.name.clone(),
+                how: Presence::Differs(format!("{} → {}", h.spec, w.spec)),
+            }),
+            Some(h) => {
+                let (added, removed) = element_diff(&w.elements, &h.elements);
+                if !added.is_empty() || !removed.is_empty() {
+                    out.push(Change::Elements {
+                        table: t.clone(),
+                        set: w.name.clone(),
+                        spec: w.spec.clone(),
+                        added,
+                        removed,
+                    });
+                }
+            }
+        }
+    }
+    for h in have.sets.iter().filter(|h| want.set(&h.name).is_none()) {
+        out.push(Change::Set {
+            table: t.clone(),
+            set: h.name.clone(),
+            how: Presence::Extra,
+        });
+    }
+    for name in want.counters.keys() {
+        if !have.counters.contains_key(name) {
+            out.push(Change::Counter {
+                table: t.clone(),
+                name: name.clone(),
+                how: Presence::Missing,
+            });
+        }
+    }
+    for name in have.counters.keys() {
+        if !want.counters.contains_key(name) {
+            out.push(Change::Counter {
+                table: t.clone(),
+                name: name.clone(),
+                how: Presence::Extra,
+            });
+        }
+    }
+    out
+}
+
+/// Differences between the wanted ruleset and the live tables; empty when converged.
+pub fn diff(want: &Ruleset, live: &Live) -> Vec<Change> {
+    let mut v = diff_table(&want.edge, live.edge.as_ref());
+    v.extend(diff_table(&want.state, live.state.as_ref()));
+    v
+}
+
+/// The changes as lines for a person.
+pub fn lines(changes: &[Change]) -> Vec<String> {
+    changes.iter().flat_map(Change::lines).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_have_one_canonical_form_whatever_name_the_wire_used() {
+        // NFT_REG_1 and NFT_REG32_00 are the same register; the kernel reports REG_1.
+        assert_eq!(Reg::from_wire(1), Reg::from_wire(8));
+        assert_eq!(Reg::from_wire(8).to_wire(), 1);
+        // NFT_REG32_01 is not 16-byte aligned: reported as itself.
+        assert_eq!(Reg::from_wire(9).to_wire(), 9);
+        assert_eq!(Reg::r(2), Reg::from_wire(2));
+        assert_eq!(Reg::r32(4), Reg::r(2));
+        for n in [0, 1, 2, 3, 4, 9, 10, 13, 17, 23] {
+            assert_eq!(Reg::from_wire(n).to_wire(), n, "{n}");
+        }
+    }
+
+    fn elem(k: u8) -> Elem {
+        Elem {
+            key: vec![k],
+            data: ElemData::None,
+        }
+    }
+
+    #[test]
+    fn element_diff_finds_additions_and_removals_of_sorted_lists() {
+        let (a, r) = element_diff(&[elem(1), elem(3), elem(4)], &[elem(2), elem(3), elem(5)]);
+        assert_eq!(a, vec![elem(1), elem(4)]);
+        assert_eq!(r, vec![elem(2), elem(5)]);
+        let (a, r) = element_diff(&[elem(1)], &[elem(1)]);
+        assert!(a.is_empty() && r.is_empty());
+    }
+
+    #[test]
+    fn a_set_with_room_fits_and_one_too_small_does_not() {
+        let want = SetSpec {
+            flags: 8,
+            key_type: 1,
+            key_len: 28,
+            data_type: 2,
+            data_len: 8,
+            obj_type: 0,
+            size: Some(16),
+        };
+        let live = SetSpec {
+            size: Some(64),
+            ..want.clone()
+        };
+        assert!(want.fits(&live, 40));
+        assert!(!want.fits(&live, 65));
+        assert!(!want.fits(
+            &SetSpec {
+                size: None,
+                ..want.clone()
+            },
+            1
+        ));
+        assert!(!want.fits(&SetSpec { flags: 0, ..live }, 1));
+    }
+
+    #[test]
+    fn forward_keys_render_in_nft_notation() {
+        let mut k = vec![0u8; 16];
+        k[..6].copy_from_slice(b"br-api");
+        k.extend([192, 198, 0, 30, 6, 0, 0, 0, 0, 80, 0, 0]);
+        let e = Elem {
+            key: k,
+            data: ElemData::Value(vec![10, 17, 5, 30, 0, 80, 0, 0]),
+        };
+        let spec = SetSpec {
+            flags: 8,
+            key_type: 0,
+            key_len: 28,
+            data_type: 0,
+            data_len: 8,
+            obj_type: 0,
+            size: None,
+        };
+        assert_eq!(
+            e.render(&spec),
+            "\"br-api\" . 192.198.0.30 . tcp . 80 : 10.17.5.30 . 80"
+        );
+    }
+}
