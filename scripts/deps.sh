@@ -4,8 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  pkg-config libnftnl-dev libmnl-dev   # build: the nftnl crate links libnftnl/libmnl
-  nftables iproute2 iputils-ping       # nft, ip, ping: read back and probe kernel state
+  nftables iproute2 iputils-ping       # tests: nft (the independent reader), ip, ping
   wireguard-go wireguard-tools         # the independent WireGuard peer and the `wg` tool
   iperf3 curl socat netcat-openbsd jq  # traffic and probes in the namespaced topology
   prometheus                           # promtool: alert rule checks and unit tests

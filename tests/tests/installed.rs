@@ -461,6 +461,12 @@ fn installed(suite: &str, short: &str) {
         "nothing is enabled by the installation"
     );
     assert_eq!(c.ok("getent group edge | cut -d: -f1").trim(), "edge");
+    // edge-fw runs no program: the package pulls in neither nftables nor iproute2, and
+    // everything below works without them.
+    for tool in ["nft", "ip"] {
+        let o = c.sh(&format!("command -v {tool}"));
+        assert!(!o.status.success(), "the package pulled in {tool}");
+    }
 
     // 2. Start: every unit active (READY=1) under its shipped hardening.
     let t = Instant::now();
