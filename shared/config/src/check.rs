@@ -12,6 +12,28 @@ pub(crate) fn cross_check(ctx: &mut Ctx<'_>, cfg: &Config) {
     protected_not_wg(ctx, cfg);
     forward_targets_reachable(ctx, cfg);
     names_do_not_collide(ctx, cfg);
+    heartbeats_need_ddns(ctx, cfg);
+}
+
+/// Heartbeats are pinged by edge-ddns after each sync: without `[ddns]` nothing pings them.
+fn heartbeats_need_ddns(ctx: &mut Ctx<'_>, cfg: &Config) {
+    let Some(n) = &cfg.notify else {
+        return;
+    };
+    if cfg.ddns.is_some() {
+        return;
+    }
+    for h in &n.heartbeats {
+        ctx.warn(
+            h.span.clone(),
+            &format!("notify.heartbeat.{}", h.name),
+            format!(
+                "heartbeat `{}` is pinged by edge-ddns after each sync, but there is no [ddns] section: it will never be pinged",
+                h.name
+            ),
+        )
+        .hint("add the [ddns] section, or remove the heartbeat (the monitoring service would report this host down)");
+    }
 }
 
 /// The WireGuard listen port must be admitted by the firewall's input policy.

@@ -1,8 +1,9 @@
 //! One strict loader for `/etc/edge/edge.toml`, shared by every daemon and `edgectl`.
 //!
-//! The file has a `version`, a `[global]` section and one section per daemon (`[ddns]`,
-//! `[wg]`, `[fw]`, `[link]`). Loading reports **all** problems of a file at once, each with
-//! `FILE:LINE:COL`, the offending line, a caret and a hint; unknown keys are errors.
+//! The file has a `version`, a `[global]` section, one section per daemon (`[ddns]`,
+//! `[wg]`, `[fw]`, `[link]`) and `[notify]`, read by every daemon. Loading reports **all**
+//! problems of a file at once, each with `FILE:LINE:COL`, the offending line, a caret and a
+//! hint; unknown keys are errors.
 //! Decoding and checking are pure; only [`load`] touches the file system (the file itself and
 //! the modes of the secret files it names).
 
@@ -12,6 +13,7 @@ pub mod decode;
 pub mod fw;
 pub mod global;
 pub mod link;
+pub mod notify;
 pub mod secret;
 pub mod source;
 pub mod types;
@@ -52,6 +54,8 @@ pub struct Config {
     pub fw: Option<fw::Fw>,
     /// `[link]`, if present.
     pub link: Option<link::Link>,
+    /// `[notify]`, if present: where every daemon sends its events.
+    pub notify: Option<notify::Notify>,
 }
 
 impl Config {
@@ -157,9 +161,11 @@ fn role_of_key(key: &str) -> Option<Role> {
 
 fn check_secret(ctx: &mut Ctx<'_>, s: &decode::SecretRef, opts: LoadOptions) {
     let own = opts.role.is_some() && opts.role == role_of_key(&s.key);
+    // `[notify]` belongs to every daemon: each sends its own events with these secrets.
+    let shared = s.key.starts_with("notify.");
     // A daemon checks only its own secrets: another daemon's credential would be looked up
     // in this daemon's credentials directory, where it never is.
-    if opts.role.is_some() && !own {
+    if opts.role.is_some() && !own && !shared {
         return;
     }
     let Err(e) = s.source.check() else {
@@ -180,8 +186,20 @@ fn check_secret(ctx: &mut Ctx<'_>, s: &decode::SecretRef, opts: LoadOptions) {
         }
         _ => {
             let d = ctx.warn(s.span.clone(), &s.key, format!("{e} (not checked further)"));
-            if e.is_absent() {
-                d.hint("create the secret before starting the daemon that uses it");
+            match (shared, opts.role) {
+                // A missing notification secret must not keep a daemon from its job: it
+                // starts, and sends nothing to that target.
+                (true, Some(role)) => {
+                    d.hint(format!(
+                        "{} sends nothing to this target until it can read the secret: with a credential, add `LoadCredential=` for it to the unit (`systemctl edit {}`)",
+                        role.binary(),
+                        role.binary()
+                    ));
+                }
+                _ if e.is_absent() => {
+                    d.hint("create the secret before starting the daemon that uses it");
+                }
+                _ => {}
             }
         }
     }
@@ -234,6 +252,7 @@ fn decode_source<'s>(src: &'s SourceFile) -> (Option<Config>, Ctx<'s>, Vec<decod
         .sub(&mut ctx, "fw", |c, t| fw::decode(c, t, &protected))
         .flatten();
     let ddns = top.sub(&mut ctx, "ddns", ddns::decode).flatten();
+    let notify = top.sub(&mut ctx, "notify", notify::decode).flatten();
     top.finish(&mut ctx);
     let secrets = ctx.take_secrets();
     let Some(version) = version else {
@@ -247,6 +266,7 @@ fn decode_source<'s>(src: &'s SourceFile) -> (Option<Config>, Ctx<'s>, Vec<decod
         wg,
         fw,
         link,
+        notify,
     };
     check::cross_check(&mut ctx, &config);
     (Some(config), ctx, secrets)
