@@ -10,6 +10,7 @@ pub mod exporter;
 pub mod fw;
 pub mod link;
 pub mod logging;
+pub mod notify;
 pub mod process;
 pub mod wg;
 
