@@ -372,12 +372,16 @@ pub struct CfServer {
     thread: Option<thread::JoinHandle<()>>,
 }
 
-struct Tls {
-    ca_pem: String,
-    acceptor: tokio_rustls::TlsAcceptor,
+/// A server certificate for some names, signed by a fresh test CA.
+pub(crate) struct Tls {
+    /// The CA's certificate (PEM), for the client to trust.
+    pub(crate) ca_pem: String,
+    /// Serves the certificate.
+    pub(crate) acceptor: tokio_rustls::TlsAcceptor,
 }
 
-fn make_tls(names: &[String]) -> Tls {
+/// A fresh test CA and a server certificate for `names`, signed by it.
+pub(crate) fn make_tls(names: &[String]) -> Tls {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");

@@ -13,6 +13,7 @@
 //! skipping silently.
 
 pub mod cloudflare;
+pub mod receiver;
 
 use std::ffi::OsStr;
 use std::fs::File;
