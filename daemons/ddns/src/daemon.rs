@@ -20,6 +20,7 @@ use edge_ipc::ddns::{InProgress, RecordStatus, Status, SyncReport};
 use edge_ipc::proto::{ErrorCode, Request, Response};
 use edge_ipc::shell::{CommonArgs, Event, Responder, Shell, idle};
 use edge_metrics::ddns::Metrics;
+use edge_notify::{Notifier, Tuning};
 use tokio::sync::mpsc;
 
 use crate::cloudflare::Client;
@@ -140,11 +141,20 @@ struct Loop {
     next: Option<(Instant, u64)>,
     watch: Option<mpsc::Receiver<()>>,
     debounce: Duration,
+    /// Record changes, failing/recovered syncs and heartbeats go out through it.
+    notifier: Notifier,
+    notify_metrics: edge_metrics::notify::Metrics,
 }
 
 impl Loop {
-    fn new(config: &Config, metrics: Metrics) -> anyhow::Result<Loop> {
-        let syncer = Syncer::new(config, metrics)?;
+    fn new(
+        config: &Config,
+        metrics: Metrics,
+        notify_metrics: edge_metrics::notify::Metrics,
+    ) -> anyhow::Result<Loop> {
+        let mut syncer = Syncer::new(config, metrics)?;
+        let notifier = Notifier::start(config, Role::Ddns.binary(), notify_metrics.clone());
+        syncer.set_notifier(notifier.clone());
         let mut l = Loop {
             snap: Snapshot::of(&syncer),
             syncer: Some(syncer),
@@ -157,6 +167,8 @@ impl Loop {
             next: None,
             watch: None,
             debounce: Duration::from_secs(2),
+            notifier,
+            notify_metrics,
         };
         l.configure();
         Ok(l)
@@ -322,6 +334,9 @@ impl Loop {
         };
         match syncer.reconfigure(cfg) {
             Ok(()) => {
+                self.notifier
+                    .reload(cfg, self.notify_metrics.clone(), Tuning::default());
+                syncer.set_notifier(self.notifier.clone());
                 self.snap = Snapshot::of(syncer);
                 self.configure();
                 self.request_sync(Trigger::Reload, None);
@@ -489,8 +504,9 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
         return idle(shell, "no [ddns] section in the configuration").await;
     }
     let metrics = Metrics::register(&mut shell.registry().write());
+    let notify_metrics = edge_metrics::notify::Metrics::register(&mut shell.registry().write());
     let config: Arc<Config> = shell.config().clone();
-    let mut l = Loop::new(&config, metrics)?;
+    let mut l = Loop::new(&config, metrics, notify_metrics)?;
     let mut debounce_at: Option<Instant> = None;
     l.request_sync(Trigger::Startup, None);
     loop {
@@ -530,9 +546,17 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
         // Let the control connections write those answers before the runtime goes.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A last event (a record changed just before the stop) gets a moment to go out; a
+    // receiver that hangs does not hold the stop up for longer.
+    if !l.notifier.flush(SHUTDOWN_FLUSH).await {
+        tracing::warn!("stopping with notifications still queued (a target is slow or down)");
+    }
     shell.stop();
     Ok(())
 }
+
+/// How long a stopping daemon waits for queued notifications.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
 /// `edge-ddns --once [--dry-run]`: one sync, printed; exit 0 when every record converged,
 /// 1 otherwise, 2 for an invalid configuration.
@@ -587,8 +611,27 @@ pub fn once(args: &CommonArgs, dry_run: bool) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let notifier = if dry_run {
+            Notifier::disabled()
+        } else {
+            let m = edge_metrics::notify::Metrics::register(&mut registry.write());
+            Notifier::start(&loaded.config, Role::Ddns.binary(), m)
+        };
+        syncer.set_notifier(notifier.clone());
         let report = syncer.run(now_unix(), dry_run, dry_run).await;
         println!("{}", render_report(&report));
+        // One attempt's timeout and a little more: a cron run must end.
+        let wait = loaded
+            .config
+            .notify
+            .as_ref()
+            .map_or(Duration::ZERO, |n| n.timeout + Duration::from_secs(5));
+        if !notifier.flush(wait).await {
+            eprintln!(
+                "edge-ddns: notifications not delivered within {} s (a target is slow or down)",
+                wait.as_secs()
+            );
+        }
         if report.ok {
             ExitCode::SUCCESS
         } else {

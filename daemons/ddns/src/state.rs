@@ -1,12 +1,15 @@
 //! I/O: what was published, persisted in `<state_dir>/ddns/state.json` so that a restart costs no
 //! extra API call: zone ids, and per record its id, the address it holds and when that was
-//! last confirmed by the API; and the end of a Cloudflare rate-limit pause, so that a restart
-//! within it keeps waiting. Written atomically (temporary file + rename).
+//! last confirmed by the API; the end of a Cloudflare rate-limit pause, so that a restart
+//! within it keeps waiting; and the run of failed syncs, so that `ddns.sync_failing` and
+//! `ddns.sync_recovered` are sent once each across restarts (and `--once` runs). Written
+//! atomically (temporary file + rename).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use edge_notify::Streak;
 use serde::{Deserialize, Serialize};
 
 use crate::model::RecordKey;
@@ -59,6 +62,13 @@ pub struct State {
     /// the last rate-limit pause (`Retry-After`, or a spent `Ratelimit` window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limited_until: Option<u64>,
+    /// Consecutive failed syncs, and whether they were reported as failing.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub failures: Streak,
+}
+
+fn is_default(s: &Streak) -> bool {
+    *s == Streak::default()
 }
 
 impl Default for State {
@@ -68,6 +78,7 @@ impl Default for State {
             zones: BTreeMap::new(),
             records: BTreeMap::new(),
             rate_limited_until: None,
+            failures: Streak::default(),
         }
     }
 }
@@ -174,6 +185,7 @@ mod tests {
         let old = load(&p);
         assert_eq!(old.zones["example.com"], "zz");
         assert_eq!(old.rate_limited_until, None);
+        assert_eq!(old.failures, Streak::default());
         save_pause(&p, 1_700_000_300).unwrap();
         let s = load(&p);
         assert_eq!(s.rate_limited_until, Some(1_700_000_300));
@@ -182,6 +194,23 @@ mod tests {
         assert!(
             text.contains("\"rate_limited_until\": 1700000300"),
             "{text}"
+        );
+        assert!(!text.contains("failures"), "no streak, no field: {text}");
+    }
+
+    #[test]
+    fn the_failure_streak_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path());
+        let mut s = State::default();
+        assert_eq!(s.failures.record(false, 3), None);
+        assert_eq!(s.failures.record(false, 3), None);
+        save(&p, &s).unwrap();
+        let mut back = load(&p);
+        assert_eq!(back, s);
+        assert_eq!(
+            back.failures.record(false, 3),
+            Some(edge_notify::StreakChange::Failing { failed_runs: 3 })
         );
     }
 }

@@ -4,6 +4,11 @@
 //! A record is read from the API only when the detected address differs from what was last
 //! published, when its last confirmation is older than `verify_interval`, or on demand
 //! (`edgectl ddns plan`). A failed or split detection never reaches the API.
+//!
+//! A run (not a dry run) also notifies: `ddns.record_changed` for each record written with a
+//! new address, `ddns.sync_failing` when `notify.ddns_failing_after` runs in a row failed
+//! and `ddns.sync_recovered` after that, and a heartbeat. Notifying only queues: it never
+//! waits for a receiver.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,6 +20,7 @@ use edge_config::ddns::{Ddns, Family};
 use edge_config::{Config, SecretString};
 use edge_ipc::ddns::{FamilyStatus, RecordOutcome, SourceAnswer, SyncReport};
 use edge_metrics::ddns::{AddressLabels, Metrics, RecordLabels, ResultLabels, UpdateLabels};
+use edge_notify::{Event, FailureCause, Notifier, StreakChange};
 
 use crate::cloudflare::{ApiError, Client, ClientOptions, RetryPolicy};
 use crate::detect::{Detector, DetectorError, error_chain};
@@ -63,6 +69,9 @@ pub struct Syncer {
     last_verdicts: Vec<Verdict>,
     last_addresses: HashMap<Family, IpAddr>,
     last_success: Option<u64>,
+    notifier: Notifier,
+    /// Failed syncs in a row before `ddns.sync_failing` (`notify.ddns_failing_after`).
+    failing_after: u32,
 }
 
 fn family_name(f: Family) -> &'static str {
@@ -159,7 +168,15 @@ impl Syncer {
             last_verdicts: Vec::new(),
             last_addresses: HashMap::new(),
             last_success: None,
+            notifier: Notifier::disabled(),
+            failing_after: config.notify.as_ref().map_or(3, |n| n.ddns_failing_after),
         })
+    }
+
+    /// Sends record changes, failing/recovered syncs and heartbeats through `n` (none
+    /// until this is called).
+    pub fn set_notifier(&mut self, n: Notifier) {
+        self.notifier = n;
     }
 
     /// Takes a new configuration, keeping the state and what was learnt.
@@ -169,6 +186,7 @@ impl Syncer {
         next.last_verdicts = std::mem::take(&mut self.last_verdicts);
         next.last_addresses = std::mem::take(&mut self.last_addresses);
         next.last_success = self.last_success;
+        next.notifier = std::mem::take(&mut self.notifier);
         // The local budget and a rate-limit pause are Cloudflare's view of this host: kept.
         next.client.share_pace(&self.client);
         *self = next;
@@ -298,6 +316,12 @@ impl Syncer {
             self.state.rate_limited_until = pause;
             state_changed = true;
         }
+        let mut streak_change = None;
+        if !dry_run {
+            let before = self.state.failures;
+            streak_change = self.state.failures.record(ok, self.failing_after);
+            state_changed |= self.state.failures != before;
+        }
         if state_changed
             && !dry_run
             && let Err(e) = state::save(&self.state_path, &self.state)
@@ -327,8 +351,49 @@ impl Syncer {
             api_requests: self.client.requests_sent() - calls_before,
             writes,
         };
+        if !dry_run {
+            self.notify_run(&report, streak_change);
+        }
         self.last_verdicts = verdicts;
         report
+    }
+
+    /// Sends what a finished sync means: a change of the failing streak, and the heartbeat.
+    fn notify_run(&self, report: &SyncReport, change: Option<StreakChange>) {
+        let problems = failures(report);
+        match change {
+            Some(StreakChange::Failing { failed_runs }) => {
+                let cause = if report.families.iter().any(|f| f.address.is_none()) {
+                    FailureCause::Quorum
+                } else {
+                    FailureCause::Update
+                };
+                tracing::warn!(failed_runs, "DDNS syncs failing: {problems}");
+                self.notifier.send(Event::DdnsSyncFailing {
+                    failed_runs,
+                    cause,
+                    error: problems.clone(),
+                });
+            }
+            Some(StreakChange::Recovered { failed_runs }) => {
+                tracing::info!(failed_runs, "DDNS syncs recovered");
+                self.notifier.send(Event::DdnsSyncRecovered { failed_runs });
+            }
+            None => {}
+        }
+        let line = format!(
+            "edge-ddns sync {}: {} record(s), {} write(s), {} API request(s)",
+            if report.ok { "ok" } else { "FAILED" },
+            report.records.len(),
+            report.writes,
+            report.api_requests
+        );
+        let summary = if report.ok {
+            line
+        } else {
+            format!("{line}\n{problems}")
+        };
+        self.notifier.heartbeat(report.ok, summary);
     }
 
     /// Returns (outcome, wrote, state changed).
@@ -494,6 +559,12 @@ impl Syncer {
             Action::Create { record } => match self.client.create(zone, record).await {
                 Ok(w) => {
                     tracing::info!(record = %key, id = %w.id, content = %w.content, "record created");
+                    self.notifier.send(Event::DdnsRecordChanged {
+                        record: key.name.clone(),
+                        record_type: key.kind.as_str().to_owned(),
+                        old: None,
+                        new: w.content.clone(),
+                    });
                     self.conflicts.remove(key);
                     done(self, w.id, "created", true);
                     (
@@ -523,6 +594,14 @@ impl Syncer {
             Action::Patch { id, from, patch } => match self.client.patch(zone, id, patch).await {
                 Ok(w) => {
                     tracing::info!(record = %key, id = %w.id, from = %from, content = %w.content, "record updated");
+                    if patch.content.is_some() && *from != w.content {
+                        self.notifier.send(Event::DdnsRecordChanged {
+                            record: key.name.clone(),
+                            record_type: key.kind.as_str().to_owned(),
+                            old: Some(from.clone()),
+                            new: w.content.clone(),
+                        });
+                    }
                     done(self, w.id, "patched", true);
                     (
                         RecordOutcome {
@@ -543,6 +622,27 @@ impl Syncer {
 /// Unix time (rounded up) at which `client`'s rate-limit pause ends, while one is in force.
 pub fn rate_limited_until(client: &Client) -> Option<u64> {
     client.paused_until().map(unix_ceil)
+}
+
+/// What went wrong in a sync, on one line: the families without an address, then the
+/// records that did not converge.
+fn failures(r: &SyncReport) -> String {
+    let mut parts: Vec<String> = r
+        .families
+        .iter()
+        .filter_map(|f| f.failure.as_ref().map(|why| format!("{}: {why}", f.family)))
+        .collect();
+    parts.extend(
+        r.records
+            .iter()
+            .filter(|x| !matches!(x.outcome.as_str(), "unchanged" | "created" | "patched"))
+            .map(|x| x.detail.trim_start_matches(['!', ' ']).replace('\n', " ")),
+    );
+    if parts.is_empty() {
+        "the state could not be saved (see the log)".to_owned()
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// Renders a report for humans.
