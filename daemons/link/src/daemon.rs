@@ -3,7 +3,8 @@
 //! drifted. The kernel drops routes without telling (research §5), so no event is trusted
 //! for its content: every run re-reads everything. A periodic run (`reconcile_interval`)
 //! is the safety net behind the events; a failed apply backs off exponentially (each try
-//! rolls itself back) instead of flapping the network on every event.
+//! rolls itself back) instead of flapping the network on every event. Every observation also
+//! feeds the [`NicWatch`], whose `link.*` events go out through the notifier.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use edge_ipc::link::{LinkState, PlanReport, Status};
 use edge_ipc::proto::{ErrorCode, Request, Response};
 use edge_ipc::shell::{Event, Shell, idle};
 use edge_metrics::link::{BridgeLabels, KindLabels, LinkLabels, Metrics, ResultLabels};
+use edge_notify::{Event as Notification, Notifier, Tuning};
 use futures::StreamExt;
 use rtnetlink::MulticastGroup;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
@@ -23,6 +25,7 @@ use crate::model::{Caps, Desired, Observed};
 use crate::netlink::{Netlink, NetlinkError};
 use crate::observe::{ObserveError, observe};
 use crate::plan::{Note, Plan, Severity, Waiting, plan};
+use crate::watch::NicWatch;
 
 /// The multicast groups whose events trigger a reconcile.
 pub const GROUPS: [MulticastGroup; 5] = [
@@ -101,6 +104,8 @@ pub struct Reconciler {
     runs: u64,
     last_duration: Duration,
     last_repair: Option<Duration>,
+    watch: NicWatch,
+    notifier: Notifier,
 }
 
 impl Reconciler {
@@ -124,7 +129,37 @@ impl Reconciler {
             runs: 0,
             last_duration: Duration::ZERO,
             last_repair: None,
+            watch: NicWatch::new(Duration::from_secs(10)),
+            notifier: Notifier::disabled(),
         })
+    }
+
+    /// Sends the `link.*` events through `n`, a NIC being reported after `grace`
+    /// (`notify.link_down_after`).
+    pub fn set_notifier(&mut self, n: Notifier, grace: Duration) {
+        self.notifier = n;
+        self.watch.set_grace(grace);
+    }
+
+    /// When a down or missing NIC is due to be reported, if one is waiting for that.
+    pub fn watch_deadline(&self) -> Option<Instant> {
+        self.watch.deadline()
+    }
+
+    /// Reports the NICs whose grace ended by `now` (no new observation needed).
+    pub fn watch_tick(&mut self, now: Instant) {
+        let events = self.watch.tick(now);
+        self.notify(events);
+    }
+
+    fn notify(&self, events: Vec<Notification>) {
+        for e in events {
+            match e.severity() {
+                edge_notify::Severity::Info => tracing::info!(kind = e.kind(), "{}", e.summary()),
+                _ => tracing::warn!(kind = e.kind(), "{}", e.summary()),
+            }
+            self.notifier.send(e);
+        }
     }
 
     /// Replaces the desired state (after a configuration reload); a pending backoff ends.
@@ -160,6 +195,8 @@ impl Reconciler {
             Err(e) => RunOutcome::Error(e),
             Ok((observed, p)) => {
                 self.observe_notes(&p);
+                let events = self.watch.observe(Instant::now(), &self.desired, &observed);
+                self.notify(events);
                 let outcome = if p.ops.is_empty() {
                     RunOutcome::Converged
                 } else if let Some(at) = self.retry_at.filter(|at| !force && Instant::now() < *at) {
@@ -481,12 +518,20 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
         return idle(shell, "no [link] section in the configuration").await;
     };
     let metrics = Metrics::register(&mut shell.registry().write());
+    let notify_metrics = edge_metrics::notify::Metrics::register(&mut shell.registry().write());
+    let mut notifier = Notifier::start(shell.config(), "edge-link", notify_metrics.clone());
+    let grace = |c: &edge_config::Config| {
+        c.notify
+            .as_ref()
+            .map_or(Duration::from_secs(10), |n| n.link_down_after)
+    };
     let (conn, _handle, mut events) = rtnetlink::new_multicast_connection(&GROUPS)
         .context("failed to subscribe to netlink link, address and route events")?;
     let events_task = tokio::spawn(conn);
     let mut r = Reconciler::new(Desired::from_config(&cfg), Some(metrics.clone()))
         .context("failed to open a netlink connection")?;
     r.set_max_backoff(cfg.reconcile_interval);
+    r.set_notifier(notifier.clone(), grace(shell.config()));
     let mut debounce = cfg.debounce;
     let mut interval = cfg.reconcile_interval;
     let mut periodic = tokio::time::interval_at((Instant::now() + interval).into(), interval);
@@ -500,6 +545,8 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                 Event::Shutdown => break Ok(()),
                 Event::Reloaded(cfg) => match &cfg.link {
                     Some(l) => {
+                        notifier.reload(&cfg, notify_metrics.clone(), Tuning::default());
+                        r.set_notifier(notifier.clone(), grace(&cfg));
                         r.set_desired(Desired::from_config(l));
                         r.set_max_backoff(l.reconcile_interval);
                         debounce = l.debounce;
@@ -556,6 +603,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
             _ = periodic.tick() => {
                 due = Some(due.map_or(Instant::now(), |d| d.min(Instant::now())));
             }
+            _ = sleep_until(r.watch_deadline()) => r.watch_tick(Instant::now()),
             _ = sleep_until(due) => {
                 due = None;
                 let outcome = r.run(first_event.take(), false).await;
@@ -570,6 +618,9 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
         }
     };
     events_task.abort();
+    if !notifier.flush(Duration::from_secs(2)).await {
+        tracing::warn!("stopping with notifications still queued (a target is slow or down)");
+    }
     shell.stop();
     result
 }

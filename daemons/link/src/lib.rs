@@ -6,8 +6,8 @@
 //! `IFA_PROTO` [`model::OWNER_PROTO`]) so that it only ever repairs or removes its own
 //! objects, and it never touches a protected interface.
 //!
-//! Layers (STYLE.md §2): [`model`], [`op`], [`plan`] and [`sim`] are pure; [`netlink`],
-//! [`observe`], [`sysctl`], [`apply`] and [`daemon`] do the I/O.
+//! Layers (STYLE.md §2): [`model`], [`op`], [`plan`], [`sim`] and [`watch`] are pure;
+//! [`netlink`], [`observe`], [`sysctl`], [`apply`] and [`daemon`] do the I/O.
 
 pub mod apply;
 pub mod daemon;
@@ -18,6 +18,7 @@ pub mod op;
 pub mod plan;
 pub mod sim;
 pub mod sysctl;
+pub mod watch;
 
 pub use model::{Desired, Observed};
 pub use op::Op;
