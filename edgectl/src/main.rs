@@ -39,6 +39,8 @@ enum Command {
     Fw(cmds::fw::Args),
     /// The bridge/NIC manager (edge-link).
     Link(cmds::link::Args),
+    /// Notifications: send a test event to the targets of [notify].
+    Notify(cmds::notify::Args),
     /// The user's host in network namespaces with every daemon running for real.
     #[cfg(feature = "lab")]
     Lab(cmds::lab::Args),
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
             Command::Wg(a) => cmds::wg::run(a, &g).await,
             Command::Fw(a) => cmds::fw::run(a, &g).await,
             Command::Link(a) => cmds::link::run(a, &g).await,
+            Command::Notify(a) => cmds::notify::run(a, &g).await,
             Command::Completions { shell } => {
                 clap_complete::generate(
                     shell,

@@ -171,5 +171,15 @@ fn summary(c: &Config, warnings: usize) -> String {
         }
         None => o.push_str("  ddns: no section (edge-ddns idles)\n"),
     }
+    match c.notify.as_ref().filter(|n| !n.is_empty()) {
+        Some(n) => {
+            let _ = writeln!(
+                o,
+                "  notify: {} (try them: edgectl notify test)",
+                n.target_names().join(", ")
+            );
+        }
+        None => o.push_str("  notify: no targets (no notifications are sent)\n"),
+    }
     o
 }

@@ -6,5 +6,6 @@ pub mod fw;
 #[cfg(feature = "lab")]
 pub mod lab;
 pub mod link;
+pub mod notify;
 pub mod status;
 pub mod wg;
