@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::Lab;
 use super::net;
+use super::serve::NOTIFY_EVENTS;
 
 /// The outcome of one step.
 #[derive(Debug, Clone, Serialize)]
@@ -123,6 +124,39 @@ fn latest_handshake(lab: &Lab) -> u64 {
             .unwrap_or(0)
     })
     .unwrap_or(0)
+}
+
+/// The documents the webhook receiver got, from line `from` of its file on.
+fn notifications(lab: &Lab, from: usize) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(lab.dir.join(NOTIFY_EVENTS))
+        .unwrap_or_default()
+        .lines()
+        .skip(from)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["body"].clone())
+        .collect()
+}
+
+/// Lines in the webhook receiver's file so far.
+fn notification_count(lab: &Lab) -> usize {
+    std::fs::read_to_string(lab.dir.join(NOTIFY_EVENTS))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// The sum of the series of edge-ddns's exporter whose line starts with `prefix` (read in
+/// the host namespace).
+fn ddns_metric(lab: &Lab, prefix: &str) -> Option<f64> {
+    let (ok, text) = curl(lab, "host", &["http://127.0.0.1:9851/metrics"]);
+    if !ok {
+        return None;
+    }
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
@@ -255,11 +289,53 @@ pub fn run(lab: &Lab) -> Report {
         });
     }
 
+    step(
+        format!(
+            "`edgectl notify test` on the host reaches the webhook receiver in inet ({})",
+            net::HOOK_IP
+        ),
+        &mut || {
+            let before = notification_count(lab);
+            let edgectl = lab.bin.join("edgectl");
+            let cfg = lab.config_path();
+            let out = lab.topo().ns("host").output(
+                &edgectl.to_string_lossy(),
+                &["--config", &cfg.to_string_lossy(), "notify", "test"],
+            );
+            let said = match out {
+                Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                Ok(o) => {
+                    return (
+                        false,
+                        format!(
+                            "{}{}",
+                            String::from_utf8_lossy(&o.stdout),
+                            String::from_utf8_lossy(&o.stderr)
+                        ),
+                    );
+                }
+                Err(e) => return (false, format!("{e:#}")),
+            };
+            let tests: Vec<_> = notifications(lab, before)
+                .into_iter()
+                .filter(|d| d["kind"] == "test" && d["source"] == "edgectl")
+                .collect();
+            (
+                tests.len() == 1,
+                format!("{said}; the receiver got {} test event(s)", tests.len()),
+            )
+        },
+    );
+
     let next = if public == net::PUBLIC_IP {
         net::PUBLIC_IP_NEXT
     } else {
         net::PUBLIC_IP
     };
+    let seen_before_change = notification_count(lab);
     let mut follow = None;
     step(
         format!("the ISP changes the public address {public} → {next}; the DDNS record follows"),
@@ -277,6 +353,67 @@ pub fn run(lab: &Lab) -> Report {
                     (true, format!("example.com A {next} after {s:.1} s"))
                 }
                 None => (false, format!("record still {:?} after 60 s", record(lab))),
+            }
+        },
+    );
+
+    step(
+        format!(
+            "the webhook receiver got exactly one ddns.record_changed naming {public} and {next}"
+        ),
+        &mut || {
+            let changed = |d: &serde_json::Value| d["kind"] == "ddns.record_changed";
+            let names_both =
+                |d: &serde_json::Value| d["data"]["old"] == public && d["data"]["new"] == next;
+            let syncs = || ddns_metric(lab, "edge_ddns_syncs_total{");
+            let Some(syncs_then) = poll(Duration::from_secs(20), || {
+                notifications(lab, seen_before_change)
+                    .iter()
+                    .any(|d| changed(d) && names_both(d))
+                    .then(syncs)
+                    .flatten()
+            }) else {
+                return (
+                    false,
+                    format!(
+                        "no such event within 20 s; received since the change: {:?}",
+                        notifications(lab, seen_before_change)
+                    ),
+                );
+            };
+            // A duplicate could only come from a later sync (or a retry): wait until a whole
+            // sync ran after the one that sent it, and edge-ddns has nothing left to deliver.
+            let settled = poll(Duration::from_secs(20), || {
+                (syncs().is_some_and(|n| n >= syncs_then + 2.0)
+                    && ddns_metric(lab, "edge_notify_queue_length{target=\"lab\"}") == Some(0.0))
+                .then_some(())
+            });
+            if settled.is_none() {
+                return (
+                    false,
+                    "edge-ddns did not finish another sync within 20 s".to_owned(),
+                );
+            }
+            let events: Vec<_> = notifications(lab, seen_before_change)
+                .into_iter()
+                .filter(changed)
+                .collect();
+            match events.as_slice() {
+                [e] if names_both(e) => (
+                    true,
+                    format!(
+                        "{}: {}",
+                        e["kind"].as_str().unwrap_or_default(),
+                        e["summary"].as_str().unwrap_or_default()
+                    ),
+                ),
+                _ => (
+                    false,
+                    format!(
+                        "{} ddns.record_changed event(s) since the change: {events:?}",
+                        events.len()
+                    ),
+                ),
             }
         },
     );

@@ -62,6 +62,8 @@ pub struct LabValues<'a> {
     pub api_url: &'a str,
     /// Echo services: (name, kind, url).
     pub sources: &'a [(&'a str, &'a str, String)],
+    /// The webhook receiver's address.
+    pub hook_ip: &'a str,
 }
 
 fn q(s: impl AsRef<str>) -> String {
@@ -84,7 +86,13 @@ pub fn lab_config(v: &LabValues<'_>) -> anyhow::Result<String> {
     )?;
     t = set_key(&t, "ddns", "token", &format!("{{ file = \"{d}/token\" }}"))?;
     t = set_key(&t, "ddns", "ca_file", &q(format!("{d}/ca.pem")))?;
-    world(t, v)
+    t = world(t, v)?;
+    // Every daemon notifies the webhook receiver in `inet` (HTTPS, its own test CA).
+    t.push_str(&format!(
+        "\n[notify]\nhost = \"lab-host\"\nca_file = \"{d}/notify-ca.pem\"\n\n[[notify.webhook]]\nname = \"lab\"\nurl = \"https://{}/hook\"\n",
+        v.hook_ip
+    ));
+    Ok(t)
 }
 
 /// Where an installed host keeps the lab's test CA (`/etc/edge/lab-ca.pem`).
@@ -138,12 +146,19 @@ mod tests {
             remote_public_key: "Ec/rMvGHRVI/+BJqbmET/fg+8vmgnl3z32BhCosLO08=",
             api_url: "https://82.0.0.10/client/v4",
             sources: &sources,
+            hook_ip: "82.0.0.20",
         })
         .unwrap();
         let loaded = edge_config::parse(Path::new("lab.toml"), &text)
             .unwrap_or_else(|d| panic!("{d}\n{text}"));
         let c = loaded.config;
         assert_eq!(c.global.runtime_dir, Path::new("/run/edge-lab/run"));
+        let n = c.notify.as_ref().unwrap();
+        assert_eq!(n.webhooks[0].url.to_string(), "https://82.0.0.20/hook");
+        assert_eq!(
+            n.ca_file.as_deref(),
+            Some(Path::new("/run/edge-lab/notify-ca.pem"))
+        );
         let ddns = c.ddns.unwrap();
         assert_eq!(ddns.api_url.to_string(), "https://82.0.0.10/client/v4");
         assert_eq!(ddns.sources.len(), 2);
@@ -170,6 +185,7 @@ mod tests {
             remote_public_key: "Ec/rMvGHRVI/+BJqbmET/fg+8vmgnl3z32BhCosLO08=",
             api_url: "https://82.0.0.10/client/v4",
             sources: &sources,
+            hook_ip: "82.0.0.20",
         })
         .unwrap();
         assert!(!text.contains("/run/edge-lab"), "{text}");
@@ -178,6 +194,7 @@ mod tests {
             .config;
         assert_eq!(c.global.runtime_dir, Path::new("/run/edge"));
         assert_eq!(c.global.state_dir, Path::new("/var/lib/edge"));
+        assert!(c.notify.is_none(), "the installed host notifies nobody");
         let ddns = c.ddns.unwrap();
         assert_eq!(ddns.ca_file.unwrap(), Path::new(INSTALLED_CA));
         assert_eq!(ddns.token.credential.as_deref(), Some("cloudflare-token"));

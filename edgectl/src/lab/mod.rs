@@ -5,6 +5,7 @@
 //! ```text
 //!  remote (wireguard-go) ─┐            ┌─ 82.0.0.10 Cloudflare API (HTTPS, test CA)
 //!  83.0.0.50              ├─ inet ─────┤  82.0.0.11-13 public-IP echo services
+//!                         │            ├─ 82.0.0.20 webhook receiver (notifications)
 //!                         │  81.0.0.1  └─ (routes 192.198.0.0/24 to the router: hostile side)
 //!                         │
 //!                  router 81.0.0.2 (public, changes to 81.0.0.3) NAT; forwards 80/443/51820
@@ -273,6 +274,7 @@ impl Lab {
             remote_public_key: &remote_pub,
             api_url: &format!("https://{}/client/v4", net::API_IP),
             sources: &sources,
+            hook_ip: net::HOOK_IP,
         };
         fs::write(self.config_path(), config::lab_config(&values)?)?;
         if let Err(d) = edge_config::load(&self.config_path(), edge_config::LoadOptions::default())

@@ -19,6 +19,8 @@ pub const PUBLIC_IP_NEXT: &str = "81.0.0.3";
 pub const API_IP: &str = "82.0.0.10";
 /// Public-IP echo services (plain text, cdn-cgi/trace, plain text).
 pub const ECHO_IPS: [&str; 3] = ["82.0.0.11", "82.0.0.12", "82.0.0.13"];
+/// The webhook receiver the daemons notify (HTTPS, its own test CA).
+pub const HOOK_IP: &str = "82.0.0.20";
 /// The remote admin's address on the internet.
 pub const REMOTE_IP: &str = "83.0.0.50";
 /// The host's address on br-api (the ISP router forwards to it).
@@ -149,7 +151,7 @@ impl Topology {
         let inet = self.ns("inet");
         inet.ip(&["addr", "add", &format!("{INET_GW}/24"), "dev", "eth0"])?;
         inet.ip(&["addr", "add", "83.0.0.1/24", "dev", "eth1"])?;
-        for ip in std::iter::once(API_IP).chain(ECHO_IPS) {
+        for ip in [API_IP, HOOK_IP].into_iter().chain(ECHO_IPS) {
             inet.ip(&["addr", "add", &format!("{ip}/32"), "dev", "lo"])?;
         }
         // A hostile host on the ISP side can route to the host's address directly: the

@@ -1,8 +1,9 @@
 //! The lab's stand-ins for the world around the host, run as processes inside its
 //! namespaces: in `inet`, the Cloudflare API test server (HTTPS, validating every request
-//! against Cloudflare's OpenAPI description) and public-IP echo services that answer with the
-//! caller's address as they see it (so the ISP router's NAT decides what they say); in `lb`,
-//! the HAProxy VIPs' listeners.
+//! against Cloudflare's OpenAPI description), public-IP echo services that answer with the
+//! caller's address as they see it (so the ISP router's NAT decides what they say), and a
+//! webhook receiver (HTTPS with its own test CA) that writes every notification it gets to
+//! `notify-events.jsonl`; in `lb`, the HAProxy VIPs' listeners.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use edge_testkit::cloudflare::{CfOptions, CfServer};
+use edge_testkit::receiver::{Answer, Receiver, ReceiverOptions};
 
 use super::net;
 
@@ -70,6 +72,10 @@ fn listen(
     Ok(())
 }
 
+/// The file (in the lab's directory) where the webhook receiver appends each request: one
+/// JSON object per line, `{"method", "path", "body"}`.
+pub const NOTIFY_EVENTS: &str = "notify-events.jsonl";
+
 /// The `inet` services; blocks forever (the lab ends it by PID).
 pub fn inet(dir: &Path, token: &str) -> anyhow::Result<()> {
     let cf = CfServer::start(CfOptions {
@@ -96,15 +102,24 @@ pub fn inet(dir: &Path, token: &str) -> anyhow::Result<()> {
         |s, p, _| echo_conn(s, p, false),
         "echo2",
     )?;
+    let hook = Receiver::start(ReceiverOptions {
+        bind: format!("{}:443", net::HOOK_IP).parse()?,
+        tls_names: Some(vec![net::HOOK_IP.to_owned()]),
+        answer: Answer::Ok,
+        log: Some(dir.join(NOTIFY_EVENTS)),
+    });
+    std::fs::write(dir.join("notify-ca.pem"), hook.ca_pem().unwrap_or_default())
+        .context("cannot write the webhook receiver's test CA")?;
     std::fs::write(dir.join("inet.ready"), "")?;
     eprintln!(
-        "lab inet services up: Cloudflare API https://{}/client/v4 (zone {zone})",
-        net::API_IP
+        "lab inet services up: Cloudflare API https://{}/client/v4 (zone {zone}), webhook receiver https://{}/hook",
+        net::API_IP,
+        net::HOOK_IP
     );
     loop {
         thread::sleep(Duration::from_secs(3600));
-        // Keep the server alive; the lab stops this process by PID.
-        let _ = cf.addr();
+        // Keep the servers alive; the lab stops this process by PID.
+        let _ = (cf.addr(), hook.addr());
     }
 }
 
