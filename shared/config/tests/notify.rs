@@ -240,3 +240,27 @@ fn a_missing_notification_secret_warns_a_daemon_a_readable_one_is_refused() {
     let l = edge_config::load(&cfg, link).unwrap_or_else(|d| panic!("{d}"));
     assert!(l.warnings.items().is_empty(), "{}", l.warnings);
 }
+
+/// The commented `[notify]` example at the end of config/edge.toml is valid once
+/// uncommented, and adds no warning.
+#[test]
+fn the_reference_example_is_valid_once_uncommented() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/edge.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("\n# [notify]\n").expect("the example is there");
+    let example: String = text[start + 1..]
+        .lines()
+        .map(|l| {
+            l.strip_prefix("# ")
+                .or_else(|| l.strip_prefix('#'))
+                .unwrap_or(l)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let full = format!("{text}\n{example}");
+    let l = edge_config::parse(&path, &full).unwrap_or_else(|d| panic!("{d}\n{example}"));
+    assert_eq!(l.warnings.items().len(), 1, "{}", l.warnings);
+    let n = l.config.notify.unwrap();
+    assert_eq!(n.target_names(), ["home", "phone", "hc"]);
+    assert_eq!(n.webhooks[0].headers[0].0, "Authorization");
+}
