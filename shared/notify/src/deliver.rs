@@ -286,6 +286,27 @@ fn snippet(bytes: &[u8]) -> String {
     }
 }
 
+impl Secrets {
+    /// `text` with every secret value (and the credential after a `Bearer `-style scheme)
+    /// replaced: a receiver that echoes the request's headers in its answer must not put
+    /// them into a log line.
+    fn scrub(&self, text: String) -> String {
+        let mut out = text;
+        for (_, v) in &self.0 {
+            let Ok(value) = v.to_str() else {
+                continue;
+            };
+            let credential = value.split_once(' ').map(|(_, c)| c.trim());
+            for s in std::iter::once(value.trim()).chain(credential) {
+                if s.len() >= 4 && out.contains(s) {
+                    out = out.replace(s, "[redacted]");
+                }
+            }
+        }
+        out
+    }
+}
+
 async fn attempt(http: &reqwest::Client, out: &Outgoing, secrets: &Secrets) -> Attempt {
     let method = if out.method == "GET" {
         reqwest::Method::GET
@@ -326,7 +347,7 @@ async fn attempt(http: &reqwest::Client, out: &Outgoing, secrets: &Secrets) -> A
             _ => break,
         }
     }
-    let body = snippet(&body);
+    let body = secrets.scrub(snippet(&body));
     let code = status.as_u16();
     let said = |prefix: &str| {
         let reason = status.canonical_reason().unwrap_or("");

@@ -407,6 +407,38 @@ async fn secrets_and_url_paths_never_reach_the_log() {
 }
 
 #[tokio::test]
+async fn a_receiver_that_echoes_the_headers_does_not_put_the_secret_into_the_log() {
+    let rx = Receiver::start_local(Answer::EchoHeaders(401));
+    let dir = tempfile::tempdir().unwrap();
+    let hook = secret_file(dir.path(), "hook", "Bearer echo-SECRET-9999\n");
+    let cfg = notify(&format!(
+        "[[notify.webhook]]\nname = \"hook\"\nurl = \"{}\"\nheaders = {{ Authorization = {{ file = \"{}\" }} }}\n",
+        rx.url("/"),
+        hook.display()
+    ));
+    let buf = Buf::default();
+    let w = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || w.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let n = Notifier::start_with(Some(&cfg), "edge-ddns", Metrics::default(), fast());
+    n.send(examples().remove(0));
+    flushed(&n).await;
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("authorization: [redacted]"),
+        "the echoed answer is logged, scrubbed: {log}"
+    );
+    assert!(!log.contains("SECRET"), "a secret reached the log:\n{log}");
+    // edgectl shows the answer too: scrubbed as well.
+    let res = probe(&cfg, None, "edgectl").await.unwrap();
+    assert!(res[0].detail.contains("[redacted]"), "{}", res[0].detail);
+    assert!(!res[0].detail.contains("SECRET"), "{}", res[0].detail);
+}
+
+#[tokio::test]
 async fn a_target_whose_secret_is_missing_is_left_out_the_others_still_work() {
     let rx = Receiver::start_local(Answer::Ok);
     let cfg = notify(&format!(

@@ -35,6 +35,9 @@ pub enum Answer {
     Hang,
     /// 500 for the first `n` requests, then 200.
     FailFirst(usize),
+    /// This status, with the request's headers as the body (`name: value` lines), as some
+    /// echo services do.
+    EchoHeaders(u16),
 }
 
 /// One request as it arrived.
@@ -148,7 +151,7 @@ async fn handle(
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let headers = req
+    let headers: Vec<(String, String)> = req
         .headers()
         .iter()
         .map(|(k, v)| {
@@ -164,6 +167,7 @@ async fn handle(
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
+    let echoed: String = headers.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
     let r = Received {
         method,
         path,
@@ -193,6 +197,12 @@ async fn handle(
             StatusCode::OK
         }
         Answer::FailFirst(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Answer::EchoHeaders(s) => {
+            return Response::builder()
+                .status(StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+                .body(Full::new(Bytes::from(echoed)))
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
+        }
     };
     let body = if status.is_success() {
         Bytes::from_static(b"{\"ok\":true}")
