@@ -383,7 +383,7 @@ pub fn run(lab: &Lab) -> Report {
             };
             // A duplicate could only come from a later sync (or a retry): wait until a whole
             // sync ran after the one that sent it, and edge-ddns has nothing left to deliver.
-            let settled = poll(Duration::from_secs(20), || {
+            let settled = poll(Duration::from_secs(30), || {
                 (syncs().is_some_and(|n| n >= syncs_then + 2.0)
                     && ddns_metric(lab, "edge_notify_queue_length{target=\"lab\"}") == Some(0.0))
                 .then_some(())
@@ -391,7 +391,7 @@ pub fn run(lab: &Lab) -> Report {
             if settled.is_none() {
                 return (
                     false,
-                    "edge-ddns did not finish another sync within 20 s".to_owned(),
+                    "edge-ddns did not finish two more syncs within 30 s".to_owned(),
                 );
             }
             let events: Vec<_> = notifications(lab, seen_before_change)
