@@ -105,13 +105,18 @@ mod tests {
                 target: "phone".into(),
             })
             .set(2);
+        m.last_sent
+            .get_or_create(&TargetLabels {
+                target: "phone".into(),
+            })
+            .set(1_700_000_000);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &r).unwrap();
         for name in [
             "edge_notify_events_total{target=\"phone\",result=\"sent\"} 1",
             "edge_notify_retries_total{target=\"phone\"} 1",
             "edge_notify_queue_length{target=\"phone\"} 2",
-            "# TYPE edge_notify_last_sent_timestamp_seconds gauge",
+            "edge_notify_last_sent_timestamp_seconds{target=\"phone\"} 1700000000",
         ] {
             assert!(out.contains(name), "{name} missing in:\n{out}");
         }
