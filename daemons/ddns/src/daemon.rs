@@ -20,7 +20,7 @@ use edge_ipc::ddns::{InProgress, RecordStatus, Status, SyncReport};
 use edge_ipc::proto::{ErrorCode, Request, Response};
 use edge_ipc::shell::{CommonArgs, Event, Responder, Shell, idle};
 use edge_metrics::ddns::Metrics;
-use edge_notify::{Notifier, Tuning};
+use edge_notify::Notifier;
 use tokio::sync::mpsc;
 
 use crate::cloudflare::Client;
@@ -143,7 +143,6 @@ struct Loop {
     debounce: Duration,
     /// Record changes, failing/recovered syncs and heartbeats go out through it.
     notifier: Notifier,
-    notify_metrics: edge_metrics::notify::Metrics,
 }
 
 impl Loop {
@@ -153,7 +152,7 @@ impl Loop {
         notify_metrics: edge_metrics::notify::Metrics,
     ) -> anyhow::Result<Loop> {
         let mut syncer = Syncer::new(config, metrics)?;
-        let notifier = Notifier::start(config, Role::Ddns.binary(), notify_metrics.clone());
+        let notifier = Notifier::start(config, Role::Ddns.binary(), notify_metrics);
         syncer.set_notifier(notifier.clone());
         let mut l = Loop {
             snap: Snapshot::of(&syncer),
@@ -168,7 +167,6 @@ impl Loop {
             watch: None,
             debounce: Duration::from_secs(2),
             notifier,
-            notify_metrics,
         };
         l.configure();
         Ok(l)
@@ -334,8 +332,7 @@ impl Loop {
         };
         match syncer.reconfigure(cfg) {
             Ok(()) => {
-                self.notifier
-                    .reload(cfg, self.notify_metrics.clone(), Tuning::default());
+                self.notifier.reload(cfg);
                 syncer.set_notifier(self.notifier.clone());
                 self.snap = Snapshot::of(syncer);
                 self.configure();

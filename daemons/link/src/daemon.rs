@@ -14,7 +14,7 @@ use edge_ipc::link::{LinkState, PlanReport, Status};
 use edge_ipc::proto::{ErrorCode, Request, Response};
 use edge_ipc::shell::{Event, Shell, idle};
 use edge_metrics::link::{BridgeLabels, KindLabels, LinkLabels, Metrics, ResultLabels};
-use edge_notify::{Event as Notification, Notifier, Tuning};
+use edge_notify::{Event as Notification, Notifier};
 use futures::StreamExt;
 use rtnetlink::MulticastGroup;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
@@ -519,7 +519,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     };
     let metrics = Metrics::register(&mut shell.registry().write());
     let notify_metrics = edge_metrics::notify::Metrics::register(&mut shell.registry().write());
-    let mut notifier = Notifier::start(shell.config(), "edge-link", notify_metrics.clone());
+    let mut notifier = Notifier::start(shell.config(), "edge-link", notify_metrics);
     let grace = |c: &edge_config::Config| {
         c.notify
             .as_ref()
@@ -545,7 +545,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                 Event::Shutdown => break Ok(()),
                 Event::Reloaded(cfg) => match &cfg.link {
                     Some(l) => {
-                        notifier.reload(&cfg, notify_metrics.clone(), Tuning::default());
+                        notifier.reload(&cfg);
                         r.set_notifier(notifier.clone(), grace(&cfg));
                         r.set_desired(Desired::from_config(l));
                         r.set_max_backoff(l.reconcile_interval);

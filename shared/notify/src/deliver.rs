@@ -25,7 +25,7 @@ use crate::pace::{Window, backoff};
 use crate::target::{Kind, Outgoing, Payload, Spec, accepts, redact, render, specs};
 
 /// How deliveries are retried and paced (tests shorten it).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
     /// Attempts per event in total.
     pub attempts: u32,
@@ -599,6 +599,8 @@ async fn deliver(
 #[derive(Debug, Clone, Default)]
 pub struct Notifier {
     source: String,
+    metrics: Metrics,
+    tuning: Tuning,
     inner: Option<Arc<Inner>>,
 }
 
@@ -640,6 +642,8 @@ impl Notifier {
     ) -> Notifier {
         let off = Notifier {
             source: source.to_owned(),
+            metrics: metrics.clone(),
+            tuning,
             inner: None,
         };
         let Some(n) = notify.filter(|n| !n.is_empty()) else {
@@ -674,6 +678,8 @@ impl Notifier {
         tracing::info!(targets = ?names, "notifications on");
         Notifier {
             source: source.to_owned(),
+            metrics,
+            tuning,
             inner: Some(Arc::new(Inner {
                 host: n.host.clone().unwrap_or_else(hostname),
                 queues,
@@ -681,10 +687,15 @@ impl Notifier {
         }
     }
 
-    /// Takes a reloaded configuration: new targets (and freshly read secrets) from now on;
-    /// what the old ones hold is still delivered.
-    pub fn reload(&mut self, config: &Config, metrics: Metrics, tuning: Tuning) {
-        *self = Notifier::start_with(config.notify.as_ref(), &self.source, metrics, tuning);
+    /// Takes a reloaded configuration: new targets (and freshly read secrets) from now on,
+    /// with the same source, metrics and tuning; what the old ones hold is still delivered.
+    pub fn reload(&mut self, config: &Config) {
+        *self = Notifier::start_with(
+            config.notify.as_ref(),
+            &self.source,
+            self.metrics.clone(),
+            self.tuning,
+        );
     }
 
     /// True when at least one target takes events.

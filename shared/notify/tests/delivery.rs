@@ -509,3 +509,46 @@ async fn the_probe_reports_what_each_target_answered() {
         "no notification target is named `nope` (targets: hook, phone, hc)"
     );
 }
+
+#[tokio::test]
+async fn a_reload_switches_targets_and_keeps_source_metrics_and_tuning() {
+    let (a, b) = (
+        Receiver::start_local(Answer::Ok),
+        Receiver::start_local(Answer::Ok),
+    );
+    let config = |url: String| {
+        let text =
+            format!("version = 1\n[notify]\n[[notify.webhook]]\nname = \"t\"\nurl = \"{url}\"\n");
+        edge_config::parse(Path::new("edge.toml"), &text)
+            .unwrap()
+            .config
+    };
+    let m = Metrics::default();
+    let first = config(a.url("/"));
+    let mut n = Notifier::start_with(first.notify.as_ref(), "edge-fw", m.clone(), fast());
+    n.send(examples().remove(0));
+    n.reload(&config(b.url("/")));
+    n.send(examples().remove(1));
+    flushed(&n).await;
+    // The old target still gets what was queued for it; the new one what came after.
+    let start = std::time::Instant::now();
+    while a.count() < 1 && start.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(b.count(), 1);
+    assert_eq!(a.count(), 1);
+    assert_eq!(b.received()[0].json().unwrap()["source"], "edge-fw");
+    assert_eq!(
+        m.count("t", "sent"),
+        2,
+        "one metrics registry across the reload"
+    );
+    n.reload(
+        &edge_config::parse(Path::new("e.toml"), "version = 1\n")
+            .unwrap()
+            .config,
+    );
+    assert!(!n.is_enabled());
+    n.send(examples().remove(0));
+    assert_eq!(a.count() + b.count(), 2);
+}
