@@ -6,7 +6,7 @@
 //! `IFA_PROTO` [`model::OWNER_PROTO`]) so that it only ever repairs or removes its own
 //! objects, and it never touches a protected interface.
 //!
-//! Layers (STYLE.md §2): [`model`], [`op`], [`plan`], [`sim`] and [`watch`] are pure;
+//! Layers: [`model`], [`op`], [`plan`], [`sim`] and [`watch`] are pure;
 //! [`netlink`], [`observe`], [`sysctl`], [`apply`] and [`daemon`] do the I/O.
 
 pub mod apply;
