@@ -25,7 +25,8 @@ for f in ./usr/bin/edge-ddns ./usr/bin/edge-wg ./usr/bin/edge-fw ./usr/bin/edge-
          ./lib/systemd/system/edge-fw.service ./lib/systemd/system/edge-link.service \
          ./lib/systemd/system/edge.target ./usr/lib/tmpfiles.d/edge.conf ./usr/lib/sysusers.d/edge.conf \
          ./etc/edge/edge.toml.example ./usr/share/edge/prometheus/edge-alerts.yml \
-         ./usr/share/man/man1/edgectl.1.gz ./usr/share/doc/edge/operations.md; do
+         ./usr/share/man/man1/edgectl.1.gz ./usr/share/doc/edge/operations.md \
+         ./usr/share/doc/edge/notify.md ./usr/share/doc/edge/notify-event.schema.json; do
   grep -q " $f\$" <<<"$listing" || { echo "missing from the .deb: $f" >&2; status=1; }
 done
 dpkg-deb -f "$out/edge.deb" Package Version Depends
