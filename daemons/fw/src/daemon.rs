@@ -19,6 +19,7 @@ use edge_ipc::proto::{ErrorCode, RoleRequest};
 use edge_ipc::shell::{Event, Shell, idle};
 use edge_ipc::{Request, Response};
 use edge_metrics::fw::{ForwardLabels, Metrics};
+use edge_notify::{Event as Notification, Notifier, Streak, StreakChange};
 use tokio::sync::mpsc;
 
 use crate::apply::{self, ApplyError, Options};
@@ -177,6 +178,11 @@ struct State {
     proven: bool,
     /// When `last_counters` was read (unix seconds; 0: not yet).
     counters_at: u64,
+    /// Notifications to the operator.
+    notifier: Notifier,
+    /// Failed applies in a row: one `fw.apply_failed` per streak (drift repairs retry every
+    /// minute and would otherwise send one each time).
+    failures: Streak,
 }
 
 fn result_of(e: &ApplyError) -> &'static str {
@@ -234,6 +240,7 @@ impl State {
                     );
                 }
                 shell.record_run(true, format!("{why}: {}", r.change.as_str()), t.elapsed());
+                self.failures.record(true, 1);
                 Ok(r.changed())
             }
             Err(e) => {
@@ -248,6 +255,10 @@ impl State {
                 tracing::error!("{msg}");
                 shell.push_error(msg.clone());
                 shell.record_run(false, msg.clone(), t.elapsed());
+                if let Some(StreakChange::Failing { .. }) = self.failures.record(false, 1) {
+                    self.notifier
+                        .send(Notification::FwApplyFailed { error: msg.clone() });
+                }
                 Err(msg)
             }
         }
@@ -273,6 +284,10 @@ impl State {
         };
         if self.apply_with(shell, "drift repair", opts).await.is_ok() {
             self.metrics.drift_repairs.inc();
+            self.notifier.send(Notification::FwDriftRepaired {
+                by: Some(change.by.clone()),
+                detail: "table inet edge was deleted and has been restored".to_owned(),
+            });
         }
     }
 
@@ -307,6 +322,14 @@ impl State {
         };
         if self.apply_with(shell, "drift repair", opts).await.is_ok() {
             self.metrics.drift_repairs.inc();
+            self.notifier.send(Notification::FwDriftRepaired {
+                by: by.map(str::to_owned),
+                detail: format!(
+                    "{} difference(s) repaired; first: {}",
+                    diff.len(),
+                    diff.first().cloned().unwrap_or_default()
+                ),
+            });
         }
     }
 
@@ -488,6 +511,8 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
         return idle(shell, "no [fw] section in the configuration").await;
     }
     let metrics = Metrics::register(&mut shell.registry().write());
+    let notify_metrics = edge_metrics::notify::Metrics::register(&mut shell.registry().write());
+    let notifier = Notifier::start(shell.config(), "edge-fw", notify_metrics);
     let config = shell.config().clone();
     let sock = Arc::new(Socket::open().context("failed to open the nf_tables socket")?);
     let (tx, mut events) = mpsc::unbounded_channel();
@@ -504,6 +529,8 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
         rollback_to: None,
         proven: false,
         counters_at: 0,
+        notifier,
+        failures: Streak::default(),
     };
     if st.apply(&mut shell, "startup", false).await.is_ok() {
         shell.mark_ready("ruleset applied");
@@ -620,6 +647,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                         let msg = format!("confirm-apply rolled back: {}", failures.join("; "));
                         tracing::error!("{msg}");
                         shell.push_error(msg);
+                        st.notifier.send(Notification::FwRolledBack { reason: failures.join("; ") });
                         // The restored tables are the desired state again.
                         if let Some((m, rs, proven)) = st.rollback_to.take() {
                             st.model = m;
@@ -642,6 +670,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                         }
                         shell.push_error(e.clone());
                         tracing::error!("{e}");
+                        st.notifier.send(Notification::FwApplyFailed { error: format!("confirm-apply: {e}") });
                     }
                 }
             }
@@ -682,6 +711,8 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
             _ = counters.tick() => st.export_counters().await,
         }
     }
+    // Whatever is still queued for the operator goes out before the daemon does.
+    st.notifier.flush(Duration::from_secs(2)).await;
     shell.stop();
     Ok(())
 }
@@ -691,6 +722,7 @@ async fn reconfigure(st: &mut State, shell: &mut Shell, cfg: &Arc<Config>, why: 
         tracing::warn!("the [fw] section was removed; keeping the current ruleset until restart");
         return;
     }
+    st.notifier.reload(cfg);
     let built = tokio::task::spawn_blocking({
         let cfg = cfg.clone();
         move || build(&cfg)

@@ -136,6 +136,15 @@ fn repairs_foreign_changes(pid_namespace: bool) {
     let lab = common::lab();
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, text) = daemon_config(dir.path());
+    // The operator is told of each repair: a webhook on the host namespace's loopback.
+    let rx = lab
+        .ns("host")
+        .run(|| edge_testkit::receiver::Receiver::start_local(edge_testkit::receiver::Answer::Ok));
+    let text = format!(
+        "{text}\n[notify]\nhost = \"proliant\"\n[[notify.webhook]]\nname = \"hook\"\nurl = \"{}\"\nevents = [\"fw.*\"]\n",
+        rx.url("/hook")
+    );
+    std::fs::write(&path, &text).expect("write config");
     let (_, rs) = common::build(&common::parse(&path, &text), Default::default());
     let host = lab.ns("host");
     let bin = env!("CARGO_BIN_EXE_edge-fw");
@@ -225,6 +234,25 @@ fn repairs_foreign_changes(pid_namespace: bool) {
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    // The webhook got exactly the two repairs, each naming its author.
+    let events: Vec<serde_json::Value> = rx.received().iter().filter_map(|r| r.json()).collect();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    for e in &events {
+        assert_eq!(e["kind"], "fw.drift_repaired", "{e}");
+        assert_eq!(e["source"], "edge-fw", "{e}");
+        assert!(
+            e["data"]["by"]
+                .as_str()
+                .is_some_and(|b| b.starts_with("nft[")),
+            "{e}"
+        );
+    }
+    assert!(
+        events[1]["data"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("deleted")),
+        "{events:#?}"
     );
     // Both repairs name who made the change: the nft process, not "unknown".
     let named = |what: &str| {
