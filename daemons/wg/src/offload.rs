@@ -311,6 +311,8 @@ struct Item {
     next_seq: u32,
     /// No further segment may be appended (short or PSH segment seen).
     closed: bool,
+    /// Every segment's checksums were verified here (so the kernel may skip them).
+    verified: bool,
 }
 
 /// What [`Coalescer::push`] did with a packet.
@@ -327,6 +329,12 @@ pub enum Pushed {
 /// GRO for the TUN write path: collects decrypted IP packets into at most `slots`
 /// output packets, each with room for a virtio-net header, merging consecutive
 /// in-order TCP segments of a flow. Buffers are allocated once.
+///
+/// Every TCP segment is checked (IPv4 header checksum, TCP checksum) before it may start
+/// or join a super-packet, as wireguard-go does: a merged packet goes to the kernel with a
+/// partial checksum that the kernel trusts, so a corrupted segment inside it would never
+/// be caught. A segment that fails the check is written alone, unmarked, and the kernel
+/// drops it; packets nobody checked here (UDP, ICMP, bare ACKs) are left to the kernel too.
 #[derive(Debug)]
 pub struct Coalescer {
     slot_size: usize,
@@ -367,6 +375,12 @@ impl Coalescer {
             let plen = pkt.len() - l.hdr();
             let seq = u32::from_be_bytes([pkt[t + 4], pkt[t + 5], pkt[t + 6], pkt[t + 7]]);
             if plen > 0 && (flags == TCP_ACK || flags == TCP_ACK | TCP_PSH) {
+                if !checksums_valid(pkt, l) {
+                    // Written alone and unmarked: the kernel verifies it and drops it. It
+                    // stays the newest item of its flow, so nothing after it is merged
+                    // into an item before it.
+                    return self.store(pkt, Some(l), plen, seq, true, false);
+                }
                 // Only the newest item of this flow may be extended, so that a flow's
                 // packets leave in the order they came.
                 for idx in (0..self.items.len()).rev() {
@@ -378,6 +392,7 @@ impl Coalescer {
                         continue;
                     }
                     if !it.closed
+                        && it.verified
                         && seq == it.next_seq
                         && plen <= it.gso_size
                         && it.len + plen <= self.slot_size
@@ -404,10 +419,11 @@ impl Coalescer {
                     plen,
                     seq.wrapping_add(plen as u32),
                     flags & TCP_PSH != 0,
+                    true,
                 );
             }
         }
-        self.store(pkt, None, 0, 0, true)
+        self.store(pkt, None, 0, 0, true, false)
     }
 
     fn store(
@@ -417,6 +433,7 @@ impl Coalescer {
         plen: usize,
         next_seq: u32,
         closed: bool,
+        verified: bool,
     ) -> Pushed {
         if self.items.len() == self.max_items {
             return Pushed::Full;
@@ -431,6 +448,7 @@ impl Coalescer {
             segs: 1,
             next_seq,
             closed,
+            verified,
         });
         Pushed::Stored
     }
@@ -442,8 +460,9 @@ impl Coalescer {
             let it = self.items[idx];
             let base = idx * self.slot_size;
             let buf = &mut self.mem[base..base + it.len];
+            // A single packet is marked valid only when its checksums were checked here.
             let mut vh = VnetHdr {
-                flags: F_DATA_VALID,
+                flags: if it.verified { F_DATA_VALID } else { 0 },
                 ..VnetHdr::default()
             };
             if let (Some(l), true) = (it.layout, it.segs > 1) {
@@ -479,6 +498,25 @@ impl Coalescer {
     pub fn pending(&self) -> usize {
         self.items.len()
     }
+}
+
+/// True when the IP length field matches the packet, and the IPv4 header checksum (for
+/// IPv4) and the TCP checksum are right.
+fn checksums_valid(p: &[u8], l: TcpLayout) -> bool {
+    let ip_len = if l.v6 {
+        usize::from(u16::from_be_bytes([p[4], p[5]])) + 40
+    } else {
+        usize::from(u16::from_be_bytes([p[2], p[3]]))
+    };
+    if ip_len != p.len() {
+        return false;
+    }
+    if !l.v6 && csum_fold(csum_add(0, &p[..l.ip_hlen])) != 0xffff {
+        return false;
+    }
+    let (src, dst) = l.addrs(p);
+    let ps = pseudo_header_sum(src, dst, PROTO_TCP, p.len() - l.ip_hlen);
+    csum_fold(csum_add(ps, &p[l.ip_hlen..])) == 0xffff
 }
 
 fn same_flow(a: &[u8], la: TcpLayout, b: &[u8], lb: TcpLayout) -> bool {
@@ -671,14 +709,136 @@ mod tests {
         assert_eq!(c.push(&a), Pushed::Stored);
         assert_eq!(c.push(&b), Pushed::Stored);
         assert_eq!(c.push(&pure_ack), Pushed::Stored);
-        let mut n = 0;
+        let mut flags = Vec::new();
         c.flush(|buf| {
-            n += 1;
             let vh = VnetHdr::decode(buf).unwrap();
             assert_eq!(vh.gso_type, GSO_NONE);
-            assert_eq!(vh.flags, F_DATA_VALID);
+            flags.push(vh.flags);
         });
-        assert_eq!(n, 3);
+        // Data segments were checked here; the bare ACK was not: the kernel checks it.
+        assert_eq!(flags, vec![F_DATA_VALID, F_DATA_VALID, 0]);
+    }
+
+    /// Splits a 10,000-byte super-packet into eight 1300-byte segments (as a sender's GSO
+    /// would), every one with correct checksums.
+    fn segments(v6: bool) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let payload: Vec<u8> = (0..10_000u32).map(|i| (i * 13 + 1) as u8).collect();
+        let sp = tcp_packet(v6, 5000, TCP_ACK | TCP_PSH, &payload);
+        let l = tcp_layout(&sp).unwrap();
+        let h = VnetHdr {
+            gso_type: if v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+            hdr_len: l.hdr() as u16,
+            gso_size: 1300,
+            ..VnetHdr::default()
+        };
+        let mut scratch = vec![0u8; 2000];
+        let mut segs = Vec::new();
+        gso_split(&sp, &h, &mut scratch, |s| segs.push(s.to_vec())).unwrap();
+        (payload, segs)
+    }
+
+    /// One output packet as the kernel gets it: flags, gso type, TCP payload, sequence
+    /// number, the whole IP packet.
+    type Out = (u8, u8, Vec<u8>, u32, Vec<u8>);
+
+    /// What the kernel gets for each output packet.
+    fn flushed(c: &mut Coalescer) -> Vec<Out> {
+        let mut out = Vec::new();
+        c.flush(|buf| {
+            let vh = VnetHdr::decode(buf).unwrap();
+            let p = buf[VNET_HDR_LEN..].to_vec();
+            // A flipped header byte may leave no TCP packet to read: (flags, gso, no data).
+            let Some(l) = tcp_layout(&p) else {
+                out.push((vh.flags, vh.gso_type, Vec::new(), 0, p));
+                return;
+            };
+            let t = l.ip_hlen;
+            let seq = u32::from_be_bytes(p[t + 4..t + 8].try_into().unwrap());
+            out.push((vh.flags, vh.gso_type, p[l.hdr()..].to_vec(), seq, p));
+        });
+        out
+    }
+
+    #[test]
+    fn a_corrupted_segment_is_never_merged_nor_marked_valid() {
+        for v6 in [false, true] {
+            let (payload, mut segs) = segments(v6);
+            let hdr = tcp_layout(&segs[3]).unwrap().hdr();
+            segs[3][hdr + 100] ^= 0x01; // one flipped payload bit, checksum now wrong
+            let mut c = Coalescer::new(8);
+            for s in &segs {
+                assert_ne!(c.push(s), Pushed::Full);
+            }
+            let out = flushed(&mut c);
+            assert_eq!(
+                out.len(),
+                3,
+                "segments 0-2, the bad one alone, 4-7 (v6={v6})"
+            );
+            let gso = if v6 { GSO_TCPV6 } else { GSO_TCPV4 };
+            assert_eq!((out[0].0, out[0].1), (F_NEEDS_CSUM, gso));
+            assert_eq!(out[0].2, payload[..3 * 1300]);
+            assert_eq!((out[1].0, out[1].1), (0, GSO_NONE), "not marked valid");
+            assert_eq!(out[1].3, 5000 + 3 * 1300);
+            assert!(
+                !tcp_checksum_ok(&out[1].4),
+                "the kernel will see the bad checksum"
+            );
+            assert_eq!((out[2].0, out[2].1), (F_NEEDS_CSUM, gso));
+            assert_eq!(out[2].2, payload[4 * 1300..]);
+            assert_eq!(out[2].3, 5000 + 4 * 1300);
+        }
+    }
+
+    #[test]
+    fn a_corrupted_ipv4_header_is_never_merged() {
+        let (_, mut segs) = segments(false);
+        segs[2][5] ^= 0x40; // the IP ID: not compared between segments, so only the checksum shows it
+        let mut c = Coalescer::new(8);
+        for s in &segs {
+            assert_ne!(c.push(s), Pushed::Full);
+        }
+        let out = flushed(&mut c);
+        let flags: Vec<u8> = out.iter().map(|o| o.0).collect();
+        assert_eq!(flags, vec![F_NEEDS_CSUM, 0, F_NEEDS_CSUM]);
+        assert_eq!(out[1].3, 5000 + 2 * 1300);
+    }
+
+    proptest::proptest! {
+        /// Whatever byte of whatever segment is flipped, the kernel never gets it marked
+        /// valid: every packet sent with a trusted checksum carries exactly the sender's bytes.
+        #[test]
+        fn no_flipped_byte_ever_reaches_the_kernel_as_valid(
+            v6 in proptest::bool::ANY,
+            seg in 0usize..8,
+            at in 0usize..1400,
+            bit in 0u8..8,
+        ) {
+            let (payload, mut segs) = segments(v6);
+            let at = at % segs[seg].len();
+            segs[seg][at] ^= 1 << bit;
+            let mut c = Coalescer::new(8);
+            for s in &segs {
+                if c.push(s) == Pushed::Full {
+                    proptest::prop_assert!(false, "8 slots suffice for 8 segments");
+                }
+            }
+            for (flags, _, data, seq, p) in flushed(&mut c) {
+                if flags & (F_NEEDS_CSUM | F_DATA_VALID) != 0 {
+                    proptest::prop_assert!(tcp_layout(&p).is_some());
+                    let l = tcp_layout(&p).unwrap();
+                    let ip_len = if l.v6 {
+                        usize::from(u16::from_be_bytes([p[4], p[5]])) + 40
+                    } else {
+                        usize::from(u16::from_be_bytes([p[2], p[3]]))
+                    };
+                    proptest::prop_assert_eq!(ip_len, p.len(), "length field");
+                    let off = seq.wrapping_sub(5000) as usize;
+                    proptest::prop_assert!(off + data.len() <= payload.len());
+                    proptest::prop_assert_eq!(&data[..], &payload[off..off + data.len()]);
+                }
+            }
+        }
     }
 
     #[test]
