@@ -15,13 +15,14 @@ use edge_config::Role;
 use edge_ipc::proto::{Request, Response};
 use edge_ipc::shell::{Event, Shell, idle};
 
+use crate::bringup;
 use crate::config::{self, Resolved};
-use crate::device::Device;
+use crate::device::{Device, Options};
 use crate::diff::PeerDiff;
 use crate::model::Key;
 use crate::netlink::Netlink;
 use crate::state::{self, EndpointStore};
-use crate::uapi_server::{PublicLink, SOCKET_DIR, UapiServer, link_public, unlink_public};
+use crate::uapi_server::{PublicLink, SOCKET_DIR, link_public, unlink_public};
 
 /// Reads the secrets and resolves the endpoints a `[wg]` section names.
 pub fn resolve(wg: &edge_config::wg::Wg) -> anyhow::Result<Resolved> {
@@ -119,19 +120,13 @@ fn sample(dev: &Device) -> edge_metrics::wg::Sample {
 }
 
 /// Runs edge-wg until SIGTERM.
-pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
+pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
     let Some(wg) = shell.config().wg.clone() else {
         return idle(shell, "no [wg] section in the configuration").await;
     };
     let name = wg.interface.as_str().to_string();
-    let preexisting = Path::new("/sys/class/net").join(&name).exists();
-    let queues = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(4);
-    let tun =
-        crate::tun::open(&name, queues).with_context(|| format!("failed to open tun {name}"))?;
-    let dev = Device::start(&name, tun).context("failed to start the wireguard device")?;
+    let opened = bringup::open(&name, bringup::default_queues(), &opts)?;
+    let dev = opened.dev.clone();
     let desired = config::device_config(&wg, &resolve(&wg)?);
     dev.apply(&desired, &[])
         .context("failed to apply the [wg] configuration")?;
@@ -160,21 +155,12 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     let d2 = dev.clone();
     edge_metrics::wg::Metrics::register(&mut shell.registry().write(), move || sample(&d2));
     // Our own directory (under systemd the unit's RuntimeDirectory=), linked from the one the
-    // stock `wg` looks in.
+    // stock `wg` looks in. A TUN created beforehand (and owned by the user) needs no
+    // capability after the drop; otherwise CAP_NET_ADMIN stays for fwmark, forced buffers
+    // and route changes on reload.
     let uapi_dir = shell.config().role_runtime_dir(Role::Wg);
-    let bound = UapiServer::bind(&uapi_dir, &name).context("failed to bind the uapi socket")?;
-    let uapi_path = bound.path().to_owned();
-    link_uapi(&name, &uapi_path);
-    if let Some(user) = &wg.user {
-        // A TUN created beforehand (and owned by the user) needs no capability; otherwise
-        // keep CAP_NET_ADMIN for fwmark, forced buffers and route changes on reload.
-        crate::privileges::drop_to(user, !preexisting)
-            .with_context(|| format!("failed to drop privileges to {user}"))?;
-    }
-    // Started after the drop so that its thread inherits only what we kept.
-    let uapi = bound
-        .serve(dev.clone())
-        .context("failed to start the uapi socket")?;
+    let running = opened.serve(&uapi_dir, wg.user.as_deref(), |p| link_uapi(&name, p))?;
+    let (uapi, uapi_path) = (running.uapi, running.uapi_path);
     shell.mark_ready(&format!("{name}: {} peers", desired.peers.len()));
     store.sync_if_moved(&dev);
     // Roaming is noticed here at most once a second: the file is written when an

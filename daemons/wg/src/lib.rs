@@ -3,11 +3,12 @@
 //! cross-platform UAPI for the stock `wg` tool, and a pure core (allowed-IPs table, peer
 //! diff, UAPI text, offload math) that is tested without root.
 //!
-//! Layers: pure — [`model`], [`allowed_ips`], [`diff`], [`uapi`], [`offload`], [`stats`],
-//! [`config`], [`endpoints`]; I/O — [`tun`], [`udp`], [`device`], [`uapi_server`],
-//! [`netlink`], [`privileges`], [`state`], [`daemon`].
+//! Layers: pure — [`model`], [`proto`], [`allowed_ips`], [`diff`], [`uapi`], [`offload`],
+//! [`stats`], [`config`], [`endpoints`]; I/O — [`tun`], [`udp`], [`device`], [`bringup`],
+//! [`uapi_server`], [`netlink`], [`privileges`], [`state`], [`daemon`].
 
 pub mod allowed_ips;
+pub mod bringup;
 pub mod config;
 pub mod daemon;
 pub mod device;
@@ -17,6 +18,7 @@ pub mod model;
 pub mod netlink;
 pub mod offload;
 pub mod privileges;
+pub mod proto;
 pub mod state;
 pub mod stats;
 pub mod tun;

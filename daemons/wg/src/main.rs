@@ -12,8 +12,9 @@ use edge_config::Role;
 use edge_ipc::shell::{CommonArgs, main_with};
 use nix::sys::signal::{SigSet, Signal};
 
-use edge_wg::device::Device;
-use edge_wg::uapi_server::{SOCKET_DIR, UapiServer};
+use edge_wg::bringup;
+use edge_wg::device::Options;
+use edge_wg::uapi_server::SOCKET_DIR;
 
 /// Userspace WireGuard endpoint of the edge suite.
 #[derive(Debug, Parser)]
@@ -43,6 +44,9 @@ struct Args {
     /// Remove that link if it is ours and exit (the unit's `ExecStopPost=`).
     #[arg(long, conflicts_with = "interface")]
     uapi_unlink: bool,
+    /// Test only: force a new handshake with every peer every N seconds.
+    #[arg(long, value_name = "N", hide = true)]
+    test_rekey_secs: Option<u64>,
     /// Standalone mode: the interface to create and serve.
     interface: Option<String>,
 }
@@ -52,13 +56,21 @@ fn main() -> ExitCode {
     if args.uapi_link || args.uapi_unlink {
         return edge_wg::daemon::uapi_link_command(&args.common, args.uapi_link);
     }
+    let opts = Options {
+        forced_rekey: args
+            .test_rekey_secs
+            .filter(|s| *s > 0)
+            .map(std::time::Duration::from_secs),
+    };
     match args.interface.clone() {
-        Some(ifname) => standalone(&args, &ifname),
-        None => main_with(Role::Wg, args.common, edge_wg::daemon::run),
+        Some(ifname) => standalone(&args, &ifname, &opts),
+        None => main_with(Role::Wg, args.common, move |shell| {
+            edge_wg::daemon::run(shell, opts)
+        }),
     }
 }
 
-fn standalone(args: &Args, ifname: &str) -> ExitCode {
+fn standalone(args: &Args, ifname: &str, opts: &Options) -> ExitCode {
     let filter = args
         .common
         .log_level
@@ -69,7 +81,7 @@ fn standalone(args: &Args, ifname: &str) -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .init();
-    match run_standalone(args, ifname) {
+    match run_standalone(args, ifname, opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edge-wg: {e:#}");
@@ -78,30 +90,16 @@ fn standalone(args: &Args, ifname: &str) -> ExitCode {
     }
 }
 
-fn run_standalone(args: &Args, ifname: &str) -> anyhow::Result<()> {
+fn run_standalone(args: &Args, ifname: &str, opts: &Options) -> anyhow::Result<()> {
     // Block the signals we wait for before any thread starts, so every thread inherits it.
     let mut set = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(s);
     }
     set.thread_block().context("failed to block signals")?;
-    let queues = args.queues.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(4)
-    });
-    let preexisting = std::path::Path::new("/sys/class/net").join(ifname).exists();
-    let tun = edge_wg::tun::open(ifname, queues)
-        .with_context(|| format!("failed to open tun {ifname}"))?;
-    let dev = Device::start(ifname, tun).context("failed to start device")?;
-    let bound =
-        UapiServer::bind(&args.uapi_dir, ifname).context("failed to bind the uapi socket")?;
-    if let Some(user) = &args.user {
-        edge_wg::privileges::drop_to(user, !preexisting)
-            .with_context(|| format!("failed to drop privileges to {user}"))?;
-    }
-    let uapi = bound.serve(dev.clone()).context("failed to start uapi")?;
+    let queues = args.queues.unwrap_or_else(bringup::default_queues);
+    let running =
+        bringup::open(ifname, queues, opts)?.serve(&args.uapi_dir, args.user.as_deref(), |_| {})?;
     tracing::info!(interface = %ifname, queues, "edge-wg running (uapi only)");
     loop {
         match set.wait() {
@@ -113,6 +111,7 @@ fn run_standalone(args: &Args, ifname: &str) -> anyhow::Result<()> {
             Err(e) => tracing::warn!(error = %e, "sigwait failed"),
         }
     }
+    let bringup::Running { dev, uapi, .. } = running;
     drop(uapi);
     dev.shutdown();
     Ok(())

@@ -294,13 +294,8 @@ fn roaming_follows_the_peers_new_underlay_address() {
 
 #[test]
 fn rekey_keeps_traffic_flowing() {
-    // Test-only knob: edge-wg forces a new handshake every 3 s (instead of 120 s).
-    let t = tunnel(
-        "rk",
-        Impl::EdgeWg,
-        Impl::WireguardGo,
-        &[("EDGE_WG_TEST_REKEY_SECS", "3")],
-    );
+    // Test-only option: edge-wg forces a new handshake every 3 s (instead of 120 s).
+    let t = tunnel_with_args("rk", &["--test-rekey-secs", "3"]);
     wait_for("tunnel up", Duration::from_secs(10), || {
         ping_once(&t.a, OV_B)
     });

@@ -1,28 +1,32 @@
 //! I/O: the WireGuard device engine. It owns the TUN queues, the UDP sockets, the peers
 //! (one `boringtun::noise::Tunn` each) and the threads that move packets:
 //!
-//! * one TX thread per TUN queue: read a (super-)packet, split it (GSO), encrypt every
-//!   segment into a send batch, and send equal-size runs with UDP GSO / `sendmmsg`;
-//! * one RX thread per UDP socket: `recvmmsg` with UDP GRO, decrypt, coalesce TCP
+//! * [`tx`]: one TX thread per TUN queue: read a (super-)packet, split it (GSO), encrypt
+//!   every segment into a send batch, and send equal-size runs with UDP GSO / `sendmmsg`;
+//! * [`rx`]: one RX thread per UDP socket: `recvmmsg` with UDP GRO, decrypt, coalesce TCP
 //!   segments (GRO) and write super-packets to the TUN;
-//! * one timer thread: boringtun timers, persistent keepalive, rate-limiter reset.
+//! * [`timers`]: one timer thread: boringtun timers, persistent keepalive, rate-limiter reset;
+//! * this module: the device state and [`Device::apply`].
 //!
 //! A flow always maps to one TUN queue (kernel flow hash) and one UDP socket, so a flow
 //! is handled by one thread in each direction and never reordered. Configuration goes
 //! through [`Device::apply`], which validates and binds first and then swaps state under
 //! the write lock; nothing in it can panic while the lock is held.
 
+mod rx;
+mod timers;
+mod tx;
+
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::rate_limiter::RateLimiter;
-use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use parking_lot::{Mutex, RwLock};
 use tracing::{debug, info, warn};
@@ -31,11 +35,11 @@ use crate::allowed_ips::AllowedIps;
 use crate::diff::PeerDiff;
 use crate::endpoints::LiveEndpoint;
 use crate::model::{DeviceConfig, Key, PeerConfig, SecretKey};
-use crate::offload::{self, Coalescer, Pushed, VNET_HDR_LEN, VnetHdr};
+use crate::proto::{HANDSHAKE_INIT_LEN, PEER_INDEX_MASK};
 use crate::stats::{DeviceCounters, DropReason, MetricsSnapshot, PeerCounters, PeerMetrics};
 use crate::tun::TunQueue;
 use crate::uapi::{DeviceStatus, PeerStatus};
-use crate::udp::{RecvBatch, SendBatch, UdpError, UdpSocket};
+use crate::udp::{UdpError, UdpSocket};
 
 /// Handshake messages per second before we answer with cookies. Every handshake message
 /// is checked twice (here, and inside `Tunn::decapsulate`, which shares the limiter), so
@@ -43,7 +47,14 @@ use crate::udp::{RecvBatch, SendBatch, UdpError, UdpSocket};
 const HANDSHAKE_RATE_LIMIT: u64 = 100;
 /// Timer tick.
 const TICK: Duration = Duration::from_millis(100);
-const MAX_PACKET: usize = 65535;
+
+/// How the engine runs, chosen by `main`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Test only: force a new handshake with every peer this often (`--test-rekey-secs`),
+    /// instead of boringtun's 120 s, so that tests see rekeys under traffic.
+    pub forced_rekey: Option<Duration>,
+}
 
 /// Errors of applying a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -178,21 +189,6 @@ impl Sockets {
     }
 }
 
-/// Test-only knob: force a new handshake every N seconds (see docs/wg.md). Said loudly when
-/// set, so that it is never left on unnoticed in production.
-fn forced_rekey_interval() -> Option<Duration> {
-    let every = std::env::var("EDGE_WG_TEST_REKEY_SECS")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .filter(|s| *s > 0)
-        .map(Duration::from_secs)?;
-    tracing::warn!(
-        every_s = every.as_secs(),
-        "EDGE_WG_TEST_REKEY_SECS is set: every session is re-keyed this often (a test knob; unset it in production)"
-    );
-    Some(every)
-}
-
 /// The running device.
 pub struct Device {
     name: String,
@@ -247,7 +243,18 @@ fn bind_pair(port: u16, fwmark: u32) -> Result<SocketPair, UdpError> {
 impl Device {
     /// Starts the engine on already opened TUN queues with an empty configuration
     /// (no key, no peers, port 0 = not bound until configured).
-    pub fn start(name: &str, tun: Vec<TunQueue>) -> Result<Arc<Device>, DeviceError> {
+    pub fn start(
+        name: &str,
+        tun: Vec<TunQueue>,
+        opts: &Options,
+    ) -> Result<Arc<Device>, DeviceError> {
+        if let Some(every) = opts.forced_rekey {
+            // Said loudly, so that it is never left on unnoticed in production.
+            warn!(
+                every_s = every.as_secs(),
+                "--test-rekey-secs is set: every session is re-keyed this often (a test option; never use it in production)"
+            );
+        }
         let dev = Arc::new(Device {
             name: name.to_string(),
             state: RwLock::new(State {
@@ -256,7 +263,7 @@ impl Device {
                 peers: HashMap::new(),
                 by_index: HashMap::new(),
                 table: AllowedIps::new(),
-                next_index: rand::random::<u32>() & 0x00ff_ffff,
+                next_index: rand::random::<u32>() & PEER_INDEX_MASK,
             }),
             sockets: RwLock::new(Arc::new(Sockets {
                 v4: None,
@@ -270,7 +277,7 @@ impl Device {
             endpoint_epoch: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             counters: DeviceCounters::default(),
-            forced_rekey: forced_rekey_interval(),
+            forced_rekey: opts.forced_rekey,
             detached: false,
         });
         for i in 0..dev.tun.len() {
@@ -351,7 +358,7 @@ impl Device {
                 .filter_map(|k| st.peers.get(k).cloned())
                 .collect()
         };
-        let mut buf = [0u8; 256];
+        let mut buf = [0u8; HANDSHAKE_INIT_LEN];
         let mut sent = 0;
         for p in peers {
             let Some(ep) = p.endpoint() else { continue };
@@ -596,9 +603,9 @@ impl Device {
     }
 
     fn add_peer(&self, st: &mut State, pc: &PeerConfig) {
-        let mut index = st.next_index & 0x00ff_ffff;
+        let mut index = st.next_index & PEER_INDEX_MASK;
         while st.by_index.contains_key(&index) {
-            index = (index + 1) & 0x00ff_ffff;
+            index = (index + 1) & PEER_INDEX_MASK;
         }
         st.next_index = index + 1;
         let tunn = st.keys.as_ref().map(|k| {
@@ -718,337 +725,6 @@ impl Device {
         }
     }
 
-    // ------------------------------------------------------------------ TX path --
-
-    fn tx_loop(self: Arc<Self>, q: usize) {
-        let tun = self.tun[q].clone();
-        let mut rbuf = vec![0u8; VNET_HDR_LEN + MAX_PACKET];
-        let mut scratch = vec![0u8; MAX_PACKET];
-        let mut hs = vec![0u8; 256];
-        let mut b4 = SendBatch::new(256 * 1024);
-        let mut b6 = SendBatch::new(256 * 1024);
-        let mut socks = self.sockets.read().clone();
-        let mut pending = 0usize;
-        while !self.shutdown.load(Ordering::Relaxed) {
-            let n = match tun.read(&mut rbuf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.tx_flush(&socks, &mut b4, &mut b6);
-                    pending = 0;
-                    tun.poll_readable(250);
-                    socks = self.sockets.read().clone();
-                    continue;
-                }
-                Err(e) => {
-                    warn!(error = %e, "tun read failed");
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
-            };
-            if n <= VNET_HDR_LEN {
-                continue;
-            }
-            self.tx_packet(&rbuf[..n], &mut scratch, &mut hs, &socks, &mut b4, &mut b6);
-            pending += 1;
-            if pending >= 64 || b4.room() < 96 * 1024 || b6.room() < 96 * 1024 {
-                self.tx_flush(&socks, &mut b4, &mut b6);
-                pending = 0;
-            }
-        }
-    }
-
-    fn tx_flush(&self, socks: &Sockets, b4: &mut SendBatch, b6: &mut SendBatch) {
-        for (b, s) in [(b4, &socks.v4), (b6, &socks.v6)] {
-            if b.is_empty() {
-                continue;
-            }
-            match s {
-                Some(s) => {
-                    if s.send_batch(b).is_err() {
-                        self.counters.drop(DropReason::UdpSend);
-                    }
-                    b.set_gso(s.gso());
-                }
-                None => {
-                    // nothing can carry it: discard the batch
-                    self.counters.drop(DropReason::NoEndpoint);
-                    b.discard();
-                }
-            }
-        }
-    }
-
-    fn tx_packet(
-        &self,
-        frame: &[u8],
-        scratch: &mut [u8],
-        hs: &mut [u8],
-        socks: &Sockets,
-        b4: &mut SendBatch,
-        b6: &mut SendBatch,
-    ) {
-        let Ok(h) = VnetHdr::decode(frame) else {
-            self.counters.drop(DropReason::Malformed);
-            return;
-        };
-        let pkt = &frame[VNET_HDR_LEN..];
-        let peer = {
-            let st = self.state.read();
-            let p = match pkt[0] >> 4 {
-                4 if pkt.len() >= 20 => st.table.lookup_v4([pkt[16], pkt[17], pkt[18], pkt[19]]),
-                6 if pkt.len() >= 40 => {
-                    let mut a = [0u8; 16];
-                    a.copy_from_slice(&pkt[24..40]);
-                    st.table.lookup_v6(a)
-                }
-                _ => None,
-            };
-            match p {
-                Some(p) => p.clone(),
-                None => {
-                    self.counters.drop(DropReason::NoRoute);
-                    return;
-                }
-            }
-        };
-        let Some(dst) = peer.endpoint() else {
-            self.counters.drop(DropReason::NoEndpoint);
-            return;
-        };
-        let batch = if dst.is_ipv4() { b4 } else { b6 };
-        let mut guard = peer.tunn.lock();
-        let Some(tunn) = guard.as_mut() else {
-            self.counters.drop(DropReason::NoEndpoint);
-            return;
-        };
-        let mut tx = 0u64;
-        let mut handshake: Option<usize> = None;
-        let res = offload::gso_split(pkt, &h, scratch, |seg| {
-            if batch.room() < seg.len() + 148 {
-                self.counters.drop(DropReason::UdpSend);
-                return;
-            }
-            match tunn.encapsulate(seg, batch.tail()) {
-                TunnResult::WriteToNetwork(out) => {
-                    let len = out.len();
-                    if out.first() == Some(&4) {
-                        batch.commit(len, dst);
-                        tx += seg.len() as u64;
-                    } else {
-                        // no session yet: the packet was queued and this is an initiation
-                        let l = len.min(hs.len());
-                        hs[..l].copy_from_slice(&batch.tail()[..l]);
-                        handshake = Some(l);
-                    }
-                }
-                TunnResult::Err(_) => self.counters.drop(DropReason::NoEndpoint),
-                _ => {}
-            }
-        });
-        drop(guard);
-        if res.is_err() {
-            self.counters.drop(DropReason::Malformed);
-        }
-        peer.counters.tx_bytes.fetch_add(tx, Ordering::Relaxed);
-        if let Some(l) = handshake {
-            peer.counters
-                .handshake_attempts
-                .fetch_add(1, Ordering::Relaxed);
-            self.send_one(socks, &hs[..l], dst);
-        }
-    }
-
-    // ------------------------------------------------------------------ RX path --
-
-    fn rx_loop(self: Arc<Self>, sock: Arc<UdpSocket>, generation: u64) {
-        let slots = if sock.gro() { 16 } else { 64 };
-        let size = if sock.gro() { MAX_PACKET } else { 2048 };
-        let mut rb = RecvBatch::new(slots, size);
-        let mut ctx = RxCtx {
-            plain: vec![0u8; MAX_PACKET],
-            co: Coalescer::new(16),
-        };
-        let tun = self.tun.clone();
-        while !self.shutdown.load(Ordering::Relaxed) {
-            if self.sockets.read().generation != generation {
-                debug!("rx thread of replaced socket exits");
-                return;
-            }
-            let n = match sock.recv_batch(&mut rb) {
-                Ok(n) => n,
-                Err(e) => {
-                    warn!(error = %e, "udp receive failed");
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-            };
-            if n == 0 {
-                continue;
-            }
-            let socks = self.sockets.read().clone();
-            for i in 0..n {
-                let (data, src, seg) = rb.get(i);
-                let Some(src) = src else { continue };
-                if seg > 0 && data.len() > seg {
-                    for d in data.chunks(seg) {
-                        self.rx_datagram(&mut ctx, &socks, d, src, &mut |b| {
-                            self.tun_write_flow(&tun, b)
-                        });
-                    }
-                } else {
-                    self.rx_datagram(&mut ctx, &socks, data, src, &mut |b| {
-                        self.tun_write_flow(&tun, b)
-                    });
-                }
-            }
-            ctx.co.flush(|b| self.tun_write_flow(&tun, b));
-        }
-    }
-
-    fn rx_datagram(
-        &self,
-        ctx: &mut RxCtx,
-        socks: &Sockets,
-        d: &[u8],
-        src: SocketAddr,
-        sink: &mut dyn FnMut(&[u8]),
-    ) {
-        if d.len() < 4 {
-            self.counters.drop(DropReason::Malformed);
-            return;
-        }
-        let ty = d[0];
-        let peer = match ty {
-            4 | 3 if d.len() >= 8 => {
-                let idx = u32::from_le_bytes([d[4], d[5], d[6], d[7]]) >> 8;
-                self.state.read().by_index.get(&idx).cloned()
-            }
-            2 if d.len() >= 12 => {
-                let idx = u32::from_le_bytes([d[8], d[9], d[10], d[11]]) >> 8;
-                self.state.read().by_index.get(&idx).cloned()
-            }
-            1 => match self.identify_initiator(d, src, socks) {
-                Some(p) => Some(p),
-                None => return,
-            },
-            _ => {
-                self.counters.drop(DropReason::Malformed);
-                return;
-            }
-        };
-        let Some(peer) = peer else {
-            self.counters.drop(DropReason::UnknownIndex);
-            return;
-        };
-        let RxCtx { plain, co } = ctx;
-        let mut tunn_guard = peer.tunn.lock();
-        let Some(tunn) = tunn_guard.as_mut() else {
-            return;
-        };
-        match tunn.decapsulate(Some(src.ip()), d, plain) {
-            TunnResult::WriteToTunnelV4(p, a) => {
-                // Lock order is state before tunn everywhere: release the tunn first.
-                drop(tunn_guard);
-                let ok = self
-                    .state
-                    .read()
-                    .table
-                    .lookup(IpAddr::V4(a))
-                    .is_some_and(|o| Arc::ptr_eq(o, &peer));
-                if !ok {
-                    self.counters.drop(DropReason::SourceNotAllowed);
-                    return;
-                }
-                self.roamed(&peer, src);
-                peer.counters
-                    .rx_bytes
-                    .fetch_add(p.len() as u64, Ordering::Relaxed);
-                if co.push(p) == Pushed::Full {
-                    co.flush(&mut *sink);
-                    co.push(p);
-                }
-            }
-            TunnResult::WriteToTunnelV6(p, a) => {
-                // Lock order is state before tunn everywhere: release the tunn first.
-                drop(tunn_guard);
-                let ok = self
-                    .state
-                    .read()
-                    .table
-                    .lookup(IpAddr::V6(a))
-                    .is_some_and(|o| Arc::ptr_eq(o, &peer));
-                if !ok {
-                    self.counters.drop(DropReason::SourceNotAllowed);
-                    return;
-                }
-                self.roamed(&peer, src);
-                peer.counters
-                    .rx_bytes
-                    .fetch_add(p.len() as u64, Ordering::Relaxed);
-                if co.push(p) == Pushed::Full {
-                    co.flush(&mut *sink);
-                    co.push(p);
-                }
-            }
-            TunnResult::WriteToNetwork(out) => {
-                // A handshake response, the keepalive that confirms one, or a cookie.
-                let kind = out[0];
-                if kind == 3 {
-                    self.counters.cookie_replies.fetch_add(1, Ordering::Relaxed);
-                    self.send_one(socks, out, src);
-                    return;
-                }
-                if ty != 3 {
-                    self.roamed(&peer, src);
-                }
-                self.send_one(socks, out, src);
-                // Flush packets queued while there was no session.
-                while let TunnResult::WriteToNetwork(q) = tunn.decapsulate(None, &[], plain) {
-                    let n = q.len() as u64;
-                    self.send_one(socks, q, src);
-                    peer.counters
-                        .tx_bytes
-                        .fetch_add(n.saturating_sub(32), Ordering::Relaxed);
-                }
-                if ty == 1 || ty == 2 {
-                    peer.expired.store(false, Ordering::Relaxed);
-                    peer.counters
-                        .last_handshake_ms
-                        .store(now_unix_ms(), Ordering::Relaxed);
-                }
-            }
-            TunnResult::Done => {
-                // keepalive or cookie reply accepted
-                if ty == 4 {
-                    self.roamed(&peer, src);
-                }
-            }
-            TunnResult::Err(e) => {
-                debug!(error = ?e, "decapsulate failed");
-                if ty == 1 || ty == 2 {
-                    peer.counters
-                        .handshake_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                self.counters.drop(DropReason::Decrypt);
-            }
-        }
-    }
-
-    /// Writes a received packet to the TUN. Always queue 0: the kernel's automatic queue
-    /// steering sends a flow's replies to the queue its packets were written to, so every
-    /// flow's transmit lands on one TX thread. Spreading flows over queues by flow hash
-    /// ([`offload::flow_hash`]) was measured: two TX threads encrypting for one peer
-    /// interleave its nonce counters by more than boringtun's 1024-packet replay window
-    /// and the receiver drops them (`InvalidCounter`, TCP retransmits). It needs an
-    /// 8192-packet window (a boringtun fork) or per-peer queue pinning first.
-    fn tun_write_flow(&self, tun: &[Arc<TunQueue>], buf: &[u8]) {
-        let Some(q) = tun.first() else { return };
-        if q.write(buf).is_err() {
-            self.counters.drop(DropReason::TunWrite);
-        }
-    }
-
     /// A device with no TUN, no sockets and no threads, for feeding datagrams by hand
     /// ([`Device::feed_datagram`]); used by the fuzz targets.
     pub fn detached(name: &str) -> Arc<Device> {
@@ -1078,167 +754,4 @@ impl Device {
             detached: true,
         })
     }
-
-    /// Runs one received datagram through the receive path (handshake, cookie, decrypt,
-    /// source check, coalescing) and hands what would be written to the TUN to `sink`.
-    pub fn feed_datagram(&self, d: &[u8], src: SocketAddr, sink: &mut dyn FnMut(&[u8])) {
-        let mut ctx = RxCtx {
-            plain: vec![0u8; MAX_PACKET],
-            co: Coalescer::new(2),
-        };
-        let socks = self.sockets.read().clone();
-        self.rx_datagram(&mut ctx, &socks, d, src, sink);
-        ctx.co.flush(sink);
-    }
-
-    /// Checks mac1 (and mac2 under load, replying with a cookie), then finds the peer
-    /// whose key sent a handshake initiation.
-    fn identify_initiator(&self, d: &[u8], src: SocketAddr, socks: &Sockets) -> Option<Arc<Peer>> {
-        let st = self.state.read();
-        let keys = st.keys.as_ref()?;
-        let mut cookie = [0u8; 64];
-        let packet = match keys.limiter.verify_packet(Some(src.ip()), d, &mut cookie) {
-            Ok(p) => p,
-            Err(TunnResult::WriteToNetwork(c)) => {
-                self.counters.cookie_replies.fetch_add(1, Ordering::Relaxed);
-                self.send_one(socks, c, src);
-                return None;
-            }
-            Err(TunnResult::Err(boringtun::noise::errors::WireGuardError::UnderLoad)) => {
-                self.counters.drop(DropReason::UnderLoad);
-                return None;
-            }
-            Err(_) => {
-                self.counters.drop(DropReason::InvalidMac);
-                return None;
-            }
-        };
-        let Packet::HandshakeInit(init) = packet else {
-            self.counters.drop(DropReason::Malformed);
-            return None;
-        };
-        match parse_handshake_anon(&keys.secret, &keys.public, &init) {
-            Ok(half) => match st.peers.get(&Key(half.peer_static_public)) {
-                Some(p) => Some(p.clone()),
-                None => {
-                    self.counters.drop(DropReason::UnknownPeer);
-                    None
-                }
-            },
-            Err(_) => {
-                self.counters.drop(DropReason::Decrypt);
-                None
-            }
-        }
-    }
-
-    // --------------------------------------------------------------- timer path --
-
-    fn timer_loop(self: Arc<Self>) {
-        let mut buf = vec![0u8; 2048];
-        let mut last_reset = Instant::now();
-        let mut last_forced = Instant::now();
-        while !self.shutdown.load(Ordering::Relaxed) {
-            std::thread::sleep(TICK);
-            let socks = self.sockets.read().clone();
-            let peers: Vec<Arc<Peer>> = {
-                let st = self.state.read();
-                if last_reset.elapsed() >= Duration::from_secs(1) {
-                    if let Some(k) = &st.keys {
-                        k.limiter.reset_count();
-                    }
-                    last_reset = Instant::now();
-                }
-                st.peers.values().cloned().collect()
-            };
-            let force = self
-                .forced_rekey
-                .is_some_and(|iv| last_forced.elapsed() >= iv);
-            if force {
-                last_forced = Instant::now();
-            }
-            for p in peers {
-                self.peer_timers(&p, &socks, &mut buf, force);
-            }
-        }
-    }
-
-    fn peer_timers(&self, p: &Peer, socks: &Sockets, buf: &mut [u8], force: bool) {
-        let ep = p.endpoint();
-        let mut guard = p.tunn.lock();
-        let Some(t) = guard.as_mut() else { return };
-        let mut out: Option<(usize, bool)> = None;
-        match t.update_timers(buf) {
-            TunnResult::WriteToNetwork(pkt) => {
-                out = Some((pkt.len(), pkt[0] == 1));
-            }
-            TunnResult::Err(boringtun::noise::errors::WireGuardError::ConnectionExpired)
-                if !p.expired.swap(true, Ordering::Relaxed) =>
-            {
-                p.counters
-                    .handshake_failures
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
-        if let Some(since) = t.time_since_last_handshake() {
-            let ms = now_unix_ms().saturating_sub(since.as_millis() as u64);
-            let old = p.counters.last_handshake_ms.load(Ordering::Relaxed);
-            if ms.abs_diff(old) > 1000 {
-                p.counters.last_handshake_ms.store(ms, Ordering::Relaxed);
-            }
-        }
-        let (Some(ep), Some((len, is_init))) = (ep, out) else {
-            drop(guard);
-            self.keepalive_and_rekey(p, socks, buf, force);
-            return;
-        };
-        if is_init {
-            p.counters
-                .handshake_attempts
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        drop(guard);
-        self.send_one(socks, &buf[..len], ep);
-        self.keepalive_and_rekey(p, socks, buf, force);
-    }
-
-    fn keepalive_and_rekey(&self, p: &Peer, socks: &Sockets, buf: &mut [u8], force: bool) {
-        let Some(ep) = p.endpoint() else { return };
-        let ka = p.keepalive.load(Ordering::Relaxed);
-        let due = ka > 0 && {
-            let mut last = p.last_keepalive.lock();
-            if last.elapsed() >= Duration::from_secs(u64::from(ka)) {
-                *last = Instant::now();
-                true
-            } else {
-                false
-            }
-        };
-        if !due && !force {
-            return;
-        }
-        let mut guard = p.tunn.lock();
-        let Some(t) = guard.as_mut() else { return };
-        let res = if force {
-            t.format_handshake_initiation(buf, true)
-        } else {
-            t.encapsulate(&[], buf)
-        };
-        if let TunnResult::WriteToNetwork(pkt) = res {
-            let len = pkt.len();
-            if pkt[0] == 1 {
-                p.counters
-                    .handshake_attempts
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            drop(guard);
-            self.send_one(socks, &buf[..len], ep);
-        }
-    }
-}
-
-struct RxCtx {
-    plain: Vec<u8>,
-    co: Coalescer,
 }
