@@ -114,8 +114,17 @@ impl Device {
                     self.roamed(&peer, src);
                 }
                 self.send_one(socks, out, src);
-                // Flush packets queued while there was no session.
-                self.flush_queued(&peer, tunn, plain, socks, src);
+                // Packets queued while there was no session leave once one is usable: now
+                // when we initiated (the response made the session current), but not when
+                // we only answered an initiation: that session becomes usable with the
+                // initiator's first data (its keepalive, below). Flushing here would find
+                // no usable session and send an initiation of our own, crossing the peer's:
+                // two handshakes in flight at once, which wireguard-go's parallel
+                // handshake workers can settle on keys whose index it no longer knows, so
+                // that every packet we send is dropped (the continuity test's stall).
+                if ty != MSG_HANDSHAKE_INIT {
+                    self.flush_queued(&peer, tunn, plain, socks, src);
+                }
                 if ty == MSG_HANDSHAKE_INIT || ty == MSG_HANDSHAKE_RESP {
                     peer.expired.store(false, Ordering::Relaxed);
                     peer.counters
@@ -125,9 +134,11 @@ impl Device {
                 return;
             }
             TunnResult::Done => {
-                // keepalive or cookie reply accepted
+                // A keepalive (the initiator's first data confirms the session we answered
+                // with: what was queued can go now) or an accepted cookie reply.
                 if ty == MSG_DATA {
                     self.roamed(&peer, src);
+                    self.flush_queued(&peer, tunn, plain, socks, src);
                 }
                 return;
             }
