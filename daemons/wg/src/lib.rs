@@ -4,7 +4,7 @@
 //! diff, UAPI text, offload math) that is tested without root.
 //!
 //! Layers: pure — [`model`], [`proto`], [`allowed_ips`], [`diff`], [`uapi`], [`offload`],
-//! [`stats`], [`config`], [`endpoints`]; I/O — [`tun`], [`udp`], [`device`], [`bringup`],
+//! [`stats`], [`config`], [`endpoints`], [`provision`]; I/O — [`tun`], [`udp`], [`device`], [`bringup`],
 //! [`uapi_server`], [`netlink`], [`privileges`], [`state`], [`daemon`].
 
 pub mod allowed_ips;
@@ -19,6 +19,7 @@ pub mod netlink;
 pub mod offload;
 pub mod privileges;
 pub mod proto;
+pub mod provision;
 pub mod state;
 pub mod stats;
 pub mod tun;

@@ -9,3 +9,4 @@ pub mod link;
 pub mod notify;
 pub mod status;
 pub mod wg;
+pub mod wg_peer;

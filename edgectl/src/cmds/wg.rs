@@ -1,4 +1,5 @@
-//! `edgectl wg ...`: talk to edge-wg: status, a `wg show`-style view, reload, ping.
+//! `edgectl wg ...`: talk to edge-wg: status, a `wg show`-style view, reload, ping; and
+//! provision peers (`wg peer`, in `wg_peer.rs`).
 
 use std::process::ExitCode;
 
@@ -25,6 +26,8 @@ enum Cmd {
     Reload,
     /// Check that the daemon answers.
     Ping,
+    /// Add, list, remove and renew peers (edits the configuration, then reloads).
+    Peer(super::wg_peer::Args),
 }
 
 /// Runs `edgectl wg`.
@@ -34,6 +37,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         Cmd::Show => return show(g).await,
         Cmd::Reload => Request::Reload,
         Cmd::Ping => Request::Ping,
+        Cmd::Peer(a) => return super::wg_peer::run(a, g).await,
     };
     daemon::simple(Role::Wg, g, req).await
 }

@@ -112,6 +112,17 @@ pub fn resolve_path(cli: Option<&Path>) -> PathBuf {
     }
 }
 
+/// Decodes and validates configuration text as [`load`] does, checking the secrets' files
+/// it names: the check of a file's next version before it is written (`edgectl wg peer`).
+pub fn load_text(path: &Path, text: String, opts: LoadOptions) -> Result<Loaded, Diagnostics> {
+    let src = SourceFile::new(path, text);
+    let (config, mut ctx, secrets) = decode_source(&src);
+    for s in secrets {
+        check_secret(&mut ctx, &s, opts);
+    }
+    finish(&src, config, ctx)
+}
+
 /// Reads, decodes and validates a configuration file, checking its secrets' files.
 pub fn load(path: &Path, opts: LoadOptions) -> Result<Loaded, Diagnostics> {
     let text = match std::fs::read_to_string(path) {
@@ -127,12 +138,7 @@ pub fn load(path: &Path, opts: LoadOptions) -> Result<Loaded, Diagnostics> {
             return Err(Diagnostics::new(src, diags));
         }
     };
-    let src = SourceFile::new(path, text);
-    let (config, mut ctx, secrets) = decode_source(&src);
-    for s in secrets {
-        check_secret(&mut ctx, &s, opts);
-    }
-    finish(&src, config, ctx)
+    load_text(path, text, opts)
 }
 
 /// Decodes and validates configuration text without touching the file system (secret files

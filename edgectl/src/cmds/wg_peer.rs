@@ -1,0 +1,710 @@
+//! `edgectl wg peer add|list|remove|renew`: provision WireGuard peers. The file is edited
+//! in place (comments and layout kept), the whole next version is validated with the
+//! daemons' loader before it is written, and a running edge-wg is asked to reload; a
+//! refused reload puts the old file back. The client's private key is printed once and
+//! never stored on the host.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+
+use clap::Subcommand;
+use edge_config::wg::{Expiry, Wg};
+use edge_config::{Config, LoadOptions, Role, SecretError};
+use edge_ipc::{ClientError, Request, Response};
+use edge_wg::model::Key;
+use edge_wg::provision::{self, ClientConfig, PeerEntry};
+use ipnet::IpNet;
+use rand::TryRngCore as _;
+
+use crate::{Global, daemon};
+
+/// Arguments of `edgectl wg peer`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Add a peer: generate its keys and a preshared key, give it the next free address,
+    /// write it into the configuration, reload edge-wg, and print the client's wg-quick
+    /// configuration (once: its private key is not kept).
+    Add {
+        /// The peer's name (letters, digits, `.`, `_`, `-`), e.g. phone.
+        name: String,
+        /// Addresses of the peer instead of the next free one of the WireGuard network.
+        #[arg(long, value_name = "CIDR", num_args = 1..)]
+        allowed_ips: Vec<IpNet>,
+        /// When the peer stops working: an RFC 3339 time (2027-01-31T18:00:00Z), a duration
+        /// from now (30d, 12h) or `never`.
+        #[arg(long, value_name = "WHEN")]
+        expires: Option<String>,
+        /// Where the client reaches this host [default: the first DDNS record and the
+        /// listen port].
+        #[arg(long, value_name = "HOST:PORT")]
+        endpoint: Option<String>,
+        /// Also print the client's configuration as a QR code (for the WireGuard apps).
+        #[arg(long)]
+        qr: bool,
+        /// Write the client's configuration to FILE (mode 0600) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// List the peers: name, address, last handshake, transfer, expiry.
+    List,
+    /// Remove a peer (and the preshared key `add` made for it).
+    Remove {
+        /// The peer's name.
+        name: String,
+    },
+    /// Set a new expiry for a peer (an expired peer comes back).
+    Renew {
+        /// The peer's name.
+        name: String,
+        /// An RFC 3339 time, a duration from now (30d) or `never`.
+        #[arg(long, value_name = "WHEN")]
+        expires: String,
+    },
+}
+
+/// Runs `edgectl wg peer`. A refused request (bad name, taken address, full network,
+/// unknown peer) exits 2 and leaves every file as it was.
+pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    match run_cmd(args, g).await {
+        Err(e) if e.downcast_ref::<provision::ProvisionError>().is_some() => {
+            eprintln!("edgectl: {e:#}; nothing was changed");
+            Ok(ExitCode::from(2))
+        }
+        other => other,
+    }
+}
+
+async fn run_cmd(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    match args.cmd {
+        Cmd::Add {
+            name,
+            allowed_ips,
+            expires,
+            endpoint,
+            qr,
+            output,
+        } => {
+            add(
+                g,
+                AddArgs {
+                    name,
+                    allowed_ips,
+                    expires,
+                    endpoint,
+                    qr,
+                    output,
+                },
+            )
+            .await
+        }
+        Cmd::List => list(g).await,
+        Cmd::Remove { name } => remove(g, &name).await,
+        Cmd::Renew { name, expires } => renew(g, &name, &expires).await,
+    }
+}
+
+struct AddArgs {
+    name: String,
+    allowed_ips: Vec<IpNet>,
+    expires: Option<String>,
+    endpoint: Option<String>,
+    qr: bool,
+    output: Option<PathBuf>,
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Reads `--expires WHEN`: `never`, an RFC 3339 time, or a duration from now.
+fn parse_when(when: &str, now: i64) -> anyhow::Result<Option<Expiry>> {
+    let w = when.trim();
+    if w.eq_ignore_ascii_case("never") {
+        return Ok(None);
+    }
+    if let Ok(e) = Expiry::parse(w) {
+        return Ok(Some(e));
+    }
+    match humantime::parse_duration(w) {
+        Ok(d) => Ok(Some(Expiry(now.saturating_add(d.as_secs() as i64)))),
+        Err(_) => Err(provision::ProvisionError::Usage {
+            message: format!(
+                "--expires {when:?} is not a time: give an RFC 3339 time (2027-01-31T18:00:00Z), a duration from now (30d, 12h) or `never`"
+            ),
+        }
+        .into()),
+    }
+}
+
+/// The file as it is now: its text and what it configures; exits 2 when it is invalid.
+fn load_current(path: &Path) -> Result<(String, Config), ExitCode> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "edgectl: cannot read the configuration {}: {e} (pass --config PATH)",
+                path.display()
+            );
+            return Err(ExitCode::from(2));
+        }
+    };
+    match edge_config::load_text(path, text.clone(), LoadOptions { role: None }) {
+        Ok(l) => Ok((text, l.config)),
+        Err(d) => {
+            eprint!("{}", d.render());
+            eprintln!(
+                "edgectl: {} has errors; fix them first (`edgectl config check`), nothing was changed",
+                path.display()
+            );
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// Validates the next version of the file with the daemons' loader; on success writes it
+/// in place of the old one (same mode and owner; temporary file, fsync, rename).
+fn validate_and_write(path: &Path, next: &str) -> Result<(), ExitCode> {
+    if let Err(d) = edge_config::load_text(path, next.to_owned(), LoadOptions { role: None }) {
+        eprint!("{}", d.render());
+        eprintln!(
+            "edgectl: the change would make {} invalid; nothing was changed",
+            path.display()
+        );
+        return Err(ExitCode::from(2));
+    }
+    write_atomic(path, next).map_err(|e| {
+        eprintln!("edgectl: {e:#}; {} was not changed", path.display());
+        ExitCode::from(1)
+    })
+}
+
+fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
+    let meta = fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "edge.toml".into());
+    let tmp = dir.join(format!(".{file_name}.edgectl-tmp"));
+    let _ = fs::remove_file(&tmp);
+    let res = (|| -> anyhow::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(meta.mode() & 0o7777)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(text.as_bytes())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        // Keep the owner (root:edge or whatever the user chose); not fatal for a copy.
+        let _ = std::os::unix::fs::chown(&tmp, Some(meta.uid()), Some(meta.gid()));
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .with_context(|| format!("cannot set the mode of {}", tmp.display()))?;
+        fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// What asking edge-wg to reload gave.
+enum Reload {
+    Done,
+    NotRunning(String),
+    Refused(String),
+}
+
+async fn reload(g: &Global) -> Reload {
+    match daemon::client(Role::Wg, g).request(Request::Reload).await {
+        Ok(Response::Error { message, .. }) => Reload::Refused(message),
+        Ok(_) => Reload::Done,
+        Err(e @ (ClientError::NotRunning { .. } | ClientError::Refused { .. })) => {
+            Reload::NotRunning(e.to_string())
+        }
+        Err(e) => Reload::Refused(e.to_string()),
+    }
+}
+
+/// Asks a running edge-wg to reload; when it refuses, puts `old` back. Returns the exit
+/// code to use when the change could not take effect.
+async fn reload_or_restore(g: &Global, path: &Path, old: &str) -> Result<(), ExitCode> {
+    match reload(g).await {
+        Reload::Done => {
+            eprintln!("edgectl: edge-wg reloaded the configuration");
+            Ok(())
+        }
+        Reload::NotRunning(why) => {
+            eprintln!("edgectl: {why}; the change takes effect when edge-wg starts");
+            Ok(())
+        }
+        Reload::Refused(why) => {
+            eprintln!(
+                "edgectl: edge-wg refused the new configuration: {}",
+                why.trim_end()
+            );
+            match write_atomic(path, old) {
+                Ok(()) => eprintln!(
+                    "edgectl: the previous {} was put back; edge-wg keeps running it",
+                    path.display()
+                ),
+                Err(e) => eprintln!(
+                    "edgectl: could not put the previous file back: {e:#}; fix {} by hand",
+                    path.display()
+                ),
+            }
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+/// edge-wg's status detail, when it runs.
+async fn live_status(g: &Global) -> Option<edge_ipc::wg::Status> {
+    match daemon::client(Role::Wg, g).request(Request::Status).await {
+        Ok(Response::Status(st)) => serde_json::from_value(st.detail.clone()).ok(),
+        _ => None,
+    }
+}
+
+fn random_key() -> anyhow::Result<[u8; 32]> {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut b)
+        .context("cannot read random bytes from the operating system")?;
+    Ok(b)
+}
+
+/// The host's public key: the running daemon's, else derived from the private key file;
+/// when that file does not exist yet, it is created (like `wg genkey`), so that the
+/// client's configuration can name the host.
+async fn host_public_key(g: &Global, wg: &Wg) -> anyhow::Result<Key> {
+    if let Some(k) = live_status(g)
+        .await
+        .and_then(|s| s.public_key)
+        .and_then(|k| Key::from_base64(&k).ok())
+    {
+        return Ok(k);
+    }
+    match wg.private_key.load() {
+        Ok(secret) => {
+            let k = Key::from_base64(secret.expose()).with_context(|| {
+                format!(
+                    "the interface key ({}) is not a base64 WireGuard key",
+                    wg.private_key
+                )
+            })?;
+            Ok(k.public_from_private())
+        }
+        Err(SecretError::Missing { path }) => {
+            let private = provision::private_key_from(random_key()?);
+            if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+                fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o755));
+            }
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("cannot create the interface key {}", path.display()))?;
+            f.write_all(format!("{}\n", private.to_base64()).as_bytes())
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "edgectl: created the interface's private key {} (mode 0600): it did not exist; edge-wg uses it when it starts",
+                path.display()
+            );
+            Ok(private.public_from_private())
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(
+            "cannot read the interface's private key to put its public key in the client's configuration",
+        )),
+    }
+}
+
+/// Writes the preshared key file `add` keeps for a peer: mode 0600, owned like the
+/// directory edge-wg keeps its state in (the daemon's user under the shipped unit).
+fn write_psk(state_dir: &Path, path: &Path, psk: &Key) -> anyhow::Result<()> {
+    let wg_dir = state_dir.join("wg");
+    if !wg_dir.exists() {
+        fs::create_dir_all(&wg_dir).with_context(|| {
+            format!(
+                "cannot create edge-wg's state directory {} (run as root, or set [global] state_dir)",
+                wg_dir.display()
+            )
+        })?;
+        fs::set_permissions(&wg_dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot set the mode of {}", wg_dir.display()))?;
+    }
+    let owner =
+        fs::metadata(&wg_dir).with_context(|| format!("cannot read {}", wg_dir.display()))?;
+    let dir = provision::psk_dir(state_dir);
+    if !dir.exists() {
+        fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot set the mode of {}", dir.display()))?;
+    let _ = std::os::unix::fs::chown(&dir, Some(owner.uid()), Some(owner.gid()));
+    let _ = fs::remove_file(path);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(format!("{}\n", psk.to_base64()).as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid()))
+        .with_context(|| format!("cannot give {} to edge-wg's user", path.display()))?;
+    Ok(())
+}
+
+fn render_qr(text: &str) -> anyhow::Result<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::new(text.as_bytes())
+        .context("the client's configuration does not fit a QR code")?;
+    // Light modules drawn, dark ones left blank: reads on the usual dark terminal.
+    Ok(code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build())
+}
+
+async fn add(g: &Global, a: AddArgs) -> anyhow::Result<ExitCode> {
+    let path = g.config_path();
+    let (text, cfg) = match load_current(&path) {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    let Some(wg) = cfg.wg.as_ref() else {
+        bail!(provision::ProvisionError::NoWg);
+    };
+    provision::check_name(&a.name)?;
+    if wg.peers.iter().any(|p| p.name == a.name) {
+        bail!(provision::ProvisionError::NameTaken { name: a.name });
+    }
+    let allowed = provision::allocate(wg, &a.allowed_ips)?;
+    let expires = match &a.expires {
+        Some(w) => parse_when(w, now_unix())?,
+        None => None,
+    };
+    let (endpoint, warning) = match a.endpoint {
+        Some(e) => {
+            edge_config::types::Endpoint::parse(&e).map_err(|inv| {
+                provision::ProvisionError::Usage {
+                    message: format!(
+                        "--endpoint {e:?}: {}{}",
+                        inv.message,
+                        inv.hint.map(|h| format!(" ({h})")).unwrap_or_default()
+                    ),
+                }
+            })?;
+            (e, None)
+        }
+        None => {
+            let d = provision::default_endpoint(&cfg)?;
+            (d.endpoint, d.warning)
+        }
+    };
+    if let Some(out) = &a.output
+        && out.exists()
+    {
+        return Err(provision::ProvisionError::Usage {
+            message: format!(
+                "--output {}: the file exists; pick a new file (the client's private key is written only once)",
+                out.display()
+            ),
+        }
+        .into());
+    }
+    let server = host_public_key(g, wg).await?;
+    let client_private = provision::private_key_from(random_key()?);
+    let psk = Key(random_key()?);
+    let psk_file = provision::psk_path(&cfg.global.state_dir, &a.name);
+    let entry = PeerEntry {
+        name: a.name.clone(),
+        public_key: client_private.public_from_private(),
+        psk_file: psk_file.clone(),
+        allowed_ips: allowed.clone(),
+        expires,
+        comment: format!(
+            "{}: added by `edgectl wg peer add`{}",
+            a.name,
+            expires
+                .map(|e| format!(", expires {e}"))
+                .unwrap_or_default()
+        ),
+    };
+    let next = provision::add_peer(&text, &entry)?;
+    write_psk(&cfg.global.state_dir, &psk_file, &psk)?;
+    if let Err(code) = validate_and_write(&path, &next) {
+        let _ = fs::remove_file(&psk_file);
+        return Ok(code);
+    }
+    if let Err(code) = reload_or_restore(g, &path, &text).await {
+        let _ = fs::remove_file(&psk_file);
+        return Ok(code);
+    }
+    let client = ClientConfig {
+        private_key: client_private,
+        addresses: provision::client_addresses(wg, &allowed),
+        server_public_key: server,
+        preshared_key: psk,
+        routes: provision::default_client_routes(&cfg),
+        endpoint,
+    };
+    let conf = client.render();
+    eprintln!(
+        "edgectl: peer {} added to {}: {}{}",
+        a.name,
+        path.display(),
+        allowed
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        expires
+            .map(|e| format!(", expires {e}"))
+            .unwrap_or_default()
+    );
+    if let Some(w) = warning {
+        eprintln!("edgectl: warning: {w}");
+    }
+    match &a.output {
+        Some(out) => {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            f.write_all(conf.as_bytes())
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            eprintln!(
+                "edgectl: the client's configuration is in {} (mode 0600); its private key is not kept anywhere else",
+                out.display()
+            );
+        }
+        None => {
+            eprintln!(
+                "edgectl: the client's configuration follows; its private key is shown only now"
+            );
+            print!("{conf}");
+        }
+    }
+    if a.qr {
+        println!();
+        println!("{}", render_qr(&conf)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn remove(g: &Global, name: &str) -> anyhow::Result<ExitCode> {
+    let path = g.config_path();
+    let (text, cfg) = match load_current(&path) {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    let (next, psk) = provision::remove_peer(&text, name)?;
+    if let Err(code) = validate_and_write(&path, &next) {
+        return Ok(code);
+    }
+    if let Err(code) = reload_or_restore(g, &path, &text).await {
+        return Ok(code);
+    }
+    // Only the key `add` made: a file the user named elsewhere stays.
+    if let Some(p) = psk.filter(|p| *p == provision::psk_path(&cfg.global.state_dir, name)) {
+        match fs::remove_file(&p) {
+            Ok(()) => eprintln!("edgectl: removed its preshared key {}", p.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => eprintln!("edgectl: warning: cannot remove {}: {e}", p.display()),
+        }
+    }
+    eprintln!("edgectl: peer {name} removed from {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn renew(g: &Global, name: &str, when: &str) -> anyhow::Result<ExitCode> {
+    let path = g.config_path();
+    let (text, _) = match load_current(&path) {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    let expires = parse_when(when, now_unix())?;
+    let next = provision::set_expires(&text, name, expires)?;
+    if let Err(code) = validate_and_write(&path, &next) {
+        return Ok(code);
+    }
+    if let Err(code) = reload_or_restore(g, &path, &text).await {
+        return Ok(code);
+    }
+    match expires {
+        Some(e) => eprintln!("edgectl: peer {name} now expires {e}"),
+        None => eprintln!("edgectl: peer {name} no longer expires"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of `peer list`.
+#[derive(Debug, serde::Serialize)]
+struct Row {
+    name: String,
+    public_key: String,
+    allowed_ips: Vec<String>,
+    latest_handshake: Option<u64>,
+    rx_bytes: Option<u64>,
+    tx_bytes: Option<u64>,
+    expires: Option<String>,
+    expired: bool,
+}
+
+fn ago(now: u64, t: u64) -> String {
+    if t == 0 {
+        return "never".into();
+    }
+    let d = now.saturating_sub(t);
+    humantime::format_duration(Duration::from_secs(d)).to_string() + " ago"
+}
+
+fn size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+async fn list(g: &Global) -> anyhow::Result<ExitCode> {
+    let path = g.config_path();
+    let (_, cfg) = match load_current(&path) {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    let Some(wg) = cfg.wg.as_ref() else {
+        bail!(provision::ProvisionError::NoWg);
+    };
+    let live = live_status(g).await;
+    let now = now_unix();
+    let rows: Vec<Row> = wg
+        .peers
+        .iter()
+        .map(|p| {
+            let key = p.public_key.to_base64();
+            let lp = live
+                .as_ref()
+                .and_then(|s| s.peers.iter().find(|x| x.public_key == key));
+            Row {
+                name: p.name.clone(),
+                public_key: key.clone(),
+                allowed_ips: p.allowed_ips.iter().map(|n| n.to_string()).collect(),
+                latest_handshake: lp.map(|x| x.latest_handshake),
+                rx_bytes: lp.map(|x| x.rx_bytes),
+                tx_bytes: lp.map(|x| x.tx_bytes),
+                expires: p.expires.map(|e| e.to_rfc3339()),
+                expired: p.expires.is_some_and(|e| e.unix() <= now),
+            }
+        })
+        .collect();
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = vec![[
+        "NAME".to_owned(),
+        "ADDRESS".to_owned(),
+        "LAST HANDSHAKE".to_owned(),
+        "TRANSFER (rx/tx)".to_owned(),
+        "EXPIRES".to_owned(),
+    ]];
+    for r in &rows {
+        let (hs, tr) = match (live.is_some(), r.latest_handshake) {
+            (false, _) => ("-".to_owned(), "-".to_owned()),
+            (true, None) => ("(not loaded)".to_owned(), "-".to_owned()),
+            (true, Some(t)) => (
+                ago(now as u64, t),
+                format!(
+                    "{} / {}",
+                    size(r.rx_bytes.unwrap_or(0)),
+                    size(r.tx_bytes.unwrap_or(0))
+                ),
+            ),
+        };
+        let exp = match (&r.expires, r.expired) {
+            (None, _) => "never".to_owned(),
+            (Some(e), true) => format!("EXPIRED {e}"),
+            (Some(e), false) => e.clone(),
+        };
+        table.push([r.name.clone(), r.allowed_ips.join(","), hs, tr, exp]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &table {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    print!("{out}");
+    if live.is_none() {
+        eprintln!("edgectl: edge-wg is not running: handshakes and transfer are unknown");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn when_is_a_time_a_duration_or_never() {
+        assert_eq!(parse_when("never", 0).unwrap(), None);
+        assert_eq!(
+            parse_when("2027-01-31T18:00:00Z", 0).unwrap(),
+            Some(Expiry(1_801_418_400))
+        );
+        assert_eq!(
+            parse_when("30d", 1000).unwrap(),
+            Some(Expiry(1000 + 30 * 86_400))
+        );
+        assert_eq!(parse_when("12h", 0).unwrap(), Some(Expiry(12 * 3600)));
+        let e = parse_when("tomorrow-ish", 0).unwrap_err().to_string();
+        assert!(e.contains("RFC 3339") && e.contains("never"), "{e}");
+    }
+}
