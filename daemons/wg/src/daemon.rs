@@ -2,13 +2,19 @@
 //! configuration, give peers without a configured endpoint the one remembered from the
 //! last run, set addresses/MTU/routes, initiate a handshake to every peer with a known
 //! endpoint, drop privileges, serve the UAPI, then follow reloads (SIGHUP or `edgectl wg
-//! reload`) by applying only the peer difference, and persist roamed endpoints.
+//! reload`) by applying only the peer difference, and persist roamed endpoints. Without a
+//! reload it also drops peers when their `expires` comes (sessions and routes), and looks
+//! a peer's endpoint name up again when its handshakes stop being answered.
 
 use std::collections::BTreeMap;
-use std::net::ToSocketAddrs as _;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use edge_config::wg::Wg;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
 
 use anyhow::Context as _;
 use edge_config::Role;
@@ -21,11 +27,12 @@ use crate::device::{Device, Options};
 use crate::diff::PeerDiff;
 use crate::model::Key;
 use crate::netlink::Netlink;
+use crate::resolver::{EndpointResolver, ResolveError};
 use crate::state::{self, EndpointStore};
 use crate::uapi_server::{PublicLink, SOCKET_DIR, link_public, unlink_public};
 
 /// Reads the secrets and resolves the endpoints a `[wg]` section names.
-pub fn resolve(wg: &edge_config::wg::Wg) -> anyhow::Result<Resolved> {
+pub async fn resolve(wg: &Wg, resolver: &EndpointResolver) -> anyhow::Result<Resolved> {
     let pk = wg
         .private_key
         .load()
@@ -47,15 +54,14 @@ pub fn resolve(wg: &edge_config::wg::Wg) -> anyhow::Result<Resolved> {
             r.preshared.insert(p.name.clone(), k);
         }
         if let Some(ep) = &p.endpoint {
-            match (ep.host.as_str(), ep.port.get()).to_socket_addrs() {
-                Ok(mut addrs) => {
-                    if let Some(a) = addrs.next() {
-                        r.endpoints.insert(p.name.clone(), a);
-                    }
+            match resolver.resolve(&ep.host, ep.port.get()).await {
+                Ok(a) => {
+                    r.endpoints.insert(p.name.clone(), a);
                 }
-                // An unresolvable name is not fatal: the peer can still reach us and roam.
+                // An unresolvable name is not fatal: the peer can still reach us and roam,
+                // and the name is looked up again when handshakes go unanswered.
                 Err(e) => {
-                    tracing::warn!(peer = %p.name, endpoint = %ep, error = %e, "endpoint not resolved")
+                    tracing::warn!(peer = %p.name, endpoint = %ep, "endpoint not resolved: {:#}", anyhow::Error::new(e))
                 }
             }
         }
@@ -63,8 +69,208 @@ pub fn resolve(wg: &edge_config::wg::Wg) -> anyhow::Result<Resolved> {
     Ok(r)
 }
 
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// What the daemon knows beside the engine, shared with the metrics scrape.
+#[derive(Debug, Default)]
+struct Extra {
+    /// The `[wg]` section in force.
+    wg: Option<Wg>,
+    /// Lookups of each peer's endpoint name.
+    lookups: BTreeMap<String, u64>,
+    /// The address each peer's endpoint name last resolved to, and when (Unix seconds).
+    resolved: BTreeMap<String, (SocketAddr, u64)>,
+}
+
+/// A finished lookup of one peer's endpoint name.
+struct Lookup {
+    peer: String,
+    host: String,
+    result: Result<SocketAddr, ResolveError>,
+}
+
+/// The daemon's view of `[wg]`: the section in force, its resolved endpoints, and the
+/// bookkeeping of lookups and expiries.
+struct Live {
+    name: String,
+    wg: Wg,
+    resolved: Resolved,
+    resolver: EndpointResolver,
+    reresolve: config::Reresolve,
+    started: Instant,
+    extra: Arc<Mutex<Extra>>,
+    lookups: mpsc::Sender<Lookup>,
+    /// Peers already reported as expired (logged once each).
+    expired: Vec<String>,
+}
+
+impl Live {
+    /// Applies the section at the current time (peers that expired are left out) and
+    /// brings the routes along. Equivalent to: `wg syncconf` + `ip route replace/del`.
+    async fn converge(&mut self, dev: &Arc<Device>, nl: &Netlink) -> anyhow::Result<PeerDiff> {
+        let now = now_unix();
+        let desired = config::device_config(&self.wg, &self.resolved, now);
+        let old = dev.config();
+        let diff = dev
+            .apply(&desired, &[])
+            .context("failed to apply the [wg] configuration")?;
+        let (add, del) = config::route_diff(&old, &desired);
+        nl.sync_routes(&self.name, &add, &del)
+            .await
+            .with_context(|| format!("failed to update the allowed-ips routes of {}", self.name))?;
+        self.report_expired(now);
+        Ok(diff)
+    }
+
+    /// Logs each peer that expired, once.
+    fn report_expired(&mut self, now: i64) {
+        let expired: Vec<String> = self
+            .wg
+            .peers
+            .iter()
+            .filter(|p| config::is_expired(p, now))
+            .map(|p| p.name.clone())
+            .collect();
+        for p in self.wg.peers.iter().filter(|p| config::is_expired(p, now)) {
+            if !self.expired.contains(&p.name) {
+                tracing::warn!(
+                    peer = %p.name,
+                    expires = %p.expires.map(|e| e.to_rfc3339()).unwrap_or_default(),
+                    "peer expired: its sessions and routes are removed; `edgectl wg peer renew {} --expires WHEN` brings it back",
+                    p.name
+                );
+            }
+        }
+        self.expired = expired;
+    }
+
+    /// How long until the next peer expires.
+    fn until_next_expiry(&self) -> Option<Duration> {
+        let next = config::next_expiry(&self.wg, now_unix())?;
+        let at = UNIX_EPOCH + Duration::from_secs(next.max(0) as u64);
+        Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+    }
+
+    /// Starts a lookup of every peer's endpoint name whose handshakes have gone unanswered
+    /// long enough ([`config::Reresolve`]).
+    fn check_reresolve(&mut self, dev: &Device) {
+        let unanswered: BTreeMap<Key, Duration> = dev.unanswered_handshakes().into_iter().collect();
+        let now = self.started.elapsed();
+        let names = config::dns_endpoints(&self.wg);
+        self.reresolve
+            .retain(&names.iter().map(|(n, _, _)| n.clone()).collect::<Vec<_>>());
+        for (peer, host, port) in names {
+            let Some(p) = self.wg.peers.iter().find(|p| p.name == peer) else {
+                continue;
+            };
+            let silent = unanswered.get(&Key(p.public_key.0)).copied();
+            if !self.reresolve.due(&peer, silent, now) {
+                continue;
+            }
+            tracing::info!(peer = %peer, endpoint = %host, unanswered_s = silent.map(|d| d.as_secs()).unwrap_or(0), "handshakes unanswered: looking the endpoint name up again");
+            let resolver = self.resolver.clone();
+            let tx = self.lookups.clone();
+            tokio::spawn(async move {
+                let result = resolver.resolve(&host, port).await;
+                let _ = tx.send(Lookup { peer, host, result }).await;
+            });
+        }
+    }
+
+    /// Takes a finished lookup: a new address becomes the peer's endpoint at once, with a
+    /// handshake initiation to it.
+    async fn on_lookup(&mut self, l: Lookup, dev: &Arc<Device>, nl: &Netlink) {
+        *self.extra.lock().lookups.entry(l.peer.clone()).or_default() += 1;
+        let addr = match l.result {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(peer = %l.peer, endpoint = %l.host, "endpoint name lookup failed, the peer keeps its last address: {:#}", anyhow::Error::new(e));
+                return;
+            }
+        };
+        self.extra
+            .lock()
+            .resolved
+            .insert(l.peer.clone(), (addr, now_unix() as u64));
+        let old = self.resolved.endpoints.get(&l.peer).copied();
+        if old == Some(addr) {
+            tracing::info!(peer = %l.peer, endpoint = %l.host, address = %addr, "endpoint name still resolves to the same address");
+            return;
+        }
+        self.resolved.endpoints.insert(l.peer.clone(), addr);
+        tracing::info!(peer = %l.peer, endpoint = %l.host, from = ?old, to = %addr, "endpoint name resolves to a new address: the peer's endpoint moves there");
+        if let Err(e) = self.converge(dev, nl).await {
+            tracing::error!("endpoint change not applied: {e:#}");
+            return;
+        }
+        if let Some(p) = self.wg.peers.iter().find(|p| p.name == l.peer) {
+            dev.initiate_handshakes(&[Key(p.public_key.0)]);
+        }
+    }
+
+    /// Notes the addresses the start or a reload resolved.
+    fn note_resolved(&mut self) {
+        let now = now_unix() as u64;
+        let mut x = self.extra.lock();
+        x.wg = Some(self.wg.clone());
+        for (peer, _, _) in config::dns_endpoints(&self.wg) {
+            if let Some(a) = self.resolved.endpoints.get(&peer) {
+                x.resolved.insert(peer.clone(), (*a, now));
+                *x.lookups.entry(peer).or_default() += 1;
+            }
+        }
+    }
+}
+
 /// The status detail `edgectl wg show` renders.
 pub fn ipc_status(dev: &Device) -> edge_ipc::wg::Status {
+    status_with(dev, None)
+}
+
+/// The status with what only the daemon knows: expiries (expired peers are listed too,
+/// though the engine no longer has them) and the endpoint names' lookups.
+fn status_with(dev: &Device, extra: Option<&Extra>) -> edge_ipc::wg::Status {
+    let mut s = engine_status(dev);
+    let Some(x) = extra else { return s };
+    let Some(wg) = &x.wg else { return s };
+    let now = now_unix();
+    for p in &wg.peers {
+        let key = p.public_key.to_base64();
+        let i = match s.peers.iter().position(|st| st.public_key == key) {
+            Some(i) => i,
+            None => {
+                s.peers.push(edge_ipc::wg::PeerStatus {
+                    name: Some(p.name.clone()),
+                    public_key: key,
+                    preshared_key: p.preshared_key.is_some(),
+                    allowed_ips: p.allowed_ips.iter().map(|n| n.to_string()).collect(),
+                    ..Default::default()
+                });
+                s.peers.len() - 1
+            }
+        };
+        let st = &mut s.peers[i];
+        st.expires = p.expires.map(|e| e.unix().max(0) as u64);
+        st.expired = config::is_expired(p, now);
+        if let Some(ep) = &p.endpoint
+            && ep.host.parse::<std::net::IpAddr>().is_err()
+        {
+            st.endpoint_host = Some(ep.to_string());
+            if let Some((a, at)) = x.resolved.get(&p.name) {
+                st.resolved_endpoint = Some(a.to_string());
+                st.resolved_at = *at;
+            }
+        }
+    }
+    s
+}
+
+fn engine_status(dev: &Device) -> edge_ipc::wg::Status {
     let st = dev.status();
     let m = dev.metrics();
     let by_key: BTreeMap<&str, &crate::stats::PeerMetrics> =
@@ -91,6 +297,7 @@ pub fn ipc_status(dev: &Device) -> edge_ipc::wg::Status {
                     persistent_keepalive: p.persistent_keepalive,
                     handshake_attempts: pm.map_or(0, |m| m.handshake_attempts),
                     endpoint_changes: pm.map_or(0, |m| m.endpoint_changes),
+                    ..Default::default()
                 }
             })
             .collect(),
@@ -98,8 +305,23 @@ pub fn ipc_status(dev: &Device) -> edge_ipc::wg::Status {
     }
 }
 
-fn sample(dev: &Device) -> edge_metrics::wg::Sample {
+fn sample(dev: &Device, extra: &Mutex<Extra>) -> edge_metrics::wg::Sample {
     let m = dev.metrics();
+    let x = extra.lock();
+    let now = now_unix();
+    let expiries =
+        x.wg.iter()
+            .flat_map(|wg| wg.peers.iter())
+            .filter_map(|p| {
+                p.expires.map(|e| edge_metrics::wg::PeerExpiry {
+                    peer: p.name.clone(),
+                    expires_seconds: e.unix(),
+                    expired: config::is_expired(p, now),
+                })
+            })
+            .collect();
+    let lookups = x.lookups.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    drop(x);
     edge_metrics::wg::Sample {
         peers: m
             .peers
@@ -116,6 +338,8 @@ fn sample(dev: &Device) -> edge_metrics::wg::Sample {
             .collect(),
         cookie_replies: m.cookie_replies,
         drops: m.drops,
+        expiries,
+        endpoint_lookups: lookups,
     }
 }
 
@@ -127,9 +351,26 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
     let name = wg.interface.as_str().to_string();
     let opened = bringup::open(&name, bringup::default_queues(), &opts)?;
     let dev = opened.dev.clone();
-    let desired = config::device_config(&wg, &resolve(&wg)?);
+    let resolver = EndpointResolver::new(&wg.resolvers)
+        .context("failed to set up the resolver of the peers' endpoint names")?;
+    let resolved = resolve(&wg, &resolver).await?;
+    let (lookup_tx, mut lookup_rx) = mpsc::channel(16);
+    let mut live = Live {
+        name: name.clone(),
+        wg: wg.clone(),
+        resolved,
+        resolver,
+        reresolve: config::Reresolve::default(),
+        started: Instant::now(),
+        extra: Arc::new(Mutex::new(Extra::default())),
+        lookups: lookup_tx,
+        expired: Vec::new(),
+    };
+    live.note_resolved();
+    let desired = config::device_config(&wg, &live.resolved, now_unix());
     dev.apply(&desired, &[])
         .context("failed to apply the [wg] configuration")?;
+    live.report_expired(now_unix());
     let state_dir = shell.config().global.state_dir.clone();
     let mut store = open_store(&state_dir, wg.user.as_deref());
     let remembered = dev.seed_endpoints(&store.remembered().hints(desired.peers.values()));
@@ -153,7 +394,8 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
         "handshakes initiated to every peer with a known endpoint"
     );
     let d2 = dev.clone();
-    edge_metrics::wg::Metrics::register(&mut shell.registry().write(), move || sample(&d2));
+    let x2 = live.extra.clone();
+    edge_metrics::wg::Metrics::register(&mut shell.registry().write(), move || sample(&d2, &x2));
     // Our own directory (under systemd the unit's RuntimeDirectory=), linked from the one the
     // stock `wg` looks in. A TUN created beforehand (and owned by the user) needs no
     // capability after the drop; otherwise CAP_NET_ADMIN stays for fwmark, forced buffers
@@ -169,11 +411,19 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
     let mut persist = tokio::time::interval(PERSIST_CHECK);
     persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
+        // Rebuilt on every turn: a reload or a renew moves the next expiry.
+        let next_expiry = live.until_next_expiry();
+        let expiry = async move {
+            match next_expiry {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             ev = shell.next() => match ev {
                 Event::Shutdown => break,
                 Event::Reloaded(cfg) => {
-                    if let Err(e) = reload(&dev, &nl, &name, cfg.wg.as_ref(), &store).await {
+                    if let Err(e) = reload(&dev, &nl, &mut live, cfg.wg.as_ref(), &store).await {
                         tracing::error!("reload not applied: {e:#}");
                         shell.push_error(format!("reload not applied: {e:#}"));
                     }
@@ -181,12 +431,29 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
                 }
                 Event::Request(Request::Status, r) => {
                     let mut st = shell.base_status();
-                    st.detail = serde_json::to_value(ipc_status(&dev)).unwrap_or_default();
+                    let detail = status_with(&dev, Some(&live.extra.lock()));
+                    st.detail = serde_json::to_value(detail).unwrap_or_default();
                     r.send(Response::Status(Box::new(st)));
                 }
                 Event::Request(_, r) => r.unsupported(Role::Wg),
             },
-            _ = persist.tick() => store.sync_if_moved(&dev),
+            () = expiry => {
+                if let Err(e) = live.converge(&dev, &nl).await {
+                    tracing::error!("expiry not applied: {e:#}");
+                    shell.push_error(format!("expiry not applied: {e:#}"));
+                }
+            }
+            Some(l) = lookup_rx.recv() => live.on_lookup(l, &dev, &nl).await,
+            _ = persist.tick() => {
+                store.sync_if_moved(&dev);
+                live.check_reresolve(&dev);
+                // A clock that jumped past an expiry is caught here.
+                if live.wg.peers.iter().any(|p| config::is_expired(p, now_unix()) && !live.expired.contains(&p.name))
+                    && let Err(e) = live.converge(&dev, &nl).await
+                {
+                    tracing::error!("expiry not applied: {e:#}");
+                }
+            }
         }
     }
     unlink_uapi(&name, &uapi_path);
@@ -302,26 +569,41 @@ fn recreated(diff: &PeerDiff) -> Vec<Key> {
 async fn reload(
     dev: &Arc<Device>,
     nl: &Netlink,
-    name: &str,
-    wg: Option<&edge_config::wg::Wg>,
+    live: &mut Live,
+    wg: Option<&Wg>,
     store: &EndpointStore,
 ) -> anyhow::Result<()> {
     let wg = wg.context("the [wg] section was removed; restart edge-wg to stop it")?;
+    let name = live.name.clone();
     if wg.interface.as_str() != name {
         anyhow::bail!(
             "the interface name changed ({name} -> {}); restart edge-wg",
             wg.interface.as_str()
         );
     }
-    let desired = config::device_config(wg, &resolve(wg)?);
+    if wg.resolvers != live.wg.resolvers {
+        live.resolver = EndpointResolver::new(&wg.resolvers)
+            .context("failed to set up the resolver of the peers' endpoint names")?;
+    }
+    // Every endpoint name is looked up again: a reload is when the user expects it.
+    let resolved = resolve(wg, &live.resolver).await?;
+    let (old_wg, old_resolved) = (
+        std::mem::replace(&mut live.wg, wg.clone()),
+        std::mem::replace(&mut live.resolved, resolved),
+    );
     let old = dev.config();
-    let diff = dev
-        .apply(&desired, &[])
-        .context("failed to apply the new [wg] configuration")?;
+    let diff = match live.converge(dev, nl).await {
+        Ok(d) => d,
+        Err(e) => {
+            live.wg = old_wg;
+            live.resolved = old_resolved;
+            return Err(e);
+        }
+    };
+    live.note_resolved();
     dev.seed_endpoints(&store.remembered().hints(diff.added.iter()));
-    let (add, del) = config::route_diff(&old, &desired);
-    nl.configure(name, wg.mtu, &wg.addresses).await?;
-    nl.sync_routes(name, &add, &del).await?;
+    nl.configure(&name, wg.mtu, &wg.addresses).await?;
+    let (add, del) = config::route_diff(&old, &dev.config());
     let initiated = dev.initiate_handshakes(&recreated(&diff));
     tracing::info!(
         added = diff.added.len(),

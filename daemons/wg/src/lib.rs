@@ -20,6 +20,7 @@ pub mod offload;
 pub mod privileges;
 pub mod proto;
 pub mod provision;
+pub mod resolver;
 pub mod state;
 pub mod stats;
 pub mod tun;

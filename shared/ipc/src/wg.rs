@@ -35,6 +35,21 @@ pub struct PeerStatus {
     pub handshake_attempts: u64,
     /// Endpoint changes learned from authenticated packets.
     pub endpoint_changes: u64,
+    /// The configured endpoint when it is a DNS name (`host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_host: Option<String>,
+    /// The address that name last resolved to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_endpoint: Option<String>,
+    /// When it was last resolved, Unix seconds (0 = never).
+    #[serde(default)]
+    pub resolved_at: u64,
+    /// When the peer expires, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+    /// True once it expired: its sessions and routes are gone until it is renewed.
+    #[serde(default)]
+    pub expired: bool,
 }
 
 /// The role-specific part of edge-wg's status (`DaemonStatus::detail`).
@@ -115,8 +130,35 @@ pub fn render_show(st: &Status, now: u64) -> String {
         if p.preshared_key {
             let _ = writeln!(s, "  preshared key: (hidden)");
         }
+        if p.expired {
+            let _ = writeln!(
+                s,
+                "  EXPIRED {} (no sessions, no routes; renew it to bring it back)",
+                ago(now.saturating_sub(p.expires.unwrap_or(now)))
+            );
+        } else if let Some(t) = p.expires {
+            let _ = writeln!(
+                s,
+                "  expires: in {}",
+                ago(t.saturating_sub(now)).trim_end_matches(" ago")
+            );
+        }
         if let Some(e) = &p.endpoint {
             let _ = writeln!(s, "  endpoint: {e}");
+        }
+        if let Some(h) = &p.endpoint_host {
+            match &p.resolved_endpoint {
+                Some(a) => {
+                    let _ = writeln!(
+                        s,
+                        "  endpoint name: {h} (resolved to {a}, {})",
+                        ago(now.saturating_sub(p.resolved_at)).to_lowercase()
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "  endpoint name: {h} (not resolved)");
+                }
+            }
         }
         let ips = if p.allowed_ips.is_empty() {
             "(none)".to_owned()
@@ -182,5 +224,32 @@ mod tests {
                     transfer: 2.00 KiB received, 300 B sent\n  \
                     persistent keepalive: every 25 seconds\n";
         assert_eq!(out, want);
+    }
+
+    #[test]
+    fn expiry_and_the_endpoint_name_are_shown() {
+        let mut st = Status {
+            interface: "wg0".into(),
+            peers: vec![PeerStatus {
+                name: Some("site".into()),
+                public_key: "PEER=".into(),
+                endpoint: Some("198.51.100.9:51820".into()),
+                endpoint_host: Some("site.example.org:51820".into()),
+                resolved_endpoint: Some("198.51.100.9:51820".into()),
+                resolved_at: 990,
+                expires: Some(1000 + 3 * 3600),
+                ..PeerStatus::default()
+            }],
+            ..Status::default()
+        };
+        let out = render_show(&st, 1000);
+        assert!(out.contains("  expires: in 3 hours\n"), "{out}");
+        assert!(
+            out.contains("  endpoint name: site.example.org:51820 (resolved to 198.51.100.9:51820, 10 seconds ago)\n"),
+            "{out}"
+        );
+        st.peers[0].expired = true;
+        let out = render_show(&st, 1000 + 4 * 3600);
+        assert!(out.contains("  EXPIRED 1 hour ago"), "{out}");
     }
 }

@@ -29,6 +29,17 @@ pub struct PeerSample {
     pub last_handshake_seconds: u64,
 }
 
+/// A peer's expiry at scrape time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeerExpiry {
+    /// The peer's name.
+    pub peer: String,
+    /// When it expires, Unix seconds.
+    pub expires_seconds: i64,
+    /// True once it expired (its sessions and routes are gone).
+    pub expired: bool,
+}
+
 /// Every edge-wg counter at scrape time.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sample {
@@ -38,6 +49,10 @@ pub struct Sample {
     pub cookie_replies: u64,
     /// Dropped packets by reason label.
     pub drops: Vec<(String, u64)>,
+    /// Peers that have an expiry (expired ones included).
+    pub expiries: Vec<PeerExpiry>,
+    /// Lookups of each peer's endpoint name (start, reloads, unanswered handshakes).
+    pub endpoint_lookups: Vec<(String, u64)>,
 }
 
 type Source = Arc<dyn Fn() -> Sample + Send + Sync>;
@@ -117,6 +132,36 @@ impl Collector for Metrics {
             let labels = vec![("peer", p.peer.clone())];
             ConstGauge::new(p.last_handshake_seconds as i64).encode(fam.encode_family(&labels)?)?;
         }
+        let mut fam = encoder.encode_descriptor(
+            "peer_expiry_timestamp_seconds",
+            "Unix time at which a peer expires (only peers with an expiry)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for e in &s.expiries {
+            let labels = vec![("peer", e.peer.clone())];
+            ConstGauge::new(e.expires_seconds).encode(fam.encode_family(&labels)?)?;
+        }
+        let mut fam = encoder.encode_descriptor(
+            "peer_expired",
+            "1 when a peer expired: its sessions and routes are removed until it is renewed",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for e in &s.expiries {
+            let labels = vec![("peer", e.peer.clone())];
+            ConstGauge::new(i64::from(e.expired)).encode(fam.encode_family(&labels)?)?;
+        }
+        let mut fam = encoder.encode_descriptor(
+            "peer_endpoint_lookups",
+            "Lookups of a peer's endpoint name (at start, on reload, when handshakes go unanswered)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (peer, n) in &s.endpoint_lookups {
+            let labels = vec![("peer", peer.clone())];
+            ConstCounter::new(*n).encode(fam.encode_family(&labels)?)?;
+        }
         let c = ConstCounter::new(s.cookie_replies);
         c.encode(encoder.encode_descriptor(
             "cookie_replies",
@@ -157,6 +202,12 @@ mod tests {
             }],
             cookie_replies: 7,
             drops: vec![("no_route".into(), 5)],
+            expiries: vec![PeerExpiry {
+                peer: "phone".into(),
+                expires_seconds: 1_801_418_400,
+                expired: true,
+            }],
+            endpoint_lookups: vec![("site".into(), 3)],
         });
         let text = crate::encode(&r).unwrap();
         for want in [
@@ -168,6 +219,9 @@ mod tests {
             "edge_wg_peer_last_handshake_timestamp_seconds{peer=\"laptop\"} 1700000000",
             "edge_wg_cookie_replies_total 7",
             "edge_wg_packets_dropped_total{reason=\"no_route\"} 5",
+            "edge_wg_peer_expiry_timestamp_seconds{peer=\"phone\"} 1801418400",
+            "edge_wg_peer_expired{peer=\"phone\"} 1",
+            "edge_wg_peer_endpoint_lookups_total{peer=\"site\"} 3",
         ] {
             assert!(text.contains(want), "missing {want} in:\n{text}");
         }

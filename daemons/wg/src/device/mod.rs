@@ -119,6 +119,9 @@ pub struct Peer {
     keepalive: AtomicU16,
     last_keepalive: Mutex<Instant>,
     expired: AtomicBool,
+    /// When the first initiation since the last completed handshake was sent, in ms since
+    /// the device started, plus one (0 = none outstanding).
+    unanswered_since: AtomicU64,
     /// Counters exported as metrics.
     pub counters: PeerCounters,
 }
@@ -203,6 +206,8 @@ pub struct Device {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Device-wide counters.
     pub counters: DeviceCounters,
+    /// When the device started: the origin of the peers' `unanswered_since`.
+    epoch: Instant,
     forced_rekey: Option<Duration>,
     /// No sockets, no threads: packets are fed by hand (fuzzing).
     detached: bool,
@@ -277,6 +282,7 @@ impl Device {
             endpoint_epoch: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             counters: DeviceCounters::default(),
+            epoch: Instant::now(),
             forced_rekey: opts.forced_rekey,
             detached: false,
         });
@@ -369,14 +375,50 @@ impl Device {
                 _ => continue,
             };
             drop(guard);
-            p.counters
-                .handshake_attempts
-                .fetch_add(1, Ordering::Relaxed);
+            self.initiation_sent(&p);
             debug!(peer = ?p.public_key, endpoint = %ep, "handshake initiated");
             self.send_one(&socks, &buf[..len], ep);
             sent += 1;
         }
         sent
+    }
+
+    /// Counts a handshake initiation sent to `p` and, if none was outstanding, notes when
+    /// the peer started not answering.
+    fn initiation_sent(&self, p: &Peer) {
+        p.counters
+            .handshake_attempts
+            .fetch_add(1, Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let _ = p
+            .unanswered_since
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Notes a completed handshake with `p`: nothing is outstanding any more.
+    fn handshake_completed(&self, p: &Peer) {
+        p.unanswered_since.store(0, Ordering::Relaxed);
+    }
+
+    /// Peers whose handshake initiations have gone unanswered, and for how long since the
+    /// first of them (the daemon looks up a DNS endpoint again when this passes
+    /// Rekey-Timeout, instead of on a timer).
+    pub fn unanswered_handshakes(&self) -> Vec<(Key, Duration)> {
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        self.state
+            .read()
+            .peers
+            .values()
+            .filter_map(|p| {
+                let since = p.unanswered_since.load(Ordering::Relaxed);
+                (since != 0).then(|| {
+                    (
+                        p.public_key,
+                        Duration::from_millis(now.saturating_sub(since)),
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Records that an authenticated packet of `peer` came from `src`.
@@ -479,6 +521,8 @@ impl Device {
             };
             if let Some(ep) = c.endpoint {
                 *p.endpoint.write() = ep;
+                // A new address: its silence is counted from the next initiation on.
+                p.unanswered_since.store(0, Ordering::Relaxed);
             }
             if let Some(ka) = c.persistent_keepalive {
                 p.keepalive.store(ka, Ordering::Relaxed);
@@ -627,6 +671,7 @@ impl Device {
             keepalive: AtomicU16::new(pc.persistent_keepalive),
             last_keepalive: Mutex::new(Instant::now()),
             expired: AtomicBool::new(false),
+            unanswered_since: AtomicU64::new(0),
             counters: PeerCounters::default(),
         });
         for n in &pc.allowed_ips {
@@ -750,6 +795,7 @@ impl Device {
             endpoint_epoch: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             counters: DeviceCounters::default(),
+            epoch: Instant::now(),
             forced_rekey: None,
             detached: true,
         })

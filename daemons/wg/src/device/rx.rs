@@ -126,6 +126,7 @@ impl Device {
                     self.flush_queued(&peer, tunn, plain, socks, src);
                 }
                 if ty == MSG_HANDSHAKE_INIT || ty == MSG_HANDSHAKE_RESP {
+                    self.handshake_completed(&peer);
                     peer.expired.store(false, Ordering::Relaxed);
                     peer.counters
                         .last_handshake_ms
@@ -169,6 +170,9 @@ impl Device {
     ) {
         while let TunnResult::WriteToNetwork(q) = tunn.decapsulate(None, &[], buf) {
             let n = q.len() as u64;
+            if q[0] == MSG_HANDSHAKE_INIT {
+                self.initiation_sent(peer);
+            }
             self.send_one(socks, q, dst);
             peer.counters
                 .tx_bytes

@@ -73,9 +73,7 @@ impl Device {
             return;
         };
         if is_init {
-            p.counters
-                .handshake_attempts
-                .fetch_add(1, Ordering::Relaxed);
+            self.initiation_sent(p);
         }
         drop(guard);
         self.send_one(socks, &buf[..len], ep);
@@ -107,9 +105,7 @@ impl Device {
         if let TunnResult::WriteToNetwork(pkt) = res {
             let len = pkt.len();
             if pkt[0] == MSG_HANDSHAKE_INIT {
-                p.counters
-                    .handshake_attempts
-                    .fetch_add(1, Ordering::Relaxed);
+                self.initiation_sent(p);
             }
             drop(guard);
             self.send_one(socks, &buf[..len], ep);

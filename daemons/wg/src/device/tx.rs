@@ -149,9 +149,7 @@ impl Device {
         }
         peer.counters.tx_bytes.fetch_add(tx, Ordering::Relaxed);
         if let Some(l) = handshake {
-            peer.counters
-                .handshake_attempts
-                .fetch_add(1, Ordering::Relaxed);
+            self.initiation_sent(&peer);
             self.send_one(socks, &hs[..l], dst);
         }
     }
