@@ -17,7 +17,9 @@
 # (called once per implementation group and run; it owns namespaces, daemons, cleanup).
 #
 # Usage: sudo daemons/wg/bench/run.sh [-r RUNS] [-t SECONDS] [-o DIR] [--no-install]
-#        (EDGE_WG_BIN=path uses a prebuilt edge-wg instead of `cargo build --release`)
+#        (EDGE_WG_BIN=path uses a prebuilt edge-wg instead of `cargo build --release`;
+#         EDGE_WG_BASE=path adds "edge-wg (base)", another build such as the last release,
+#         measured in the same runs: before/after figures from one run)
 # Needs: root, iperf3, wg, wireguard-go, jq, python3, cargo. Missing anchors are fetched:
 #   wireguard-go bookworm-backports: `apt-get download -t bookworm-backports` + dpkg-deb -x
 #   boringtun-cli / gotatun-cli:     `cargo install --root $ANCHORS/<name>`
@@ -87,10 +89,18 @@ group() {  # run dir-suffix label env... -- harness args...
     env "${envs[@]}" "$HARNESS" -r 1 -t "$DURATION" -o "$OUT/r$run-$sfx" "$@" \
         > "$OUT/r$run-$sfx.log" 2>&1 || echo "group $sfx run $run failed (see $OUT/r$run-$sfx.log)" >&2
 }
+# An anchor that could not be installed is left out (and missing from the table), rather
+# than failing every run.
+ANCHOR_IMPLS="veth,wggo,wggo-new"
+if [ -x "$BT" ]; then ANCHOR_IMPLS="$ANCHOR_IMPLS,bt"; else echo "run.sh: no boringtun-cli at $BT: left out" >&2; fi
+[ -x "$GT" ] || echo "run.sh: no gotatun at $GT: left out" >&2
 for run in $(seq 1 "$RUNS"); do
     echo "[$(date +%H:%M:%S)] run $run/$RUNS" >&2
     group "$run" anchors WG_GO="$WG_GO_OLD" WG_GO_NEW="$WG_GO_BPO" BORINGTUN="$BT" -- \
-        -i veth,wggo,wggo-new,bt,extra -n edge-wg "$EDGE -f {IFACE}"
+        -i "$ANCHOR_IMPLS,extra" -n edge-wg "$EDGE -f {IFACE}"
+    if [ -n "${EDGE_WG_BASE:-}" ]; then
+        group "$run" base WG_GO="$WG_GO_BPO" -- -i extra -n edge-wg-base "$EDGE_WG_BASE -f {IFACE}"
+    fi
     group "$run" mixed WG_GO="$WG_GO_BPO" -- -i extra-mixed -x -n edge-wg "$EDGE -f {IFACE}"
     if [ -x "$GT" ]; then
         group "$run" gotatun WG_GO="$WG_GO_BPO" -- -i extra -n gotatun \
@@ -109,7 +119,7 @@ for f in sorted(glob.glob(os.path.join(out, "r*-*/raw.csv"))):
     for r in csv.DictReader(open(f)):
         name = {"veth": "veth", "wggo": "wggo-2022", "wggo-new": "wggo-bpo", "bt": "boringtun"}.get(r["impl"])
         if r["impl"] == "extra":
-            name = "gotatun" if grp == "gotatun" else "edge-wg"
+            name = {"gotatun": "gotatun", "base": "edge-wg (base)"}.get(grp, "edge-wg")
         if r["impl"] == "extra-mixed":
             name = "edge-wg<->wggo-bpo"
         if name is None:
@@ -119,7 +129,7 @@ for f in sorted(glob.glob(os.path.join(out, "r*-*/raw.csv"))):
 def f(x):
     try: return float(x)
     except (TypeError, ValueError): return None
-order = ["veth", "wggo-2022", "wggo-bpo", "boringtun", "gotatun", "edge-wg", "edge-wg<->wggo-bpo"]
+order = ["veth", "wggo-2022", "wggo-bpo", "boringtun", "gotatun", "edge-wg (base)", "edge-wg", "edge-wg<->wggo-bpo"]
 hdr = ["implementation", "P", "n", "Gbit/s med", "min", "max", "x wggo-bpo", "CPU s/GB", "peak RSS MiB A/B", "retr med"]
 table = []
 for name in order:
