@@ -351,8 +351,7 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
     let name = wg.interface.as_str().to_string();
     let opened = bringup::open(&name, bringup::default_queues(), &opts)?;
     let dev = opened.dev.clone();
-    let resolver = EndpointResolver::new(&wg.resolvers)
-        .context("failed to set up the resolver of the peers' endpoint names")?;
+    let resolver = EndpointResolver::new(&wg.resolvers);
     let resolved = resolve(&wg, &resolver).await?;
     let (lookup_tx, mut lookup_rx) = mpsc::channel(16);
     let mut live = Live {
@@ -582,8 +581,7 @@ async fn reload(
         );
     }
     if wg.resolvers != live.wg.resolvers {
-        live.resolver = EndpointResolver::new(&wg.resolvers)
-            .context("failed to set up the resolver of the peers' endpoint names")?;
+        live.resolver = EndpointResolver::new(&wg.resolvers);
     }
     // Every endpoint name is looked up again: a reload is when the user expects it.
     let resolved = resolve(wg, &live.resolver).await?;

@@ -16,12 +16,15 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 /// Errors of looking up an endpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
-    /// The system's resolver configuration could not be read.
-    #[error("failed to read the system's DNS configuration (/etc/resolv.conf); set [wg] resolvers")]
+    /// The system's resolver configuration could not be read (e.g. no /etc/resolv.conf).
+    #[error(
+        "cannot look up {host}: the system's DNS configuration could not be read ({reason}); set [wg] resolvers"
+    )]
     SystemConfig {
-        /// The cause.
-        #[source]
-        source: NetError,
+        /// The name.
+        host: String,
+        /// Why.
+        reason: String,
     },
     /// The query failed (timeout, refused, no such name).
     #[error("failed to look up {host}")]
@@ -37,7 +40,9 @@ pub enum ResolveError {
 /// Looks up endpoint names (A, then AAAA).
 #[derive(Clone)]
 pub struct EndpointResolver {
-    inner: TokioResolver,
+    /// The resolver, or why there is none: a host without a readable resolv.conf still runs
+    /// (only its endpoint names cannot be looked up).
+    inner: Result<TokioResolver, String>,
 }
 
 impl std::fmt::Debug for EndpointResolver {
@@ -48,11 +53,10 @@ impl std::fmt::Debug for EndpointResolver {
 
 impl EndpointResolver {
     /// A resolver asking `servers` (UDP) or, when empty, the system's servers.
-    pub fn new(servers: &[SocketAddr]) -> Result<Self, ResolveError> {
+    pub fn new(servers: &[SocketAddr]) -> EndpointResolver {
         let provider = TokioRuntimeProvider::default();
-        let mut builder = if servers.is_empty() {
-            TokioResolver::builder(provider)
-                .map_err(|source| ResolveError::SystemConfig { source })?
+        let builder = if servers.is_empty() {
+            TokioResolver::builder(provider).map_err(|e| e.to_string())
         } else {
             let ns = servers
                 .iter()
@@ -64,18 +68,21 @@ impl EndpointResolver {
                     ns
                 })
                 .collect();
-            TokioResolver::builder_with_config(ResolverConfig::from_name_servers(ns), provider)
+            Ok(TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(ns),
+                provider,
+            ))
         };
-        let opts = builder.options_mut();
-        opts.cache_size = 0;
-        opts.timeout = Duration::from_secs(2);
-        opts.attempts = 2;
-        // One address is enough: IPv4 first, IPv6 only when there is none.
-        opts.ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
-        let inner = builder
-            .build()
-            .map_err(|source| ResolveError::SystemConfig { source })?;
-        Ok(EndpointResolver { inner })
+        let inner = builder.and_then(|mut b| {
+            let opts = b.options_mut();
+            opts.cache_size = 0;
+            opts.timeout = Duration::from_secs(2);
+            opts.attempts = 2;
+            // One address is enough: IPv4 first, IPv6 only when there is none.
+            opts.ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
+            b.build().map_err(|e| e.to_string())
+        });
+        EndpointResolver { inner }
     }
 
     /// The address of `host:port` (an IP address is returned as it is).
@@ -83,15 +90,22 @@ impl EndpointResolver {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(SocketAddr::new(ip, port));
         }
-        let fqdn = format!("{}.", host.trim_end_matches('.'));
-        let lookup = self
+        let resolver = self
             .inner
-            .lookup_ip(fqdn.as_str())
-            .await
-            .map_err(|source| ResolveError::Lookup {
+            .as_ref()
+            .map_err(|reason| ResolveError::SystemConfig {
                 host: host.to_owned(),
-                source,
+                reason: reason.clone(),
             })?;
+        let fqdn = format!("{}.", host.trim_end_matches('.'));
+        let lookup =
+            resolver
+                .lookup_ip(fqdn.as_str())
+                .await
+                .map_err(|source| ResolveError::Lookup {
+                    host: host.to_owned(),
+                    source,
+                })?;
         match lookup.iter().next() {
             Some(ip) => Ok(SocketAddr::new(ip, port)),
             None => Err(ResolveError::Lookup {
