@@ -443,7 +443,30 @@ async fn add(g: &Global, a: AddArgs) -> anyhow::Result<ExitCode> {
         }
         .into());
     }
-    let server = host_public_key(g, wg).await?;
+    // Opened before anything changes, so that an unwritable FILE refuses the whole add.
+    let mut out_file = match &a.output {
+        Some(out) => Some(
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(out)
+                .with_context(|| format!("cannot create {}", out.display()))?,
+        ),
+        None => None,
+    };
+    let cleanup_output = || {
+        if let Some(out) = &a.output {
+            let _ = fs::remove_file(out);
+        }
+    };
+    let server = match host_public_key(g, wg).await {
+        Ok(k) => k,
+        Err(e) => {
+            cleanup_output();
+            return Err(e);
+        }
+    };
     let client_private = provision::private_key_from(random_key()?);
     let psk = Key(random_key()?);
     let psk_file = provision::psk_path(&cfg.global.state_dir, &a.name);
@@ -461,14 +484,25 @@ async fn add(g: &Global, a: AddArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default()
         ),
     };
-    let next = provision::add_peer(&text, &entry)?;
-    write_psk(&cfg.global.state_dir, &psk_file, &psk)?;
+    let next = match provision::add_peer(&text, &entry) {
+        Ok(n) => n,
+        Err(e) => {
+            cleanup_output();
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = write_psk(&cfg.global.state_dir, &psk_file, &psk) {
+        cleanup_output();
+        return Err(e);
+    }
     if let Err(code) = validate_and_write(&path, &next) {
         let _ = fs::remove_file(&psk_file);
+        cleanup_output();
         return Ok(code);
     }
     if let Err(code) = reload_or_restore(g, &path, &text).await {
         let _ = fs::remove_file(&psk_file);
+        cleanup_output();
         return Ok(code);
     }
     let client = ClientConfig {
@@ -496,22 +530,17 @@ async fn add(g: &Global, a: AddArgs) -> anyhow::Result<ExitCode> {
     if let Some(w) = warning {
         eprintln!("edgectl: warning: {w}");
     }
-    match &a.output {
-        Some(out) => {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(out)
-                .with_context(|| format!("cannot create {}", out.display()))?;
+    match (&a.output, out_file.as_mut()) {
+        (Some(out), Some(f)) => {
             f.write_all(conf.as_bytes())
+                .and_then(|()| f.sync_all())
                 .with_context(|| format!("cannot write {}", out.display()))?;
             eprintln!(
                 "edgectl: the client's configuration is in {} (mode 0600); its private key is not kept anywhere else",
                 out.display()
             );
         }
-        None => {
+        _ => {
             eprintln!(
                 "edgectl: the client's configuration follows; its private key is shown only now"
             );
