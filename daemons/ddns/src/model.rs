@@ -172,34 +172,10 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// Cloudflare's published ranges (www.cloudflare.com/ips-v4 and /ips-v6) plus the public
-/// resolver's anycast prefixes; detected addresses inside them are refused.
-pub const CLOUDFLARE_RANGES: &[&str] = &[
-    "173.245.48.0/20",
-    "103.21.244.0/22",
-    "103.22.200.0/22",
-    "103.31.4.0/22",
-    "141.101.64.0/18",
-    "108.162.192.0/18",
-    "190.93.240.0/20",
-    "188.114.96.0/20",
-    "197.234.240.0/22",
-    "198.41.128.0/17",
-    "162.158.0.0/15",
-    "104.16.0.0/13",
-    "104.24.0.0/14",
-    "172.64.0.0/13",
-    "131.0.72.0/22",
-    "1.1.1.0/24",
-    "1.0.0.0/24",
-    "2400:cb00::/32",
-    "2606:4700::/32",
-    "2803:f800::/32",
-    "2405:b500::/32",
-    "2405:8100::/32",
-    "2a06:98c0::/29",
-    "2c0f:f248::/32",
-];
+/// The public resolver's anycast prefixes (1.1.1.1, 1.0.0.1): like Cloudflare's proxy
+/// ranges ([`edge_config::fw::CLOUDFLARE_V4`], [`edge_config::fw::CLOUDFLARE_V6`]), never this
+/// host's address.
+pub const CLOUDFLARE_RESOLVER: &[&str] = &["1.1.1.0/24", "1.0.0.0/24"];
 
 fn in_any(ip: IpAddr, nets: &[&str]) -> bool {
     nets.iter()
@@ -276,7 +252,10 @@ pub fn classify(ip: IpAddr, family: Family) -> Result<IpAddr, Rejection> {
             }
         }
     }
-    if in_any(ip, CLOUDFLARE_RANGES) {
+    if in_any(ip, edge_config::fw::CLOUDFLARE_V4)
+        || in_any(ip, edge_config::fw::CLOUDFLARE_V6)
+        || in_any(ip, CLOUDFLARE_RESOLVER)
+    {
         return Err(Rejection::Cloudflare);
     }
     Ok(ip)

@@ -212,6 +212,38 @@ fn expr_data(a: &mut Attrs, e: &Expr, ids: SetIds<'_>) {
                 a.u32(NFTA_MASQ_FLAGS, *flags);
             }
         }
+        Expr::Immediate { dreg, data } => {
+            a.u32(NFTA_IMMEDIATE_DREG, reg(dreg));
+            data_value(a, NFTA_IMMEDIATE_DATA, data);
+        }
+        Expr::Exthdr {
+            op,
+            kind,
+            offset,
+            len,
+            dreg,
+            sreg,
+            flags,
+        } => {
+            if let Some(d) = dreg {
+                a.u32(NFTA_EXTHDR_DREG, reg(d));
+            }
+            a.put(NFTA_EXTHDR_TYPE, &[*kind])
+                .u32(NFTA_EXTHDR_OFFSET, *offset)
+                .u32(NFTA_EXTHDR_LEN, *len)
+                .u32(NFTA_EXTHDR_OP, *op);
+            // Flags only for a presence test (a write refuses them).
+            if *flags != 0 {
+                a.u32(NFTA_EXTHDR_FLAGS, *flags);
+            }
+            if let Some(s) = sreg {
+                a.u32(NFTA_EXTHDR_SREG, reg(s));
+            }
+        }
+        Expr::ObjrefNamed { kind, name } => {
+            a.u32(NFTA_OBJREF_IMM_TYPE, *kind)
+                .str(NFTA_OBJREF_IMM_NAME, name);
+        }
         Expr::Other { .. } => {}
     }
 }
@@ -224,7 +256,9 @@ pub fn expr_name(e: &Expr) -> &str {
         Expr::Cmp { .. } => "cmp",
         Expr::Bitwise { .. } => "bitwise",
         Expr::Ct { .. } => "ct",
-        Expr::Verdict(_) => "immediate",
+        Expr::Verdict(_) | Expr::Immediate { .. } => "immediate",
+        Expr::Exthdr { .. } => "exthdr",
+        Expr::ObjrefNamed { .. } => "objref",
         Expr::Lookup { .. } => "lookup",
         Expr::Objref { .. } => "objref",
         Expr::Nat { .. } => "nat",
@@ -337,6 +371,9 @@ pub fn elems_attrs(table: &str, set: &str, id: u32, elems: &[Elem], keys_only: b
             for e in elems {
                 list.nest(NFTA_LIST_ELEM, |x| {
                     data_value(x, NFTA_SET_ELEM_KEY, &e.key);
+                    if e.flags != 0 {
+                        x.u32(NFTA_SET_ELEM_FLAGS, e.flags);
+                    }
                     if keys_only {
                         return;
                     }
@@ -563,8 +600,8 @@ fn expr(name: &str, d: &[u8]) -> Expr {
             (Some(key), None, Some(sreg)) => Some(Expr::MetaSet { key, sreg }),
             _ => None,
         },
-        "payload" => match attr(d, 5) {
-            // NFTA_PAYLOAD_SREG: a payload write, which edge-fw never does.
+        "payload" => match attr(d, NFTA_PAYLOAD_SREG) {
+            // A payload write, which edge-fw never does.
             Some(_) => None,
             None => Some(Expr::Payload {
                 base: u(NFTA_PAYLOAD_BASE).unwrap_or(0),
@@ -592,8 +629,8 @@ fn expr(name: &str, d: &[u8]) -> Expr {
                 .and_then(data_value_of)
                 .unwrap_or_default(),
         }),
-        "ct" => match (u(NFTA_CT_KEY), r(NFTA_CT_DREG), attr(d, 3)) {
-            // NFTA_CT_DIRECTION: edge-fw never reads one direction only.
+        "ct" => match (u(NFTA_CT_KEY), r(NFTA_CT_DREG), attr(d, NFTA_CT_DIRECTION)) {
+            // edge-fw never reads one direction only.
             (Some(key), Some(dreg), None) => Some(Expr::Ct { key, dreg }),
             _ => None,
         },
@@ -601,8 +638,22 @@ fn expr(name: &str, d: &[u8]) -> Expr {
             Some(Reg::VERDICT) => attr(d, NFTA_IMMEDIATE_DATA)
                 .and_then(verdict_of)
                 .map(Expr::Verdict),
-            _ => None,
+            Some(dreg) => attr(d, NFTA_IMMEDIATE_DATA)
+                .and_then(data_value_of)
+                .map(|data| Expr::Immediate { dreg, data }),
+            None => None,
         },
+        "exthdr" => Some(Expr::Exthdr {
+            op: u(NFTA_EXTHDR_OP).unwrap_or(0),
+            kind: attr(d, NFTA_EXTHDR_TYPE)
+                .and_then(|v| v.first().copied())
+                .unwrap_or(0),
+            offset: u(NFTA_EXTHDR_OFFSET).unwrap_or(0),
+            len: u(NFTA_EXTHDR_LEN).unwrap_or(0),
+            dreg: r(NFTA_EXTHDR_DREG),
+            sreg: r(NFTA_EXTHDR_SREG),
+            flags: u(NFTA_EXTHDR_FLAGS).unwrap_or(0),
+        }),
         "lookup" => Some(Expr::Lookup {
             sreg: r(NFTA_LOOKUP_SREG).unwrap_or(Reg::VERDICT),
             set: attr(d, NFTA_LOOKUP_SET).map(c_string).unwrap_or_default(),
@@ -614,7 +665,13 @@ fn expr(name: &str, d: &[u8]) -> Expr {
                 sreg,
                 set: c_string(set),
             }),
-            _ => None,
+            _ => match (u(NFTA_OBJREF_IMM_TYPE), attr(d, NFTA_OBJREF_IMM_NAME)) {
+                (Some(kind), Some(name)) => Some(Expr::ObjrefNamed {
+                    kind,
+                    name: c_string(name),
+                }),
+                _ => None,
+            },
         },
         "nat" => {
             let pair = |a, b| r(a).map(|x| (x, r(b).unwrap_or(x)));
@@ -627,7 +684,7 @@ fn expr(name: &str, d: &[u8]) -> Expr {
             })
         }
         // Masquerade to a port range (registers) is not ours.
-        "masq" if attr(d, 2).is_none() => Some(Expr::Masq {
+        "masq" if attr(d, NFTA_MASQ_REG_PROTO_MIN).is_none() => Some(Expr::Masq {
             flags: u(NFTA_MASQ_FLAGS).unwrap_or(0),
         }),
         _ => None,
@@ -720,9 +777,11 @@ pub fn elems(m: &Msg<'_>) -> Option<(String, String, Vec<Elem>)> {
                 for (_, e) in attrs(v).filter(|(t, _)| *t == NFTA_LIST_ELEM) {
                     let mut key = Vec::new();
                     let mut data = ElemData::None;
+                    let mut flags = 0;
                     for (a, x) in attrs(e) {
                         match a {
                             NFTA_SET_ELEM_KEY => key = data_value_of(x).unwrap_or_default(),
+                            NFTA_SET_ELEM_FLAGS => flags = be32(x).unwrap_or(0),
                             NFTA_SET_ELEM_DATA => {
                                 data = match data_value_of(x) {
                                     Some(v) => ElemData::Value(v),
@@ -735,7 +794,7 @@ pub fn elems(m: &Msg<'_>) -> Option<(String, String, Vec<Elem>)> {
                             _ => {}
                         }
                     }
-                    out.push(Elem { key, data });
+                    out.push(Elem { key, data, flags });
                 }
             }
             _ => {}
@@ -828,6 +887,7 @@ mod tests {
             Elem {
                 key: vec![1; 28],
                 data: ElemData::Value(vec![10, 17, 5, 30, 0, 80, 0, 0]),
+                flags: 0,
             },
             Elem {
                 key: vec![2; 28],
@@ -835,14 +895,17 @@ mod tests {
                     code: libc::NFT_JUMP,
                     chain: Some("allow_k8s-api".into()),
                 }),
+                flags: 0,
             },
             Elem {
                 key: vec![3; 28],
                 data: ElemData::Objref("fwd_http".into()),
+                flags: 0,
             },
             Elem {
-                key: vec![4; 40],
+                key: vec![4; 4],
                 data: ElemData::None,
+                flags: NFT_SET_ELEM_INTERVAL_END,
             },
         ];
         let b = one(
@@ -908,7 +971,7 @@ mod tests {
             junk in proptest::collection::vec(proptest::num::u8::ANY, 0..1024),
             cut in 0usize..96,
         ) {
-            let elems = vec![Elem { key: vec![1; 28], data: ElemData::Objref("fwd_x".into()) }];
+            let elems = vec![Elem { key: vec![1; 28], data: ElemData::Objref("fwd_x".into()), flags: 0 }];
             let mut d = one(libc::NFT_MSG_NEWSETELEM, &elems_attrs("edge_state", "fwd4_ctr", 0, &elems, false));
             d.extend(&junk);
             let d = &d[..d.len().saturating_sub(cut)];

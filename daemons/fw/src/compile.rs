@@ -15,13 +15,16 @@ use edge_config::fw::{Forward, Policy, Proto, SourceSet};
 use ipnet::IpNet;
 
 use crate::ir::{
-    Base, Chain, ChainKind, ElemData, Element, Expr, Family, FwdKey, Hook, L4, Origin, Rule,
-    Ruleset, STATE_TABLE, Set, SetKind, TABLE, Table, ct_state,
+    AddrSet, Base, Chain, ChainKind, ElemData, Element, Expr, Family, FwdKey, Hook, L4, Origin,
+    Rule, Ruleset, STATE_TABLE, Set, SetKind, TABLE, Table, ct_state,
 };
 use crate::model::Model;
 
 /// Priority of the state table's counting chain: before the allow-list check.
 pub const PRIO_COUNT: i32 = -160;
+/// Priority of the origin-lock chain (in the state table): after counting, before the
+/// allow-lists.
+pub const PRIO_LOCK: i32 = -155;
 /// Priority of the allow-list chain: before DNAT (`dstnat`, -100) so `daddr` is the original.
 pub const PRIO_ALLOW: i32 = -150;
 /// Priority of the DNAT chain.
@@ -102,6 +105,21 @@ pub fn counter_name(forward: &str) -> String {
 /// The allow-list chain name of a forward.
 pub fn allow_chain(forward: &str) -> String {
     format!("allow_{forward}")
+}
+
+/// The origin-lock chain name of a forward.
+pub fn lock_chain(forward: &str) -> String {
+    format!("lock_{forward}")
+}
+
+/// The counter of a locked forward's dropped direct hits.
+pub fn lock_counter(forward: &str) -> String {
+    format!("lockdrop_{forward}")
+}
+
+/// The name of the set of the origin lock's prefixes of a family (`cf4`, `cf6`).
+pub fn ranges_set(f: Family) -> String {
+    format!("cf{}", f.suffix())
 }
 
 fn protos(p: Proto) -> Vec<L4> {
@@ -188,8 +206,14 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
     for fam in FAMILIES {
         let i = fi(fam);
         let sfx = fam.suffix();
-        let [fwd, allow, hairpin, ctr] = [&mut f.fwd, &mut f.allow, &mut f.hairpin, &mut f.ctr]
-            .map(|v| std::mem::take(&mut v[i]));
+        let [fwd, allow, hairpin, ctr, lock] = [
+            &mut f.fwd,
+            &mut f.allow,
+            &mut f.hairpin,
+            &mut f.ctr,
+            &mut f.lock,
+        ]
+        .map(|v| std::mem::take(&mut v[i]));
         push_set(&mut edge, format!("fwd{sfx}"), fam, SetKind::Target, fwd);
         push_set(
             &mut edge,
@@ -212,6 +236,21 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
             SetKind::Counter,
             ctr,
         );
+        push_set(
+            &mut state,
+            format!("lock{sfx}"),
+            fam,
+            SetKind::Verdict,
+            lock,
+        );
+        // With any forward locked, both families' ranges are loaded (and refreshed together).
+        if !f.lock_chains.is_empty() {
+            let r = &m.env.origin_ranges;
+            let nets = if fam == Family::V4 { &r.v4 } else { &r.v6 };
+            state
+                .addr_sets
+                .push(AddrSet::new(&ranges_set(fam), fam, nets));
+        }
     }
     edge.chains.extend(prefilter_chain(&edge));
     edge.chains.extend(f.allow_chains);
@@ -220,6 +259,8 @@ pub fn compile(m: &Model) -> Result<Ruleset, CompileError> {
     edge.chains.push(forward_chain(m));
     edge.chains.extend(postrouting_chain(m, &edge));
     state.chains.extend(count_chain(&state));
+    state.chains.extend(origin_chain(&state));
+    state.chains.extend(f.lock_chains);
     Ok(Ruleset { edge, state })
 }
 
@@ -237,7 +278,9 @@ struct Forwards {
     allow: [Vec<Element>; 2],
     hairpin: [Vec<Element>; 2],
     ctr: [Vec<Element>; 2],
+    lock: [Vec<Element>; 2],
     allow_chains: Vec<Chain>,
+    lock_chains: Vec<Chain>,
     counters: Vec<String>,
 }
 
@@ -293,6 +336,49 @@ fn allow_list(m: &Model, f: &Forward) -> Option<Chain> {
     })
 }
 
+/// The origin-lock chain of a forward: sources in the proxy's ranges and in its `from` list
+/// return (on to the allow-list and DNAT); anything else is counted and dropped.
+fn origin_lock(m: &Model, f: &Forward) -> Chain {
+    let fam = Family::of(f.to);
+    let at = Some(m.at(f.location.line));
+    let mut rules = vec![rule(
+        vec![Expr::SaddrIn(fam, ranges_set(fam)), Expr::Return],
+        Origin {
+            id: format!("lock/{}/cloudflare", f.name),
+            at: at.clone(),
+        },
+    )];
+    let from: Vec<IpNet> = f
+        .from
+        .as_deref()
+        .map(nets)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| Family::of(n.addr()) == fam)
+        .collect();
+    for (k, n) in from.iter().enumerate() {
+        rules.push(rule(
+            vec![saddr(*n), Expr::Return],
+            Origin {
+                id: format!("lock/{}/allow#{k}", f.name),
+                at: at.clone(),
+            },
+        ));
+    }
+    rules.push(rule(
+        vec![Expr::CounterNamed(lock_counter(&f.name)), Expr::Drop],
+        Origin {
+            id: format!("lock/{}/deny", f.name),
+            at,
+        },
+    ));
+    Chain {
+        name: lock_chain(&f.name),
+        base: None,
+        rules,
+    }
+}
+
 /// Every forward's dispatch keys into the maps, refusing two forwards that claim the same
 /// packet.
 fn forwards(m: &Model) -> Result<Forwards, CompileError> {
@@ -312,9 +398,19 @@ fn forwards(m: &Model) -> Result<Forwards, CompileError> {
     for (idx, f) in fw.forwards.iter().enumerate() {
         let counter = counter_name(&f.name);
         out.counters.push(counter.clone());
-        let allow = allow_list(m, f);
+        // A locked forward's `from` is the lock's escape hatch, checked in its lock chain;
+        // an allow-list of its own would drop the proxy.
+        let (allow, lock) = match f.origin_lock {
+            Some(_) => (None, Some(origin_lock(m, f))),
+            None => (allow_list(m, f), None),
+        };
         let jump = allow.as_ref().map(|c| c.name.clone());
+        let lock_jump = lock.as_ref().map(|c| c.name.clone());
         out.allow_chains.extend(allow);
+        if lock.is_some() {
+            out.counters.push(lock_counter(&f.name));
+        }
+        out.lock_chains.extend(lock);
         for (iif, daddr, proto, dport, to_port) in forward_keys(m, idx, f) {
             let key = FwdKey {
                 iif: iif.to_owned(),
@@ -352,6 +448,16 @@ fn forwards(m: &Model) -> Result<Forwards, CompileError> {
             }
             if let Some(j) = &jump {
                 out.allow[fam].push(Element {
+                    key: key.clone(),
+                    data: ElemData::Jump(j.clone()),
+                });
+            }
+            // The lock holds for the interfaces the forward is `on`; inside hosts using the
+            // public address (hairpin) never come through the proxy.
+            if let Some(j) = &lock_jump
+                && f.on.iter().any(|o| o.as_str() == key.iif)
+            {
+                out.lock[fam].push(Element {
                     key: key.clone(),
                     data: ElemData::Jump(j.clone()),
                 });
@@ -529,10 +635,41 @@ fn input_chain(m: &Model) -> Chain {
     }
 }
 
-/// Forward: admit port-forwards; with a drop policy, let the inside out.
+/// TCP through the WireGuard interface, both ways, gets its maximum segment size clamped to
+/// what fits the tunnel's MTU (IPv4 and TCP headers: 40 bytes; IPv6: 60): without it, a
+/// peer whose path drops ICMP "packet too big" sees connections open and then stall.
+fn mss_clamp(m: &Model) -> Vec<Rule> {
+    let Some((wg, mtu)) = &m.env.wg_mtu else {
+        return Vec::new();
+    };
+    let mut rules = Vec::new();
+    for (dir, iface) in [
+        ("out", Expr::Oifname(wg.clone())),
+        ("in", Expr::Iifname(wg.clone())),
+    ] {
+        for (fam, overhead) in [(Family::V4, 40), (Family::V6, 60)] {
+            let mss = u16::try_from(mtu.saturating_sub(overhead)).unwrap_or(u16::MAX);
+            rules.push(rule(
+                vec![
+                    iface.clone(),
+                    Expr::NfProto(fam),
+                    Expr::TcpSyn,
+                    Expr::MssAbove(mss),
+                    Expr::SetMss(mss),
+                ],
+                Origin::builtin(format!("mss/{dir}{}", fam.suffix())),
+            ));
+        }
+    }
+    rules
+}
+
+/// Forward: clamp TCP's segment size through WireGuard, admit port-forwards; with a drop
+/// policy, let the inside out.
 fn forward_chain(m: &Model) -> Chain {
     let fw = &m.fw;
-    let mut rules = vec![
+    let mut rules = mss_clamp(m);
+    rules.extend([
         rule(
             vec![
                 Expr::CtState(ct_state::ESTABLISHED | ct_state::RELATED),
@@ -544,7 +681,7 @@ fn forward_chain(m: &Model) -> Chain {
             vec![Expr::CtStatusDnat, Expr::Accept],
             Origin::builtin("routed/port-forwards"),
         ),
-    ];
+    ]);
     if fw.routed.policy == Policy::Drop {
         for i in fw.lan.iter().chain(fw.vpn.iter()) {
             rules.push(rule(
@@ -607,6 +744,27 @@ fn postrouting_chain(m: &Model, edge: &Table) -> Option<Chain> {
         "postrouting",
         base(ChainKind::Nat, Hook::Postrouting, PRIO_SRCNAT, true),
         post,
+    )
+}
+
+/// The state table's origin-lock chain: a new connection for a locked forward's key jumps to
+/// that forward's lock chain (established flows are never re-checked, so a range update
+/// leaves them alone).
+fn origin_chain(state: &Table) -> Option<Chain> {
+    let rules = per_family(
+        state,
+        |f| format!("lock{}", f.suffix()),
+        |f, n| {
+            rule(
+                vec![Expr::CtState(ct_state::NEW), Expr::Vmap(f, n)],
+                Origin::builtin(format!("lock/dispatch{}", f.suffix())),
+            )
+        },
+    );
+    chain_if(
+        "origin",
+        base(ChainKind::Filter, Hook::Prerouting, PRIO_LOCK, true),
+        rules,
     )
 }
 

@@ -30,6 +30,7 @@ use crate::ir::Ruleset;
 use crate::model::Model;
 use crate::nfnl::Socket;
 use crate::observe;
+use crate::origin::{self, Decision, Ranges};
 use crate::plan::{self, Update};
 use crate::replica;
 
@@ -52,19 +53,46 @@ fn host_addresses() -> BTreeMap<String, Vec<IpAddr>> {
     })
 }
 
-/// Builds the model and ruleset of a configuration with the interfaces' addresses.
+/// Builds the model and ruleset of a configuration with the interfaces' addresses and the
+/// origin lock's ranges in force.
 pub fn build_with(
     config: &Config,
     addrs: BTreeMap<String, Vec<IpAddr>>,
+    ranges: &Ranges,
 ) -> anyhow::Result<(Model, Ruleset)> {
-    let m = Model::from_config(config, addrs).context("failed to build the firewall model")?;
+    let mut m = Model::from_config(config, addrs).context("failed to build the firewall model")?;
+    m.env.origin_ranges = ranges.clone();
     let rs = compile(&m).context("failed to compile the firewall")?;
     Ok((m, rs))
 }
 
 /// Builds the model and ruleset of a configuration, reading the interfaces' addresses first.
-pub fn build(config: &Config) -> anyhow::Result<(Model, Ruleset)> {
-    build_with(config, host_addresses())
+pub fn build(config: &Config, ranges: &Ranges) -> anyhow::Result<(Model, Ruleset)> {
+    build_with(config, host_addresses(), ranges)
+}
+
+/// The first retry after a failed fetch of the ranges; each failure doubles it, up to the
+/// refresh interval.
+const RANGES_RETRY: Duration = Duration::from_secs(60);
+
+/// The origin lock's ranges: in force, held, and when to look again.
+struct RangeState {
+    current: Ranges,
+    pending: Option<Ranges>,
+    checked_at: u64,
+    last_error: Option<String>,
+    cache: std::path::PathBuf,
+    fetching: bool,
+    retry: Duration,
+    /// `edgectl fw origin-lock refresh` requests waiting for the fetch's outcome.
+    waiting: Vec<edge_ipc::shell::Responder>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// What the event threads report.
@@ -76,6 +104,8 @@ enum Watch {
     Lost,
     /// An address was added or removed, or an interface changed.
     Addresses,
+    /// A fetch of the origin lock's ranges ended.
+    Ranges(Result<Ranges, String>),
 }
 
 /// True when `tid` is a thread of this process: the transaction was ours.
@@ -183,6 +213,8 @@ struct State {
     /// Failed applies in a row: one `fw.apply_failed` per streak (drift repairs retry every
     /// minute and would otherwise send one each time).
     failures: Streak,
+    /// The origin lock's ranges.
+    ranges: RangeState,
 }
 
 fn result_of(e: &ApplyError) -> &'static str {
@@ -347,7 +379,7 @@ impl State {
             return;
         }
         let cfg = shell.config().clone();
-        match build_with(&cfg, now) {
+        match build_with(&cfg, now, &self.ranges.current) {
             Ok((m, rs)) if rs == self.rs => self.model = m,
             Ok((m, rs)) => {
                 tracing::info!("interface addresses changed: the forwards follow them");
@@ -381,14 +413,33 @@ impl State {
                     .get(&crate::compile::counter_name(&f.name))
                     .copied()
                     .unwrap_or((0, 0));
+                let lock_drops = self
+                    .last_counters
+                    .get(&crate::compile::lock_counter(&f.name))
+                    .map_or(0, |c| c.0);
                 edge_ipc::fw::ForwardStatus {
                     name: f.name.clone(),
                     rule: describe_forward(f),
                     packets,
                     bytes,
+                    locked: f.origin_lock.is_some(),
+                    lock_drops,
                 }
             })
             .collect();
+        let r = &self.ranges;
+        let origin_lock = self.locked().then(|| edge_ipc::fw::OriginLockStatus {
+            v4: r.current.v4.len(),
+            v6: r.current.v6.len(),
+            origin: match r.current.origin {
+                origin::Origin::Shipped => "shipped".to_owned(),
+                origin::Origin::Fetched => "fetched".to_owned(),
+            },
+            fetched_at: r.current.fetched_at,
+            checked_at: r.checked_at,
+            pending: r.pending.is_some(),
+            last_error: r.last_error.clone(),
+        });
         edge_ipc::fw::Status {
             forwards: self.model.fw.forwards.len(),
             rules: self.rs.edge.rule_count(),
@@ -396,7 +447,141 @@ impl State {
             forward_list,
             counters_at: self.counters_at,
             drift_repairs: self.metrics.drift_repairs.get(),
+            origin_lock,
         }
+    }
+
+    /// True when a forward is locked to the proxy's ranges.
+    fn locked(&self) -> bool {
+        self.model
+            .fw
+            .forwards
+            .iter()
+            .any(|f| f.origin_lock.is_some())
+    }
+
+    /// Starts a fetch of the ranges (its outcome comes back as [`Watch::Ranges`]).
+    fn fetch_ranges(&mut self, shell: &Shell, tx: &mpsc::UnboundedSender<Watch>) {
+        if self.ranges.fetching {
+            return;
+        }
+        self.ranges.fetching = true;
+        let src = match &shell.config().fw {
+            Some(fw) => fw.origin_lock.clone(),
+            None => return,
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let r = origin::fetch(&src, unix_now())
+                .await
+                .map_err(|e| apply::error_chain(&e));
+            let _ = tx.send(Watch::Ranges(r));
+        });
+    }
+
+    /// A fetch ended: put a valid list in force (an element-only update of the sets), hold
+    /// one that changes more than half of the ranges until it comes again, keep the list
+    /// in force on a failure. Returns when to fetch next.
+    async fn ranges_fetched(&mut self, shell: &mut Shell, res: Result<Ranges, String>) -> Duration {
+        self.ranges.fetching = false;
+        let refresh = shell
+            .config()
+            .fw
+            .as_ref()
+            .map_or(edge_config::fw::ORIGIN_LOCK_REFRESH, |f| {
+                f.origin_lock.refresh
+            });
+        let (answer, next) = match res {
+            Err(e) => {
+                self.metrics.origin_lock_fetch_failures.inc();
+                tracing::warn!(error = %e, "cannot refresh the origin lock's ranges; the list in force stays");
+                let next = self.ranges.retry;
+                self.ranges.retry = (self.ranges.retry * 2).min(refresh);
+                self.ranges.last_error = Some(e.clone());
+                (Err(e), next)
+            }
+            Ok(fetched) => {
+                self.ranges.retry = RANGES_RETRY;
+                self.ranges.checked_at = unix_now();
+                self.ranges.last_error = None;
+                match origin::decide(&self.ranges.current, &fetched, self.ranges.pending.as_ref()) {
+                    Decision::Unchanged => {
+                        self.ranges.pending = None;
+                        (Ok("the ranges are unchanged".to_owned()), refresh)
+                    }
+                    Decision::Hold => {
+                        let msg = format!(
+                            "the fetched list ({} + {} prefixes) changes more than half of the ranges: held until the next fetch gives the same answer",
+                            fetched.v4.len(),
+                            fetched.v6.len()
+                        );
+                        tracing::warn!("{msg}");
+                        self.ranges.pending = Some(fetched);
+                        self.ranges.last_error = Some(msg.clone());
+                        (Ok(msg), refresh.min(Duration::from_secs(3600)))
+                    }
+                    Decision::Accept => {
+                        let msg = format!(
+                            "new ranges in force: {} IPv4 and {} IPv6 prefixes",
+                            fetched.v4.len(),
+                            fetched.v6.len()
+                        );
+                        tracing::info!("{msg}");
+                        if let Err(e) = origin::save_cache(&self.ranges.cache, &fetched) {
+                            tracing::warn!(path = %self.ranges.cache.display(), error = %e, "cannot keep the ranges for the next start");
+                        }
+                        self.ranges.pending = None;
+                        let old = std::mem::replace(&mut self.ranges.current, fetched);
+                        let cfg = shell.config().clone();
+                        let addrs = self.model.env.addresses.clone();
+                        let res = match build_with(&cfg, addrs, &self.ranges.current) {
+                            Ok((m, rs)) => {
+                                let prev = (
+                                    std::mem::replace(&mut self.model, m),
+                                    std::mem::replace(&mut self.rs, rs),
+                                );
+                                match self.apply(shell, "origin lock ranges", false).await {
+                                    Ok(_) => Ok(msg),
+                                    Err(e) => {
+                                        (self.model, self.rs) = prev;
+                                        Err(e)
+                                    }
+                                }
+                            }
+                            Err(e) => Err(format!("{e:#}")),
+                        };
+                        if res.is_err() {
+                            self.ranges.current = old;
+                        }
+                        self.export_ranges();
+                        (res, refresh)
+                    }
+                }
+            }
+        };
+        for r in std::mem::take(&mut self.ranges.waiting) {
+            r.send(match &answer {
+                Ok(m) => Response::Done {
+                    message: m.clone(),
+                    detail: serde_json::Value::Null,
+                },
+                Err(e) => Response::Error {
+                    code: ErrorCode::Failed,
+                    message: e.clone(),
+                },
+            });
+        }
+        next
+    }
+
+    fn export_ranges(&self) {
+        let r = &self.ranges.current;
+        self.metrics
+            .origin_lock_ranges
+            .set(i64::try_from(r.v4.len() + r.v6.len()).unwrap_or(i64::MAX));
+        self.metrics
+            .origin_lock_fetched
+            .set(i64::try_from(r.fetched_at).unwrap_or(i64::MAX));
     }
 
     async fn export_counters(&mut self) {
@@ -406,8 +591,10 @@ impl State {
             return;
         };
         for (name, c) in counters {
-            let Some(fwd) = name.strip_prefix("fwd_") else {
-                continue;
+            let (fwd, lock) = match (name.strip_prefix("fwd_"), name.strip_prefix("lockdrop_")) {
+                (Some(f), _) => (f, false),
+                (None, Some(f)) => (f, true),
+                (None, None) => continue,
             };
             let (pp, pb) = self.last_counters.get(&name).copied().unwrap_or((0, 0));
             let l = ForwardLabels {
@@ -421,8 +608,12 @@ impl State {
                 c.packets
             };
             let db = if c.bytes >= pb { c.bytes - pb } else { c.bytes };
-            self.metrics.forward_packets.get_or_create(&l).inc_by(dp);
-            self.metrics.forward_bytes.get_or_create(&l).inc_by(db);
+            if lock {
+                self.metrics.origin_lock_drops.get_or_create(&l).inc_by(dp);
+            } else {
+                self.metrics.forward_packets.get_or_create(&l).inc_by(dp);
+                self.metrics.forward_bytes.get_or_create(&l).inc_by(db);
+            }
             self.last_counters.insert(name, (c.packets, c.bytes));
         }
         self.counters_at = std::time::SystemTime::now()
@@ -517,8 +708,11 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     let sock = Arc::new(Socket::open().context("failed to open the nf_tables socket")?);
     let (tx, mut events) = mpsc::unbounded_channel();
     watch_tables(tx.clone(), sock.portid())?;
-    watch_addresses(tx)?;
-    let (model, rs) = build(&config)?;
+    watch_addresses(tx.clone())?;
+    // The origin lock starts from the list kept by the last run, else the shipped one.
+    let cache = origin::cache_path(&config.global.state_dir);
+    let ranges = origin::load_cache(&cache).unwrap_or_else(Ranges::shipped);
+    let (model, rs) = build(&config, &ranges)?;
     let mut st = State {
         sock,
         model,
@@ -531,7 +725,18 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
         counters_at: 0,
         notifier,
         failures: Streak::default(),
+        ranges: RangeState {
+            current: ranges,
+            pending: None,
+            checked_at: 0,
+            last_error: None,
+            cache,
+            fetching: false,
+            retry: RANGES_RETRY,
+            waiting: Vec::new(),
+        },
     };
+    st.export_ranges();
     if st.apply(&mut shell, "startup", false).await.is_ok() {
         shell.mark_ready("ruleset applied");
     }
@@ -545,6 +750,22 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     let addresses_due = tokio::time::sleep(Duration::from_secs(86_400 * 365));
     tokio::pin!(addresses_due);
     let mut addresses_pending = false;
+    // The origin lock's ranges: a list older than the refresh interval (or the shipped one)
+    // is fetched soon after start, then once per interval.
+    let refresh = config
+        .fw
+        .as_ref()
+        .map_or(edge_config::fw::ORIGIN_LOCK_REFRESH, |f| {
+            f.origin_lock.refresh
+        });
+    let age = Duration::from_secs(unix_now().saturating_sub(st.ranges.current.fetched_at));
+    let first = if age >= refresh {
+        Duration::from_secs(5)
+    } else {
+        refresh - age
+    };
+    let ranges_due = tokio::time::sleep(first);
+    tokio::pin!(ranges_due);
     loop {
         tokio::select! {
             ev = shell.next() => match ev {
@@ -583,7 +804,8 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                         continue;
                     }
                     let cfg = shell.config().clone();
-                    let built = tokio::task::spawn_blocking(move || build(&cfg)).await;
+                    let ranges = st.ranges.current.clone();
+                    let built = tokio::task::spawn_blocking(move || build(&cfg, &ranges)).await;
                     let (nm, nrs) = match built {
                         Ok(Ok(b)) => b,
                         Ok(Err(e)) => { r.send(Response::Error { code: ErrorCode::Failed, message: format!("{e:#}") }); continue; }
@@ -625,6 +847,14 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                     }
                     None => r.send(Response::Error { code: ErrorCode::Failed, message: "nothing to confirm".into() }),
                 },
+                Event::Request(Request::Role(RoleRequest::Fw(FwRequest::RefreshRanges)), r) => {
+                    if !st.locked() {
+                        r.send(Response::Error { code: ErrorCode::Failed, message: "no forward has origin_lock: there are no ranges to refresh".into() });
+                        continue;
+                    }
+                    st.ranges.waiting.push(r);
+                    st.fetch_ranges(&shell, &tx);
+                }
                 Event::Request(Request::Role(RoleRequest::Fw(FwRequest::Doctor)), r) => {
                     let sock = st.sock.clone();
                     let notes = tokio::task::spawn_blocking(move || observe::doctor(&sock)).await;
@@ -694,6 +924,10 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                                 addresses_due.as_mut().reset(tokio::time::Instant::now() + ADDRESS_SETTLE);
                             }
                         }
+                        Watch::Ranges(res) => {
+                            let next = st.ranges_fetched(&mut shell, res).await;
+                            ranges_due.as_mut().reset(tokio::time::Instant::now() + next);
+                        }
                     }
                     next = events.try_recv().ok();
                 }
@@ -706,6 +940,13 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
             () = &mut addresses_due, if addresses_pending => {
                 addresses_pending = false;
                 st.follow_addresses(&mut shell).await;
+            }
+            () = &mut ranges_due => {
+                if st.locked() {
+                    st.fetch_ranges(&shell, &tx);
+                }
+                // The fetch's outcome sets the next time; until then, look again in a day.
+                ranges_due.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(86_400));
             }
             _ = verify.tick() => st.check_drift(&mut shell, None).await,
             _ = counters.tick() => st.export_counters().await,
@@ -725,7 +966,8 @@ async fn reconfigure(st: &mut State, shell: &mut Shell, cfg: &Arc<Config>, why: 
     st.notifier.reload(cfg);
     let built = tokio::task::spawn_blocking({
         let cfg = cfg.clone();
-        move || build(&cfg)
+        let ranges = st.ranges.current.clone();
+        move || build(&cfg, &ranges)
     })
     .await;
     match built {

@@ -331,6 +331,16 @@ pub enum Expr {
     SetMark(u32),
     /// `meta mark & BIT == BIT`.
     MarkBit(u32),
+    /// `ip saddr @SET` / `ip6 saddr @SET`: the source is in a set of prefixes.
+    SaddrIn(Family, String),
+    /// `counter name "NAME"`: count into a named counter.
+    CounterNamed(String),
+    /// `tcp flags syn / syn,rst`: a TCP SYN (a connection's first two packets).
+    TcpSyn,
+    /// `tcp option maxseg size > N`.
+    MssAbove(u16),
+    /// `tcp option maxseg size set N`.
+    SetMss(u16),
     /// `masquerade`.
     Masquerade,
     /// `accept`.
@@ -422,6 +432,11 @@ impl fmt::Display for Expr {
             }
             Expr::SetMark(b) => write!(f, "meta mark set meta mark | {b:#010x}"),
             Expr::MarkBit(b) => write!(f, "meta mark & {b:#010x} == {b:#010x}"),
+            Expr::SaddrIn(fam, set) => write!(f, "{} saddr @{set}", fam.ip_kw()),
+            Expr::CounterNamed(n) => write!(f, "counter name \"{n}\""),
+            Expr::TcpSyn => f.write_str("tcp flags syn / syn,rst"),
+            Expr::MssAbove(n) => write!(f, "tcp option maxseg size > {n}"),
+            Expr::SetMss(n) => write!(f, "tcp option maxseg size set {n}"),
             Expr::Masquerade => f.write_str("masquerade"),
             Expr::Accept => f.write_str("accept"),
             Expr::Drop => f.write_str("drop"),
@@ -498,8 +513,47 @@ pub struct Table {
     pub counters: Vec<String>,
     /// Sets and maps.
     pub sets: Vec<Set>,
+    /// Sets of address prefixes (`flags interval`).
+    pub addr_sets: Vec<AddrSet>,
     /// Chains in creation order.
     pub chains: Vec<Chain>,
+}
+
+/// A named set of address prefixes of one family (`type ipv4_addr; flags interval`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AddrSet {
+    /// Set name.
+    pub name: String,
+    /// The prefixes' family.
+    pub family: Family,
+    /// The prefixes, sorted, none inside another.
+    pub nets: Vec<IpNet>,
+}
+
+impl AddrSet {
+    /// A set of `nets` of `family`: sorted, other families and prefixes inside another
+    /// left out (nft refuses overlapping intervals).
+    pub fn new(name: &str, family: Family, nets: &[IpNet]) -> Self {
+        let mut v: Vec<IpNet> = nets
+            .iter()
+            .filter(|n| Family::of(n.addr()) == family)
+            .map(IpNet::trunc)
+            .collect();
+        v.sort();
+        v.dedup();
+        let all = v.clone();
+        v.retain(|n| !all.iter().any(|o| o != n && o.contains(n)));
+        Self {
+            name: name.to_owned(),
+            family,
+            nets: v,
+        }
+    }
+
+    /// The size it is declared with: room for each prefix's start and end elements.
+    pub fn declared_size(&self) -> u32 {
+        capacity(2 * self.nets.len() + 1)
+    }
 }
 
 impl Table {
@@ -509,6 +563,7 @@ impl Table {
             name: name.to_owned(),
             counters: Vec::new(),
             sets: Vec::new(),
+            addr_sets: Vec::new(),
             chains: Vec::new(),
         }
     }
@@ -532,6 +587,22 @@ impl Table {
 /// `nft list table` formatting of the table (elements one per line).
 impl fmt::Display for Table {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.render(f, true)
+    }
+}
+
+/// The table's declarations only (sets without elements, chains without rules, sizes as
+/// the full table declares them).
+struct Declarations<'a>(&'a Table);
+
+impl fmt::Display for Declarations<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.render(f, false)
+    }
+}
+
+impl Table {
+    fn render(&self, f: &mut fmt::Formatter<'_>, contents: bool) -> fmt::Result {
         writeln!(f, "table inet {} {{", self.name)?;
         let mut first = true;
         let mut sep = |f: &mut fmt::Formatter<'_>| -> fmt::Result {
@@ -551,13 +622,35 @@ impl fmt::Display for Table {
             writeln!(f, "\t{kw} {} {{", s.name)?;
             writeln!(f, "\t\ttype {}", s.type_line())?;
             writeln!(f, "\t\tsize {}", s.declared_size())?;
-            if !s.elements.is_empty() {
+            if contents && !s.elements.is_empty() {
                 f.write_str("\t\telements = { ")?;
                 for (i, e) in s.elements.iter().enumerate() {
                     if i > 0 {
                         f.write_str(",\n\t\t\t     ")?;
                     }
                     write!(f, "{e}")?;
+                }
+                f.write_str(" }\n")?;
+            }
+            f.write_str("\t}\n")?;
+        }
+        for s in &self.addr_sets {
+            sep(f)?;
+            writeln!(f, "\tset {} {{", s.name)?;
+            let ty = match s.family {
+                Family::V4 => "ipv4_addr",
+                Family::V6 => "ipv6_addr",
+            };
+            writeln!(f, "\t\ttype {ty}")?;
+            writeln!(f, "\t\tsize {}", s.declared_size())?;
+            writeln!(f, "\t\tflags interval")?;
+            if contents && !s.nets.is_empty() {
+                f.write_str("\t\telements = { ")?;
+                for (i, n) in s.nets.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",\n\t\t\t     ")?;
+                    }
+                    write!(f, "{n}")?;
                 }
                 f.write_str(" }\n")?;
             }
@@ -579,7 +672,7 @@ impl fmt::Display for Table {
                     if b.accept { "accept" } else { "drop" }
                 )?;
             }
-            for r in &c.rules {
+            for r in c.rules.iter().filter(|_| contents) {
                 writeln!(f, "\t\t{r}")?;
             }
             f.write_str("\t}\n")?;
@@ -607,7 +700,7 @@ impl Ruleset {
         let st = &self.state.name;
         let _ = writeln!(s, "table inet {t}\ndelete table inet {t}");
         s.push_str(&self.edge.to_string());
-        s.push_str(&self.state.skeleton().to_string());
+        s.push_str(&Declarations(&self.state).to_string());
         for set in &self.state.sets {
             let kw = if set.kind == SetKind::Set {
                 "set"
@@ -616,37 +709,14 @@ impl Ruleset {
             };
             let _ = writeln!(s, "flush {kw} inet {st} {}", set.name);
         }
+        for set in &self.state.addr_sets {
+            let _ = writeln!(s, "flush set inet {st} {}", set.name);
+        }
         for c in &self.state.chains {
             let _ = writeln!(s, "flush chain inet {st} {}", c.name);
         }
         s.push_str(&self.state.to_string());
         s
-    }
-}
-
-impl Table {
-    /// The table without set elements and rules: its declarations only.
-    pub fn skeleton(&self) -> Table {
-        Table {
-            name: self.name.clone(),
-            counters: self.counters.clone(),
-            sets: self
-                .sets
-                .iter()
-                .map(|s| Set {
-                    elements: Vec::new(),
-                    ..s.clone()
-                })
-                .collect(),
-            chains: self
-                .chains
-                .iter()
-                .map(|c| Chain {
-                    rules: Vec::new(),
-                    ..c.clone()
-                })
-                .collect(),
-        }
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! Layers: [`model`], [`compile`], [`ir`], [`lower`], [`wire`], [`codec`], [`txn`],
 //! [`plan`], [`safety`], [`events`] and [`uapi`] are pure; [`nfnl`], [`rt`], [`observe`],
-//! [`apply`], [`replica`], [`confirm`] and [`daemon`] do the I/O.
+//! [`apply`], [`replica`], [`confirm`] and [`daemon`] do the I/O; [`origin`] is pure but for
+//! fetching and keeping the origin lock's ranges.
 
 pub mod apply;
 pub mod codec;
@@ -19,6 +20,7 @@ pub mod lower;
 pub mod model;
 pub mod nfnl;
 pub mod observe;
+pub mod origin;
 pub mod plan;
 pub mod replica;
 pub mod rt;

@@ -105,6 +105,55 @@ pub fn elem(e: &Element) -> wire::Elem {
     wire::Elem {
         key: key_bytes(&e.key),
         data,
+        flags: 0,
+    }
+}
+
+/// The address after `a`, if there is one.
+fn next_addr(a: IpAddr) -> Option<IpAddr> {
+    match a {
+        IpAddr::V4(v) => u32::from(v).checked_add(1).map(|n| IpAddr::V4(n.into())),
+        IpAddr::V6(v) => u128::from(v).checked_add(1).map(|n| IpAddr::V6(n.into())),
+    }
+}
+
+/// A prefix set as nft lays it out for the kernel: each prefix is a start element and an
+/// end element (the address after it, flagged `NFT_SET_ELEM_INTERVAL_END`), and the range
+/// before the first prefix is closed by an end element at address zero.
+fn addr_set(s: &ir::AddrSet) -> wire::Set {
+    let (key_type, key_len, zero) = match s.family {
+        Family::V4 => (uapi::TYPE_IPADDR, 4, IpAddr::V4(0.into())),
+        Family::V6 => (uapi::TYPE_IP6ADDR, 16, IpAddr::V6(0.into())),
+    };
+    let elem = |a: IpAddr, flags| wire::Elem {
+        key: ip_bytes(&a),
+        data: wire::ElemData::None,
+        flags,
+    };
+    let end = uapi::NFT_SET_ELEM_INTERVAL_END;
+    let mut elements = Vec::with_capacity(2 * s.nets.len() + 1);
+    if s.nets.first().is_some_and(|n| n.network() != zero) {
+        elements.push(elem(zero, end));
+    }
+    for n in &s.nets {
+        elements.push(elem(n.network(), 0));
+        if let Some(after) = next_addr(n.broadcast()) {
+            elements.push(elem(after, end));
+        }
+    }
+    elements.sort();
+    wire::Set {
+        name: s.name.clone(),
+        spec: wire::SetSpec {
+            flags: uapi::NFT_SET_INTERVAL,
+            key_type,
+            key_len,
+            data_type: 0,
+            data_len: 0,
+            obj_type: 0,
+            size: Some(s.declared_size()),
+        },
+        elements,
     }
 }
 
@@ -206,6 +255,20 @@ fn ct_bits(key: i32, bits: u32) -> Vec<wire::Expr> {
         mask(4, &bits.to_ne_bytes()),
         cmp(libc::NFT_CMP_NEQ, &0u32.to_ne_bytes()),
     ]
+}
+
+/// The maximum-segment-size field of a TCP option: a load into `dreg` or a write from
+/// `sreg`.
+fn mss_option(dreg: Option<Reg>, sreg: Option<Reg>) -> wire::Expr {
+    wire::Expr::Exthdr {
+        op: uapi::NFT_EXTHDR_OP_TCPOPT,
+        kind: uapi::TCPOPT_MAXSEG,
+        offset: 2,
+        len: 2,
+        dreg,
+        sreg,
+        flags: 0,
+    }
 }
 
 /// The kernel expressions of one IR expression (the ones nft 1.0.6 generates for it).
@@ -323,6 +386,38 @@ pub fn exprs(e: &Expr) -> Vec<wire::Expr> {
             mask(4, &bit.to_ne_bytes()),
             cmp(eq, &bit.to_ne_bytes()),
         ],
+        Expr::SaddrIn(f, set) => {
+            let mut v = nfproto(*f);
+            let (off, len) = match f {
+                Family::V4 => (12, 4),
+                Family::V6 => (8, 16),
+            };
+            v.push(payload(nh, off, len, Reg::r(1)));
+            v.push(lookup(set, None));
+            v
+        }
+        Expr::CounterNamed(n) => vec![wire::Expr::ObjrefNamed {
+            kind: uapi::NFT_OBJECT_COUNTER,
+            name: n.clone(),
+        }],
+        Expr::TcpSyn => vec![
+            meta(libc::NFT_META_L4PROTO, Reg::r(1)),
+            cmp(eq, &[6]),
+            payload(th, 13, 1, Reg::r(1)),
+            mask(1, &[0x06]),
+            cmp(eq, &[0x02]),
+        ],
+        Expr::MssAbove(n) => vec![
+            mss_option(Some(Reg::r(1)), None),
+            cmp(libc::NFT_CMP_GT, &n.to_be_bytes()),
+        ],
+        Expr::SetMss(n) => vec![
+            wire::Expr::Immediate {
+                dreg: Reg::r(1),
+                data: n.to_be_bytes().to_vec(),
+            },
+            mss_option(None, Some(Reg::r(1))),
+        ],
         Expr::Masquerade => vec![wire::Expr::Masq { flags: 0 }],
         Expr::Accept => vec![verdict(libc::NF_ACCEPT)],
         Expr::Drop => vec![verdict(libc::NF_DROP)],
@@ -373,7 +468,12 @@ pub fn table(t: &ir::Table) -> wire::Table {
     wire::Table {
         name: t.name.clone(),
         chains: t.chains.iter().map(chain).collect(),
-        sets: t.sets.iter().map(set).collect(),
+        sets: t
+            .sets
+            .iter()
+            .map(set)
+            .chain(t.addr_sets.iter().map(addr_set))
+            .collect(),
         counters: t
             .counters
             .iter()

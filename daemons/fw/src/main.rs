@@ -36,7 +36,11 @@ fn print(common: &CommonArgs) -> ExitCode {
         }
     };
     let addrs = edge_fw::observe::interface_addresses().unwrap_or_default();
-    match edge_fw::plan::compile_config(&loaded.config, addrs) {
+    let ranges = edge_fw::origin::load_cache(&edge_fw::origin::cache_path(
+        &loaded.config.global.state_dir,
+    ))
+    .unwrap_or_else(edge_fw::origin::Ranges::shipped);
+    match edge_fw::plan::compile_config(&loaded.config, addrs, &ranges) {
         Ok((m, rs)) => {
             print!("{}", rs.script());
             // The same plan as the daemon's, without the live tables.

@@ -9,7 +9,7 @@ use edge_config::fw::Fw;
 use ipnet::IpNet;
 
 /// Facts from outside the `[fw]` section, gathered before compiling.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Env {
     /// Config file name written into rule comments (`edge.toml`).
     pub file: String,
@@ -20,6 +20,24 @@ pub struct Env {
     /// Addresses of interfaces, resolved by the caller (`observe::interface_addresses`);
     /// used for forwards without `address` and by the anti-lockout check.
     pub addresses: BTreeMap<String, Vec<IpAddr>>,
+    /// The WireGuard interface and its MTU (from `[wg]`): TCP through it gets its maximum
+    /// segment size clamped.
+    pub wg_mtu: Option<(String, u32)>,
+    /// The origin lock's ranges in force (shipped, or as last fetched).
+    pub origin_ranges: crate::origin::Ranges,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self {
+            file: "edge.toml".to_owned(),
+            wg_port: None,
+            wg_nets: Vec::new(),
+            addresses: BTreeMap::new(),
+            wg_mtu: None,
+            origin_ranges: crate::origin::Ranges::shipped(),
+        }
+    }
 }
 
 impl Env {
@@ -30,18 +48,21 @@ impl Env {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_else(|| "edge.toml".to_owned());
-        let (wg_port, wg_nets) = match &config.wg {
+        let (wg_port, wg_nets, wg_mtu) = match &config.wg {
             Some(wg) => (
                 Some(wg.listen_port.get()),
                 wg.addresses.iter().map(IpNet::trunc).collect(),
+                Some((wg.interface.as_str().to_owned(), wg.mtu)),
             ),
-            None => (None, Vec::new()),
+            None => (None, Vec::new(), None),
         };
         Self {
             file,
             wg_port,
             wg_nets,
             addresses: BTreeMap::new(),
+            wg_mtu,
+            origin_ranges: crate::origin::Ranges::shipped(),
         }
     }
 }

@@ -29,12 +29,15 @@ pub enum PlanError {
     Compile(#[from] CompileError),
 }
 
-/// Model and ruleset of a configuration, given the interface addresses.
+/// Model and ruleset of a configuration, given the interface addresses and the origin
+/// lock's ranges.
 pub fn compile_config(
     cfg: &Config,
     addrs: BTreeMap<String, Vec<IpAddr>>,
+    ranges: &crate::origin::Ranges,
 ) -> Result<(Model, Ruleset), PlanError> {
-    let m = Model::from_config(cfg, addrs)?;
+    let mut m = Model::from_config(cfg, addrs)?;
+    m.env.origin_ranges = ranges.clone();
     let rs = compile(&m)?;
     Ok((m, rs))
 }

@@ -62,6 +62,11 @@ fn matches(e: &Expr, p: &Packet) -> Option<bool> {
         Expr::Dport(proto, a, b) => *proto == p.proto && (*a..=*b).contains(&p.dport),
         Expr::IcmpType(_) | Expr::Icmpv6Type(_) | Expr::MarkBit(_) => false,
         Expr::CtState(mask) => mask & ct_state::NEW != 0,
+        // The proof's sources are the admin and WireGuard networks and documentation
+        // addresses: never in a prefix set such as Cloudflare's ranges (a must-pass packet
+        // that depends on one is refused, as it should be).
+        Expr::SaddrIn(..) => false,
+        Expr::TcpSyn => p.proto == L4::Tcp,
         _ => return None,
     })
 }
@@ -103,6 +108,8 @@ fn run_chain(t: &Table, name: &str, p: &Packet, depth: u8) -> Step {
                 Expr::Accept => return Step::Verdict(Fate::Accepted),
                 Expr::Drop => return Step::Verdict(Fate::DroppedByRule(r.origin.clone())),
                 Expr::Return => return Step::Continue,
+                // Statements that count or rewrite but do not decide.
+                Expr::CounterNamed(_) | Expr::SetMss(_) => continue,
                 Expr::Vmap(_, set) => match lookup(t, set, p) {
                     Some(ElemData::Jump(c)) => match run_chain(t, c, p, depth + 1) {
                         Step::Continue => continue 'rules,

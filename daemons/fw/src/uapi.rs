@@ -72,6 +72,7 @@ pub const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
 // enum nft_set_elem_attributes
 pub const NFTA_SET_ELEM_KEY: u16 = 1;
 pub const NFTA_SET_ELEM_DATA: u16 = 2;
+pub const NFTA_SET_ELEM_FLAGS: u16 = 3;
 pub const NFTA_SET_ELEM_OBJREF: u16 = 9;
 // enum nft_data_attributes
 pub const NFTA_DATA_VALUE: u16 = 1;
@@ -104,6 +105,19 @@ pub const NFTA_PAYLOAD_DREG: u16 = 1;
 pub const NFTA_PAYLOAD_BASE: u16 = 2;
 pub const NFTA_PAYLOAD_OFFSET: u16 = 3;
 pub const NFTA_PAYLOAD_LEN: u16 = 4;
+pub const NFTA_PAYLOAD_SREG: u16 = 5;
+// enum nft_exthdr_attributes
+pub const NFTA_EXTHDR_DREG: u16 = 1;
+pub const NFTA_EXTHDR_TYPE: u16 = 2;
+pub const NFTA_EXTHDR_OFFSET: u16 = 3;
+pub const NFTA_EXTHDR_LEN: u16 = 4;
+pub const NFTA_EXTHDR_FLAGS: u16 = 5;
+pub const NFTA_EXTHDR_OP: u16 = 6;
+pub const NFTA_EXTHDR_SREG: u16 = 7;
+/// `NFT_EXTHDR_OP_TCPOPT`: the extension header is a TCP option.
+pub const NFT_EXTHDR_OP_TCPOPT: u32 = 1;
+/// TCP option kind 2: maximum segment size.
+pub const TCPOPT_MAXSEG: u8 = 2;
 // enum nft_meta_attributes
 pub const NFTA_META_DREG: u16 = 1;
 pub const NFTA_META_KEY: u16 = 2;
@@ -111,6 +125,7 @@ pub const NFTA_META_SREG: u16 = 3;
 // enum nft_ct_attributes
 pub const NFTA_CT_DREG: u16 = 1;
 pub const NFTA_CT_KEY: u16 = 2;
+pub const NFTA_CT_DIRECTION: u16 = 3;
 // enum nft_counter_attributes
 pub const NFTA_COUNTER_BYTES: u16 = 1;
 pub const NFTA_COUNTER_PACKETS: u16 = 2;
@@ -124,7 +139,10 @@ pub const NFTA_NAT_REG_PROTO_MAX: u16 = 6;
 pub const NFTA_NAT_FLAGS: u16 = 7;
 // enum nft_masq_attributes
 pub const NFTA_MASQ_FLAGS: u16 = 1;
+pub const NFTA_MASQ_REG_PROTO_MIN: u16 = 2;
 // enum nft_objref_attributes
+pub const NFTA_OBJREF_IMM_TYPE: u16 = 1;
+pub const NFTA_OBJREF_IMM_NAME: u16 = 2;
 pub const NFTA_OBJREF_SET_SREG: u16 = 3;
 pub const NFTA_OBJREF_SET_NAME: u16 = 4;
 pub const NFTA_OBJREF_SET_ID: u16 = 5;
@@ -140,6 +158,10 @@ pub const NFTA_GEN_PROC_NAME: u16 = 3;
 
 /// `NFT_MSG_DESTROYTABLE` (kernel 6.3+; libc does not carry it): delete if it exists.
 pub const NFT_MSG_DESTROYTABLE: u16 = 26;
+/// `NFT_SET_INTERVAL`: the set holds ranges (start and end elements).
+pub const NFT_SET_INTERVAL: u32 = 0x4;
+/// `NFT_SET_ELEM_INTERVAL_END`: the element ends the previous range.
+pub const NFT_SET_ELEM_INTERVAL_END: u32 = 0x1;
 /// `NFT_SET_OBJECT`: the set maps to stateful objects.
 pub const NFT_SET_OBJECT: u32 = 0x40;
 /// `NFT_OBJECT_COUNTER`.

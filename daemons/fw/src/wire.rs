@@ -180,6 +180,37 @@ pub enum Expr {
         /// `NF_NAT_RANGE_*`.
         flags: u32,
     },
+    /// `immediate` of data into a register.
+    Immediate {
+        /// Destination register.
+        dreg: Reg,
+        /// The data.
+        data: Vec<u8>,
+    },
+    /// `exthdr` load (`dreg`) or write (`sreg`) of a TCP option field.
+    Exthdr {
+        /// `NFT_EXTHDR_OP_*`.
+        op: u32,
+        /// Option kind (`2`: maximum segment size).
+        kind: u8,
+        /// Offset in the option.
+        offset: u32,
+        /// Length in bytes.
+        len: u32,
+        /// Destination register of a load.
+        dreg: Option<Reg>,
+        /// Source register of a write.
+        sreg: Option<Reg>,
+        /// `NFT_EXTHDR_F_*`.
+        flags: u32,
+    },
+    /// `objref` of a named object (`counter name "x"`).
+    ObjrefNamed {
+        /// `NFT_OBJECT_*`.
+        kind: u32,
+        /// The object's name.
+        name: String,
+    },
     /// An expression edge-fw never writes (someone else's), by name.
     Other {
         /// The expression's name (`log`, `limit`, ...).
@@ -312,6 +343,26 @@ impl fmt::Display for Expr {
                 write!(f, " flags {flags:#x} ]")
             }
             Expr::Masq { flags } => write!(f, "[ masq flags {flags:#x} ]"),
+            Expr::Immediate { dreg, data } => write!(f, "[ immediate {dreg} {} ]", hex(data)),
+            Expr::Exthdr {
+                kind,
+                offset,
+                len,
+                dreg,
+                sreg,
+                ..
+            } => match (dreg, sreg) {
+                (_, Some(s)) => write!(
+                    f,
+                    "[ exthdr write tcpopt {s} => {len}b @ {kind} + {offset} ]"
+                ),
+                (d, None) => write!(
+                    f,
+                    "[ exthdr load tcpopt {len}b @ {kind} + {offset} => {} ]",
+                    d.unwrap_or(Reg::VERDICT)
+                ),
+            },
+            Expr::ObjrefNamed { kind, name } => write!(f, "[ objref type {kind} name {name} ]"),
             Expr::Other { name } => write!(f, "[ {name} ]"),
         }
     }
@@ -477,13 +528,17 @@ pub enum ElemData {
     Objref(String),
 }
 
-/// One element of a set or map.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One element of a set or map. Elements sort by key, and at the same key the end of a
+/// range before the start of the next one: the order in which the kernel accepts adjacent
+/// ranges (`104.16.0.0/13` ends where `104.24.0.0/14` starts).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Elem {
     /// The key's bytes.
     pub key: Vec<u8>,
     /// What it maps to.
     pub data: ElemData,
+    /// `NFT_SET_ELEM_*` (`NFT_SET_ELEM_INTERVAL_END` on the element that ends a range).
+    pub flags: u32,
 }
 
 fn ip_at(b: &[u8], v6: bool) -> Option<IpAddr> {
@@ -520,14 +575,39 @@ fn forward_key(k: &[u8]) -> Option<String> {
     Some(format!("\"{name}\" . {addr} . {proto} . {port}"))
 }
 
+impl Ord for Elem {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key
+            .cmp(&other.key)
+            .then(other.flags.cmp(&self.flags))
+            .then(self.data.cmp(&other.data))
+    }
+}
+
+impl PartialOrd for Elem {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl Elem {
     /// The element in nft's notation where its layout is one of ours, else in hex.
     pub fn render(&self, spec: &SetSpec) -> String {
-        let key = spec
-            .is_forward_key()
-            .then(|| forward_key(&self.key))
-            .flatten()
-            .unwrap_or_else(|| hex(&self.key));
+        let key = if spec.is_forward_key() {
+            forward_key(&self.key).unwrap_or_else(|| hex(&self.key))
+        } else {
+            match self.key.len() {
+                4 => ip_at(&self.key, false).map(|a| a.to_string()),
+                16 => ip_at(&self.key, true).map(|a| a.to_string()),
+                _ => None,
+            }
+            .unwrap_or_else(|| hex(&self.key))
+        };
+        let key = if self.flags & crate::uapi::NFT_SET_ELEM_INTERVAL_END != 0 {
+            format!("{key} (end)")
+        } else {
+            key
+        };
         let data = match &self.data {
             ElemData::None => String::new(),
             ElemData::Value(v) => {
@@ -949,6 +1029,7 @@ mod tests {
         Elem {
             key: vec![k],
             data: ElemData::None,
+            flags: 0,
         }
     }
 
@@ -996,6 +1077,7 @@ mod tests {
         let e = Elem {
             key: k,
             data: ElemData::Value(vec![10, 17, 5, 30, 0, 80, 0, 0]),
+            flags: 0,
         };
         let spec = SetSpec {
             flags: 8,

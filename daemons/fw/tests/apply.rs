@@ -126,15 +126,18 @@ fn a_dry_run_changes_nothing_whatever_its_verdict() {
     });
 }
 
-/// `nft --debug=netlink list table inet edge`, with each set's element lines sorted (the
-/// kernel lists them in hash order).
+/// `nft --debug=netlink list table inet edge` and `... edge_state`, with each set's element
+/// lines sorted (the kernel lists them in hash order).
 fn bytecode() -> String {
-    let out = std::process::Command::new("nft")
-        .args(["--debug=netlink", "list", "table", "inet", "edge"])
-        .output()
-        .expect("nft");
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut text = String::new();
+    for table in ["edge", "edge_state"] {
+        let out = std::process::Command::new("nft")
+            .args(["--debug=netlink", "list", "table", "inet", table])
+            .output()
+            .expect("nft");
+        assert!(out.status.success(), "{out:?}");
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
     let mut lines: Vec<String> = Vec::new();
     let mut run: Vec<String> = Vec::new();
     for l in text.lines() {

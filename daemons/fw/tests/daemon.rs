@@ -121,6 +121,9 @@ fn daemon_config(dir: &std::path::Path) -> (std::path::PathBuf, String) {
             "runtime_dir = \"/run/edge\"",
             &format!("runtime_dir = \"{}\"", dir.display()),
         );
+    // The origin lock's list is never fetched from Cloudflare in a test: a closed local
+    // port (the daemon keeps the shipped list and says the fetch failed).
+    let text = format!("{text}\n[fw.origin_lock]\nurl = \"http://127.0.0.1:9/client/v4/ips\"\n");
     let path = dir.join("edge.toml");
     std::fs::write(&path, &text).expect("write config");
     (path, text)
@@ -651,4 +654,136 @@ fn without_cap_sys_admin_a_confirm_apply_waits_for_edgectl_fw_confirm() {
             )),
         "no warning logged:\n{log}"
     );
+}
+
+/// The v4 and v6 prefixes of the `cf4`/`cf6` sets in `host`, as nft -j shows them (checked
+/// against the netlink read-back).
+fn live_ranges(host: &edge_testkit::Netns) -> Vec<String> {
+    let live = host.run(common::read_live_checked);
+    common::our_view(&live)
+        .into_iter()
+        .filter_map(|l| {
+            l.strip_prefix("elem edge_state/cf4 ")
+                .or_else(|| l.strip_prefix("elem edge_state/cf6 "))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Cloudflare's list, fetched from a local test server by `edgectl fw origin-lock refresh`:
+/// a small change goes in force at once by elements only (the state table is never
+/// replaced) and is kept for the next start; a list that replaces more than half of the
+/// ranges is held until a second fetch gives the same answer; a list with a private prefix
+/// is refused and the one in force stays.
+#[test]
+fn the_origin_lock_ranges_are_refreshed_by_elements_only_and_validated() {
+    let lab = common::lab();
+    let host = lab.ns("host");
+    let server = host.run(|| edge_testkit::cloudflare::CfServer::start_local("unused"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, text) = daemon_config(dir.path());
+    let text = text.replace(
+        "url = \"http://127.0.0.1:9/client/v4/ips\"",
+        &format!("url = \"{}/ips\"", server.url()),
+    );
+    std::fs::write(&path, &text).expect("write config");
+    let (_, rs) = common::build(&common::parse(&path, &text), Default::default());
+    // The server answers the shipped list until the test changes it.
+    server.set_ips(
+        edge_config::fw::CLOUDFLARE_V4,
+        edge_config::fw::CLOUDFLARE_V6,
+    );
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_edge-fw"));
+    cmd.args(["--config", &path.to_string_lossy(), "--log-format", "text"]);
+    let mut daemon = host.spawn("edge-fw", cmd);
+    assert!(
+        wait_for(Duration::from_secs(10), || converged(host, &rs)).is_some(),
+        "the daemon applied the shipped ranges"
+    );
+    assert!(live_ranges(host).contains(&"173.245.48.0/20".to_owned()));
+    // With the shipped list in force the daemon checks Cloudflare's soon after start (then
+    // once a day): wait for that check, so the refreshes below are the only fetches.
+    let checked = || {
+        let st = fw_status(&path);
+        serde_json::from_value::<edge_ipc::fw::Status>(st.detail)
+            .ok()
+            .and_then(|s| s.origin_lock)
+            .is_some_and(|l| l.checked_at > 0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), checked).is_some(),
+        "the first check of Cloudflare's list after start"
+    );
+    assert_eq!(server.ips_served(), 1);
+    let before = table_handle_of(host, "edge_state");
+    let refresh = || edgectl(&path, &["fw", "origin-lock", "refresh"]);
+
+    // Cloudflare's list gains 45.64.64.0/22 and loses 131.0.72.0/22: in force at once.
+    let mut v4: Vec<&str> = edge_config::fw::CLOUDFLARE_V4
+        .iter()
+        .copied()
+        .filter(|n| *n != "131.0.72.0/22")
+        .collect();
+    v4.push("45.64.64.0/22");
+    server.set_ips(&v4, edge_config::fw::CLOUDFLARE_V6);
+    let (ok, out) = refresh();
+    assert!(
+        ok && out.contains("new ranges in force: 15 IPv4 and 7 IPv6"),
+        "{out}"
+    );
+    let live = live_ranges(host);
+    assert!(live.contains(&"45.64.64.0/22".to_owned()), "{live:?}");
+    assert!(!live.contains(&"131.0.72.0/22".to_owned()), "{live:?}");
+    assert_eq!(
+        table_handle_of(host, "edge_state"),
+        before,
+        "inet edge_state was updated in place"
+    );
+    assert!(applies(host, "elements") >= 1, "an element-only update");
+    let st = fw_status(&path);
+    let lock: edge_ipc::fw::Status = serde_json::from_value(st.detail).expect("fw status");
+    let lock = lock.origin_lock.expect("origin lock status");
+    assert_eq!((lock.origin.as_str(), lock.v4, lock.v6), ("fetched", 15, 7));
+    let kept = edge_fw::origin::load_cache(&edge_fw::origin::cache_path(dir.path()))
+        .expect("the list is kept for the next start");
+    assert!(kept.v4.iter().any(|n| n.to_string() == "45.64.64.0/22"));
+
+    // A list that replaces everything: held once, in force when it comes again.
+    server.set_ips(&["198.41.128.0/17"], &["2a06:98c0::/29"]);
+    let (ok, out) = refresh();
+    assert!(ok && out.contains("held until the next fetch"), "{out}");
+    assert!(
+        live_ranges(host).contains(&"45.64.64.0/22".to_owned()),
+        "still the old list"
+    );
+    let (ok, out) = refresh();
+    assert!(
+        ok && out.contains("new ranges in force: 1 IPv4 and 1 IPv6"),
+        "{out}"
+    );
+    assert_eq!(live_ranges(host), ["198.41.128.0/17", "2a06:98c0::/29"]);
+
+    // A list with a private prefix is refused; the one in force stays.
+    server.set_ips(&["10.0.0.0/8"], &["2400:cb00::/32"]);
+    let (ok, out) = refresh();
+    assert!(
+        !ok && out.contains("10.0.0.0/8 is not a global prefix"),
+        "{out}"
+    );
+    assert_eq!(live_ranges(host), ["198.41.128.0/17", "2a06:98c0::/29"]);
+    assert_eq!(server.ips_served(), 5);
+    daemon.stop();
+}
+
+/// The handle of table `inet NAME` as `nft -j` reports it.
+fn table_handle_of(host: &edge_testkit::Netns, name: &str) -> u64 {
+    let out = host.exec("nft", ["-j", "list", "table", "inet", name]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft -j");
+    v["nftables"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find_map(|o| o.get("table")?.get("handle")?.as_u64())
+        })
+        .expect("table handle")
 }

@@ -50,6 +50,17 @@ enum Cmd {
     Reload,
     /// Check that the daemon answers.
     Ping,
+    /// The origin lock's ranges (Cloudflare's published list).
+    #[command(subcommand)]
+    OriginLock(OriginLockCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum OriginLockCmd {
+    /// Fetch Cloudflare's list now (root): a valid list is put in force by an element-only
+    /// update; one that changes more than half of the ranges waits for a second identical
+    /// answer.
+    Refresh,
 }
 
 /// Runs `edgectl fw`.
@@ -68,6 +79,9 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         Cmd::Status => Request::Status,
         Cmd::Reload => Request::Reload,
         Cmd::Ping => Request::Ping,
+        Cmd::OriginLock(OriginLockCmd::Refresh) => {
+            Request::Role(RoleRequest::Fw(edge_ipc::fw::Request::RefreshRanges))
+        }
     };
     daemon::simple(Role::Fw, g, req).await
 }
@@ -82,7 +96,12 @@ fn plan_cmd(g: &Global, script: bool) -> anyhow::Result<ExitCode> {
         }
     };
     let addrs = observe::interface_addresses().unwrap_or_default();
-    let (m, rs) = plan::compile_config(&loaded.config, addrs)
+    // The origin lock's ranges as edge-fw last kept them, else the shipped list.
+    let ranges = edge_fw::origin::load_cache(&edge_fw::origin::cache_path(
+        &loaded.config.global.state_dir,
+    ))
+    .unwrap_or_else(edge_fw::origin::Ranges::shipped);
+    let (m, rs) = plan::compile_config(&loaded.config, addrs, &ranges)
         .with_context(|| format!("failed to compile the [fw] section of {}", path.display()))?;
     // Reading the live tables needs CAP_NET_ADMIN; without it the plan is still useful.
     let live = Socket::open()

@@ -243,9 +243,17 @@ fn detail(o: &mut String, role: Role, v: &serde_json::Value, now: u64) {
                     }
                 );
                 for fwd in &f.forward_list {
+                    let lock = if fwd.locked {
+                        format!(
+                            "; locked to Cloudflare, {} direct hit(s) dropped",
+                            fwd.lock_drops
+                        )
+                    } else {
+                        String::new()
+                    };
                     let _ = writeln!(
                         o,
-                        "  forward {}: {}; {} in {} packet(s)",
+                        "  forward {}: {}; {} in {} packet(s){lock}",
                         fwd.name,
                         fwd.rule,
                         bytes(fwd.bytes),
@@ -254,6 +262,32 @@ fn detail(o: &mut String, role: Role, v: &serde_json::Value, now: u64) {
                 }
                 if !f.forward_list.is_empty() {
                     let _ = writeln!(o, "  counters read {}", ago(now, f.counters_at));
+                }
+                if let Some(l) = &f.origin_lock {
+                    let from = if l.origin == "fetched" {
+                        format!("fetched {}", ago(now, l.fetched_at))
+                    } else {
+                        "as shipped with this release".to_owned()
+                    };
+                    let checked = if l.checked_at == 0 {
+                        "not checked yet".to_owned()
+                    } else {
+                        format!("checked {}", ago(now, l.checked_at))
+                    };
+                    let _ = writeln!(
+                        o,
+                        "  origin lock: Cloudflare's {} IPv4 and {} IPv6 ranges, {from}; {checked}{}",
+                        l.v4,
+                        l.v6,
+                        if l.pending {
+                            "; a changed list waits for confirmation by the next fetch"
+                        } else {
+                            ""
+                        }
+                    );
+                    if let Some(e) = &l.last_error {
+                        let _ = writeln!(o, "  origin lock: last fetch: {e}");
+                    }
                 }
                 return;
             }

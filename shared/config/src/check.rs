@@ -13,6 +13,57 @@ pub(crate) fn cross_check(ctx: &mut Ctx<'_>, cfg: &Config) {
     forward_targets_reachable(ctx, cfg);
     names_do_not_collide(ctx, cfg);
     heartbeats_need_ddns(ctx, cfg);
+    origin_lock_and_proxied_records(ctx, cfg);
+}
+
+/// An origin lock admits only the proxy: every record a locked forward serves must be
+/// proxied, or its visitors (who come straight from browsers) are dropped. The other way
+/// round, a web forward of a host with proxied records and no lock leaves the origin
+/// reachable around the proxy's WAF and DDoS protection.
+fn origin_lock_and_proxied_records(ctx: &mut Ctx<'_>, cfg: &Config) {
+    let (Some(fw), Some(ddns)) = (&cfg.fw, &cfg.ddns) else {
+        return;
+    };
+    let family_records = |v4: bool| {
+        ddns.records
+            .iter()
+            .filter(move |r| (r.kind == crate::ddns::RecordType::A) == v4)
+    };
+    for f in &fw.forwards {
+        let v4 = f.to.is_ipv4();
+        let path = format!("fw.forward.{}", f.name);
+        if f.origin_lock.is_some() {
+            if let Some(r) = family_records(v4).find(|r| !r.proxied) {
+                ctx.error(
+                    f.origin_lock_span.clone(),
+                    &format!("{path}.origin_lock"),
+                    format!(
+                        "forward `{}` admits only Cloudflare, but record `{}` (line {}) is not proxied: its visitors come straight to this host and would be dropped",
+                        f.name, r.name, r.location.line
+                    ),
+                )
+                .hint("proxy the record (`proxied = true` in its [[ddns.record]]), or remove origin_lock from the forward");
+            }
+            continue;
+        }
+        let web = f.proto.has_tcp()
+            && [80u16, 443]
+                .iter()
+                .any(|p| (f.port.start.get()..=f.port.end.get()).contains(p));
+        if let Some(r) = family_records(v4).find(|r| r.proxied)
+            && web
+        {
+            ctx.warn(
+                f.port_span.clone(),
+                &format!("{path}.port"),
+                format!(
+                    "forward `{}` lets anyone reach the origin of proxied record `{}` directly, around Cloudflare's WAF and DDoS protection",
+                    f.name, r.name
+                ),
+            )
+            .hint("add `origin_lock = \"cloudflare\"` to the forward (its `from` list stays open for the admin or a monitor)");
+        }
+    }
 }
 
 /// Heartbeats are pinged by edge-ddns after each sync: without `[ddns]` nothing pings them.

@@ -4,13 +4,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::ops::Range;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::decode::{At, Ctx, Decode, Node, Table};
 use crate::source::Location;
-use crate::types::{InterfaceName, Ip, Network, PortRange, one_of};
+use crate::types::{HttpUrl, InterfaceName, Ip, Network, PortRange, one_of};
 
 /// Verdict of a chain policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -129,6 +130,14 @@ pub struct Forward {
     pub from: Option<Vec<SourceSet>>,
     /// Generate reflection so hosts on the inside can use the external address too.
     pub hairpin: bool,
+    /// Admit only a proxy's published ranges (plus `from`) to this forward.
+    pub origin_lock: Option<OriginLock>,
+    /// Where `origin_lock` is written (for the cross-section checks).
+    #[serde(skip)]
+    pub origin_lock_span: Range<usize>,
+    /// Where `port` is written (for the cross-section checks).
+    #[serde(skip)]
+    pub port_span: Range<usize>,
     /// Where it is declared.
     pub location: Location,
     /// Location of the `to` key (for the reachability warning).
@@ -155,6 +164,64 @@ pub struct Fw {
     pub masquerade: Vec<Masquerade>,
     /// Port-forwards.
     pub forwards: Vec<Forward>,
+    /// Where the origin lock's ranges come from (`[fw.origin_lock]`).
+    pub origin_lock: OriginLockSource,
+}
+
+/// Whose published ranges an origin lock admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum OriginLock {
+    /// Cloudflare's proxy ranges (`https://api.cloudflare.com/client/v4/ips`).
+    Cloudflare,
+}
+
+/// Cloudflare's published IPv4 proxy ranges as this release ships them (`GET /ips`,
+/// `ipv4_cidrs`): an origin lock starts from them, offline, until the first refresh.
+pub const CLOUDFLARE_V4: &[&str] = &[
+    "173.245.48.0/20",
+    "103.21.244.0/22",
+    "103.22.200.0/22",
+    "103.31.4.0/22",
+    "141.101.64.0/18",
+    "108.162.192.0/18",
+    "190.93.240.0/20",
+    "188.114.96.0/20",
+    "197.234.240.0/22",
+    "198.41.128.0/17",
+    "162.158.0.0/15",
+    "104.16.0.0/13",
+    "104.24.0.0/14",
+    "172.64.0.0/13",
+    "131.0.72.0/22",
+];
+
+/// Cloudflare's published IPv6 proxy ranges as this release ships them (`ipv6_cidrs`).
+pub const CLOUDFLARE_V6: &[&str] = &[
+    "2400:cb00::/32",
+    "2606:4700::/32",
+    "2803:f800::/32",
+    "2405:b500::/32",
+    "2405:8100::/32",
+    "2a06:98c0::/29",
+    "2c0f:f248::/32",
+];
+
+/// The default of `[fw.origin_lock] url`: Cloudflare's list of its ranges (no token).
+pub const CLOUDFLARE_IPS_URL: &str = "https://api.cloudflare.com/client/v4/ips";
+/// The default of `[fw.origin_lock] refresh`.
+pub const ORIGIN_LOCK_REFRESH: Duration = Duration::from_secs(24 * 3600);
+/// The shortest `[fw.origin_lock] refresh` accepted (Cloudflare changes its ranges rarely).
+pub const ORIGIN_LOCK_REFRESH_MIN: Duration = Duration::from_secs(3600);
+
+/// `[fw.origin_lock]`: where edge-fw refreshes the ranges it ships with.
+#[derive(Debug, Clone, Serialize)]
+pub struct OriginLockSource {
+    /// The list's URL (Cloudflare's `GET /ips`).
+    pub url: HttpUrl,
+    /// How often the list is fetched (at most daily by default).
+    pub refresh: Duration,
+    /// A CA file to trust besides the system's (tests with a local server).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Fw {
@@ -436,6 +503,21 @@ pub(crate) fn decode(
         let to_port: Option<At<PortRange>> = f.opt(ctx, "to_port");
         let from_raw: Option<At<Vec<RawSource>>> = f.opt(ctx, "from");
         let hairpin = f.or(ctx, "hairpin", false);
+        let lock_path = format!("{}.origin_lock", f.path());
+        let lock: Option<At<String>> = f.opt(ctx, "origin_lock");
+        let (origin_lock, origin_lock_span) = match lock {
+            None => (None, 0..0),
+            Some(l) if l.value == "cloudflare" => (Some(OriginLock::Cloudflare), l.span),
+            Some(l) => {
+                ctx.error(
+                    l.span.clone(),
+                    &lock_path,
+                    format!("unknown origin_lock `{}`", l.value),
+                )
+                .hint("the one known lock is \"cloudflare\" (Cloudflare's proxy ranges)");
+                (None, l.span)
+            }
+        };
         let key = format!("{}.from", f.path());
         let from_at = from_raw.as_ref().map(|r| (r.span.clone(), r.value.len()));
         let from = resolve_sources(ctx, from_raw.map(|r| r.value), &networks, &key);
@@ -531,11 +613,48 @@ pub(crate) fn decode(
                 to_port: to_port_v,
                 from,
                 hairpin,
+                origin_lock,
+                origin_lock_span,
+                port_span: port.span.clone(),
                 location,
                 to_span: to.span,
             },
         })
     });
+    let origin_lock = t
+        .sub(ctx, "origin_lock", |ctx, mut o| {
+            let url: Option<HttpUrl> = o.opt(ctx, "url");
+            let refresh_node = o.raw("refresh").map(|(v, k)| (v.span(), k));
+            let refresh = o.or(ctx, "refresh", crate::types::Dur(ORIGIN_LOCK_REFRESH)).0;
+            if let Some((span, key)) = refresh_node
+                && refresh < ORIGIN_LOCK_REFRESH_MIN
+            {
+                ctx.error(
+                    span,
+                    &key,
+                    format!(
+                        "refresh = {}s is too short: Cloudflare changes its ranges rarely",
+                        refresh.as_secs()
+                    ),
+                )
+                .hint("use at least \"1h\" (the default is \"24h\"); `edgectl fw origin-lock refresh` fetches at once");
+            }
+            let ca_file: Option<String> = o.opt(ctx, "ca_file");
+            o.finish(ctx);
+            Some(OriginLockSource {
+                url: url.or_else(|| HttpUrl::parse(CLOUDFLARE_IPS_URL).ok())?,
+                refresh,
+                ca_file: ca_file.map(std::path::PathBuf::from),
+            })
+        })
+        .flatten()
+        .or_else(|| {
+            Some(OriginLockSource {
+                url: HttpUrl::parse(CLOUDFLARE_IPS_URL).ok()?,
+                refresh: ORIGIN_LOCK_REFRESH,
+                ca_file: None,
+            })
+        })?;
     t.finish(ctx);
 
     // --- checks inside [fw] ---
@@ -596,5 +715,6 @@ pub(crate) fn decode(
         routed,
         masquerade,
         forwards: raw_forwards.into_iter().map(|r| r.fwd).collect(),
+        origin_lock,
     })
 }

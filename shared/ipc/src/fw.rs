@@ -10,6 +10,8 @@ pub enum Request {
     /// `edgectl fw doctor` for a member of group `edge`: how other tables' base chains on
     /// our hooks interact with ours (reading them needs the daemon's CAP_NET_ADMIN).
     Doctor,
+    /// `edgectl fw origin-lock refresh`: fetch the origin lock's ranges now (root).
+    RefreshRanges,
 }
 
 /// The role-specific part of edge-fw's status (`DaemonStatus::detail`).
@@ -32,6 +34,29 @@ pub struct Status {
     /// Foreign changes of our tables repaired since the daemon started.
     #[serde(default)]
     pub drift_repairs: u64,
+    /// The origin lock's ranges, when a forward is locked.
+    #[serde(default)]
+    pub origin_lock: Option<OriginLockStatus>,
+}
+
+/// The origin lock's ranges in force and how fresh they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OriginLockStatus {
+    /// IPv4 prefixes in force.
+    pub v4: usize,
+    /// IPv6 prefixes in force.
+    pub v6: usize,
+    /// `shipped` (with this release) or `fetched`.
+    pub origin: String,
+    /// When the list in force was fetched (unix seconds; 0: shipped).
+    pub fetched_at: u64,
+    /// When the list was last checked (unix seconds; 0: not yet).
+    pub checked_at: u64,
+    /// A fetched list that changes more than half of the ranges, waiting for the next
+    /// fetch to give the same answer.
+    pub pending: bool,
+    /// Why the last fetch failed or was refused.
+    pub last_error: Option<String>,
 }
 
 /// One port-forward in the status.
@@ -46,4 +71,10 @@ pub struct ForwardStatus {
     pub packets: u64,
     /// Bytes of those packets.
     pub bytes: u64,
+    /// True when only the origin lock's ranges (and `from`) may reach it.
+    #[serde(default)]
+    pub locked: bool,
+    /// Direct hits dropped by the origin lock (new connections from elsewhere).
+    #[serde(default)]
+    pub lock_drops: u64,
 }

@@ -94,6 +94,7 @@ impl RoleRequest {
             RoleRequest::Ddns(r) => match *r {},
             RoleRequest::Wg(r) => match *r {},
             RoleRequest::Fw(crate::fw::Request::Doctor) => true,
+            RoleRequest::Fw(crate::fw::Request::RefreshRanges) => false,
             RoleRequest::Link(r) => match *r {},
         }
     }

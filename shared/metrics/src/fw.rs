@@ -39,6 +39,15 @@ pub struct Metrics {
     pub verify_failures: Counter,
     /// Duration of the last apply (dry run + commit + read-back).
     pub last_apply_duration: Gauge<f64, AtomicU64>,
+    /// New connections to a locked forward from outside the proxy's ranges, dropped.
+    pub origin_lock_drops: Family<ForwardLabels, Counter>,
+    /// Prefixes of the origin lock's ranges in force.
+    pub origin_lock_ranges: Gauge,
+    /// When the ranges in force were fetched (unix seconds; 0: the list shipped with the
+    /// release).
+    pub origin_lock_fetched: Gauge,
+    /// Fetches of the ranges that failed or were refused.
+    pub origin_lock_fetch_failures: Counter,
 }
 
 impl Metrics {
@@ -78,6 +87,27 @@ impl Metrics {
             "Duration of the last apply (dry run, commit, read-back)",
             Unit::Seconds,
             m.last_apply_duration.clone(),
+        );
+        sub.register(
+            "origin_lock_drops",
+            "New connections to a locked forward from outside Cloudflare's ranges, dropped",
+            m.origin_lock_drops.clone(),
+        );
+        sub.register(
+            "origin_lock_ranges",
+            "Prefixes of Cloudflare's ranges the origin lock admits",
+            m.origin_lock_ranges.clone(),
+        );
+        sub.register_with_unit(
+            "origin_lock_fetched_timestamp",
+            "When the ranges in force were fetched (0: shipped with the release)",
+            Unit::Seconds,
+            m.origin_lock_fetched.clone(),
+        );
+        sub.register(
+            "origin_lock_fetch_failures",
+            "Fetches of Cloudflare's ranges that failed or were refused",
+            m.origin_lock_fetch_failures.clone(),
         );
         m
     }

@@ -179,14 +179,28 @@ fn load_ca(path: &Path) -> Result<reqwest::Certificate, NotifyError> {
 /// The HTTP client of a `[notify]` section: its timeout, its extra CA, no proxy from the
 /// environment, and no redirects (a secret header must not follow one elsewhere).
 pub fn client(n: &Notify) -> Result<reqwest::Client, NotifyError> {
+    https_client(
+        n.timeout,
+        n.ca_file.as_deref(),
+        concat!("edge-notify/", env!("CARGO_PKG_VERSION")),
+    )
+}
+
+/// An HTTP client as the daemons use one: rustls with ring, a total and a connect timeout,
+/// the system's CAs plus `ca_file`, no proxy from the environment, no redirects.
+pub fn https_client(
+    timeout: Duration,
+    ca_file: Option<&Path>,
+    user_agent: &str,
+) -> Result<reqwest::Client, NotifyError> {
     install_crypto_provider();
     let mut b = reqwest::Client::builder()
-        .timeout(n.timeout)
-        .connect_timeout(n.timeout)
-        .user_agent(concat!("edge-notify/", env!("CARGO_PKG_VERSION")))
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(user_agent)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none());
-    if let Some(ca) = &n.ca_file {
+    if let Some(ca) = ca_file {
         b = b.add_root_certificate(load_ca(ca)?);
     }
     b.build()

@@ -25,6 +25,6 @@ pub mod pace;
 pub mod streak;
 pub mod target;
 
-pub use deliver::{Notifier, NotifyError, ProbeResult, Tuning, probe};
+pub use deliver::{Notifier, NotifyError, ProbeResult, Tuning, https_client, probe};
 pub use event::{Envelope, Event, FORMAT_VERSION, FailureCause, Severity};
 pub use streak::{Streak, StreakChange};

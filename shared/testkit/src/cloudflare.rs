@@ -331,6 +331,10 @@ impl Logged {
 
 #[derive(Debug)]
 struct Inner {
+    /// The answer of `GET /ips` (IPv4 and IPv6 prefixes), when set.
+    ips: Option<(Vec<String>, Vec<String>)>,
+    /// `GET /ips` requests answered.
+    ips_served: u64,
     zones: Vec<Value>,
     records: BTreeMap<String, Value>,
     log: Vec<Logged>,
@@ -431,6 +435,8 @@ impl CfServer {
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("local addr");
         let inner = Arc::new(Mutex::new(Inner {
+            ips: None,
+            ips_served: 0,
             zones: Vec::new(),
             records: BTreeMap::new(),
             log: Vec::new(),
@@ -510,6 +516,20 @@ impl CfServer {
     }
 
     /// Adds an active zone and returns its id.
+    /// Sets what `GET /ips` answers (Cloudflare's list of its proxy ranges; it needs no
+    /// token and is not part of the DNS API's OpenAPI description).
+    pub fn set_ips(&self, v4: &[&str], v6: &[&str]) {
+        lock(&self.inner).ips = Some((
+            v4.iter().map(|s| (*s).to_owned()).collect(),
+            v6.iter().map(|s| (*s).to_owned()).collect(),
+        ));
+    }
+
+    /// How many `GET /ips` requests were answered.
+    pub fn ips_served(&self) -> u64 {
+        lock(&self.inner).ips_served
+    }
+
     pub fn add_zone(&self, name: &str) -> String {
         let mut g = lock(&self.inner);
         let n = g.next_id;
@@ -957,6 +977,29 @@ async fn handle(st: Arc<Mutex<Inner>>, schema: Arc<Schema>, req: Request<Incomin
         .strip_prefix(BASE_PATH)
         .unwrap_or(&full_path)
         .to_owned();
+    // `GET /ips`: the proxy's ranges, no token, outside the DNS API's description.
+    if method == Method::GET && path == "/ips" {
+        let mut g = lock(&st);
+        let (status, out) = match &g.ips {
+            Some((v4, v6)) => (
+                StatusCode::OK,
+                envelope_ok(
+                    json!({"ipv4_cidrs": v4, "ipv6_cidrs": v6, "etag": format!("{:x}", v4.len() * 131 + v6.len())}),
+                    None,
+                ),
+            ),
+            None => (StatusCode::NOT_FOUND, envelope_err(1000, "no list set")),
+        };
+        g.ips_served += 1;
+        drop(g);
+        let mut resp = Response::new(Full::new(Bytes::from(out.to_string())));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+        return resp;
+    }
     if !full_path.starts_with(BASE_PATH) {
         violations.push(format!("path {full_path} is not under {BASE_PATH}"));
     }

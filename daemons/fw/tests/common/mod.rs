@@ -216,6 +216,9 @@ pub fn lab() -> Lab {
     t.forward("host");
     // "The internet" reaches the host's public-side address through the ISP router.
     t.route("inet", &["192.198.0.0/24", "via", "198.18.0.2"]);
+    // inet also holds a Cloudflare edge's address (see [`CF4`]); the router's default route
+    // leads back to it.
+    t.addr("inet", "eth0", &format!("{CF4}/32"));
     t.route("admin", &["default", "via", "192.168.1.1"]);
     dual_stack_lab(&t);
     let lb = t.ns("lb");
@@ -312,6 +315,38 @@ fn dual_stack_lab(t: &Topology) {
         t.ns(node)
             .exec("sysctl", ["-qw", "net.ipv6.conf.all.forwarding=1"]);
     }
+    // A Cloudflare edge on "the internet" (an address in its published ranges), which the
+    // origin lock admits to the web forwards; the router reaches it through inet.
+    addr("inet", "eth0", CF6, 128);
+    t.ns("router")
+        .ip(["-6", "route", "add", &format!("{CF6}/128"), "via", v6::INET]);
+}
+
+/// An address of Cloudflare's published IPv4 ranges held by `inet`: what the origin lock
+/// admits (a proxied visitor arrives from such an address).
+pub const CF4: &str = "173.245.48.10";
+/// The same for IPv6.
+pub const CF6: &str = "2400:cb00::10";
+
+/// `curl` from `ns` with source address `src` (a Cloudflare edge, or not), once.
+pub fn curl_from(ns: &Netns, src: &str, url: &str) -> Option<String> {
+    let out = ns.try_exec(
+        "curl",
+        ["-s", "-g", "--max-time", "2", "--interface", src, url],
+    );
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// [`curl_from`] until it returns a body (up to 8 s).
+pub fn curl_from_retry(ns: &Netns, src: &str, url: &str) -> Option<String> {
+    let mut body = None;
+    wait_for(Duration::from_secs(8), || {
+        body = curl_from(ns, src, url);
+        body.is_some()
+    });
+    body
 }
 
 /// A tiny HTTP server on IPv6 answering `[LOCAL] port PORT from [PEER]` (socat writes the
@@ -453,6 +488,15 @@ fn json_concat(v: &serde_json::Value, quote_first: bool) -> String {
     }
 }
 
+/// A prefix or range element of an interval set as nft -j shows it.
+fn json_interval(v: &serde_json::Value) -> Option<String> {
+    if let Some(p) = v.get("prefix") {
+        return Some(format!("{}/{}", scalar(&p["addr"]), scalar(&p["len"])));
+    }
+    let r = v.get("range")?.as_array()?;
+    Some(format!("{}-{}", scalar(&r[0]), scalar(&r[1])))
+}
+
 fn json_data(v: &serde_json::Value) -> String {
     if let Some(t) = v.get("jump").and_then(|j| j.get("target")) {
         return format!("jump {}", scalar(t));
@@ -510,11 +554,15 @@ pub fn nft_view() -> (View, BTreeMap<String, (u64, u64)>) {
                     .into_iter()
                     .flatten()
                 {
-                    let line = match e.as_array() {
-                        Some(kv) => {
+                    let line = match (e.as_array(), json_interval(e)) {
+                        (_, Some(i)) => i,
+                        (Some(kv), None) => {
                             format!("{} : {}", json_concat(&kv[0], true), json_data(&kv[1]))
                         }
-                        None => json_concat(e, true),
+                        (None, None) => match e.as_str() {
+                            Some(a) => a.to_owned(),
+                            None => json_concat(e, true),
+                        },
                     };
                     view.insert(format!("elem {table}/{name} {line}"));
                 }
@@ -559,6 +607,12 @@ fn table_view(t: &Table, view: &mut View) {
             .map(|n| n.to_string())
             .unwrap_or_else(|| "-".into());
         view.insert(format!("set {name}/{} size {size}", s.name));
+        if s.spec.flags & edge_fw::uapi::NFT_SET_INTERVAL != 0 {
+            for r in intervals(&s.elements) {
+                view.insert(format!("elem {name}/{} {r}", s.name));
+            }
+            continue;
+        }
         for e in &s.elements {
             view.insert(format!("elem {name}/{} {}", s.name, e.render(&s.spec)));
         }
@@ -566,6 +620,51 @@ fn table_view(t: &Table, view: &mut View) {
     for c in t.counters.keys() {
         view.insert(format!("counter {name}/{c}"));
     }
+}
+
+/// The ranges of an interval set's elements (each start with the end that follows it), as
+/// nft -j shows them: `addr/len` for a prefix, `first-last` otherwise.
+fn intervals(elems: &[edge_fw::wire::Elem]) -> Vec<String> {
+    let ip = |k: &[u8]| -> IpAddr {
+        match k.len() {
+            4 => IpAddr::from(<[u8; 4]>::try_from(k).expect("v4")),
+            _ => IpAddr::from(<[u8; 16]>::try_from(k).expect("v6")),
+        }
+    };
+    let end = edge_fw::uapi::NFT_SET_ELEM_INTERVAL_END;
+    let mut out = Vec::new();
+    let starts = elems.iter().filter(|e| e.flags & end == 0);
+    for s in starts {
+        let first = ip(&s.key);
+        // The end: the first end element after the start; none means up to the last address.
+        let last = elems
+            .iter()
+            .filter(|e| e.flags & end != 0 && e.key > s.key)
+            .map(|e| ip(&e.key))
+            .min()
+            .map(|after| match after {
+                IpAddr::V4(a) => IpAddr::V4((u32::from(a) - 1).into()),
+                IpAddr::V6(a) => IpAddr::V6((u128::from(a) - 1).into()),
+            })
+            .unwrap_or(match first {
+                IpAddr::V4(_) => IpAddr::V4(u32::MAX.into()),
+                IpAddr::V6(_) => IpAddr::V6(u128::MAX.into()),
+            });
+        let nets: Vec<ipnet::IpNet> = match (first, last) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                ipnet::Ipv4Subnets::new(a, b, 0).map(Into::into).collect()
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                ipnet::Ipv6Subnets::new(a, b, 0).map(Into::into).collect()
+            }
+            _ => Vec::new(),
+        };
+        match nets.as_slice() {
+            [one] => out.push(one.to_string()),
+            _ => out.push(format!("{first}-{last}")),
+        }
+    }
+    out
 }
 
 /// What our netlink read-back shows, in the same form as [`nft_view`].
