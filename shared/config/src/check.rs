@@ -14,6 +14,7 @@ pub(crate) fn cross_check(ctx: &mut Ctx<'_>, cfg: &Config) {
     names_do_not_collide(ctx, cfg);
     heartbeats_need_ddns(ctx, cfg);
     origin_lock_and_proxied_records(ctx, cfg);
+    crate::ha::cross_check(ctx, cfg);
 }
 
 /// An origin lock admits only the proxy: every record a locked forward serves must be

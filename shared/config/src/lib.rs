@@ -1,7 +1,8 @@
 //! One strict loader for `/etc/edge/edge.toml`, shared by every daemon and `edgectl`.
 //!
 //! The file has a `version`, a `[global]` section, one section per daemon (`[ddns]`,
-//! `[wg]`, `[fw]`, `[link]`) and `[notify]`, read by every daemon. Loading reports **all**
+//! `[wg]`, `[fw]`, `[link]`), `[notify]`, read by every daemon, and `[ha]` for two hosts
+//! under keepalived. Loading reports **all**
 //! problems of a file at once, each with `FILE:LINE:COL`, the offending line, a caret and a
 //! hint; unknown keys are errors.
 //! Decoding and checking are pure; only [`load`] touches the file system (the file itself and
@@ -12,6 +13,7 @@ pub mod ddns;
 pub mod decode;
 pub mod fw;
 pub mod global;
+pub mod ha;
 pub mod link;
 pub mod notify;
 pub mod secret;
@@ -56,6 +58,8 @@ pub struct Config {
     pub link: Option<link::Link>,
     /// `[notify]`, if present: where every daemon sends its events.
     pub notify: Option<notify::Notify>,
+    /// `[ha]`, if present: this host is one of two under keepalived's VRRP.
+    pub ha: Option<ha::Ha>,
 }
 
 impl Config {
@@ -259,6 +263,7 @@ fn decode_source<'s>(src: &'s SourceFile) -> (Option<Config>, Ctx<'s>, Vec<decod
         .flatten();
     let ddns = top.sub(&mut ctx, "ddns", ddns::decode).flatten();
     let notify = top.sub(&mut ctx, "notify", notify::decode).flatten();
+    let ha = top.sub(&mut ctx, "ha", ha::decode).flatten();
     top.finish(&mut ctx);
     let secrets = ctx.take_secrets();
     let Some(version) = version else {
@@ -273,6 +278,7 @@ fn decode_source<'s>(src: &'s SourceFile) -> (Option<Config>, Ctx<'s>, Vec<decod
         fw,
         link,
         notify,
+        ha,
     };
     check::cross_check(&mut ctx, &config);
     (Some(config), ctx, secrets)
