@@ -46,6 +46,9 @@ pub enum Request {
     Confirm,
     /// A request only one role understands.
     Role(RoleRequest),
+    /// This host's role under keepalived changed (sent by `edgectl ha fifo`; a daemon that
+    /// follows it answers `Done`, one that does not answers `Unsupported`).
+    SetRole(Box<crate::ha::RoleState>),
 }
 
 impl Request {
@@ -54,7 +57,9 @@ impl Request {
     pub fn is_read_only(&self) -> bool {
         match self {
             Request::Ping | Request::Status | Request::Plan => true,
-            Request::Reload | Request::Apply { .. } | Request::Confirm => false,
+            Request::Reload | Request::Apply { .. } | Request::Confirm | Request::SetRole(_) => {
+                false
+            }
             Request::Role(r) => r.is_read_only(),
         }
     }
@@ -69,6 +74,7 @@ impl Request {
             Request::Apply { .. } => "apply",
             Request::Confirm => "confirm",
             Request::Role(_) => "role",
+            Request::SetRole(_) => "set_role",
         }
     }
 }
@@ -215,6 +221,10 @@ pub struct DaemonStatus {
     /// Role-specific status (see `edge_ipc::<role>::Status`).
     #[serde(default)]
     pub detail: serde_json::Value,
+    /// This host's role under keepalived as the daemon follows it (absent: the daemon does
+    /// not follow roles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<crate::ha::RoleStatus>,
 }
 
 #[cfg(test)]

@@ -421,6 +421,7 @@ impl Shell {
             last_run: self.last_run.clone(),
             recent_errors: self.errors.iter().cloned().collect(),
             detail: serde_json::Value::Null,
+            ha: None,
         }
     }
 
