@@ -3,6 +3,7 @@
 
 mod cmds;
 mod daemon;
+mod ha_conf;
 #[cfg(feature = "lab")]
 mod lab;
 
@@ -41,6 +42,8 @@ enum Command {
     Link(cmds::link::Args),
     /// Notifications: send a test event to the targets of [notify].
     Notify(cmds::notify::Args),
+    /// Two edge hosts under keepalived: the notify FIFO reader, the role, keepalived.conf.
+    Ha(cmds::ha::Args),
     /// The user's host in network namespaces with every daemon running for real.
     #[cfg(feature = "lab")]
     Lab(cmds::lab::Args),
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
             Command::Fw(a) => cmds::fw::run(a, &g).await,
             Command::Link(a) => cmds::link::run(a, &g).await,
             Command::Notify(a) => cmds::notify::run(a, &g).await,
+            Command::Ha(a) => cmds::ha::run(a, &g).await,
             Command::Completions { shell } => {
                 clap_complete::generate(
                     shell,

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod ddns;
 pub mod fw;
+pub mod ha;
 #[cfg(feature = "lab")]
 pub mod lab;
 pub mod link;

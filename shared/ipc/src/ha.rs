@@ -18,6 +18,8 @@ pub const STATE_FILE: &str = "ha.json";
 /// The file keepalived tracks (`track_file`) inside `global.runtime_dir`: `0` when this
 /// host is healthy, `1` when it is not (keepalived then lowers its priority).
 pub const HEALTH_FILE: &str = "ha-health";
+/// Why the health is what it is ([`Health`] as JSON), beside [`HEALTH_FILE`].
+pub const HEALTH_REPORT_FILE: &str = "ha-health.json";
 
 /// keepalived's state of the VRRP instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -144,9 +146,6 @@ pub struct RoleState {
     /// What conntrackd did for this role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conntrack: Option<ConntrackSync>,
-    /// The last health check (updated without a new generation).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<Health>,
 }
 
 /// One line keepalived writes to its notify FIFO, parsed.
@@ -360,7 +359,6 @@ mod tests {
             event: role.as_str().into(),
             priority: Some(100),
             conntrack: None,
-            health: None,
         }
     }
 
@@ -481,11 +479,6 @@ mod tests {
     fn the_document_round_trips_as_json() {
         let mut s = state(HaRole::Master, 7);
         s.conntrack = Some(ConntrackSync::Done);
-        s.health = Some(Health {
-            ok: false,
-            problems: vec!["edge-fw: not answering".into()],
-            at: 5,
-        });
         let text = serde_json::to_string(&s).unwrap();
         assert!(text.contains("\"role\":\"MASTER\""), "{text}");
         assert!(
