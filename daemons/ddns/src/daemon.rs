@@ -17,6 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use edge_config::ddns::Ddns;
 use edge_config::{Config, LoadOptions, LogFormat, Role};
 use edge_ipc::ddns::{InProgress, RecordStatus, Status, SyncReport};
+use edge_ipc::follow::Follower;
+use edge_ipc::ha::{Change, Standing};
 use edge_ipc::proto::{ErrorCode, Request, Response};
 use edge_ipc::shell::{CommonArgs, Event, Responder, Shell, idle};
 use edge_metrics::ddns::Metrics;
@@ -42,6 +44,8 @@ pub enum Trigger {
     Manual,
     /// An address or link event on the WAN interface.
     Netlink,
+    /// This host became the master (`[ha]`), after the hold-off.
+    Master,
 }
 
 impl Trigger {
@@ -52,6 +56,7 @@ impl Trigger {
             Trigger::Reload => "reload",
             Trigger::Manual => "manual",
             Trigger::Netlink => "netlink",
+            Trigger::Master => "master",
         }
     }
 }
@@ -143,6 +148,17 @@ struct Loop {
     debounce: Duration,
     /// Record changes, failing/recovered syncs and heartbeats go out through it.
     notifier: Notifier,
+    /// This host's role under keepalived (a single host without `[ha]`).
+    ha: Follower,
+    /// Writes wait until then after becoming master (`ha.ddns_hold_off`).
+    hold_until: Option<Instant>,
+    /// The next sync that may write lists every record first (the cache of a host that
+    /// was not the master is not trusted).
+    force_read: bool,
+    /// `[ha] ddns_hold_off`.
+    hold_off: Duration,
+    /// A sync is due when the hold-off ends.
+    master_sync_due: bool,
 }
 
 impl Loop {
@@ -167,7 +183,20 @@ impl Loop {
             watch: None,
             debounce: Duration::from_secs(2),
             notifier,
+            ha: Follower::start(config),
+            hold_until: None,
+            force_read: false,
+            hold_off: config
+                .ha
+                .as_ref()
+                .map_or(Duration::ZERO, |h| h.ddns_hold_off),
+            master_sync_due: false,
         };
+        // keepalived may have made this host the master before edge-ddns started: the same
+        // hold-off and fresh read as when told.
+        if l.ha.standing() == Standing::Master {
+            l.became_master();
+        }
         l.configure();
         Ok(l)
     }
@@ -254,8 +283,20 @@ impl Loop {
         };
         let now = now_unix();
         let dry = job == Job::Plan;
+        let mut force = dry;
+        if !dry {
+            // Level-triggered: the file says the role even when a SetRole was lost.
+            let change = self.ha.refresh();
+            self.role_changed(&change);
+            let hold = self.write_hold();
+            if hold.is_none() && self.force_read {
+                force = true;
+                self.force_read = false;
+            }
+            syncer.set_hold(hold);
+        }
         let fut: JobFuture = Box::pin(async move {
-            let report = syncer.run(now, dry, dry).await;
+            let report = syncer.run(now, dry, force).await;
             (syncer, report)
         });
         self.running = Some(Running {
@@ -304,6 +345,61 @@ impl Loop {
         self.start_next();
     }
 
+    /// Why writes are held now, if they are: not the master, or the hold-off after
+    /// becoming it.
+    fn write_hold(&self) -> Option<String> {
+        match self.ha.standing() {
+            Standing::Single => None,
+            Standing::Backup => Some("this host is BACKUP".to_owned()),
+            Standing::Fault => Some("this host is in FAULT".to_owned()),
+            Standing::Master => match self.hold_until {
+                Some(t) if Instant::now() < t => Some(format!(
+                    "this host became MASTER less than {} ago",
+                    format!("{:?}", self.hold_off)
+                )),
+                _ => None,
+            },
+        }
+    }
+
+    /// Becoming the master: no write before the hold-off ends, and then only after a fresh
+    /// read of every record.
+    fn became_master(&mut self) {
+        self.hold_until = Some(Instant::now() + self.hold_off);
+        self.force_read = true;
+        self.master_sync_due = true;
+        tracing::info!(
+            hold_off = ?self.hold_off,
+            "MASTER: writes wait for the hold-off, then a fresh read of every record"
+        );
+    }
+
+    /// Acts on a change of role.
+    fn role_changed(&mut self, change: &Change) {
+        let Change::Changed { to, .. } = change else {
+            return;
+        };
+        match to {
+            Standing::Master => self.became_master(),
+            Standing::Single => {
+                self.hold_until = None;
+                self.force_read = true;
+            }
+            Standing::Backup | Standing::Fault => {
+                self.hold_until = None;
+                self.master_sync_due = false;
+                tracing::info!(role = %to, "writes held: another host is (or may be) the master");
+            }
+        }
+    }
+
+    /// A `SetRole` request.
+    fn set_role(&mut self, state: edge_ipc::ha::RoleState, r: Responder) {
+        let change = self.ha.set_role(state);
+        r.send(self.ha.answer(&change));
+        self.role_changed(&change);
+    }
+
     /// A new configuration: applied now, or after the job in progress (see docs/ddns.md:
     /// a job is never cancelled — it may be between a write and saving the state, and it
     /// holds the rate-limit pace that the next one must honour).
@@ -327,6 +423,9 @@ impl Loop {
     }
 
     fn apply_reload(&mut self, shell: &mut Shell, cfg: &Config) {
+        let change = self.ha.reload(cfg);
+        self.hold_off = cfg.ha.as_ref().map_or(Duration::ZERO, |h| h.ddns_hold_off);
+        self.role_changed(&change);
         let Some(syncer) = self.syncer.as_mut() else {
             return;
         };
@@ -418,8 +517,10 @@ impl Loop {
                 reload_pending: self.pending_reload.is_some(),
             }),
             rate_limited_until: rate_limited_until(&snap.client),
+            writes_held: self.write_hold(),
         };
         st.detail = serde_json::to_value(detail).unwrap_or_default();
+        st.ha = Some(self.ha.status());
         Response::Status(Box::new(st))
     }
 }
@@ -508,6 +609,8 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     l.request_sync(Trigger::Startup, None);
     loop {
         let cron_at = l.next.map(|(i, _)| i);
+        // The end of the hold-off after becoming master: a sync that may write.
+        let hold_at = l.hold_until.filter(|_| l.master_sync_due);
         tokio::select! {
             (syncer, report) = job_done(&mut l.running) => l.finish(&mut shell, syncer, report),
             ev = shell.next() => match ev {
@@ -516,6 +619,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                 Event::Request(Request::Status, r) => r.send(l.status(&shell)),
                 Event::Request(Request::Plan, r) => l.request_plan(r),
                 Event::Request(Request::Apply { .. }, r) => l.request_sync(Trigger::Manual, Some(r)),
+                Event::Request(Request::SetRole(state), r) => l.set_role(*state, r),
                 Event::Request(_, r) => r.unsupported(Role::Ddns),
             },
             _ = sleep_until(cron_at) => {
@@ -530,6 +634,13 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                 debounce_at = None;
                 tracing::info!("WAN interface changed; syncing");
                 l.request_sync(Trigger::Netlink, None);
+            }
+            _ = sleep_until(hold_at) => {
+                l.master_sync_due = false;
+                if l.ha.standing() == Standing::Master {
+                    tracing::info!("hold-off over: reading every record before any write");
+                    l.request_sync(Trigger::Master, None);
+                }
             }
         }
     }

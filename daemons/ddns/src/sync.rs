@@ -72,6 +72,9 @@ pub struct Syncer {
     notifier: Notifier,
     /// Failed syncs in a row before `ddns.sync_failing` (`notify.ddns_failing_after`).
     failing_after: u32,
+    /// Why writes are held (this host is not the master, or became it moments ago): a
+    /// record that needs a write is reported as `held`, nothing is written.
+    hold: Option<String>,
 }
 
 fn family_name(f: Family) -> &'static str {
@@ -170,6 +173,7 @@ impl Syncer {
             last_success: None,
             notifier: Notifier::disabled(),
             failing_after: config.notify.as_ref().map_or(3, |n| n.ddns_failing_after),
+            hold: None,
         })
     }
 
@@ -187,10 +191,22 @@ impl Syncer {
         next.last_addresses = std::mem::take(&mut self.last_addresses);
         next.last_success = self.last_success;
         next.notifier = std::mem::take(&mut self.notifier);
+        next.hold = self.hold.take();
         // The local budget and a rate-limit pause are Cloudflare's view of this host: kept.
         next.client.share_pace(&self.client);
         *self = next;
         Ok(())
+    }
+
+    /// Holds every write for `reason` (`None`: writes allowed). Detection and reads go on;
+    /// a record that needs a write is reported as `held`, which is not a failure.
+    pub fn set_hold(&mut self, reason: Option<String>) {
+        self.hold = reason;
+    }
+
+    /// Why writes are held, if they are.
+    pub fn hold(&self) -> Option<&str> {
+        self.hold.as_deref()
     }
 
     /// The `[ddns]` section in force.
@@ -294,7 +310,7 @@ impl Syncer {
             state_changed |= changed;
             let good = matches!(
                 outcome.outcome.as_str(),
-                "unchanged" | "created" | "patched" | "would_create" | "would_patch"
+                "unchanged" | "created" | "patched" | "would_create" | "would_patch" | "held"
             );
             ok &= good;
             if !dry_run {
@@ -472,6 +488,12 @@ impl Syncer {
             };
             return (out(what, p.to_string()), false, false);
         }
+        if let Some(why) = &self.hold
+            && p.is_write()
+        {
+            tracing::info!(record = %key, "write held: {why}");
+            return (out("held", format!("{p} (held: {why})")), false, false);
+        }
         self.apply(&key, &zone, ip, p, now).await
     }
 
@@ -635,7 +657,12 @@ fn failures(r: &SyncReport) -> String {
     parts.extend(
         r.records
             .iter()
-            .filter(|x| !matches!(x.outcome.as_str(), "unchanged" | "created" | "patched"))
+            .filter(|x| {
+                !matches!(
+                    x.outcome.as_str(),
+                    "unchanged" | "created" | "patched" | "held"
+                )
+            })
             .map(|x| x.detail.trim_start_matches(['!', ' ']).replace('\n', " ")),
     );
     if parts.is_empty() {

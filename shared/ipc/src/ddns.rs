@@ -83,6 +83,10 @@ pub struct Status {
     /// Unix time before which no API request is sent (a Cloudflare rate-limit pause).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limited_until: Option<u64>,
+    /// Why writes are held now (`[ha]`: this host is not the master, or the hold-off after
+    /// becoming it); detection and reads go on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes_held: Option<String>,
 }
 
 /// A sync or plan in progress (`Status::in_progress`).
@@ -108,7 +112,8 @@ pub struct InProgress {
 pub struct RecordOutcome {
     /// `A example.com`.
     pub record: String,
-    /// `unchanged`, `created`, `patched`, `would_create`, `would_patch`, `skipped`, `failed`.
+    /// `unchanged`, `created`, `patched`, `would_create`, `would_patch`, `held` (a write
+    /// not made: this host is not the master), `skipped`, `failed`.
     pub outcome: String,
     /// Human explanation (the plan line, or the error).
     pub detail: String,
