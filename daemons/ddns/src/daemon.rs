@@ -354,8 +354,8 @@ impl Loop {
             Standing::Fault => Some("this host is in FAULT".to_owned()),
             Standing::Master => match self.hold_until {
                 Some(t) if Instant::now() < t => Some(format!(
-                    "this host became MASTER less than {} ago",
-                    format!("{:?}", self.hold_off)
+                    "this host became MASTER less than {:?} ago",
+                    self.hold_off
                 )),
                 _ => None,
             },
