@@ -411,6 +411,20 @@ impl Reconciler {
             retry_in_secs: self
                 .retry_at
                 .map(|t| t.saturating_duration_since(Instant::now()).as_secs()),
+            virtual_addresses: self
+                .desired
+                .virtual_addresses
+                .iter()
+                .map(|(dev, net)| edge_ipc::link::VirtualAddress {
+                    address: net.to_string(),
+                    interface: dev.clone(),
+                    present: self.last_observed.as_ref().is_some_and(|o| {
+                        o.addresses
+                            .iter()
+                            .any(|a| &a.dev == dev && a.net.addr() == net.addr())
+                    }),
+                })
+                .collect(),
         }
     }
 }
@@ -528,8 +542,11 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     let (conn, _handle, mut events) = rtnetlink::new_multicast_connection(&GROUPS)
         .context("failed to subscribe to netlink link, address and route events")?;
     let events_task = tokio::spawn(conn);
-    let mut r = Reconciler::new(Desired::from_config(&cfg), Some(metrics.clone()))
-        .context("failed to open a netlink connection")?;
+    let mut r = Reconciler::new(
+        Desired::from_full(&cfg, shell.config().ha.as_ref()),
+        Some(metrics.clone()),
+    )
+    .context("failed to open a netlink connection")?;
     r.set_max_backoff(cfg.reconcile_interval);
     r.set_notifier(notifier.clone(), grace(shell.config()));
     let mut debounce = cfg.debounce;
@@ -537,6 +554,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     let mut periodic = tokio::time::interval_at((Instant::now() + interval).into(), interval);
     periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    let mut ha = edge_ipc::follow::Follower::start(shell.config());
     let mut due = Some(Instant::now());
     let mut first_event: Option<Instant> = None;
     let result = loop {
@@ -547,7 +565,8 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                     Some(l) => {
                         notifier.reload(&cfg);
                         r.set_notifier(notifier.clone(), grace(&cfg));
-                        r.set_desired(Desired::from_config(l));
+                        r.set_desired(Desired::from_full(l, cfg.ha.as_ref()));
+                        ha.reload(&cfg);
                         r.set_max_backoff(l.reconcile_interval);
                         debounce = l.debounce;
                         if l.reconcile_interval != interval {
@@ -562,7 +581,14 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                 Event::Request(Request::Status, resp) => {
                     let mut st = shell.base_status();
                     st.detail = serde_json::to_value(r.status()).unwrap_or_default();
+                    st.ha = Some(ha.status());
                     resp.send(Response::Status(Box::new(st)));
+                }
+                // edge-link does the same in every role (the virtual addresses are
+                // keepalived's); it follows the role for `edgectl ha status`.
+                Event::Request(Request::SetRole(state), resp) => {
+                    let change = ha.set_role(*state);
+                    resp.send(ha.answer(&change));
                 }
                 Event::Request(Request::Plan, resp) => match r.plan().await {
                     Ok((_, p)) => resp.send(done(p.to_string(), plan_report(&p, 0))),

@@ -55,7 +55,7 @@ fn once(common: &CommonArgs, dry_run: bool) -> ExitCode {
         eprintln!("edge-link: {} has no [link] section", path.display());
         return ExitCode::from(2);
     };
-    let desired = Desired::from_config(link);
+    let desired = Desired::from_full(link, loaded.config.ha.as_ref());
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

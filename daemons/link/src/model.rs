@@ -45,6 +45,9 @@ pub struct Desired {
     pub protected: BTreeSet<String>,
     /// How long the gateway may take to answer after an address moved onto a bridge.
     pub move_check_timeout: Duration,
+    /// Virtual addresses keepalived moves between two hosts (`[ha]`), by interface:
+    /// expected on the master, never reported as foreign, never removed.
+    pub virtual_addresses: Vec<(String, IpNet)>,
 }
 
 /// One managed bridge.
@@ -432,7 +435,29 @@ impl Desired {
             sysctls,
             protected: cfg.protected.iter().map(|p| p.to_string()).collect(),
             move_check_timeout: cfg.move_check_timeout,
+            virtual_addresses: Vec::new(),
         }
+    }
+
+    /// Builds the desired state of a whole configuration: `[link]`, and the virtual
+    /// addresses of `[ha]` as expected foreign addresses.
+    pub fn from_full(link: &edge_config::link::Link, ha: Option<&edge_config::ha::Ha>) -> Desired {
+        let mut d = Desired::from_config(link);
+        if let Some(ha) = ha {
+            d.virtual_addresses = ha
+                .vips
+                .iter()
+                .map(|v| (v.interface.to_string(), v.address))
+                .collect();
+        }
+        d
+    }
+
+    /// True when `ip` on `dev` is a virtual address keepalived holds on the master.
+    pub fn is_virtual(&self, dev: &str, ip: IpAddr) -> bool {
+        self.virtual_addresses
+            .iter()
+            .any(|(d, n)| d == dev && n.addr() == ip)
     }
 
     /// The sysctls the observer must read: every desired one, plus the global rp_filter

@@ -899,7 +899,11 @@ impl Planner<'_> {
         let mut notes = Vec::new();
         for b in &self.desired.bridges {
             for a in self.state.addresses.iter().filter(|a| a.dev == b.name) {
-                if !a.is_ours() && !a.is_kernel_managed() && !b.addresses.contains(&a.net) {
+                if !a.is_ours()
+                    && !a.is_kernel_managed()
+                    && !b.addresses.contains(&a.net)
+                    && !self.desired.is_virtual(&a.dev, a.net.addr())
+                {
                     notes.push(Note::ForeignAddress {
                         dev: a.dev.clone(),
                         net: a.net,

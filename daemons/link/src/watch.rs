@@ -168,6 +168,7 @@ mod tests {
             sysctls: Vec::new(),
             protected: BTreeSet::new(),
             move_check_timeout: Duration::from_secs(5),
+            virtual_addresses: Vec::new(),
         }
     }
 

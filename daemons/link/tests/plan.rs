@@ -432,3 +432,39 @@ fn validation_refuses_plans_that_touch_what_is_not_ours() {
         problems.iter().map(|p| p.op).collect();
     assert_eq!(ops_with_problems, (0..bad.len()).collect(), "{problems:?}");
 }
+
+#[test]
+fn keepalived_virtual_addresses_are_expected_never_foreign_never_removed() {
+    let mut d = reference_desired();
+    d.virtual_addresses = vec![
+        ("br-api".into(), "192.198.0.40/32".parse().unwrap()),
+        ("br1".into(), "10.17.5.254/32".parse().unwrap()),
+    ];
+    let mut o = simulate(&host_before(), &plan(&d, &host_before()).ops);
+    // The master: keepalived added both (no IFA_PROTO of ours), and someone else's too.
+    o.addresses.insert(addr("br-api", "192.198.0.40/32", 0));
+    o.addresses.insert(addr("br1", "10.17.5.254/32", 0));
+    o.addresses.insert(addr("br-api", "192.198.0.41/32", 0));
+    let p = plan(&d, &o);
+    assert_eq!(p.ops, vec![], "{p}");
+    let foreign: Vec<String> = p
+        .notes
+        .iter()
+        .filter_map(|n| match n {
+            Note::ForeignAddress { net, .. } => Some(net.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(foreign, ["192.198.0.41/32"], "{p}");
+    // The same address on another interface is not the virtual address.
+    o.addresses.insert(addr("br0", "10.17.5.254/32", 0));
+    let p = plan(&d, &o);
+    assert!(p.notes.contains(&Note::ForeignAddress {
+        dev: "br0".into(),
+        net: "10.17.5.254/32".parse().unwrap(),
+        proto: 0
+    }));
+    // The backup: keepalived removed them; nothing to add either (they are not ours).
+    let o = simulate(&host_before(), &plan(&d, &host_before()).ops);
+    assert_eq!(plan(&d, &o).ops, vec![]);
+}

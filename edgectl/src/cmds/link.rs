@@ -85,7 +85,7 @@ async fn plan(g: &Global, detailed_exitcode: bool) -> anyhow::Result<ExitCode> {
         eprintln!("edgectl: {} has no [link] section", path.display());
         return Ok(ExitCode::from(2));
     };
-    let desired = Desired::from_config(link);
+    let desired = Desired::from_full(link, loaded.config.ha.as_ref());
     let p = match plan_once(&desired).await {
         Ok(p) => p,
         Err(e) => {

@@ -79,4 +79,19 @@ pub struct Status {
     /// Seconds until the next apply attempt after a failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_in_secs: Option<u64>,
+    /// `[ha]`: the virtual addresses keepalived moves between the hosts, and whether this
+    /// host holds each now (it should exactly when it is the master).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_addresses: Vec<VirtualAddress>,
+}
+
+/// A virtual address of `[ha]` as edge-link last observed it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct VirtualAddress {
+    /// The address with its prefix.
+    pub address: String,
+    /// Its interface.
+    pub interface: String,
+    /// Held by this host now.
+    pub present: bool,
 }
