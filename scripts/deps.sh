@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   nftables iproute2 iputils-ping       # tests: nft (the independent reader), ip, ping
   wireguard-go wireguard-tools         # the independent WireGuard peer and the `wg` tool
+  keepalived conntrackd conntrack      # two edge hosts: VRRP, the connection table sync (lab --ha)
   iperf3 curl socat netcat-openbsd jq  # traffic and probes in the namespaced topology
   prometheus                           # promtool: alert rule checks and unit tests
   systemd                              # systemd-analyze: unit verification and hardening score

@@ -29,9 +29,16 @@ enum Cmd {
         /// `/run/<name>/installed.toml`.
         #[arg(long)]
         world_only: bool,
+        /// Two edge hosts behind the ISP router, keepalived and conntrackd on both.
+        #[arg(long, conflicts_with = "world_only")]
+        ha: bool,
     },
     /// Show, step by step, that the suite does its job.
-    Check,
+    Check {
+        /// The two-host lab's checks: failovers, the stream across them, DDNS writes.
+        #[arg(long)]
+        ha: bool,
+    },
     /// Stop everything the lab started and remove its namespaces and files.
     Down,
     /// Serve the lab's stand-ins for the world (run by `up` inside the namespaces).
@@ -60,11 +67,23 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let g = g.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<ExitCode> {
         match args.cmd {
-            Cmd::Up { world_only: true } => {
+            Cmd::Up {
+                world_only: true, ..
+            } => {
                 lab.up(&me, false)?;
                 Ok(ExitCode::SUCCESS)
             }
-            Cmd::Up { world_only: false } => {
+            Cmd::Up { ha: true, .. } => {
+                lab.up_ha(&me)?;
+                for h in crate::lab::ha::HOSTS {
+                    println!(
+                        "== host {h}: edgectl --config {} ha status",
+                        lab.host_config(h).display()
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::Up { .. } => {
                 lab.up(&me, true)?;
                 println!(
                     "== the lab is up; edgectl --config {} status:",
@@ -74,8 +93,12 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 print!("{}", crate::cmds::status::render(&st));
                 Ok(ExitCode::SUCCESS)
             }
-            Cmd::Check => {
-                let report = check::run(&lab);
+            Cmd::Check { ha } => {
+                let report = if ha {
+                    crate::lab::ha_check::run(&lab)
+                } else {
+                    check::run(&lab)
+                };
                 if g.json {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                 } else {

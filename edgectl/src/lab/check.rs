@@ -20,6 +20,9 @@ pub struct Step {
     pub detail: String,
     /// How long it took, in milliseconds.
     pub millis: u64,
+    /// Role behaviour of another daemon the step depends on (two-host lab), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs: Option<String>,
 }
 
 /// All steps of a check run.
@@ -29,6 +32,9 @@ pub struct Report {
     pub steps: Vec<Step>,
     /// Seconds the DNS record took to follow the public address, when that step passed.
     pub record_follow_seconds: Option<f64>,
+    /// Measured figures, one line each (two-host lab: failover times, pauses, writes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub figures: Vec<String>,
 }
 
 impl Report {
@@ -50,6 +56,9 @@ impl Report {
                 s.millis,
                 s.detail
             );
+        }
+        for f in &self.figures {
+            let _ = writeln!(o, "figure: {f}");
         }
         let passed = self.steps.iter().filter(|s| s.ok).count();
         let _ = writeln!(o, "{passed}/{} checks passed", self.steps.len());
@@ -74,6 +83,10 @@ fn curl(lab: &Lab, node: &str, args: &[&str]) -> (bool, String) {
 }
 
 /// The A record of example.com as the Cloudflare test server holds it.
+pub fn record_of(lab: &Lab) -> Option<String> {
+    record(lab)
+}
+
 fn record(lab: &Lab) -> Option<String> {
     let token = std::fs::read_to_string(lab.dir.join("token")).ok()?;
     let zone = std::fs::read_to_string(lab.dir.join("zone-id")).ok()?;
@@ -183,6 +196,7 @@ pub fn run(lab: &Lab) -> Report {
             ok,
             detail,
             millis: t.elapsed().as_millis() as u64,
+            needs: None,
         });
     };
     let public = public_ip(lab);
@@ -457,5 +471,6 @@ pub fn run(lab: &Lab) -> Report {
     Report {
         steps,
         record_follow_seconds: follow,
+        figures: Vec::new(),
     }
 }

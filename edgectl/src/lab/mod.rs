@@ -18,6 +18,8 @@
 
 pub mod check;
 pub mod config;
+pub mod ha;
+pub mod ha_check;
 pub mod net;
 pub mod serve;
 
@@ -234,40 +236,9 @@ impl Lab {
         println!("== building the topology ({}-*)", self.name);
         self.topo().build()?;
 
-        let token = random_token();
-        write_secret(&self.dir.join("token"), &token)?;
-        let (host_key, host_pub) = wg_keypair()?;
-        let (remote_key, remote_pub) = wg_keypair()?;
-        write_secret(&self.dir.join("wg-host.key"), &host_key)?;
-        write_secret(&self.dir.join("wg-remote.key"), &remote_key)?;
-        fs::write(self.dir.join("wg-host.pub"), &host_pub)?;
-
-        println!("== starting the internet side: Cloudflare API test server, echo services");
-        let dir = self.dir.to_string_lossy().into_owned();
-        self.spawn(
-            "inet",
-            "inet-services",
-            edgectl,
-            &["lab", "serve", "inet", "--dir", &dir],
-        )?;
-        self.spawn(
-            "lb",
-            "lb-services",
-            edgectl,
-            &["lab", "serve", "lb", "--dir", &dir],
-        )?;
-        self.wait_file("inet.ready", Duration::from_secs(20))?;
-        self.wait_file("lb.ready", Duration::from_secs(20))?;
-
-        let sources = [
-            ("echo-a", "http", format!("http://{}/", net::ECHO_IPS[0])),
-            (
-                "trace",
-                "cloudflare-trace",
-                format!("http://{}/cdn-cgi/trace", net::ECHO_IPS[1]),
-            ),
-            ("echo-b", "http", format!("http://{}/", net::ECHO_IPS[2])),
-        ];
+        let (host_pub, remote_pub) = self.secrets()?;
+        self.start_world(edgectl)?;
+        let sources = self.sources();
         let values = config::LabValues {
             dir: &self.dir,
             wg_if: &self.wg_if,
@@ -306,6 +277,53 @@ impl Lab {
         println!("== starting the remote admin's WireGuard peer (wireguard-go)");
         self.start_remote(&host_pub)?;
         Ok(())
+    }
+
+    /// Writes the lab's secrets (Cloudflare token, WireGuard keys); returns the host's and
+    /// the remote peer's public keys.
+    fn secrets(&self) -> anyhow::Result<(String, String)> {
+        let token = random_token();
+        write_secret(&self.dir.join("token"), &token)?;
+        let (host_key, host_pub) = wg_keypair()?;
+        let (remote_key, remote_pub) = wg_keypair()?;
+        write_secret(&self.dir.join("wg-host.key"), &host_key)?;
+        write_secret(&self.dir.join("wg-remote.key"), &remote_key)?;
+        fs::write(self.dir.join("wg-host.pub"), &host_pub)?;
+        Ok((host_pub, remote_pub))
+    }
+
+    /// Starts the world around the host(s): the internet's services and the VIP listeners.
+    fn start_world(&self, edgectl: &Path) -> anyhow::Result<()> {
+        println!("== starting the internet side: Cloudflare API test server, echo services");
+        let dir = self.dir.to_string_lossy().into_owned();
+        self.spawn(
+            "inet",
+            "inet-services",
+            edgectl,
+            &["lab", "serve", "inet", "--dir", &dir],
+        )?;
+        self.spawn(
+            "lb",
+            "lb-services",
+            edgectl,
+            &["lab", "serve", "lb", "--dir", &dir],
+        )?;
+        self.wait_file("inet.ready", Duration::from_secs(20))?;
+        self.wait_file("lb.ready", Duration::from_secs(20))?;
+        Ok(())
+    }
+
+    /// The public-IP echo services as detection sources.
+    fn sources(&self) -> Vec<(&'static str, &'static str, String)> {
+        vec![
+            ("echo-a", "http", format!("http://{}/", net::ECHO_IPS[0])),
+            (
+                "trace",
+                "cloudflare-trace",
+                format!("http://{}/cdn-cgi/trace", net::ECHO_IPS[1]),
+            ),
+            ("echo-b", "http", format!("http://{}/", net::ECHO_IPS[2])),
+        ]
     }
 
     fn start_remote(&self, host_pub: &str) -> anyhow::Result<()> {

@@ -8,6 +8,8 @@ use anyhow::{Context as _, bail};
 
 /// The nodes of the lab.
 pub const NODES: [&str; 6] = ["inet", "router", "host", "lb", "remote", "admin"];
+/// The nodes of the two-host lab (`up --ha`): hosts `a` and `b` instead of `host`.
+pub const HA_NODES: [&str; 6] = ["inet", "router", "a", "b", "lb", "remote"];
 
 /// "The internet" side of the ISP router.
 pub const INET_GW: &str = "81.0.0.1";
@@ -116,7 +118,11 @@ impl Topology {
         let list = out
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
-        let wanted: Vec<String> = NODES.iter().map(|n| self.ns(n).name).collect();
+        let wanted: Vec<String> = NODES
+            .iter()
+            .chain(HA_NODES.iter())
+            .map(|n| self.ns(n).name)
+            .collect();
         list.lines()
             .filter_map(|l| l.split_whitespace().next())
             .filter(|n| wanted.iter().any(|w| w == n))
@@ -124,7 +130,8 @@ impl Topology {
             .collect()
     }
 
-    fn link(&self, a: &str, dev_a: &str, b: &str, dev_b: &str) -> anyhow::Result<()> {
+    /// Joins `a:dev_a` and `b:dev_b` with a veth pair, both ends up.
+    pub fn veth(&self, a: &str, dev_a: &str, b: &str, dev_b: &str) -> anyhow::Result<()> {
         let nb = self.ns(b).name;
         // Created inside `a`, its peer moved straight into `b`: never in the root namespace.
         self.ns(a).ip(&[
@@ -142,12 +149,36 @@ impl Topology {
             run("ip", &["netns", "add", &self.ns(n).name])?;
             self.ns(n).ip(&["link", "set", "lo", "up"])?;
         }
-        self.link("router", "wan", "inet", "eth0")?;
-        self.link("router", "lan0", "host", "enp3s0f0")?;
-        self.link("lb", "eth0", "host", "enp4s0f0")?;
-        self.link("admin", "eth0", "host", "enp4s0f1")?;
-        self.link("remote", "eth0", "inet", "eth1")?;
+        self.veth("router", "wan", "inet", "eth0")?;
+        self.veth("router", "lan0", "host", "enp3s0f0")?;
+        self.veth("lb", "eth0", "host", "enp4s0f0")?;
+        self.veth("admin", "eth0", "host", "enp4s0f1")?;
+        self.veth("remote", "eth0", "inet", "eth1")?;
+        self.inet_side()?;
 
+        let router = self.ns("router");
+        router.ip(&["addr", "add", &format!("{PUBLIC_IP}/24"), "dev", "wan"])?;
+        router.ip(&["addr", "add", &format!("{ROUTER_LAN_IP}/24"), "dev", "lan0"])?;
+        router.ip(&["route", "add", "default", "via", INET_GW])?;
+        router.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+        self.router_nat(&router)?;
+
+        let lb = self.ns("lb");
+        lb.ip(&["addr", "add", &format!("{INGRESS_VIP}/24"), "dev", "eth0"])?;
+        lb.ip(&["addr", "add", &format!("{API_VIP}/24"), "dev", "eth0"])?;
+        lb.ip(&["route", "add", "default", "via", "10.17.5.1"])?;
+
+        let admin = self.ns("admin");
+        admin.ip(&["addr", "add", "192.168.1.10/24", "dev", "eth0"])?;
+
+        let remote = self.ns("remote");
+        remote.ip(&["addr", "add", &format!("{REMOTE_IP}/24"), "dev", "eth0"])?;
+        remote.ip(&["route", "add", "default", "via", "83.0.0.1"])?;
+        Ok(())
+    }
+
+    /// "The internet": its addresses, services' addresses and the hostile route.
+    pub fn inet_side(&self) -> anyhow::Result<()> {
         let inet = self.ns("inet");
         inet.ip(&["addr", "add", &format!("{INET_GW}/24"), "dev", "eth0"])?;
         inet.ip(&["addr", "add", "83.0.0.1/24", "dev", "eth1"])?;
@@ -158,12 +189,12 @@ impl Topology {
         // firewall, not the router, has to keep it away from 6443.
         inet.ip(&["route", "add", "192.198.0.0/24", "via", PUBLIC_IP])?;
         inet.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+        Ok(())
+    }
 
-        let router = self.ns("router");
-        router.ip(&["addr", "add", &format!("{PUBLIC_IP}/24"), "dev", "wan"])?;
-        router.ip(&["addr", "add", &format!("{ROUTER_LAN_IP}/24"), "dev", "lan0"])?;
-        router.ip(&["route", "add", "default", "via", INET_GW])?;
-        router.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+    /// The ISP router's NAT: 80/443 and WireGuard forwarded to the host's address (the
+    /// VIP with two hosts), masquerade out of `wan`.
+    pub fn router_nat(&self, router: &Ns) -> anyhow::Result<()> {
         let nat = format!(
             "table ip isp {{
   chain prerouting {{
@@ -189,18 +220,6 @@ impl Topology {
         if !st.success() {
             bail!("the ISP router's NAT rules were refused by nft");
         }
-
-        let lb = self.ns("lb");
-        lb.ip(&["addr", "add", &format!("{INGRESS_VIP}/24"), "dev", "eth0"])?;
-        lb.ip(&["addr", "add", &format!("{API_VIP}/24"), "dev", "eth0"])?;
-        lb.ip(&["route", "add", "default", "via", "10.17.5.1"])?;
-
-        let admin = self.ns("admin");
-        admin.ip(&["addr", "add", "192.168.1.10/24", "dev", "eth0"])?;
-
-        let remote = self.ns("remote");
-        remote.ip(&["addr", "add", &format!("{REMOTE_IP}/24"), "dev", "eth0"])?;
-        remote.ip(&["route", "add", "default", "via", "83.0.0.1"])?;
         Ok(())
     }
 

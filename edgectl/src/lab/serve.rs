@@ -76,6 +76,10 @@ fn listen(
 /// JSON object per line, `{"method", "path", "body"}`.
 pub const NOTIFY_EVENTS: &str = "notify-events.jsonl";
 
+/// The file (in the lab's directory) holding how many writes the Cloudflare test server
+/// received so far.
+pub const CF_WRITES: &str = "cf-writes";
+
 /// The `inet` services; blocks forever (the lab ends it by PID).
 pub fn inet(dir: &Path, token: &str) -> anyhow::Result<()> {
     let cf = CfServer::start(CfOptions {
@@ -116,8 +120,18 @@ pub fn inet(dir: &Path, token: &str) -> anyhow::Result<()> {
         net::API_IP,
         net::HOOK_IP
     );
+    // Every write the Cloudflare test server received, counted for the lab's checks.
+    let mut last = usize::MAX;
     loop {
-        thread::sleep(Duration::from_secs(3600));
+        thread::sleep(Duration::from_millis(100));
+        let writes = cf.log().iter().filter(|l| l.is_write()).count();
+        if writes != last {
+            last = writes;
+            let _ = edge_ipc::follow::write_atomic(
+                &dir.join(CF_WRITES),
+                format!("{writes}\n").as_bytes(),
+            );
+        }
         // Keep the servers alive; the lab stops this process by PID.
         let _ = (cf.addr(), hook.addr());
     }

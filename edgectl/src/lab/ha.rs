@@ -1,0 +1,421 @@
+//! `edgectl lab up --ha` / `check --ha`: two edge hosts behind the ISP router on a shared WAN
+//! segment, keepalived and conntrackd (Debian's) on both, the four daemons on both.
+//!
+//! ```text
+//!  inet ── router 81.0.0.2 (NAT: 80/443/51820 → 192.198.0.30, the VIP)
+//!            │ bridge lan 192.198.0.1
+//!     ┌──────┴───────┐
+//!  a  enp3s0f0 br-api 192.198.0.31     b  enp3s0f0 br-api 192.198.0.32
+//!     enp4s0f0 br1 10.17.5.2              enp4s0f0 br1 10.17.5.3
+//!     VIPs (master only): 192.198.0.30/32 on br-api, 10.17.5.1/32 on br1 (the VMs' gateway)
+//!     └──────┬───────┘
+//!  lb  bridge sw: 10.17.5.30 (80, 443), 10.17.5.10 (6443), default via 10.17.5.1
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use edge_config::Role;
+use edge_ipc::ha::{HaRole, RoleState};
+use edge_ipc::{Client, Request, Response};
+
+use super::config::{self, LabValues, set_key};
+use super::net::{self, Topology};
+use super::{Lab, alive, which};
+
+/// The two hosts' node names.
+pub const HOSTS: [&str; 2] = ["a", "b"];
+/// Each host's own address on br-api.
+pub const OWN: [&str; 2] = ["192.198.0.31", "192.198.0.32"];
+/// Each host's own address on br1.
+pub const OWN_LAN: [&str; 2] = ["10.17.5.2", "10.17.5.3"];
+/// The VMs' gateway, a second virtual address.
+pub const LAN_VIP: &str = "10.17.5.1";
+
+/// The other host.
+pub fn other(h: &str) -> &'static str {
+    if h == "a" { "b" } else { "a" }
+}
+
+fn idx(h: &str) -> usize {
+    usize::from(h != "a")
+}
+
+impl Lab {
+    /// The directory of host `h`.
+    pub fn host_dir(&self, h: &str) -> PathBuf {
+        self.dir.join(h)
+    }
+
+    /// The configuration file of host `h`.
+    pub fn host_config(&self, h: &str) -> PathBuf {
+        self.host_dir(h).join("edge.toml")
+    }
+
+    /// A control-socket client for `role` on host `h`.
+    pub fn host_client(&self, h: &str, role: Role) -> Client {
+        Client::new(
+            role,
+            edge_config::socket_path(&self.host_dir(h).join("run"), role),
+        )
+        .with_timeout(Duration::from_secs(5))
+    }
+
+    /// The role file of host `h`.
+    pub fn host_role(&self, h: &str) -> Option<RoleState> {
+        edge_ipc::follow::read_state(&self.host_dir(h).join("run/ha.json"))
+            .ok()
+            .flatten()
+    }
+
+    /// True when host `h` holds the VIP on br-api.
+    pub fn holds_vip(&self, h: &str) -> bool {
+        self.topo()
+            .ns(h)
+            .output("ip", &["-j", "-4", "addr", "show", "dev", "br-api"])
+            .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .is_some_and(|v| {
+                v[0]["addr_info"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x["local"] == net::HOST_IP))
+            })
+    }
+
+    /// The host holding the VIP, when exactly one does.
+    pub fn master(&self) -> Option<&'static str> {
+        match (self.holds_vip("a"), self.holds_vip("b")) {
+            (true, false) => Some("a"),
+            (false, true) => Some("b"),
+            _ => None,
+        }
+    }
+
+    /// Starts the four daemons on host `h` and waits until each is ready.
+    pub fn start_daemons(&self, h: &str) -> anyhow::Result<()> {
+        let cfg = self.host_config(h).to_string_lossy().into_owned();
+        for role in Role::ALL {
+            let bin = self.bin.join(role.binary());
+            let label = format!("{h}-{}", role.binary());
+            let pid = self.spawn(h, &label, &bin, &["--config", &cfg])?;
+            let took = self.wait_host_ready(h, role, pid, Duration::from_secs(60))?;
+            // stderr: `check --ha --json` restarts daemons and keeps stdout for its report.
+            eprintln!("   {h}: {} ready in {} ms", role.binary(), took.as_millis());
+        }
+        Ok(())
+    }
+
+    fn wait_host_ready(
+        &self,
+        h: &str,
+        role: Role,
+        pid: u32,
+        timeout: Duration,
+    ) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let label = format!("{h}-{}", role.binary());
+        while start.elapsed() < timeout {
+            if !alive(pid as i32) {
+                bail!(
+                    "{label} exited during start-up; its log:\n{}",
+                    self.log_tail(&label)
+                );
+            }
+            if let Ok(Response::Status(st)) =
+                rt.block_on(self.host_client(h, role).request(Request::Status))
+                && st.ready
+            {
+                return Ok(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "{label} did not become ready within {} s; its log:\n{}",
+            timeout.as_secs(),
+            self.log_tail(&label)
+        )
+    }
+
+    /// Starts keepalived on host `h` with the keepalived.conf edgectl generated for it.
+    pub fn start_keepalived(&self, h: &str) -> anyhow::Result<u32> {
+        let d = self.host_dir(h);
+        let ka = which("keepalived")
+            .or_else(|| Some(PathBuf::from("/usr/sbin/keepalived")).filter(|p| p.exists()))
+            .context("keepalived is not installed (apt install keepalived)")?;
+        let p = |n: &str| d.join(n).to_string_lossy().into_owned();
+        self.spawn(
+            h,
+            &format!("{h}-keepalived"),
+            &ka,
+            &[
+                "-n",
+                "-l",
+                "-D",
+                "-P",
+                "-f",
+                &p("keepalived.conf"),
+                "-p",
+                &p("keepalived.pid"),
+                "-r",
+                &p("vrrp.pid"),
+            ],
+        )
+    }
+
+    /// Builds the two-host lab: topology, the world, both hosts' daemons, conntrackd and
+    /// keepalived, the remote peer; waits until one host is master.
+    pub fn up_ha(&self, edgectl: &Path) -> anyhow::Result<()> {
+        let leftovers = self.down()?;
+        if !leftovers.is_empty() {
+            println!(
+                "removed leftovers of an earlier run: {}",
+                leftovers.join(", ")
+            );
+        }
+        fs::create_dir_all(self.dir.join("logs"))?;
+        for h in HOSTS {
+            fs::create_dir_all(self.host_dir(h).join("run"))?;
+        }
+        fs::set_permissions(
+            &self.dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
+        fs::write(self.dir.join("ha"), "two hosts\n")?;
+        println!("== building the two-host topology ({}-*)", self.name);
+        self.topo().build_ha()?;
+        let (host_pub, remote_pub) = self.secrets()?;
+        self.start_world(edgectl)?;
+
+        let sources = self.sources();
+        for h in HOSTS {
+            let values = LabValues {
+                dir: &self.host_dir(h),
+                wg_if: &self.wg_if,
+                remote_public_key: &remote_pub,
+                api_url: &format!("https://{}/client/v4", net::API_IP),
+                sources: &sources,
+                hook_ip: net::HOOK_IP,
+            };
+            let text = host_config(&config::lab_config(&values)?, h, &self.dir)?;
+            fs::write(self.host_config(h), &text)?;
+            if let Err(d) =
+                edge_config::load(&self.host_config(h), edge_config::LoadOptions::default())
+            {
+                bail!("the configuration of host {h} is invalid:\n{d}");
+            }
+            let d = self.host_dir(h);
+            let s = |n: &str| d.join(n).to_string_lossy().into_owned();
+            let out = self.topo().ns(h).output(
+                &edgectl.to_string_lossy(),
+                &[
+                    "--config",
+                    &s("edge.toml"),
+                    "ha",
+                    "keepalived-conf",
+                    "--write",
+                    &s(""),
+                    "--log",
+                    &self
+                        .dir
+                        .join(format!("logs/{h}-ha-fifo.log"))
+                        .to_string_lossy(),
+                    "--conntrackd-socket",
+                    &s("conntrackd.ctl"),
+                    "--conntrackd-lock",
+                    &s("conntrackd.lock"),
+                ],
+            )?;
+            if !out.status.success() {
+                bail!(
+                    "edgectl ha keepalived-conf failed for host {h}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        for h in HOSTS {
+            println!("== host {h}: the four daemons");
+            self.start_daemons(h)?;
+        }
+        let ctd = which("conntrackd")
+            .or_else(|| Some(PathBuf::from("/usr/sbin/conntrackd")).filter(|p| p.exists()))
+            .context("conntrackd is not installed (apt install conntrackd)")?;
+        for h in HOSTS {
+            let conf = self.host_dir(h).join("conntrackd.conf");
+            self.spawn(
+                h,
+                &format!("{h}-conntrackd"),
+                &ctd,
+                &["-C", &conf.to_string_lossy()],
+            )?;
+        }
+        println!("== keepalived on both hosts");
+        for h in HOSTS {
+            self.start_keepalived(h)?;
+        }
+        let start = Instant::now();
+        let master = loop {
+            if let Some(m) = self.master()
+                && self.host_role(m).is_some_and(|r| r.role == HaRole::Master)
+                && self
+                    .host_role(other(m))
+                    .is_some_and(|r| r.role == HaRole::Backup)
+            {
+                break m;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                bail!(
+                    "no single master within 30 s (VIP on a: {}, on b: {}; roles {:?} / {:?}); keepalived:\n{}\n{}",
+                    self.holds_vip("a"),
+                    self.holds_vip("b"),
+                    self.host_role("a").map(|r| r.role),
+                    self.host_role("b").map(|r| r.role),
+                    self.log_tail("a-keepalived"),
+                    self.log_tail("b-keepalived")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        println!(
+            "   host {master} is MASTER after {} ms",
+            start.elapsed().as_millis()
+        );
+        println!("== starting the remote admin's WireGuard peer (wireguard-go)");
+        self.start_remote(&host_pub)?;
+        Ok(())
+    }
+}
+
+/// Host `h`'s configuration: the lab's copy of the reference with its own addresses on the
+/// bridges, its own directories, conntrackd admitted from the peer, and `[ha]`.
+pub fn host_config(lab_text: &str, h: &str, lab_dir: &Path) -> anyhow::Result<String> {
+    let i = idx(h);
+    let peer = other(h);
+    let mut t = lab_text.replace(
+        "addresses = [\"192.198.0.30/24\"]",
+        &format!("addresses = [\"{}/24\"]", OWN[i]),
+    );
+    t = t.replace(
+        "addresses = [\"10.17.5.1/24\"]",
+        &format!("addresses = [\"{}/24\"]", OWN_LAN[i]),
+    );
+    // One key for both hosts: the secrets of the lab's directory.
+    let d = lab_dir.display();
+    t = set_key(
+        &t,
+        "wg",
+        "private_key",
+        &format!("{{ file = \"{d}/wg-host.key\" }}"),
+    )?;
+    t = set_key(&t, "ddns", "token", &format!("{{ file = \"{d}/token\" }}"))?;
+    t = set_key(&t, "ddns", "ca_file", &format!("\"{d}/ca.pem\""))?;
+    t = t.replace("host = \"lab-host\"", &format!("host = \"lab-{h}\""));
+    t = t.replace(
+        &format!("ca_file = \"{d}/{h}/notify-ca.pem\""),
+        &format!("ca_file = \"{d}/notify-ca.pem\""),
+    );
+    let conntrackd_rule = format!(
+        "[[fw.input.allow]]\nname = \"conntrackd\"\nproto = \"udp\"\nport = 3780\nfrom = [\"{}/32\"]\n\n",
+        OWN[idx(peer)]
+    );
+    t = t.replacen(
+        "# SSH only from the admin LAN",
+        &format!("{conntrackd_rule}# SSH only from the admin LAN"),
+        1,
+    );
+    t.push_str(&format!(
+        r#"
+[ha]
+name = "edge-{h}"
+address = "{own}"
+instance = "edge"
+virtual_router_id = 30
+interface = "br-api"
+advert_int = "500ms"
+conntrackd = true
+conntrackd_config = "{d}/{h}/conntrackd.conf"
+ddns_hold_off = "3s"
+
+[ha.peer]
+name = "edge-{peer}"
+address = "{peer_addr}"
+
+[[ha.vip]]
+address = "{vip}/32"
+
+[[ha.vip]]
+address = "{LAN_VIP}/32"
+interface = "br1"
+"#,
+        own = OWN[i],
+        peer_addr = OWN[idx(peer)],
+        vip = net::HOST_IP,
+    ));
+    Ok(t)
+}
+
+impl Topology {
+    /// Builds the two-host topology: the router's LAN and the VMs' network are bridges
+    /// (switches) inside the router and lb namespaces, each host a port on both.
+    pub fn build_ha(&self) -> anyhow::Result<()> {
+        for n in net::HA_NODES {
+            net::run("ip", &["netns", "add", &self.ns(n).name])?;
+            self.ns(n).ip(&["link", "set", "lo", "up"])?;
+        }
+        self.veth("router", "wan", "inet", "eth0")?;
+        self.veth("remote", "eth0", "inet", "eth1")?;
+        let router = self.ns("router");
+        let lb = self.ns("lb");
+        for sw in [(&router, "lan"), (&lb, "sw")] {
+            sw.0.ip(&["link", "add", sw.1, "type", "bridge"])?;
+            sw.0.ip(&["link", "set", sw.1, "up"])?;
+        }
+        for h in HOSTS {
+            self.veth("router", &format!("lan{h}"), h, "enp3s0f0")?;
+            router.ip(&["link", "set", &format!("lan{h}"), "master", "lan"])?;
+            self.veth("lb", &format!("eth{h}"), h, "enp4s0f0")?;
+            lb.ip(&["link", "set", &format!("eth{h}"), "master", "sw"])?;
+        }
+        self.inet_side()?;
+        router.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", net::PUBLIC_IP),
+            "dev",
+            "wan",
+        ])?;
+        router.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", net::ROUTER_LAN_IP),
+            "dev",
+            "lan",
+        ])?;
+        router.ip(&["route", "add", "default", "via", net::INET_GW])?;
+        router.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+        self.router_nat(&router)?;
+        lb.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", net::INGRESS_VIP),
+            "dev",
+            "sw",
+        ])?;
+        lb.ip(&["addr", "add", &format!("{}/24", net::API_VIP), "dev", "sw"])?;
+        lb.ip(&["route", "add", "default", "via", LAN_VIP])?;
+        let remote = self.ns("remote");
+        remote.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", net::REMOTE_IP),
+            "dev",
+            "eth0",
+        ])?;
+        remote.ip(&["route", "add", "default", "via", "83.0.0.1"])?;
+        Ok(())
+    }
+}

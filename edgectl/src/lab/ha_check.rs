@@ -1,0 +1,518 @@
+//! `edgectl lab check --ha`: the two-host lab doing its job. Steps marked with what they
+//! still need (`needs`) depend on role behaviour of edge-wg or edge-fw that is not there yet:
+//! they run and report like the others, and fail with the reason until it is.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::check::{Report, Step};
+use super::ha::other;
+use super::serve::CF_WRITES;
+use super::{Lab, alive, net, stop_pid};
+
+/// What edge-wg must do for a step to pass (see docs/ha.md).
+const NEEDS_WG: &str = "edge-wg following the role: only the MASTER initiates handshakes and answers from the VIP, and it handshakes every known endpoint on becoming MASTER";
+
+/// What a long-lived stream saw.
+#[derive(Debug, Default, Clone)]
+struct Stream {
+    round_trips: u64,
+    errors: Vec<String>,
+    max_gap: Duration,
+}
+
+/// A TCP stream from inside namespace `ns` to `target` (an echo): 512 bytes every 20 ms,
+/// each echo checked, never reconnecting (a reset is counted, not hidden).
+fn stream(
+    ns: &str,
+    target: SocketAddr,
+    stop: Arc<AtomicBool>,
+    st: Arc<Mutex<Stream>>,
+) -> std::thread::JoinHandle<()> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let push = |e: String| {
+            if let Ok(mut s) = st.lock() {
+                s.errors.push(e);
+            }
+        };
+        let Ok(f) = std::fs::File::open(&path) else {
+            return push(format!("cannot open {path}"));
+        };
+        // SAFETY: setns on a namespace file this thread opened; it affects this thread only.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return push("setns failed".to_owned());
+        }
+        let mut s = match TcpStream::connect_timeout(&target, Duration::from_secs(5)) {
+            Ok(s) => s,
+            Err(e) => return push(format!("connect {target}: {e}")),
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+        let mut n: u64 = 0;
+        let mut last = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            n += 1;
+            let msg: Vec<u8> = (0..512u32)
+                .map(|i| (n as u8).wrapping_add(i as u8))
+                .collect();
+            let mut back = vec![0u8; msg.len()];
+            let r = s.write_all(&msg).and_then(|_| s.read_exact(&mut back));
+            let Ok(mut g) = st.lock() else { return };
+            match r {
+                Ok(()) if back == msg => {
+                    g.max_gap = g.max_gap.max(last.elapsed());
+                    last = Instant::now();
+                    g.round_trips += 1;
+                }
+                Ok(()) => return g.errors.push(format!("corrupted echo at message {n}")),
+                Err(e) => return g.errors.push(format!("message {n}: {e}")),
+            }
+            drop(g);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+}
+
+fn curl(lab: &Lab, node: &str, url: &str) -> (bool, String) {
+    match lab
+        .topo()
+        .ns(node)
+        .output("curl", &["-sS", "--max-time", "2", url])
+    {
+        Ok(o) if o.status.success() => (true, String::from_utf8_lossy(&o.stdout).trim().to_owned()),
+        Ok(o) => (false, String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+        Err(e) => (false, format!("{e:#}")),
+    }
+}
+
+fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+fn cf_writes(lab: &Lab) -> Option<u64> {
+    std::fs::read_to_string(lab.dir.join(CF_WRITES))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn record(lab: &Lab) -> Option<String> {
+    super::check::record_of(lab)
+}
+
+/// The latest PID recorded for `label` that still runs.
+fn pid_of(lab: &Lab, label: &str) -> Option<i32> {
+    lab.pids()
+        .into_iter()
+        .rev()
+        .find(|(l, p)| l == label && alive(*p))
+        .map(|(_, p)| p)
+}
+
+/// Waits until the VIP moved from `from` to the other host; returns how long it took.
+fn moved(lab: &Lab, from: &str, t0: Instant) -> Option<Duration> {
+    let to = other(from);
+    poll(Duration::from_secs(20), Duration::from_millis(20), || {
+        (lab.master() == Some(to)).then(|| t0.elapsed())
+    })
+}
+
+/// The service through the new master: a new connection to the http forward.
+fn forwards_back(lab: &Lab, t0: Instant) -> Option<Duration> {
+    let url = format!("http://{}:80/", net::PUBLIC_IP);
+    poll(Duration::from_secs(20), Duration::from_millis(50), || {
+        let (ok, body) = curl(lab, "inet", &url);
+        (ok && body.contains("answered")).then(|| t0.elapsed())
+    })
+}
+
+/// WireGuard traffic through the new master: the API VIP through the tunnel.
+fn tunnel_back(lab: &Lab, t0: Instant) -> Option<Duration> {
+    let url = format!("http://{}:6443/", net::API_VIP);
+    poll(Duration::from_secs(20), Duration::from_millis(100), || {
+        let (ok, body) = curl(lab, "remote", &url);
+        (ok && body.contains("answered")).then(|| t0.elapsed())
+    })
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "never (20 s)".to_owned(),
+        |d| format!("{:.2} s", d.as_secs_f64()),
+    )
+}
+
+/// Runs every step of the two-host lab.
+pub fn run(lab: &Lab) -> Report {
+    let mut steps: Vec<Step> = Vec::new();
+    let mut figures: Vec<String> = Vec::new();
+    let mut step = |name: String, needs: Option<&str>, f: &mut dyn FnMut() -> (bool, String)| {
+        let t = Instant::now();
+        let (ok, detail) = f();
+        steps.push(Step {
+            name,
+            ok,
+            detail: match (ok, needs) {
+                (false, Some(n)) => format!("{detail}\n       needs: {n}"),
+                _ => detail,
+            },
+            millis: t.elapsed().as_millis() as u64,
+            needs: needs.map(str::to_owned),
+        });
+    };
+
+    let mut master = lab.master();
+    step(
+        "exactly one host holds the VIP, and the role files agree".to_owned(),
+        None,
+        &mut || match master {
+            Some(m) => {
+                let (rm, ro) = (lab.host_role(m), lab.host_role(other(m)));
+                let ok = rm
+                    .as_ref()
+                    .is_some_and(|r| r.role == edge_ipc::ha::HaRole::Master)
+                    && ro
+                        .as_ref()
+                        .is_some_and(|r| r.role != edge_ipc::ha::HaRole::Master);
+                (
+                    ok,
+                    format!(
+                        "host {m} holds {}: ha.json {:?} / host {}: {:?}",
+                        net::HOST_IP,
+                        rm.map(|r| (r.role, r.generation)),
+                        other(m),
+                        ro.map(|r| (r.role, r.generation))
+                    ),
+                )
+            }
+            None => (
+                false,
+                format!(
+                    "VIP on a: {}, on b: {}",
+                    lab.holds_vip("a"),
+                    lab.holds_vip("b")
+                ),
+            ),
+        },
+    );
+    for port in [80, 443] {
+        step(
+            format!(
+                "inet reaches the ingress VIP through the master: {}:{port} → router → VIP {} → DNAT → {}:{port}",
+                net::PUBLIC_IP,
+                net::HOST_IP,
+                net::INGRESS_VIP
+            ),
+            None,
+            &mut || {
+                let (ok, body) = curl(lab, "inet", &format!("http://{}:{port}/", net::PUBLIC_IP));
+                (
+                    ok && body.contains(&format!("{}:{port} answered", net::INGRESS_VIP)),
+                    body,
+                )
+            },
+        );
+    }
+    step(
+        format!(
+            "the master writes the DDNS record example.com A {} (after its hold-off)",
+            net::PUBLIC_IP
+        ),
+        None,
+        &mut || match poll(Duration::from_secs(40), Duration::from_millis(200), || {
+            record(lab).filter(|r| r == net::PUBLIC_IP)
+        }) {
+            Some(r) => (true, format!("example.com A {r}")),
+            None => (false, format!("record is {:?}", record(lab))),
+        },
+    );
+    step(
+        "the remote peer (wireguard-go) reaches the API VIP through the tunnel to the master"
+            .to_owned(),
+        Some(NEEDS_WG),
+        &mut || {
+            let t0 = Instant::now();
+            let _ = lab
+                .topo()
+                .ns("remote")
+                .output("ping", &["-c1", "-W1", "10.17.9.1"]);
+            match tunnel_back(lab, t0) {
+                Some(d) => (
+                    true,
+                    format!("through the tunnel after {:.1} s", d.as_secs_f64()),
+                ),
+                None => (false, "no answer through the tunnel within 20 s".to_owned()),
+            }
+        },
+    );
+
+    // Everything below runs with a long-lived stream through the https forward.
+    // The record's creation is counted by the test server's writer (every 100 ms): wait
+    // for it before taking the baseline.
+    let writes_before = poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        cf_writes(lab).filter(|n| *n >= 1)
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = Arc::new(Mutex::new(Stream::default()));
+    let target: SocketAddr = SocketAddr::from(([81, 0, 0, 2], 443));
+    let th = stream(
+        &lab.topo().ns("inet").name,
+        target,
+        stop.clone(),
+        st.clone(),
+    );
+    let flowing = |st: &Arc<Mutex<Stream>>| {
+        let before = st.lock().map(|s| s.round_trips).unwrap_or(0);
+        poll(Duration::from_secs(10), Duration::from_millis(50), || {
+            let s = st.lock().ok()?;
+            (s.errors.is_empty() && s.round_trips > before + 5).then_some(())
+        })
+        .is_some()
+    };
+    step(
+        format!("a long-lived TCP stream flows through the https forward ({target})"),
+        None,
+        &mut || {
+            let ok = flowing(&st);
+            (
+                ok,
+                format!("{:?}", st.lock().map(|s| s.clone()).unwrap_or_default()),
+            )
+        },
+    );
+
+    type Failure<'a> = (
+        &'a str,
+        &'a dyn Fn(&Lab, &str) -> anyhow::Result<()>,
+        &'a dyn Fn(&Lab, &str) -> anyhow::Result<()>,
+    );
+    let stop_daemons = |lab: &Lab, h: &str| -> anyhow::Result<()> {
+        for role in edge_config::Role::ALL {
+            if let Some(p) = pid_of(lab, &format!("{h}-{}", role.binary())) {
+                stop_pid(p);
+            }
+        }
+        Ok(())
+    };
+    let start_daemons = |lab: &Lab, h: &str| lab.start_daemons(h);
+    let wan_down = |lab: &Lab, h: &str| -> anyhow::Result<()> {
+        lab.topo()
+            .ns(h)
+            .ip(&["link", "set", "enp3s0f0", "down"])
+            .map(|_| ())
+    };
+    let wan_up = |lab: &Lab, h: &str| -> anyhow::Result<()> {
+        lab.topo()
+            .ns(h)
+            .ip(&["link", "set", "enp3s0f0", "up"])
+            .map(|_| ())
+    };
+    let stop_keepalived = |lab: &Lab, h: &str| -> anyhow::Result<()> {
+        if let Some(p) = pid_of(lab, &format!("{h}-keepalived")) {
+            stop_pid(p);
+        }
+        Ok(())
+    };
+    let start_keepalived = |lab: &Lab, h: &str| lab.start_keepalived(h).map(|_| ());
+    let failures: [Failure<'_>; 3] = [
+        (
+            "the master host's four daemons are stopped",
+            &stop_daemons,
+            &start_daemons,
+        ),
+        ("the master host's WAN link goes down", &wan_down, &wan_up),
+        (
+            "keepalived on the master host is stopped",
+            &stop_keepalived,
+            &start_keepalived,
+        ),
+    ];
+    for (what, fail, heal) in failures {
+        let Some(m) = master else {
+            step(
+                format!("{what}: everything moves to the backup"),
+                None,
+                &mut || (false, "no single master to fail".to_owned()),
+            );
+            continue;
+        };
+        if let Ok(mut s) = st.lock() {
+            s.max_gap = Duration::ZERO;
+        }
+        let t0 = Instant::now();
+        let failed = fail(lab, m);
+        let took = moved(lab, m, t0);
+        let service = forwards_back(lab, t0);
+        step(
+            format!(
+                "{what} (host {m}): the VIP and the forwards move to host {}",
+                other(m)
+            ),
+            None,
+            &mut || match &failed {
+                Err(e) => (false, format!("{e:#}")),
+                Ok(()) => (
+                    took.is_some() && service.is_some(),
+                    format!(
+                        "VIP on host {} after {}; a new connection through the http forward after {}",
+                        other(m),
+                        secs(took),
+                        secs(service)
+                    ),
+                ),
+            },
+        );
+        step(
+            format!(
+                "{what}: the long-lived stream through the https forward keeps flowing (no reset)"
+            ),
+            None,
+            &mut || {
+                let ok = flowing(&st);
+                let s = st.lock().map(|s| s.clone()).unwrap_or_default();
+                (
+                    ok,
+                    format!(
+                        "longest pause {:.2} s, {} round trips, resets/errors {:?}",
+                        s.max_gap.as_secs_f64(),
+                        s.round_trips,
+                        s.errors
+                    ),
+                )
+            },
+        );
+        let wg = tunnel_back(lab, t0);
+        step(
+            format!(
+                "{what}: WireGuard traffic is back through host {}",
+                other(m)
+            ),
+            Some(NEEDS_WG),
+            &mut || {
+                (
+                    wg.is_some(),
+                    format!("the API VIP through the tunnel after {}", secs(wg)),
+                )
+            },
+        );
+        let gap = st.lock().map(|s| s.max_gap).unwrap_or_default();
+        figures.push(format!(
+            "{what}: failover {} (VIP moved), forwards back {}, longest stream pause {:.2} s, WireGuard back {}",
+            secs(took),
+            secs(service),
+            gap.as_secs_f64(),
+            secs(wg)
+        ));
+        let healed = heal(lab, m);
+        step(
+            format!("host {m} recovers and stays BACKUP (equal priorities: no second failover)"),
+            None,
+            &mut || {
+                if let Err(e) = &healed {
+                    return (false, format!("{e:#}"));
+                }
+                let ok = poll(Duration::from_secs(20), Duration::from_millis(100), || {
+                    lab.host_role(m)
+                        .filter(|r| r.role == edge_ipc::ha::HaRole::Backup)
+                        .map(|_| ())
+                })
+                .is_some();
+                std::thread::sleep(Duration::from_secs(2));
+                (
+                    ok && lab.master() == Some(other(m)),
+                    format!(
+                        "host {m}: {:?}; VIP on host {:?}",
+                        lab.host_role(m).map(|r| r.role),
+                        lab.master()
+                    ),
+                )
+            },
+        );
+        master = lab.master();
+    }
+
+    // Both hosts claim master: the VRRP adverts between them are lost for a moment.
+    step(
+        "both hosts briefly claim MASTER (adverts lost for 3 s), then one backs down".to_owned(),
+        None,
+        &mut || {
+            let router = lab.topo().ns("router");
+            let rules = "table bridge edge_lab_split {\n  chain forward {\n    type filter hook forward priority 0;\n    ip protocol vrrp drop\n  }\n}\n";
+            let path = lab.dir.join("split.nft");
+            if std::fs::write(&path, rules).is_err() {
+                return (false, "cannot write the split rules".to_owned());
+            }
+            if let Err(e) = router.run("nft", &["-f", &path.to_string_lossy()]) {
+                return (false, format!("{e:#}"));
+            }
+            let both = poll(Duration::from_secs(10), Duration::from_millis(50), || {
+                (lab.holds_vip("a") && lab.holds_vip("b")).then_some(())
+            });
+            std::thread::sleep(Duration::from_secs(3));
+            let _ = router.run("nft", &["delete", "table", "bridge", "edge_lab_split"]);
+            let one = poll(Duration::from_secs(15), Duration::from_millis(50), || {
+                lab.master()
+            });
+            (
+                both.is_some() && one.is_some(),
+                format!(
+                    "both held the VIP: {}; then master: host {:?}",
+                    both.is_some(),
+                    one
+                ),
+            )
+        },
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let _ = th.join();
+    let s = st.lock().map(|s| s.clone()).unwrap_or_default();
+    figures.push(format!(
+        "stream through the https forward: {} round trips, {} reset(s)/error(s) {:?}",
+        s.round_trips,
+        s.errors.len(),
+        s.errors
+    ));
+
+    // A DDNS write would only come from a failover: the public address never changed.
+    // Wait for both hosts' next scheduled syncs (every 5 s) after the last hold-off (3 s).
+    std::thread::sleep(Duration::from_secs(8));
+    let writes_after = cf_writes(lab);
+    let delta = match (writes_before, writes_after) {
+        (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+        _ => None,
+    };
+    figures.push(format!(
+        "DDNS writes during the failovers and the split: {delta:?}"
+    ));
+    step(
+        "the DDNS record received zero writes during the failovers and the split, and still holds the public address".to_owned(),
+        None,
+        &mut || {
+            let r = record(lab);
+            (
+                delta == Some(0) && r.as_deref() == Some(net::PUBLIC_IP),
+                format!("writes: {delta:?}; example.com A {r:?}"),
+            )
+        },
+    );
+    Report {
+        steps,
+        record_follow_seconds: None,
+        figures,
+    }
+}
