@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -41,6 +41,10 @@ pub struct StreamStats {
     pub last_ok: Option<Instant>,
 }
 
+/// The lab's address of Cloudflare's edge on `inet` (edgectl's `lab::net::CF_EDGE_IP`): the
+/// forwards' origin lock admits visitors only from Cloudflare's ranges.
+pub const CF_EDGE_IP: &str = "173.245.48.10";
+
 /// A TCP stream through `ns` to `target` (an echo service): 512-byte messages every 20 ms,
 /// each echo checked; never reconnects, so any reset is counted.
 pub fn stream(
@@ -49,8 +53,32 @@ pub fn stream(
     stop: Arc<AtomicBool>,
     stats: Arc<Mutex<StreamStats>>,
 ) -> thread::JoinHandle<()> {
+    stream_from(ns, None, target, stop, stats)
+}
+
+fn connect(from: Option<IpAddr>, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if let Some(ip) = from {
+        sock.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    sock.connect_timeout(&target.into(), Duration::from_secs(5))?;
+    Ok(sock.into())
+}
+
+/// [`stream`] from source address `from` (one of `ns`'s own), when given.
+pub fn stream_from(
+    ns: &str,
+    from: Option<IpAddr>,
+    target: SocketAddr,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<StreamStats>>,
+) -> thread::JoinHandle<()> {
     in_ns(ns, move || {
-        let mut s = match TcpStream::connect_timeout(&target, Duration::from_secs(5)) {
+        let mut s = match connect(from, target) {
             Ok(s) => s,
             Err(e) => {
                 stats

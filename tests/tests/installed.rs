@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edge_e2e::{StreamStats, assert_flowing, stream};
+use edge_e2e::{CF_EDGE_IP, StreamStats, assert_flowing, stream_from};
 use edge_testkit::{binary, require_root};
 
 const ROLES: [&str; 4] = ["link", "fw", "wg", "ddns"];
@@ -143,6 +143,8 @@ impl Drop for World {
 struct Container {
     root: PathBuf,
     nspawn: Option<Child>,
+    /// The container's own cgroups (see [`own_cgroups`]), removed after it halts.
+    cgroups: Vec<PathBuf>,
     /// The container's systemd (PID 1 inside).
     init: i32,
     log: PathBuf,
@@ -156,6 +158,7 @@ impl Container {
         let mut c = Container {
             root: root.clone(),
             nspawn: None,
+            cgroups: Vec::new(),
             init: 0,
             log: root.with_extension("log"),
         };
@@ -182,7 +185,32 @@ impl Container {
         .unwrap();
         fs::set_permissions(&tun, fs::Permissions::from_mode(0o666)).unwrap();
         let log = fs::File::create(&c.log).unwrap();
-        let child = Command::new("systemd-nspawn")
+        c.cgroups = own_cgroups(name);
+        let procs: Vec<fs::File> = c
+            .cgroups
+            .iter()
+            .map(|g| {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(g.join("cgroup.procs"))
+                    .unwrap()
+            })
+            .collect();
+        let mut cmd = Command::new("systemd-nspawn");
+        // SAFETY: between fork and exec only write(2) on descriptors opened before the fork
+        // (async-signal-safe; nothing allocates): systemd-nspawn starts in the container's own
+        // cgroups, so its `payload` and `supervisor` are not shared with another container.
+        unsafe {
+            cmd.pre_exec(move || {
+                for f in &procs {
+                    nix::unistd::write(f, b"0").map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            // As on a Debian 12 or 13 host: the unified cgroup hierarchy (cgroup v2) only.
+            .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
             .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "network")
             .args(["--quiet", "--boot", "--keep-unit", "--register=no"])
             .arg("--capability=CAP_NET_ADMIN")
@@ -339,10 +367,55 @@ impl Drop for Container {
                 let _ = child.wait();
             }
         }
+        for g in &self.cgroups {
+            remove_cgroup(g);
+        }
         let _ = fs::remove_dir_all(&self.root);
         let _ = fs::remove_file(&self.log);
         let _ = fs::remove_file(self.root.with_extension("tun"));
     }
+}
+
+/// Creates the container's own cgroup, `edge-<name>`, in each hierarchy systemd-nspawn uses
+/// (the unified one, and the named `systemd` one on a hybrid host).
+///
+/// Without a systemd on the host (PID 1 here is not), `--keep-unit` makes systemd-nspawn
+/// create `payload` and `supervisor` under the cgroup it was started in — the root one for
+/// every container started by this test. Two containers at once then share one
+/// `/payload/system.slice`, and each one's systemd removes or kills the other's units'
+/// cgroups (`status=219/CGROUP`, "Failed to spawn executor: No such file or directory").
+fn own_cgroups(name: &str) -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let roots: Vec<PathBuf> = if base.join("cgroup.procs").exists() {
+        vec![base.to_path_buf()]
+    } else {
+        ["unified", "systemd"]
+            .iter()
+            .map(|h| base.join(h))
+            .filter(|p| p.join("cgroup.procs").exists())
+            .collect()
+    };
+    roots
+        .into_iter()
+        .map(|r| {
+            let g = r.join(format!("edge-{name}"));
+            remove_cgroup(&g);
+            fs::create_dir_all(&g).unwrap_or_else(|e| panic!("creating {}: {e}", g.display()));
+            g
+        })
+        .collect()
+}
+
+/// Removes a cgroup and its children (leaves first); its processes are gone by then.
+fn remove_cgroup(g: &Path) {
+    if let Ok(entries) = fs::read_dir(g) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(g);
 }
 
 /// Makes (or takes from the cache) the root filesystem of `suite` with `deb`'s dependencies
@@ -423,6 +496,7 @@ fn installed(suite: &str, short: &str) {
     let token = fs::read_to_string(lab.join("token")).unwrap();
     let wg_key = fs::read_to_string(lab.join("wg-host.key")).unwrap();
     let ca = fs::read_to_string(lab.join("ca.pem")).unwrap();
+    let notify_ca = fs::read_to_string(lab.join("notify-ca.pem")).unwrap();
     let deb_bytes = fs::read(&deb).unwrap();
     let c = Container::boot(&name, &tarball, &world.ns("host"), |root| {
         fs::create_dir_all(root.join("etc/edge")).unwrap();
@@ -433,6 +507,7 @@ fn installed(suite: &str, short: &str) {
     c.write("/etc/edge/cloudflare.token", &token, 0o600);
     c.write("/etc/edge/wg0.key", &wg_key, 0o600);
     c.write("/etc/edge/lab-ca.pem", &ca, 0o644);
+    c.write("/etc/edge/lab-notify-ca.pem", &notify_ca, 0o644);
     eprintln!(
         "{suite}: systemd {}",
         c.ok("systemctl --version | head -1").trim()
@@ -644,8 +719,9 @@ fn installed(suite: &str, short: &str) {
         .to_owned();
     let stop = Arc::new(AtomicBool::new(false));
     let fwd = Arc::new(Mutex::new(StreamStats::default()));
-    let flow = stream(
+    let flow = stream_from(
         &world.ns("inet"),
+        Some(CF_EDGE_IP.parse().unwrap()),
         format!("{public}:80").parse().unwrap(),
         stop.clone(),
         fwd.clone(),
@@ -703,6 +779,8 @@ fn installed(suite: &str, short: &str) {
             "-sS",
             "--max-time",
             "3",
+            "--interface",
+            CF_EDGE_IP,
             &format!("http://{public}:443/"),
         ],
     );

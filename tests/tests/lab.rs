@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use edge_e2e::{StreamStats, assert_flowing, stream};
+use edge_e2e::{CF_EDGE_IP, StreamStats, assert_flowing, stream, stream_from};
 use edge_testkit::{binary, require_root, wait_for};
 
 struct LabGuard {
@@ -224,8 +224,11 @@ fn the_lab_passes_every_check_and_traffic_survives_reloads_and_restarts() {
     let stop = Arc::new(AtomicBool::new(false));
     let fwd = Arc::new(Mutex::new(StreamStats::default()));
     let tun = Arc::new(Mutex::new(StreamStats::default()));
-    let t1 = stream(
+    // The forward's origin lock admits Cloudflare's ranges only: the visitor comes from
+    // Cloudflare's edge.
+    let t1 = stream_from(
         &lab.ns("inet"),
+        Some(CF_EDGE_IP.parse().unwrap()),
         "81.0.0.3:80".parse().unwrap(),
         stop.clone(),
         fwd.clone(),
@@ -289,6 +292,8 @@ fn the_lab_passes_every_check_and_traffic_survives_reloads_and_restarts() {
             "-sS",
             "--max-time",
             "3",
+            "--interface",
+            CF_EDGE_IP,
             "http://81.0.0.3:443/",
         ])
         .output()

@@ -204,17 +204,48 @@ pub fn run(lab: &Lab) -> Report {
     for port in [80, 443] {
         step(
             format!(
-                "inet reaches the ingress VIP: {public}:{port} → router → br-api {} → DNAT → {}:{port}",
+                "Cloudflare's edge ({}) reaches the ingress VIP: {public}:{port} → router → br-api {} → DNAT → {}:{port}",
+                net::CF_EDGE_IP,
                 net::HOST_IP,
                 net::INGRESS_VIP
             ),
             &mut || {
-                let (ok, body) = curl(lab, "inet", &[&format!("http://{public}:{port}/")]);
+                let (ok, body) = curl(
+                    lab,
+                    "inet",
+                    &[
+                        "--interface",
+                        net::CF_EDGE_IP,
+                        &format!("http://{public}:{port}/"),
+                    ],
+                );
                 let want = format!("{}:{port} answered", net::INGRESS_VIP);
                 (ok && body.contains(&want), body)
             },
         );
     }
+
+    step(
+        format!(
+            "a direct hit on {public}:443 from outside Cloudflare's ranges ({}) is dropped by the origin lock",
+            net::INET_GW
+        ),
+        &mut || {
+            let (ok, body) = curl(
+                lab,
+                "inet",
+                &["--max-time", "2", &format!("http://{public}:443/")],
+            );
+            (
+                !ok,
+                if ok {
+                    format!("reached it: {body}")
+                } else {
+                    format!("no answer, as it should be: {body}")
+                },
+            )
+        },
+    );
 
     step(
         format!("the DDNS record example.com A holds the router's public address {public}"),

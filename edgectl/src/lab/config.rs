@@ -86,34 +86,51 @@ pub fn lab_config(v: &LabValues<'_>) -> anyhow::Result<String> {
     )?;
     t = set_key(&t, "ddns", "token", &format!("{{ file = \"{d}/token\" }}"))?;
     t = set_key(&t, "ddns", "ca_file", &q(format!("{d}/ca.pem")))?;
-    t = world(t, v)?;
-    // Every daemon notifies the webhook receiver in `inet` (HTTPS, its own test CA).
-    t.push_str(&format!(
-        "\n[notify]\nhost = \"lab-host\"\nca_file = \"{d}/notify-ca.pem\"\n\n[[notify.webhook]]\nname = \"lab\"\nurl = \"https://{}/hook\"\n",
-        v.hook_ip
-    ));
-    Ok(t)
+    t = world(t, v, &format!("{d}/ca.pem"))?;
+    Ok(notify(t, v, "lab-host", &format!("{d}/notify-ca.pem")))
 }
 
-/// Where an installed host keeps the lab's test CA (`/etc/edge/lab-ca.pem`).
+/// Where an installed host keeps the lab's Cloudflare test CA (`/etc/edge/lab-ca.pem`).
 pub const INSTALLED_CA: &str = "/etc/edge/lab-ca.pem";
+/// Where an installed host keeps the lab's webhook receiver's test CA.
+pub const INSTALLED_NOTIFY_CA: &str = "/etc/edge/lab-notify-ca.pem";
 
 /// The reference configuration as an installed host runs it in the lab's host namespace:
 /// the packaged paths (`/var/lib/edge`, `/run/edge`), the secrets as systemd credentials,
-/// the lab's Cloudflare test server (its CA at [`INSTALLED_CA`]) and echo services.
+/// the lab's Cloudflare test server (its CA at [`INSTALLED_CA`]), echo services and webhook
+/// receiver (its CA at [`INSTALLED_NOTIFY_CA`]).
 pub fn installed_config(v: &LabValues<'_>) -> anyhow::Result<String> {
     let t = set_key(REFERENCE, "ddns", "ca_file", &q(INSTALLED_CA))?;
-    world(t, v)
+    let t = world(t, v, INSTALLED_CA)?;
+    Ok(notify(t, v, "installed-host", INSTALLED_NOTIFY_CA))
 }
 
-/// Points a configuration at the lab's world: the remote peer, the Cloudflare test server,
-/// the echo services, a 5-second schedule.
-fn world(mut t: String, v: &LabValues<'_>) -> anyhow::Result<String> {
+/// Every daemon notifies the webhook receiver in `inet` (HTTPS, its own test CA).
+fn notify(mut t: String, v: &LabValues<'_>, host: &str, ca: &str) -> String {
+    t.push_str(&format!(
+        "\n[notify]\nhost = {}\nca_file = {}\n\n[[notify.webhook]]\nname = \"lab\"\nurl = \"https://{}/hook\"\n",
+        q(host),
+        q(ca),
+        v.hook_ip
+    ));
+    t
+}
+
+/// Points a configuration at the lab's world: the remote peer, the Cloudflare test server
+/// (the DNS API and the origin lock's list of ranges, trusted through `ca`), the echo
+/// services, a 5-second schedule.
+fn world(mut t: String, v: &LabValues<'_>, ca: &str) -> anyhow::Result<String> {
     t = set_key(&t, "wg.peer", "public_key", &q(v.remote_public_key))?;
     t = set_key(&t, "ddns", "api_url", &q(v.api_url))?;
     // Every 5 seconds, so the lab shows the record following the address quickly.
     t = set_key(&t, "ddns", "schedule", &q("*/5 * * * * *"))?;
     t = t.replace("\"wg0\"", &q(v.wg_if));
+    // The origin lock's ranges come from the test server, never from Cloudflare.
+    t.push_str(&format!(
+        "\n[fw.origin_lock]\nurl = {}\nca_file = {}\n",
+        q(format!("{}/ips", v.api_url)),
+        q(ca)
+    ));
     t = drop_tables(&t, "ddns.source");
     for (name, kind, url) in v.sources {
         t.push_str(&format!(
@@ -168,6 +185,15 @@ mod tests {
             wg.peers[0].public_key.to_base64(),
             "Ec/rMvGHRVI/+BJqbmET/fg+8vmgnl3z32BhCosLO08="
         );
+        let fw = c.fw.as_ref().unwrap();
+        assert_eq!(
+            fw.origin_lock.url.to_string(),
+            "https://82.0.0.10/client/v4/ips"
+        );
+        assert_eq!(
+            fw.origin_lock.ca_file.as_deref(),
+            Some(Path::new("/run/edge-lab/ca.pem"))
+        );
         // Everything else is the reference deployment.
         assert_eq!(c.fw.unwrap().forwards.len(), 3);
         assert_eq!(c.link.unwrap().bridges.len(), 3);
@@ -194,7 +220,18 @@ mod tests {
             .config;
         assert_eq!(c.global.runtime_dir, Path::new("/run/edge"));
         assert_eq!(c.global.state_dir, Path::new("/var/lib/edge"));
-        assert!(c.notify.is_none(), "the installed host notifies nobody");
+        let n = c.notify.as_ref().unwrap();
+        assert_eq!(n.webhooks[0].url.to_string(), "https://82.0.0.20/hook");
+        assert_eq!(n.ca_file.as_deref(), Some(Path::new(INSTALLED_NOTIFY_CA)));
+        let fw = c.fw.as_ref().unwrap();
+        assert_eq!(
+            fw.origin_lock.url.to_string(),
+            "https://82.0.0.10/client/v4/ips"
+        );
+        assert_eq!(
+            fw.origin_lock.ca_file.as_deref(),
+            Some(Path::new(INSTALLED_CA))
+        );
         let ddns = c.ddns.unwrap();
         assert_eq!(ddns.ca_file.unwrap(), Path::new(INSTALLED_CA));
         assert_eq!(ddns.token.credential.as_deref(), Some("cloudflare-token"));

@@ -314,10 +314,13 @@ pub fn host_config(lab_text: &str, h: &str, lab_dir: &Path) -> anyhow::Result<St
     t = set_key(&t, "ddns", "token", &format!("{{ file = \"{d}/token\" }}"))?;
     t = set_key(&t, "ddns", "ca_file", &format!("\"{d}/ca.pem\""))?;
     t = t.replace("host = \"lab-host\"", &format!("host = \"lab-{h}\""));
-    t = t.replace(
-        &format!("ca_file = \"{d}/{h}/notify-ca.pem\""),
-        &format!("ca_file = \"{d}/notify-ca.pem\""),
-    );
+    // The world's CAs are the lab's, not the host's.
+    for ca in ["notify-ca.pem", "ca.pem"] {
+        t = t.replace(
+            &format!("ca_file = \"{d}/{h}/{ca}\""),
+            &format!("ca_file = \"{d}/{ca}\""),
+        );
+    }
     let conntrackd_rule = format!(
         "[[fw.input.allow]]\nname = \"conntrackd\"\nproto = \"udp\"\nport = 3780\nfrom = [\"{}/32\"]\n\n",
         OWN[idx(peer)]

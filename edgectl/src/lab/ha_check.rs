@@ -47,7 +47,20 @@ fn stream(
         if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             return push("setns failed".to_owned());
         }
-        let mut s = match TcpStream::connect_timeout(&target, Duration::from_secs(5)) {
+        // From Cloudflare's edge address: the origin lock admits only its ranges.
+        let connect = || -> std::io::Result<TcpStream> {
+            let sock = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )?;
+            let from: std::net::Ipv4Addr =
+                net::CF_EDGE_IP.parse().map_err(std::io::Error::other)?;
+            sock.bind(&SocketAddr::from((from, 0)).into())?;
+            sock.connect_timeout(&target.into(), Duration::from_secs(5))?;
+            Ok(sock.into())
+        };
+        let mut s = match connect() {
             Ok(s) => s,
             Err(e) => return push(format!("connect {target}: {e}")),
         };
@@ -78,11 +91,19 @@ fn stream(
 }
 
 fn curl(lab: &Lab, node: &str, url: &str) -> (bool, String) {
-    match lab
-        .topo()
-        .ns(node)
-        .output("curl", &["-sS", "--max-time", "2", url])
-    {
+    curl_with(lab, node, &[url])
+}
+
+/// A visitor's request through Cloudflare's proxy: from inet, sourced from Cloudflare's
+/// edge address, which the forwards' origin lock admits.
+fn visit(lab: &Lab, url: &str) -> (bool, String) {
+    curl_with(lab, "inet", &["--interface", net::CF_EDGE_IP, url])
+}
+
+fn curl_with(lab: &Lab, node: &str, args: &[&str]) -> (bool, String) {
+    let mut all = vec!["-sS", "--max-time", "2"];
+    all.extend_from_slice(args);
+    match lab.topo().ns(node).output("curl", &all) {
         Ok(o) if o.status.success() => (true, String::from_utf8_lossy(&o.stdout).trim().to_owned()),
         Ok(o) => (false, String::from_utf8_lossy(&o.stderr).trim().to_owned()),
         Err(e) => (false, format!("{e:#}")),
@@ -135,7 +156,7 @@ fn moved(lab: &Lab, from: &str, t0: Instant) -> Option<Duration> {
 fn forwards_back(lab: &Lab, t0: Instant) -> Option<Duration> {
     let url = format!("http://{}:80/", net::PUBLIC_IP);
     poll(Duration::from_secs(20), Duration::from_millis(50), || {
-        let (ok, body) = curl(lab, "inet", &url);
+        let (ok, body) = visit(lab, &url);
         (ok && body.contains("answered")).then(|| t0.elapsed())
     })
 }
@@ -219,7 +240,7 @@ pub fn run(lab: &Lab) -> Report {
             ),
             None,
             &mut || {
-                let (ok, body) = curl(lab, "inet", &format!("http://{}:{port}/", net::PUBLIC_IP));
+                let (ok, body) = visit(lab, &format!("http://{}:{port}/", net::PUBLIC_IP));
                 (
                     ok && body.contains(&format!("{}:{port} answered", net::INGRESS_VIP)),
                     body,

@@ -23,6 +23,9 @@ pub const API_IP: &str = "82.0.0.10";
 pub const ECHO_IPS: [&str; 3] = ["82.0.0.11", "82.0.0.12", "82.0.0.13"];
 /// The webhook receiver the daemons notify (HTTPS, its own test CA).
 pub const HOOK_IP: &str = "82.0.0.20";
+/// An address of Cloudflare's edge (inside its published 173.245.48.0/20): the visitors'
+/// requests to the ingress come from it, as they do through Cloudflare's proxy.
+pub const CF_EDGE_IP: &str = "173.245.48.10";
 /// The remote admin's address on the internet.
 pub const REMOTE_IP: &str = "83.0.0.50";
 /// The host's address on br-api (the ISP router forwards to it).
@@ -182,7 +185,7 @@ impl Topology {
         let inet = self.ns("inet");
         inet.ip(&["addr", "add", &format!("{INET_GW}/24"), "dev", "eth0"])?;
         inet.ip(&["addr", "add", "83.0.0.1/24", "dev", "eth1"])?;
-        for ip in [API_IP, HOOK_IP].into_iter().chain(ECHO_IPS) {
+        for ip in [API_IP, HOOK_IP, CF_EDGE_IP].into_iter().chain(ECHO_IPS) {
             inet.ip(&["addr", "add", &format!("{ip}/32"), "dev", "lo"])?;
         }
         // A hostile host on the ISP side can route to the host's address directly: the

@@ -87,6 +87,11 @@ pub fn inet(dir: &Path, token: &str) -> anyhow::Result<()> {
         token: token.to_owned(),
         tls_names: Some(vec![net::API_IP.to_owned()]),
     });
+    // The origin lock's list of ranges: the ones edge ships with.
+    cf.set_ips(
+        edge_config::fw::CLOUDFLARE_V4,
+        edge_config::fw::CLOUDFLARE_V6,
+    );
     let zone = cf.add_zone("example.com");
     std::fs::write(dir.join("ca.pem"), cf.ca_pem().unwrap_or_default())
         .context("cannot write the test CA")?;
