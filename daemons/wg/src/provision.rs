@@ -610,7 +610,10 @@ mod tests {
             ep.warning.unwrap().contains("proxied"),
             "the only record is proxied"
         );
-        let unproxied = REFERENCE.replace("proxied = true", "proxied = false");
+        // Unproxied, the forwards cannot be locked to Cloudflare either.
+        let unproxied = REFERENCE
+            .replace("proxied = true", "proxied = false")
+            .replace("origin_lock = \"cloudflare\"", "");
         assert_eq!(default_endpoint(&cfg(&unproxied)).unwrap().warning, None);
     }
 
