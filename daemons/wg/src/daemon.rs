@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use anyhow::Context as _;
 use edge_config::Role;
+use edge_ipc::ha::{Change, Standing};
 use edge_ipc::proto::{Request, Response};
 use edge_ipc::shell::{Event, Shell, idle};
 
@@ -302,6 +303,9 @@ fn engine_status(dev: &Device) -> edge_ipc::wg::Status {
             })
             .collect(),
         cookie_replies: m.cookie_replies,
+        listen_address: dev.listen_address().map(|a| a.to_string()),
+        standby: dev.standby(),
+        reached_out: dev.reached_out(),
     }
 }
 
@@ -366,6 +370,13 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
         expired: Vec::new(),
     };
     live.note_resolved();
+    // Two hosts under keepalived: listen on the virtual address the ISP router forwards
+    // to, and stay on standby unless this host is the master.
+    let mut ha = edge_ipc::follow::Follower::start(shell.config());
+    let pair = shell.config().ha.is_some();
+    dev.set_reach_out(pair);
+    dev.set_listen_address(listen_address(shell.config()));
+    dev.set_standby(!ha.standing().is_active());
     let desired = config::device_config(&wg, &live.resolved, now_unix());
     dev.apply(&desired, &[])
         .context("failed to apply the [wg] configuration")?;
@@ -426,12 +437,27 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
                         tracing::error!("reload not applied: {e:#}");
                         shell.push_error(format!("reload not applied: {e:#}"));
                     }
+                    if listen_address(&cfg) != dev.listen_address() {
+                        tracing::warn!("[ha] changed the address to listen on; restart edge-wg to bind it");
+                    }
+                    dev.set_reach_out(cfg.ha.is_some());
+                    if let Change::Changed { to, .. } = ha.reload(&cfg) {
+                        follow_role(&dev, to, &live);
+                    }
                     store.sync_if_moved(&dev);
+                }
+                Event::Request(Request::SetRole(state), r) => {
+                    let change = ha.set_role(*state);
+                    r.send(ha.answer(&change));
+                    if let Change::Changed { to, .. } = change {
+                        follow_role(&dev, to, &live);
+                    }
                 }
                 Event::Request(Request::Status, r) => {
                     let mut st = shell.base_status();
                     let detail = status_with(&dev, Some(&live.extra.lock()));
                     st.detail = serde_json::to_value(detail).unwrap_or_default();
+                    st.ha = Some(ha.status());
                     r.send(Response::Status(Box::new(st)));
                 }
                 Event::Request(_, r) => r.unsupported(Role::Wg),
@@ -444,6 +470,10 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
             }
             Some(l) = lookup_rx.recv() => live.on_lookup(l, &dev, &nl).await,
             _ = persist.tick() => {
+                // The role file is the safety net for a SetRole that did not arrive.
+                if let Change::Changed { to, .. } = ha.refresh() {
+                    follow_role(&dev, to, &live);
+                }
                 store.sync_if_moved(&dev);
                 live.check_reresolve(&dev);
                 // A clock that jumped past an expiry is caught here.
@@ -461,6 +491,35 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
     dev.shutdown();
     shell.stop();
     Ok(())
+}
+
+/// The address to listen on: the first IPv4 virtual address of `[ha]` on its interface
+/// (the one the ISP router forwards to); every address without `[ha]`.
+fn listen_address(cfg: &edge_config::Config) -> Option<std::net::Ipv4Addr> {
+    let ha = cfg.ha.as_ref()?;
+    ha.vips
+        .iter()
+        .filter(|v| v.interface == ha.interface)
+        .find_map(|v| match v.address.addr() {
+            std::net::IpAddr::V4(a) => Some(a),
+            std::net::IpAddr::V6(_) => None,
+        })
+}
+
+/// Follows a new role: standby as BACKUP or FAULT; becoming active, a handshake
+/// initiation to every peer with a known endpoint at once (the peers' sessions are with
+/// the other host).
+fn follow_role(dev: &Device, to: Standing, live: &Live) {
+    let changed = dev.set_standby(!to.is_active());
+    if changed && to.is_active() {
+        let keys: Vec<Key> = live.wg.peers.iter().map(|p| Key(p.public_key.0)).collect();
+        let initiated = dev.initiate_handshakes(&keys);
+        tracing::info!(
+            role = %to,
+            handshakes_initiated = initiated,
+            "active: handshakes initiated to every peer with a known endpoint"
+        );
+    }
 }
 
 /// Links `/var/run/wireguard/<name>.sock` to our socket where this process may (as root

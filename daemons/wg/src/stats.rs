@@ -28,11 +28,14 @@ pub enum DropReason {
     TunWrite,
     /// Sending on the UDP socket failed.
     UdpSend,
+    /// A TUN packet while this host is the BACKUP (or FAULT) of a pair: only the master
+    /// sends to peers.
+    Standby,
 }
 
 impl DropReason {
     /// Every reason, in a stable order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::NoRoute,
         DropReason::NoEndpoint,
         DropReason::UnknownIndex,
@@ -44,6 +47,7 @@ impl DropReason {
         DropReason::Malformed,
         DropReason::TunWrite,
         DropReason::UdpSend,
+        DropReason::Standby,
     ];
 
     /// The label value used in metrics.
@@ -60,6 +64,7 @@ impl DropReason {
             DropReason::Malformed => "malformed",
             DropReason::TunWrite => "tun_write",
             DropReason::UdpSend => "udp_send",
+            DropReason::Standby => "standby",
         }
     }
 }
@@ -67,7 +72,7 @@ impl DropReason {
 /// Device-wide counters.
 #[derive(Debug, Default)]
 pub struct DeviceCounters {
-    drops: [AtomicU64; 11],
+    drops: [AtomicU64; DropReason::ALL.len()],
     /// Cookie replies sent because we were under load.
     pub cookie_replies: AtomicU64,
 }

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -157,6 +157,19 @@ impl UdpSocket {
     /// Creates and binds a socket on `port` (0 = any) for one family, with large buffers,
     /// a receive timeout (so threads can notice shutdown) and GRO/GSO where available.
     pub fn bind(v6: bool, port: u16, fwmark: u32) -> Result<UdpSocket, UdpError> {
+        let any = if v6 {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        };
+        Self::bind_on(any, port, fwmark)
+    }
+
+    /// Like [`UdpSocket::bind`], on address `ip`. A specific address is bound with
+    /// `IP_FREEBIND`: it need not be on the host yet (a virtual address keepalived adds to
+    /// the master only), and everything sent leaves from it.
+    pub fn bind_on(ip: IpAddr, port: u16, fwmark: u32) -> Result<UdpSocket, UdpError> {
+        let v6 = ip.is_ipv6();
         let family: &'static str = if v6 { "ipv6" } else { "ipv4" };
         let af = if v6 { libc::AF_INET6 } else { libc::AF_INET };
         // SAFETY: plain socket(2) call.
@@ -201,10 +214,21 @@ impl UdpSocket {
                 size_of::<libc::timeval>() as libc::socklen_t,
             );
         }
-        let addr = if v6 {
-            SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0))
-        } else {
-            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+        if !ip.is_unspecified() {
+            let (level, opt) = if v6 {
+                (libc::IPPROTO_IPV6, libc::IPV6_FREEBIND)
+            } else {
+                (libc::IPPROTO_IP, libc::IP_FREEBIND)
+            };
+            setsockopt_int(raw, level, opt, 1).map_err(|source| UdpError::Bind {
+                family,
+                port,
+                source,
+            })?;
+        }
+        let addr = match ip {
+            IpAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(a, port, 0, 0)),
+            IpAddr::V4(a) => SocketAddr::V4(SocketAddrV4::new(a, port)),
         };
         // SAFETY: zeroed sockaddr_storage is a valid value.
         let mut ss: libc::sockaddr_storage = unsafe { zeroed() };

@@ -67,6 +67,17 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     /// Cookie replies sent under load.
     pub cookie_replies: u64,
+    /// The address listened on when not every address (a pair's virtual address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_address: Option<String>,
+    /// True while this host is the BACKUP (or FAULT) of a pair: it sends nothing of its
+    /// own accord.
+    #[serde(default)]
+    pub standby: bool,
+    /// Handshake initiations sent to the source of data of a session this host did not
+    /// hold (after a failover).
+    #[serde(default)]
+    pub reached_out: u64,
 }
 
 fn ago(secs: u64) -> String {
@@ -116,7 +127,20 @@ pub fn render_show(st: &Status, now: u64) -> String {
         let _ = writeln!(s, "  private key: (hidden)");
     }
     if st.listen_port != 0 {
-        let _ = writeln!(s, "  listening port: {}", st.listen_port);
+        match &st.listen_address {
+            Some(a) => {
+                let _ = writeln!(s, "  listening port: {} (on {a} only)", st.listen_port);
+            }
+            None => {
+                let _ = writeln!(s, "  listening port: {}", st.listen_port);
+            }
+        }
+    }
+    if st.standby {
+        let _ = writeln!(
+            s,
+            "  standby: this host is the BACKUP; it answers but initiates nothing"
+        );
     }
     if st.fwmark != 0 {
         let _ = writeln!(s, "  fwmark: {:#x}", st.fwmark);
@@ -215,6 +239,7 @@ mod tests {
                 ..PeerStatus::default()
             }],
             cookie_replies: 0,
+            ..Status::default()
         };
         let out = render_show(&st, 1_065);
         let want = "interface: wg0\n  public key: PUB=\n  private key: (hidden)\n  \
@@ -224,6 +249,17 @@ mod tests {
                     transfer: 2.00 KiB received, 300 B sent\n  \
                     persistent keepalive: every 25 seconds\n";
         assert_eq!(out, want);
+        // The BACKUP of a pair, listening on the virtual address only.
+        let pair = Status {
+            listen_address: Some("192.198.0.30".into()),
+            standby: true,
+            ..st
+        };
+        let out = render_show(&pair, 1_065);
+        assert!(
+            out.contains("  listening port: 51820 (on 192.198.0.30 only)\n  standby: this host is the BACKUP; it answers but initiates nothing\n"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -14,12 +14,15 @@
 //! the write lock; nothing in it can panic while the lock is held.
 
 mod rx;
+mod standby;
 mod timers;
 mod tx;
 
+pub use standby::PairState;
+
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -211,6 +214,8 @@ pub struct Device {
     forced_rekey: Option<Duration>,
     /// No sockets, no threads: packets are fed by hand (fuzzing).
     detached: bool,
+    /// Two hosts under keepalived: standby, the listen address, reaching out.
+    pair: PairState,
 }
 
 impl std::fmt::Debug for Device {
@@ -231,8 +236,11 @@ fn now_unix_ms() -> u64 {
 /// Bound IPv4 and IPv6 sockets and the port they share.
 type SocketPair = (Option<Arc<UdpSocket>>, Option<Arc<UdpSocket>>, u16);
 
-fn bind_pair(port: u16, fwmark: u32) -> Result<SocketPair, UdpError> {
-    let v4 = UdpSocket::bind(false, port, fwmark)?;
+fn bind_pair(port: u16, fwmark: u32, v4_addr: Option<Ipv4Addr>) -> Result<SocketPair, UdpError> {
+    let v4 = match v4_addr {
+        Some(a) => UdpSocket::bind_on(a.into(), port, fwmark)?,
+        None => UdpSocket::bind(false, port, fwmark)?,
+    };
     let port = v4.local_port().unwrap_or(port);
     // IPv6 is best effort: a host without IPv6 still gets an IPv4 endpoint.
     let v6 = match UdpSocket::bind(true, port, fwmark) {
@@ -285,6 +293,7 @@ impl Device {
             epoch: Instant::now(),
             forced_rekey: opts.forced_rekey,
             detached: false,
+            pair: PairState::default(),
         });
         for i in 0..dev.tun.len() {
             let d = dev.clone();
@@ -355,8 +364,11 @@ impl Device {
 
     /// Sends a handshake initiation now to each of these peers that has a live endpoint
     /// (instead of waiting for traffic); boringtun's timers retry it every 5 s for 90 s
-    /// when unanswered. Returns how many were sent.
+    /// when unanswered. Returns how many were sent (none on standby).
     pub fn initiate_handshakes(&self, keys: &[Key]) -> usize {
+        if self.standby() {
+            return 0;
+        }
         let socks = self.sockets.read().clone();
         let peers: Vec<Arc<Peer>> = {
             let st = self.state.read();
@@ -480,8 +492,8 @@ impl Device {
         let rebind = !self.detached && cur.v4.is_none()
             || (diff.listen_port.is_some() && new.listen_port != 0 && new.listen_port != cur.port);
         let new_sockets = if rebind {
-            let (v4, v6, port) =
-                bind_pair(new.listen_port, fwmark).map_err(|source| DeviceError::BindPort {
+            let (v4, v6, port) = bind_pair(new.listen_port, fwmark, self.pair.listen_v4())
+                .map_err(|source| DeviceError::BindPort {
                     port: new.listen_port,
                     source,
                 })?;
@@ -798,6 +810,7 @@ impl Device {
             epoch: Instant::now(),
             forced_rekey: None,
             detached: true,
+            pair: PairState::default(),
         })
     }
 }

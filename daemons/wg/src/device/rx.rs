@@ -90,6 +90,9 @@ impl Device {
                     Some(p) => (kind, p),
                     None => {
                         self.counters.drop(DropReason::UnknownIndex);
+                        if kind == MSG_DATA {
+                            self.reach_out(src, socks);
+                        }
                         return;
                     }
                 }

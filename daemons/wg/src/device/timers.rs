@@ -1,6 +1,7 @@
 //! I/O: the timer thread: every tick it runs boringtun's timers for each peer (handshake
 //! retries, rekeys, keepalives after traffic), sends persistent keepalives and, with
 //! `--test-rekey-secs`, forced rekeys; once a second it resets the handshake rate limiter.
+//! On standby (the BACKUP of a pair) nothing it would send is sent.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -66,6 +67,11 @@ impl Device {
             if ms.abs_diff(old) > 1000 {
                 p.counters.last_handshake_ms.store(ms, Ordering::Relaxed);
             }
+        }
+        if self.standby() {
+            // A BACKUP sends nothing of its own accord; the timers still run (sessions
+            // expire), and the master's handshakes replace whatever they would have sent.
+            return;
         }
         let (Some(ep), Some((len, is_init))) = (ep, out) else {
             drop(guard);

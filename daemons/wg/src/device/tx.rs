@@ -84,6 +84,10 @@ impl Device {
         b4: &mut SendBatch,
         b6: &mut SendBatch,
     ) {
+        if self.standby() {
+            self.counters.drop(DropReason::Standby);
+            return;
+        }
         let Ok(h) = VnetHdr::decode(frame) else {
             self.counters.drop(DropReason::Malformed);
             return;
