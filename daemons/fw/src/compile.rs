@@ -12,6 +12,7 @@ use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 use edge_config::fw::{Forward, Policy, Proto, SourceSet};
+use edge_config::ha::CONNTRACKD_PORT;
 use ipnet::IpNet;
 
 use crate::ir::{
@@ -587,6 +588,7 @@ fn input_chain(m: &Model) -> Chain {
             Origin::builtin(format!("icmpv6/{t}")),
         ));
     }
+    input.extend(pair_input(m));
     for r in &fw.input.allow {
         let at = Some(m.at(r.location.line));
         let ifaces: Vec<Option<&str>> = if r.interfaces.is_empty() {
@@ -635,6 +637,40 @@ fn input_chain(m: &Model) -> Chain {
     }
 }
 
+/// Two hosts under keepalived: the peer's VRRP adverts and conntrackd's sync, from its own
+/// address on the VRRP interface, are admitted (before the first advert of each host an
+/// advert is not `established`, and without it both hosts would claim master).
+fn pair_input(m: &Model) -> Vec<Rule> {
+    let Some(p) = &m.env.pair else {
+        return Vec::new();
+    };
+    let from = IpNet::from(p.peer);
+    let mut rules = vec![rule(
+        vec![
+            Expr::Iifname(p.interface.clone()),
+            saddr(from),
+            Expr::L4Proto(VRRP),
+            Expr::Accept,
+        ],
+        Origin::builtin("ha/vrrp"),
+    )];
+    if p.conntrackd {
+        rules.push(rule(
+            vec![
+                Expr::Iifname(p.interface.clone()),
+                saddr(from),
+                Expr::Dport(L4::Udp, CONNTRACKD_PORT, CONNTRACKD_PORT),
+                Expr::Accept,
+            ],
+            Origin::builtin("ha/conntrackd"),
+        ));
+    }
+    rules
+}
+
+/// IP protocol number of VRRP.
+const VRRP: u8 = 112;
+
 /// TCP through the WireGuard interface, both ways, gets its maximum segment size clamped to
 /// what fits the tunnel's MTU (IPv4 and TCP headers: 40 bytes; IPv6: 60): without it, a
 /// peer whose path drops ICMP "packet too big" sees connections open and then stall.
@@ -669,19 +705,26 @@ fn mss_clamp(m: &Model) -> Vec<Rule> {
 fn forward_chain(m: &Model) -> Chain {
     let fw = &m.fw;
     let mut rules = mss_clamp(m);
-    rules.extend([
-        rule(
-            vec![
-                Expr::CtState(ct_state::ESTABLISHED | ct_state::RELATED),
-                Expr::Accept,
-            ],
-            Origin::builtin("routed/established"),
-        ),
-        rule(
-            vec![Expr::CtStatusDnat, Expr::Accept],
-            Origin::builtin("routed/port-forwards"),
-        ),
-    ]);
+    rules.extend([rule(
+        vec![
+            Expr::CtState(ct_state::ESTABLISHED | ct_state::RELATED),
+            Expr::Accept,
+        ],
+        Origin::builtin("routed/established"),
+    )]);
+    // The BACKUP of a pair drops new forwarded flows (never rejects them: a reset would
+    // reach a client whose flow the master may still carry); the master admits them once
+    // conntrackd has committed the peer's connections.
+    if m.env.pair.as_ref().is_some_and(|p| !p.active) {
+        rules.push(rule(
+            vec![Expr::CtState(ct_state::NEW), Expr::Drop],
+            Origin::builtin("ha/standby"),
+        ));
+    }
+    rules.push(rule(
+        vec![Expr::CtStatusDnat, Expr::Accept],
+        Origin::builtin("routed/port-forwards"),
+    ));
     if fw.routed.policy == Policy::Drop {
         for i in fw.lan.iter().chain(fw.vpn.iter()) {
             rules.push(rule(
@@ -728,6 +771,24 @@ fn postrouting_chain(m: &Model, edge: &Table) -> Option<Chain> {
                 if let Some(n) = src {
                     e.push(saddr(*n));
                 }
+                // The master's egress leaves from the virtual address, which the other
+                // host takes over with the connections (conntrackd).
+                if let Some(vip) = active_vip(m, out.as_str())
+                    && src.is_none_or(|n| n.addr().is_ipv4() == vip.is_ipv4())
+                {
+                    let mut s = e.clone();
+                    if src.is_none() {
+                        s.push(Expr::NfProto(Family::of(vip)));
+                    }
+                    s.push(Expr::Snat(vip));
+                    post.push(rule(
+                        s,
+                        Origin {
+                            id: format!("masq/{}#{k}/vip", mq.name),
+                            at: at.clone(),
+                        },
+                    ));
+                }
                 e.push(Expr::Masquerade);
                 post.push(rule(
                     e,
@@ -745,6 +806,12 @@ fn postrouting_chain(m: &Model, edge: &Table) -> Option<Chain> {
         base(ChainKind::Nat, Hook::Postrouting, PRIO_SRCNAT, true),
         post,
     )
+}
+
+/// The virtual address egress through `out` is translated to: the pair's master only.
+fn active_vip(m: &Model, out: &str) -> Option<IpAddr> {
+    let p = m.env.pair.as_ref()?;
+    (p.active && p.interface == out).then_some(p.vip?)
 }
 
 /// The state table's origin-lock chain: a new connection for a locked forward's key jumps to

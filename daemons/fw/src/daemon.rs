@@ -33,6 +33,8 @@ use crate::observe;
 use crate::origin::{self, Decision, Ranges};
 use crate::plan::{self, Update};
 use crate::replica;
+use edge_ipc::follow::Follower;
+use edge_ipc::ha::{Change, Standing};
 
 /// Full re-verify interval (safety net behind the events).
 const VERIFY_EVERY: Duration = Duration::from_secs(60);
@@ -55,20 +57,25 @@ fn host_addresses() -> BTreeMap<String, Vec<IpAddr>> {
 
 /// Builds the model and ruleset of a configuration with the interfaces' addresses and the
 /// origin lock's ranges in force.
+/// `active`: this host is the master of a pair (ignored without `[ha]`).
 pub fn build_with(
     config: &Config,
     addrs: BTreeMap<String, Vec<IpAddr>>,
     ranges: &Ranges,
+    active: bool,
 ) -> anyhow::Result<(Model, Ruleset)> {
     let mut m = Model::from_config(config, addrs).context("failed to build the firewall model")?;
     m.env.origin_ranges = ranges.clone();
+    if let Some(p) = &mut m.env.pair {
+        p.active = active;
+    }
     let rs = compile(&m).context("failed to compile the firewall")?;
     Ok((m, rs))
 }
 
 /// Builds the model and ruleset of a configuration, reading the interfaces' addresses first.
-pub fn build(config: &Config, ranges: &Ranges) -> anyhow::Result<(Model, Ruleset)> {
-    build_with(config, host_addresses(), ranges)
+pub fn build(config: &Config, ranges: &Ranges, active: bool) -> anyhow::Result<(Model, Ruleset)> {
+    build_with(config, host_addresses(), ranges, active)
 }
 
 /// The first retry after a failed fetch of the ranges; each failure doubles it, up to the
@@ -215,6 +222,8 @@ struct State {
     failures: Streak,
     /// The origin lock's ranges.
     ranges: RangeState,
+    /// keepalived's role, when this host is one of two.
+    ha: Follower,
 }
 
 fn result_of(e: &ApplyError) -> &'static str {
@@ -227,6 +236,37 @@ fn result_of(e: &ApplyError) -> &'static str {
 }
 
 impl State {
+    /// True unless this host is the BACKUP (or FAULT) of a pair.
+    fn active(&self) -> bool {
+        self.ha.standing().is_active()
+    }
+
+    /// Follows a new role: the master translates egress to the virtual address and admits
+    /// new forwarded flows; the BACKUP drops them. The tables are updated in one
+    /// transaction, never flushed.
+    async fn follow_role(&mut self, shell: &mut Shell, to: Standing) {
+        let cfg = shell.config().clone();
+        let addrs = self.model.env.addresses.clone();
+        match build_with(&cfg, addrs, &self.ranges.current, to.is_active()) {
+            Ok((m, rs)) => {
+                let (old_m, old_rs) = (
+                    std::mem::replace(&mut self.model, m),
+                    std::mem::replace(&mut self.rs, rs),
+                );
+                let why = format!("role {to}");
+                if self.apply(shell, &why, false).await.is_err() {
+                    self.model = old_m;
+                    self.rs = old_rs;
+                }
+            }
+            Err(e) => {
+                let msg = format!("role {to} not followed: {e:#}");
+                tracing::error!("{msg}");
+                shell.push_error(msg);
+            }
+        }
+    }
+
     async fn apply(&mut self, shell: &mut Shell, why: &str, force: bool) -> Result<bool, String> {
         self.apply_with(
             shell,
@@ -379,7 +419,7 @@ impl State {
             return;
         }
         let cfg = shell.config().clone();
-        match build_with(&cfg, now, &self.ranges.current) {
+        match build_with(&cfg, now, &self.ranges.current, self.active()) {
             Ok((m, rs)) if rs == self.rs => self.model = m,
             Ok((m, rs)) => {
                 tracing::info!("interface addresses changed: the forwards follow them");
@@ -534,7 +574,8 @@ impl State {
                         let old = std::mem::replace(&mut self.ranges.current, fetched);
                         let cfg = shell.config().clone();
                         let addrs = self.model.env.addresses.clone();
-                        let res = match build_with(&cfg, addrs, &self.ranges.current) {
+                        let res = match build_with(&cfg, addrs, &self.ranges.current, self.active())
+                        {
                             Ok((m, rs)) => {
                                 let prev = (
                                     std::mem::replace(&mut self.model, m),
@@ -712,7 +753,8 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
     // The origin lock starts from the list kept by the last run, else the shipped one.
     let cache = origin::cache_path(&config.global.state_dir);
     let ranges = origin::load_cache(&cache).unwrap_or_else(Ranges::shipped);
-    let (model, rs) = build(&config, &ranges)?;
+    let ha = Follower::start(&config);
+    let (model, rs) = build(&config, &ranges, ha.standing().is_active())?;
     let mut st = State {
         sock,
         model,
@@ -735,6 +777,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
             retry: RANGES_RETRY,
             waiting: Vec::new(),
         },
+        ha,
     };
     st.export_ranges();
     if st.apply(&mut shell, "startup", false).await.is_ok() {
@@ -770,7 +813,17 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
         tokio::select! {
             ev = shell.next() => match ev {
                 Event::Shutdown => break,
-                Event::Reloaded(cfg) => reconfigure(&mut st, &mut shell, &cfg, "reload").await,
+                Event::Reloaded(cfg) => {
+                    st.ha.reload(&cfg);
+                    reconfigure(&mut st, &mut shell, &cfg, "reload").await;
+                }
+                Event::Request(Request::SetRole(state), r) => {
+                    let change = st.ha.set_role(*state);
+                    r.send(st.ha.answer(&change));
+                    if let Change::Changed { to, .. } = change {
+                        st.follow_role(&mut shell, to).await;
+                    }
+                }
                 Event::Request(Request::Status, r) => {
                     // Fresh counters for a person looking (one dump of the state table's
                     // counters, milliseconds at a home server's size); very large rulesets
@@ -780,6 +833,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                     }
                     let mut s = shell.base_status();
                     s.detail = serde_json::to_value(st.status()).unwrap_or_default();
+                    s.ha = Some(st.ha.status());
                     r.send(Response::Status(Box::new(s)));
                 }
                 Event::Request(Request::Plan, r) => {
@@ -805,7 +859,8 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                     }
                     let cfg = shell.config().clone();
                     let ranges = st.ranges.current.clone();
-                    let built = tokio::task::spawn_blocking(move || build(&cfg, &ranges)).await;
+                    let active = st.active();
+                    let built = tokio::task::spawn_blocking(move || build(&cfg, &ranges, active)).await;
                     let (nm, nrs) = match built {
                         Ok(Ok(b)) => b,
                         Ok(Err(e)) => { r.send(Response::Error { code: ErrorCode::Failed, message: format!("{e:#}") }); continue; }
@@ -949,7 +1004,13 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                 ranges_due.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(86_400));
             }
             _ = verify.tick() => st.check_drift(&mut shell, None).await,
-            _ = counters.tick() => st.export_counters().await,
+            _ = counters.tick() => {
+                // The role file is the safety net for a SetRole that did not arrive.
+                if let Change::Changed { to, .. } = st.ha.refresh() {
+                    st.follow_role(&mut shell, to).await;
+                }
+                st.export_counters().await;
+            }
         }
     }
     // Whatever is still queued for the operator goes out before the daemon does.
@@ -967,7 +1028,8 @@ async fn reconfigure(st: &mut State, shell: &mut Shell, cfg: &Arc<Config>, why: 
     let built = tokio::task::spawn_blocking({
         let cfg = cfg.clone();
         let ranges = st.ranges.current.clone();
-        move || build(&cfg, &ranges)
+        let active = st.active();
+        move || build(&cfg, &ranges, active)
     })
     .await;
     match built {

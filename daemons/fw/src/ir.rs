@@ -343,6 +343,10 @@ pub enum Expr {
     SetMss(u16),
     /// `masquerade`.
     Masquerade,
+    /// `meta l4proto N` (`vrrp` is 112).
+    L4Proto(u8),
+    /// `snat ip to ADDR` / `snat ip6 to ADDR`.
+    Snat(IpAddr),
     /// `accept`.
     Accept,
     /// `drop`.
@@ -438,6 +442,10 @@ impl fmt::Display for Expr {
             Expr::MssAbove(n) => write!(f, "tcp option maxseg size > {n}"),
             Expr::SetMss(n) => write!(f, "tcp option maxseg size set {n}"),
             Expr::Masquerade => f.write_str("masquerade"),
+            Expr::L4Proto(112) => f.write_str("meta l4proto vrrp"),
+            Expr::L4Proto(n) => write!(f, "meta l4proto {n}"),
+            Expr::Snat(IpAddr::V4(a)) => write!(f, "snat ip to {a}"),
+            Expr::Snat(IpAddr::V6(a)) => write!(f, "snat ip6 to {a}"),
             Expr::Accept => f.write_str("accept"),
             Expr::Drop => f.write_str("drop"),
             Expr::Return => f.write_str("return"),

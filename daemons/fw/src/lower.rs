@@ -419,6 +419,26 @@ pub fn exprs(e: &Expr) -> Vec<wire::Expr> {
             mss_option(None, Some(Reg::r(1))),
         ],
         Expr::Masquerade => vec![wire::Expr::Masq { flags: 0 }],
+        Expr::L4Proto(n) => vec![meta(libc::NFT_META_L4PROTO, Reg::r(1)), cmp(eq, &[*n])],
+        Expr::Snat(a) => {
+            let fam = Family::of(*a);
+            let mut v = nfproto(fam);
+            v.push(wire::Expr::Immediate {
+                dreg: Reg::r(1),
+                data: ip_bytes(a).to_vec(),
+            });
+            v.push(wire::Expr::Nat {
+                kind: libc::NFT_NAT_SNAT as u32,
+                family: u32::from(match fam {
+                    Family::V4 => uapi::NFPROTO_IPV4,
+                    Family::V6 => uapi::NFPROTO_IPV6,
+                }),
+                addr: Some((Reg::r(1), Reg::r(1))),
+                proto: None,
+                flags: uapi::NAT_MAP_IPS,
+            });
+            v
+        }
         Expr::Accept => vec![verdict(libc::NF_ACCEPT)],
         Expr::Drop => vec![verdict(libc::NF_DROP)],
         Expr::Return => vec![verdict(libc::NFT_RETURN)],

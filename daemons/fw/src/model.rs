@@ -25,6 +25,45 @@ pub struct Env {
     pub wg_mtu: Option<(String, u32)>,
     /// The origin lock's ranges in force (shipped, or as last fetched).
     pub origin_ranges: crate::origin::Ranges,
+    /// One of two hosts under keepalived (`[ha]`), and its role.
+    pub pair: Option<Pair>,
+}
+
+/// A host of a pair under keepalived (`[ha]`): what the firewall does about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    /// The interface VRRP and conntrackd's sync use.
+    pub interface: String,
+    /// The other host's own address there: its VRRP adverts and conntrackd's sync are
+    /// admitted.
+    pub peer: IpAddr,
+    /// conntrackd syncs the connection table (udp 3780 from the peer).
+    pub conntrackd: bool,
+    /// The virtual IPv4 address the ISP router forwards to (the first on `interface`):
+    /// while active, egress through `interface` is translated to it.
+    pub vip: Option<IpAddr>,
+    /// This host is the master (keepalived's MASTER): it translates egress to the virtual
+    /// address and admits new forwarded flows; otherwise it drops them (never rejects).
+    pub active: bool,
+}
+
+impl Pair {
+    /// The pair of a configuration, BACKUP until told otherwise (keepalived starts so).
+    pub fn from_config(config: &Config) -> Option<Pair> {
+        let ha = config.ha.as_ref()?;
+        Some(Pair {
+            interface: ha.interface.as_str().to_owned(),
+            peer: IpAddr::V4(ha.peer.address),
+            conntrackd: ha.conntrackd,
+            vip: ha
+                .vips
+                .iter()
+                .filter(|v| v.interface == ha.interface)
+                .map(|v| v.address.addr())
+                .find(IpAddr::is_ipv4),
+            active: false,
+        })
+    }
 }
 
 impl Default for Env {
@@ -36,6 +75,7 @@ impl Default for Env {
             addresses: BTreeMap::new(),
             wg_mtu: None,
             origin_ranges: crate::origin::Ranges::shipped(),
+            pair: None,
         }
     }
 }
@@ -63,6 +103,7 @@ impl Env {
             addresses: BTreeMap::new(),
             wg_mtu,
             origin_ranges: crate::origin::Ranges::shipped(),
+            pair: Pair::from_config(config),
         }
     }
 }

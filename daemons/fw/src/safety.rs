@@ -67,6 +67,7 @@ fn matches(e: &Expr, p: &Packet) -> Option<bool> {
         // that depends on one is refused, as it should be).
         Expr::SaddrIn(..) => false,
         Expr::TcpSyn => p.proto == L4::Tcp,
+        Expr::L4Proto(n) => *n == p.proto.number(),
         _ => return None,
     })
 }

@@ -173,6 +173,8 @@ pub const NFT_VERDICT_LEN: u32 = 16;
 /// `NFTNL_UDATA_RULE_COMMENT`: the comment's type in a rule's user data (libnftnl's TLV
 /// format, which nft reads).
 pub const UDATA_RULE_COMMENT: u8 = 0;
+/// `NF_NAT_RANGE_MAP_IPS`.
+pub const NAT_MAP_IPS: u32 = 1;
 /// `NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED`.
 pub const NAT_MAP_IPS_PROTO: u32 = 3;
 

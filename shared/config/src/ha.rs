@@ -443,23 +443,6 @@ pub(crate) fn cross_check(ctx: &mut Ctx<'_>, cfg: &crate::Config) {
             }
         }
     }
-    if ha.conntrackd
-        && let Some(fw) = &cfg.fw
-        && !fw_admits_sync(fw, IpAddr::V4(ha.peer.address))
-    {
-        ctx.error(
-            ha.conntrackd_span.clone(),
-            "ha.conntrackd",
-            format!(
-                "conntrackd syncs over udp {CONNTRACKD_PORT} from the peer {}, but [fw.input] does not admit it",
-                ha.peer.address
-            ),
-        )
-        .hint(format!(
-            "add to the [fw] section:\n[[fw.input.allow]]\nname = \"conntrackd\"\nproto = \"udp\"\nport = {CONNTRACKD_PORT}\nfrom = [\"{}/32\"]",
-            ha.peer.address
-        ));
-    }
     if let Some(fw) = &cfg.fw {
         for f in &fw.forwards {
             if f.address == Some(IpAddr::V4(ha.this.address)) {
@@ -475,22 +458,4 @@ pub(crate) fn cross_check(ctx: &mut Ctx<'_>, cfg: &crate::Config) {
             }
         }
     }
-}
-
-/// True when `[fw.input]` admits conntrackd's sync from `peer`.
-fn fw_admits_sync(fw: &crate::fw::Fw, peer: IpAddr) -> bool {
-    if fw.input.policy == crate::fw::Policy::Accept {
-        return true;
-    }
-    let Some(port) = crate::types::Port::new(CONNTRACKD_PORT) else {
-        return false;
-    };
-    fw.input.allow.iter().any(|r| {
-        r.proto.has_udp()
-            && r.port.contains(port)
-            && r.from.as_ref().is_none_or(|sets| {
-                sets.iter()
-                    .any(|s| s.nets.iter().any(|n| n.contains(&peer)))
-            })
-    })
 }
