@@ -5,19 +5,13 @@
 //! each moves the VIP and the forwards to the other host while a long-lived TCP stream
 //! through the https forward keeps flowing; both hosts briefly master; zero DDNS writes.
 //! The figures (failover time, longest pause, resets, WireGuard, writes) are printed.
-//!
-//! Steps that name what they still `need` depend on edge-wg/edge-fw following the role
-//! (docs/ha.md): they are run and printed, and required once that lands (`PENDING` empty).
-//! Every other step must pass. `edgectl lab down` leaves no namespace behind.
+//! Every step must pass. `edgectl lab down` leaves no namespace behind.
 
 #![allow(clippy::unwrap_used)] // test helpers may unwrap
 
 use std::process::Command;
 
 use edge_testkit::{binary, require_root};
-
-/// Steps whose `needs` names one of these are not required yet.
-const PENDING: &[&str] = &["edge-wg following the role"];
 
 struct Down(String);
 
@@ -60,12 +54,10 @@ fn two_hosts_fail_over_under_keepalived_with_flows_kept_and_no_dns_writes() {
     assert!(steps.len() >= 15, "{report}");
     let mut required_failed = Vec::new();
     for (i, s) in steps.iter().enumerate() {
-        let needs = s["needs"].as_str();
-        let pending = needs.is_some_and(|n| PENDING.iter().any(|p| n.starts_with(p)));
-        let verdict = match (s["ok"].as_bool(), pending) {
-            (Some(true), _) => "PASS",
-            (_, true) => "PENDING",
-            _ => "FAIL",
+        let verdict = if s["ok"].as_bool() == Some(true) {
+            "PASS"
+        } else {
+            "FAIL"
         };
         eprintln!(
             "[{verdict}] {}. {}\n       {}",

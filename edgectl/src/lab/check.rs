@@ -20,9 +20,6 @@ pub struct Step {
     pub detail: String,
     /// How long it took, in milliseconds.
     pub millis: u64,
-    /// Role behaviour of another daemon the step depends on (two-host lab), if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub needs: Option<String>,
 }
 
 /// All steps of a check run.
@@ -196,7 +193,6 @@ pub fn run(lab: &Lab) -> Report {
             ok,
             detail,
             millis: t.elapsed().as_millis() as u64,
-            needs: None,
         });
     };
     let public = public_ip(lab);

@@ -291,7 +291,7 @@ impl Lab {
 }
 
 /// Host `h`'s configuration: the lab's copy of the reference with its own addresses on the
-/// bridges, its own directories, conntrackd admitted from the peer, and `[ha]`.
+/// bridges, its own directories, and `[ha]` (edge-fw admits the peer's VRRP and conntrackd itself).
 pub fn host_config(lab_text: &str, h: &str, lab_dir: &Path) -> anyhow::Result<String> {
     let i = idx(h);
     let peer = other(h);
@@ -321,15 +321,6 @@ pub fn host_config(lab_text: &str, h: &str, lab_dir: &Path) -> anyhow::Result<St
             &format!("ca_file = \"{d}/{ca}\""),
         );
     }
-    let conntrackd_rule = format!(
-        "[[fw.input.allow]]\nname = \"conntrackd\"\nproto = \"udp\"\nport = 3780\nfrom = [\"{}/32\"]\n\n",
-        OWN[idx(peer)]
-    );
-    t = t.replacen(
-        "# SSH only from the admin LAN",
-        &format!("{conntrackd_rule}# SSH only from the admin LAN"),
-        1,
-    );
     t.push_str(&format!(
         r#"
 [ha]

@@ -1,6 +1,4 @@
-//! `edgectl lab check --ha`: the two-host lab doing its job. Steps marked with what they
-//! still need (`needs`) depend on role behaviour of edge-wg or edge-fw that is not there yet:
-//! they run and report like the others, and fail with the reason until it is.
+//! `edgectl lab check --ha`: the two-host lab doing its job.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -13,9 +11,6 @@ use super::check::{Report, Step};
 use super::ha::other;
 use super::serve::CF_WRITES;
 use super::{Lab, alive, net, stop_pid};
-
-/// What edge-wg must do for a step to pass (see docs/ha.md).
-const NEEDS_WG: &str = "edge-wg following the role: only the MASTER initiates handshakes and answers from the VIP, and it handshakes every known endpoint on becoming MASTER";
 
 /// What a long-lived stream saw.
 #[derive(Debug, Default, Clone)]
@@ -110,6 +105,36 @@ fn curl_with(lab: &Lab, node: &str, args: &[&str]) -> (bool, String) {
     }
 }
 
+/// The VMs' gateway: a virtual address on `br1` of the master.
+const LAN_GW: &str = "10.17.5.1";
+
+/// A ping from the VMs' network to inet, seen by the ISP router's connection table: its
+/// source must be the VIP (snat by the master's edge-fw), never a host's own address.
+fn egress_from_vip(lab: &Lab) -> (bool, String) {
+    let router = lab.topo().ns("router");
+    let _ = router.output("conntrack", &["-D", "-p", "icmp"]);
+    let ping = lab
+        .topo()
+        .ns("lb")
+        .output("ping", &["-c1", "-W2", net::INET_GW]);
+    if !ping.as_ref().is_ok_and(|o| o.status.success()) {
+        return (false, format!("ping {} from lb failed", net::INET_GW));
+    }
+    let listed = match router.output("conntrack", &["-L", "-p", "icmp", "-d", net::INET_GW]) {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Err(e) => return (false, format!("conntrack -L in the router: {e:#}")),
+    };
+    // The first `src=` of an entry is the original direction's source.
+    let sources: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("src=")))
+        .collect();
+    (
+        !sources.is_empty() && sources.iter().all(|s| *s == net::HOST_IP),
+        format!("the router saw the ping from {sources:?}"),
+    )
+}
+
 fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
@@ -181,25 +206,20 @@ fn secs(d: Option<Duration>) -> String {
 pub fn run(lab: &Lab) -> Report {
     let mut steps: Vec<Step> = Vec::new();
     let mut figures: Vec<String> = Vec::new();
-    let mut step = |name: String, needs: Option<&str>, f: &mut dyn FnMut() -> (bool, String)| {
+    let mut step = |name: String, f: &mut dyn FnMut() -> (bool, String)| {
         let t = Instant::now();
         let (ok, detail) = f();
         steps.push(Step {
             name,
             ok,
-            detail: match (ok, needs) {
-                (false, Some(n)) => format!("{detail}\n       needs: {n}"),
-                _ => detail,
-            },
+            detail,
             millis: t.elapsed().as_millis() as u64,
-            needs: needs.map(str::to_owned),
         });
     };
 
     let mut master = lab.master();
     step(
         "exactly one host holds the VIP, and the role files agree".to_owned(),
-        None,
         &mut || match master {
             Some(m) => {
                 let (rm, ro) = (lab.host_role(m), lab.host_role(other(m)));
@@ -238,7 +258,6 @@ pub fn run(lab: &Lab) -> Report {
                 net::HOST_IP,
                 net::INGRESS_VIP
             ),
-            None,
             &mut || {
                 let (ok, body) = visit(lab, &format!("http://{}:{port}/", net::PUBLIC_IP));
                 (
@@ -253,7 +272,6 @@ pub fn run(lab: &Lab) -> Report {
             "the master writes the DDNS record example.com A {} (after its hold-off)",
             net::PUBLIC_IP
         ),
-        None,
         &mut || match poll(Duration::from_secs(40), Duration::from_millis(200), || {
             record(lab).filter(|r| r == net::PUBLIC_IP)
         }) {
@@ -264,7 +282,6 @@ pub fn run(lab: &Lab) -> Report {
     step(
         "the remote peer (wireguard-go) reaches the API VIP through the tunnel to the master"
             .to_owned(),
-        Some(NEEDS_WG),
         &mut || {
             let t0 = Instant::now();
             let _ = lab
@@ -279,6 +296,15 @@ pub fn run(lab: &Lab) -> Report {
                 None => (false, "no answer through the tunnel within 20 s".to_owned()),
             }
         },
+    );
+
+    step(
+        format!(
+            "a VM's egress leaves from the VIP: lb → {} → masquerade → router sees {}",
+            LAN_GW,
+            net::HOST_IP
+        ),
+        &mut || egress_from_vip(lab),
     );
 
     // Everything below runs with a long-lived stream through the https forward.
@@ -306,7 +332,6 @@ pub fn run(lab: &Lab) -> Report {
     };
     step(
         format!("a long-lived TCP stream flows through the https forward ({target})"),
-        None,
         &mut || {
             let ok = flowing(&st);
             (
@@ -366,7 +391,6 @@ pub fn run(lab: &Lab) -> Report {
         let Some(m) = master else {
             step(
                 format!("{what}: everything moves to the backup"),
-                None,
                 &mut || (false, "no single master to fail".to_owned()),
             );
             continue;
@@ -383,7 +407,6 @@ pub fn run(lab: &Lab) -> Report {
                 "{what} (host {m}): the VIP and the forwards move to host {}",
                 other(m)
             ),
-            None,
             &mut || match &failed {
                 Err(e) => (false, format!("{e:#}")),
                 Ok(()) => (
@@ -401,7 +424,6 @@ pub fn run(lab: &Lab) -> Report {
             format!(
                 "{what}: the long-lived stream through the https forward keeps flowing (no reset)"
             ),
-            None,
             &mut || {
                 let ok = flowing(&st);
                 let s = st.lock().map(|s| s.clone()).unwrap_or_default();
@@ -422,13 +444,19 @@ pub fn run(lab: &Lab) -> Report {
                 "{what}: WireGuard traffic is back through host {}",
                 other(m)
             ),
-            Some(NEEDS_WG),
             &mut || {
                 (
                     wg.is_some(),
                     format!("the API VIP through the tunnel after {}", secs(wg)),
                 )
             },
+        );
+        step(
+            format!(
+                "{what}: a VM's egress leaves from the VIP through host {}",
+                other(m)
+            ),
+            &mut || egress_from_vip(lab),
         );
         let gap = st.lock().map(|s| s.max_gap).unwrap_or_default();
         figures.push(format!(
@@ -441,7 +469,6 @@ pub fn run(lab: &Lab) -> Report {
         let healed = heal(lab, m);
         step(
             format!("host {m} recovers and stays BACKUP (equal priorities: no second failover)"),
-            None,
             &mut || {
                 if let Err(e) = &healed {
                     return (false, format!("{e:#}"));
@@ -469,7 +496,6 @@ pub fn run(lab: &Lab) -> Report {
     // Both hosts claim master: the VRRP adverts between them are lost for a moment.
     step(
         "both hosts briefly claim MASTER (adverts lost for 3 s), then one backs down".to_owned(),
-        None,
         &mut || {
             let router = lab.topo().ns("router");
             let rules = "table bridge edge_lab_split {\n  chain forward {\n    type filter hook forward priority 0;\n    ip protocol vrrp drop\n  }\n}\n";
@@ -522,7 +548,6 @@ pub fn run(lab: &Lab) -> Report {
     ));
     step(
         "the DDNS record received zero writes during the failovers and the split, and still holds the public address".to_owned(),
-        None,
         &mut || {
             let r = record(lab);
             (
