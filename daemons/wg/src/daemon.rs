@@ -19,6 +19,9 @@ use tokio::sync::mpsc;
 use anyhow::Context as _;
 use edge_config::Role;
 use edge_ipc::ha::{Change, Standing};
+use edge_notify::{Event as Notification, Notifier};
+
+use crate::stale::{Seen, StaleWatch};
 use edge_ipc::proto::{Request, Response};
 use edge_ipc::shell::{Event, Shell, idle};
 
@@ -108,6 +111,13 @@ struct Live {
     lookups: mpsc::Sender<Lookup>,
     /// Peers already reported as expired (logged once each).
     expired: Vec<String>,
+    /// Unix time the daemon started: an expiry before it was reported by an earlier run
+    /// (it is logged again, not notified again).
+    started_unix: i64,
+    /// `wg.*` notifications.
+    notifier: Notifier,
+    /// Peers meant to stay up that went silent.
+    stale: StaleWatch,
 }
 
 impl Live {
@@ -124,12 +134,13 @@ impl Live {
         nl.sync_routes(&self.name, &add, &del)
             .await
             .with_context(|| format!("failed to update the allowed-ips routes of {}", self.name))?;
-        self.report_expired(now);
+        self.report_expired(now, !dev.standby());
         Ok(diff)
     }
 
-    /// Logs each peer that expired, once.
-    fn report_expired(&mut self, now: i64) {
+    /// Logs each peer that expired, once; the master (or a single host) also notifies
+    /// `wg.peer_expired` for an expiry that passed while it ran.
+    fn report_expired(&mut self, now: i64, active: bool) {
         let expired: Vec<String> = self
             .wg
             .peers
@@ -145,9 +156,49 @@ impl Live {
                     "peer expired: its sessions and routes are removed; `edgectl wg peer renew {} --expires WHEN` brings it back",
                     p.name
                 );
+                if let Some(at) = p.expires.map(|e| e.unix())
+                    && active
+                    && at >= self.started_unix
+                {
+                    self.notifier.send(Notification::WgPeerExpired {
+                        peer: p.name.clone(),
+                        expired_at: at.max(0) as u64,
+                    });
+                }
             }
         }
         self.expired = expired;
+    }
+
+    /// Reports each peer meant to stay up (an endpoint or a persistent keepalive) that
+    /// has gone `notify.wg_handshake_stale_after` without a handshake. Not on standby:
+    /// the sessions are the other host's.
+    fn check_stale(&mut self, dev: &Device) {
+        if dev.standby() {
+            return;
+        }
+        let now = now_unix();
+        let last: BTreeMap<String, u64> = dev
+            .status()
+            .peers
+            .iter()
+            .map(|p| (p.public_key.clone(), p.last_handshake.0))
+            .collect();
+        let seen: Vec<Seen<'_>> = self
+            .wg
+            .peers
+            .iter()
+            .map(|p| Seen {
+                name: &p.name,
+                last_handshake: last.get(&p.public_key.to_base64()).copied().unwrap_or(0),
+                watched: (p.endpoint.is_some() || p.persistent_keepalive.is_some_and(|k| k > 0))
+                    && !config::is_expired(p, now),
+            })
+            .collect();
+        for e in self.stale.check(now.max(0) as u64, &seen) {
+            tracing::warn!(kind = e.kind(), "{}", e.summary());
+            self.notifier.send(e);
+        }
     }
 
     /// How long until the next peer expires.
@@ -358,6 +409,7 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
     let resolver = EndpointResolver::new(&wg.resolvers);
     let resolved = resolve(&wg, &resolver).await?;
     let (lookup_tx, mut lookup_rx) = mpsc::channel(16);
+    let notify_metrics = edge_metrics::notify::Metrics::register(&mut shell.registry().write());
     let mut live = Live {
         name: name.clone(),
         wg: wg.clone(),
@@ -368,6 +420,9 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
         extra: Arc::new(Mutex::new(Extra::default())),
         lookups: lookup_tx,
         expired: Vec::new(),
+        started_unix: now_unix(),
+        notifier: Notifier::start(shell.config(), "edge-wg", notify_metrics),
+        stale: StaleWatch::new(stale_after(shell.config()), now_unix().max(0) as u64),
     };
     live.note_resolved();
     // Two hosts under keepalived: listen on the virtual address the ISP router forwards
@@ -380,7 +435,7 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
     let desired = config::device_config(&wg, &live.resolved, now_unix());
     dev.apply(&desired, &[])
         .context("failed to apply the [wg] configuration")?;
-    live.report_expired(now_unix());
+    live.report_expired(now_unix(), !dev.standby());
     let state_dir = shell.config().global.state_dir.clone();
     let mut store = open_store(&state_dir, wg.user.as_deref());
     let remembered = dev.seed_endpoints(&store.remembered().hints(desired.peers.values()));
@@ -441,8 +496,10 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
                         tracing::warn!("[ha] changed the address to listen on; restart edge-wg to bind it");
                     }
                     dev.set_reach_out(cfg.ha.is_some());
+                    live.notifier.reload(&cfg);
+                    live.stale.set_threshold(stale_after(&cfg));
                     if let Change::Changed { to, .. } = ha.reload(&cfg) {
-                        follow_role(&dev, to, &live);
+                        follow_role(&dev, to, &mut live);
                     }
                     store.sync_if_moved(&dev);
                 }
@@ -450,7 +507,7 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
                     let change = ha.set_role(*state);
                     r.send(ha.answer(&change));
                     if let Change::Changed { to, .. } = change {
-                        follow_role(&dev, to, &live);
+                        follow_role(&dev, to, &mut live);
                     }
                 }
                 Event::Request(Request::Status, r) => {
@@ -472,10 +529,11 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
             _ = persist.tick() => {
                 // The role file is the safety net for a SetRole that did not arrive.
                 if let Change::Changed { to, .. } = ha.refresh() {
-                    follow_role(&dev, to, &live);
+                    follow_role(&dev, to, &mut live);
                 }
                 store.sync_if_moved(&dev);
                 live.check_reresolve(&dev);
+                live.check_stale(&dev);
                 // A clock that jumped past an expiry is caught here.
                 if live.wg.peers.iter().any(|p| config::is_expired(p, now_unix()) && !live.expired.contains(&p.name))
                     && let Err(e) = live.converge(&dev, &nl).await
@@ -489,8 +547,19 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
     drop(uapi);
     store.sync_now(&dev);
     dev.shutdown();
+    if !live.notifier.flush(Duration::from_secs(2)).await {
+        tracing::warn!("notifications still queued at exit were dropped");
+    }
     shell.stop();
     Ok(())
+}
+
+/// `notify.wg_handshake_stale_after` (its default without `[notify]`).
+fn stale_after(cfg: &edge_config::Config) -> Duration {
+    cfg.notify.as_ref().map_or_else(
+        || edge_config::notify::Notify::default().wg_handshake_stale_after,
+        |n| n.wg_handshake_stale_after,
+    )
 }
 
 /// The address to listen on: the first IPv4 virtual address of `[ha]` on its interface
@@ -509,9 +578,10 @@ fn listen_address(cfg: &edge_config::Config) -> Option<std::net::Ipv4Addr> {
 /// Follows a new role: standby as BACKUP or FAULT; becoming active, a handshake
 /// initiation to every peer with a known endpoint at once (the peers' sessions are with
 /// the other host).
-fn follow_role(dev: &Device, to: Standing, live: &Live) {
+fn follow_role(dev: &Device, to: Standing, live: &mut Live) {
     let changed = dev.set_standby(!to.is_active());
     if changed && to.is_active() {
+        live.stale.restart(now_unix().max(0) as u64);
         let keys: Vec<Key> = live.wg.peers.iter().map(|p| Key(p.public_key.0)).collect();
         let initiated = dev.initiate_handshakes(&keys);
         tracing::info!(

@@ -21,6 +21,7 @@ pub mod privileges;
 pub mod proto;
 pub mod provision;
 pub mod resolver;
+pub mod stale;
 pub mod state;
 pub mod stats;
 pub mod tun;

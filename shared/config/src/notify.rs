@@ -148,6 +148,10 @@ pub struct Notify {
     /// How long a bridge port must be down or missing before `link.down` or
     /// `link.nic_missing`.
     pub link_down_after: Duration,
+    /// How long a WireGuard peer that is meant to stay up (an `endpoint` or a
+    /// `persistent_keepalive`) may go without a handshake before `wg.handshake_stale`;
+    /// zero: never.
+    pub wg_handshake_stale_after: Duration,
     /// Webhooks.
     pub webhooks: Vec<Webhook>,
     /// ntfy topics.
@@ -165,6 +169,7 @@ impl Default for Notify {
             queue: DEFAULT_QUEUE,
             ddns_failing_after: 3,
             link_down_after: Duration::from_secs(10),
+            wg_handshake_stale_after: Duration::from_secs(600),
             webhooks: Vec::new(),
             ntfy: Vec::new(),
             heartbeats: Vec::new(),
@@ -559,6 +564,14 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Notify> 
         Duration::ZERO,
         Duration::from_secs(3600),
     );
+    let wg_handshake_stale_after = duration_in(
+        ctx,
+        &mut t,
+        "wg_handshake_stale_after",
+        d.wg_handshake_stale_after,
+        Duration::ZERO,
+        Duration::from_secs(30 * 86_400),
+    );
     let webhooks = t.list(ctx, "webhook", webhook);
     let ntfy = t.list(ctx, "ntfy", ntfy);
     let heartbeats = t.list(ctx, "heartbeat", heartbeat);
@@ -587,6 +600,7 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Notify> 
         queue,
         ddns_failing_after,
         link_down_after,
+        wg_handshake_stale_after,
         webhooks: webhooks.into_iter().map(|(w, _)| w).collect(),
         ntfy: ntfy.into_iter().map(|(n, _)| n).collect(),
         heartbeats: heartbeats.into_iter().map(|(h, _)| h).collect(),

@@ -60,6 +60,7 @@ url = "https://hc.example.org/ping/0b5c"
     assert_eq!(n.queue, 64);
     assert_eq!(n.ddns_failing_after, 3);
     assert_eq!(n.link_down_after.as_secs(), 10);
+    assert_eq!(n.wg_handshake_stale_after.as_secs(), 600);
     assert_eq!(n.target_names(), ["home", "phone", "hc"]);
     let w = &n.webhooks[0];
     assert_eq!(w.headers[0].0, "Authorization");

@@ -142,6 +142,13 @@ pub fn render_show(st: &Status, now: u64) -> String {
             "  standby: this host is the BACKUP; it answers but initiates nothing"
         );
     }
+    if st.reached_out > 0 {
+        let _ = writeln!(
+            s,
+            "  reached out: {} handshake initiations to peers whose session was with the other host",
+            st.reached_out
+        );
+    }
     if st.fwmark != 0 {
         let _ = writeln!(s, "  fwmark: {:#x}", st.fwmark);
     }
@@ -258,6 +265,17 @@ mod tests {
         let out = render_show(&pair, 1_065);
         assert!(
             out.contains("  listening port: 51820 (on 192.198.0.30 only)\n  standby: this host is the BACKUP; it answers but initiates nothing\n"),
+            "{out}"
+        );
+        assert!(!out.contains("reached out"), "{out}");
+        let master = Status {
+            standby: false,
+            reached_out: 3,
+            ..pair
+        };
+        let out = render_show(&master, 1_065);
+        assert!(
+            out.contains("\n  reached out: 3 handshake initiations to peers whose session was with the other host\n"),
             "{out}"
         );
     }
