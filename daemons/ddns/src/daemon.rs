@@ -12,10 +12,10 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::str::FromStr as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use edge_config::ddns::Ddns;
-use edge_config::{Config, LoadOptions, LogFormat, Role};
+use edge_config::{Config, Role};
 use edge_ipc::ddns::{InProgress, RecordStatus, Status, SyncReport};
 use edge_ipc::follow::Follower;
 use edge_ipc::ha::{Change, Standing};
@@ -26,10 +26,12 @@ use edge_notify::Notifier;
 use tokio::sync::mpsc;
 
 use crate::cloudflare::Client;
-use crate::detect::error_chain;
 use crate::quorum::Verdict;
 use crate::state::State;
 use crate::sync::{Syncer, family_status, rate_limited_until, render_report};
+use edge_ipc::shell::sleep_until;
+use edge_util::error_chain;
+use edge_util::unix_now;
 
 /// Why a sync was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,13 +61,6 @@ impl Trigger {
             Trigger::Master => "master",
         }
     }
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The next time the cron expression fires, as an Instant and a Unix time.
@@ -281,7 +276,7 @@ impl Loop {
             self.syncer = Some(syncer);
             return;
         };
-        let now = now_unix();
+        let now = unix_now();
         let dry = job == Job::Plan;
         let mut force = dry;
         if !dry {
@@ -565,13 +560,6 @@ fn record(shell: &mut Shell, trigger: Trigger, report: &SyncReport, took: Durati
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
 async fn recv(rx: &mut Option<mpsc::Receiver<()>>) -> Option<()> {
     match rx {
         Some(r) => r.recv().await,
@@ -669,50 +657,10 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// `edge-ddns --once [--dry-run]`: one sync, printed; exit 0 when every record converged,
 /// 1 otherwise, 2 for an invalid configuration.
 pub fn once(args: &CommonArgs, dry_run: bool) -> ExitCode {
-    let path = edge_config::resolve_path(args.config.as_deref());
-    let format = match args.log_format.as_deref() {
-        Some("json") => LogFormat::Json,
-        Some("text") => LogFormat::Text,
-        _ => LogFormat::Auto,
-    };
-    let loaded = match edge_config::load(
-        &path,
-        LoadOptions {
-            role: Some(Role::Ddns),
-        },
-    ) {
-        Ok(l) => l,
-        Err(d) => {
-            eprint!("{}", d.render());
-            return ExitCode::from(2);
-        }
-    };
-    let level = args
-        .log_level
-        .clone()
-        .unwrap_or_else(|| loaded.config.global.log_level.clone());
-    edge_metrics::logging::init(format, &level);
-    for w in loaded.warnings.warnings() {
-        tracing::warn!("{}", loaded.warnings.render_one(w).trim_end());
-    }
-    if loaded.config.ddns.is_none() {
-        eprintln!("edge-ddns: {} has no [ddns] section", path.display());
-        return ExitCode::from(2);
-    }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("edge-ddns: failed to start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    rt.block_on(async move {
+    edge_ipc::shell::once_with(Role::Ddns, args, |config| async move {
         let registry = edge_metrics::new_registry();
         let metrics = Metrics::register(&mut registry.write());
-        let mut syncer = match Syncer::new(&loaded.config, metrics) {
+        let mut syncer = match Syncer::new(&config, metrics) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("edge-ddns: {}", error_chain(&e));
@@ -723,14 +671,13 @@ pub fn once(args: &CommonArgs, dry_run: bool) -> ExitCode {
             Notifier::disabled()
         } else {
             let m = edge_metrics::notify::Metrics::register(&mut registry.write());
-            Notifier::start(&loaded.config, Role::Ddns.binary(), m)
+            Notifier::start(&config, Role::Ddns.binary(), m)
         };
         syncer.set_notifier(notifier.clone());
-        let report = syncer.run(now_unix(), dry_run, dry_run).await;
+        let report = syncer.run(unix_now(), dry_run, dry_run).await;
         println!("{}", render_report(&report));
         // One attempt's timeout and a little more: a cron run must end.
-        let wait = loaded
-            .config
+        let wait = config
             .notify
             .as_ref()
             .map_or(Duration::ZERO, |n| n.timeout + Duration::from_secs(5));

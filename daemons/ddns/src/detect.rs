@@ -16,6 +16,7 @@ use hickory_resolver::proto::rr::{DNSClass, Name, RData, RecordType};
 use crate::model::pick_interface_address;
 use crate::parse;
 use crate::quorum::{Answer, Verdict, decide};
+use edge_util::error_chain;
 
 /// Largest echo/trace/DNS answer read.
 const MAX_ANSWER: usize = 4096;
@@ -572,21 +573,6 @@ fn dot_failure(reason: &str, server: std::net::SocketAddr) -> String {
     } else {
         reason.to_owned()
     }
-}
-
-/// Renders an error with its causes on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

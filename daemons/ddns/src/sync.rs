@@ -23,11 +23,12 @@ use edge_metrics::ddns::{AddressLabels, Metrics, RecordLabels, ResultLabels, Upd
 use edge_notify::{Event, FailureCause, Notifier, StreakChange};
 
 use crate::cloudflare::{ApiError, Client, ClientOptions, RetryPolicy};
-use crate::detect::{Detector, DetectorError, error_chain};
+use crate::detect::{Detector, DetectorError};
 use crate::model::{Desired, RecordKey};
 use crate::plan::{Action, KeepReason, RecordPlan, plan};
 use crate::quorum::{Answer, Verdict};
 use crate::state::{self, Published, State};
+use edge_util::error_chain;
 
 /// How long a create refused as a duplicate (81053/81057/81058) is not retried.
 const CONFLICT_BACKOFF: u64 = 3600;

@@ -15,18 +15,6 @@ use crate::safety::Lockout;
 use crate::txn::Transaction;
 use crate::wire::{self, Live};
 
-/// An error with its causes, `what: why: why`, as a log line or an answer shows it.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
-}
-
 /// Errors applying a ruleset. In every case but `Verify` nothing was changed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -244,7 +232,7 @@ mod tests {
         let e = ApplyError::Observe(ObserveError::Netlink(NetlinkError::OpenSocket(
             std::io::Error::from_raw_os_error(libc::EPERM),
         )));
-        let s = error_chain(&e);
+        let s = edge_util::error_chain(&e);
         assert!(
             s.starts_with("cannot read the live tables: cannot dump the nf_tables ruleset: cannot open the nf_tables netlink socket (edge-fw needs CAP_NET_ADMIN)"),
             "{s}"

@@ -146,7 +146,7 @@ pub fn default_probes(m: &Model) -> Vec<Probe> {
             .filter_map(|n| reach(&mut rt, n, addrs))
             .collect(),
         Err(e) => {
-            tracing::warn!(error = %apply::error_chain(&e), "cannot read routes: no SSH probes");
+            tracing::warn!(error = %edge_util::error_chain(&e), "cannot read routes: no SSH probes");
             Vec::new()
         }
     };
@@ -280,9 +280,10 @@ pub fn run_probe(p: &Probe, m: &Model, rs: &Ruleset, timeout: Duration) -> Verdi
             Err(v) => Verdict::Fail(v.iter().map(|l| format!("{p}: {l}")).collect()),
         },
         Probe::Replica { paths } => match replica::run(rs, paths, timeout) {
-            Err(e) => {
-                Verdict::Skipped(format!("replica probe not run: {}", apply::error_chain(&e)))
-            }
+            Err(e) => Verdict::Skipped(format!(
+                "replica probe not run: {}",
+                edge_util::error_chain(&e)
+            )),
             Ok(results) => {
                 let fails: Vec<String> = paths
                     .iter()

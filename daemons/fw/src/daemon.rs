@@ -35,6 +35,7 @@ use crate::plan::{self, Update};
 use crate::replica;
 use edge_ipc::follow::Follower;
 use edge_ipc::ha::{Change, Standing};
+use edge_util::unix_now;
 
 /// Full re-verify interval (safety net behind the events).
 const VERIFY_EVERY: Duration = Duration::from_secs(60);
@@ -50,7 +51,7 @@ const ADDRESS_SETTLE: Duration = Duration::from_millis(200);
 /// The interfaces' addresses, read once per build (rtnetlink).
 fn host_addresses() -> BTreeMap<String, Vec<IpAddr>> {
     observe::interface_addresses().unwrap_or_else(|e| {
-        tracing::warn!(error = %apply::error_chain(&e), "cannot read the interfaces' addresses");
+        tracing::warn!(error = %edge_util::error_chain(&e), "cannot read the interfaces' addresses");
         BTreeMap::new()
     })
 }
@@ -93,13 +94,6 @@ struct RangeState {
     retry: Duration,
     /// `edgectl fw origin-lock refresh` requests waiting for the fetch's outcome.
     waiting: Vec<edge_ipc::shell::Responder>,
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// What the event threads report.
@@ -323,7 +317,7 @@ impl State {
                 if matches!(e, ApplyError::Verify(_)) {
                     self.metrics.verify_failures.inc();
                 }
-                let msg = format!("{why}: {}", apply::error_chain(&e));
+                let msg = format!("{why}: {}", edge_util::error_chain(&e));
                 tracing::error!("{msg}");
                 shell.push_error(msg.clone());
                 shell.record_run(false, msg.clone(), t.elapsed());
@@ -377,7 +371,7 @@ impl State {
         let p = match planned {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
-                tracing::warn!(error = %apply::error_chain(&e), "cannot read the live tables");
+                tracing::warn!(error = %edge_util::error_chain(&e), "cannot read the live tables");
                 return;
             }
             Err(_) => return,
@@ -514,7 +508,7 @@ impl State {
         tokio::spawn(async move {
             let r = origin::fetch(&src, unix_now())
                 .await
-                .map_err(|e| apply::error_chain(&e));
+                .map_err(|e| edge_util::error_chain(&e));
             let _ = tx.send(Watch::Ranges(r));
         });
     }
@@ -714,7 +708,7 @@ fn plan_response(sock: &Socket, m: &Model, rs: &Ruleset) -> Response {
     match &live {
         Err(e) => message.push_str(&format!(
             "\n# cannot read the live tables: {}",
-            apply::error_chain(e)
+            edge_util::error_chain(e)
         )),
         Ok(_) => {
             message.push_str(&format!("\n# {}", p.update.describe()));
@@ -872,7 +866,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                     let message = match replica {
                         Ok(Ok(())) => format!("applying; confirming by probes within {secs}s (or `edgectl fw confirm`), else the previous ruleset comes back"),
                         Ok(Err((e, why))) => {
-                            let msg = format!("applying; the replica probe, the only one that can detect a lockout, cannot run here: {} — {why}. So this apply does not confirm itself: run `edgectl fw confirm` within {secs}s, else the previous ruleset comes back", apply::error_chain(&e));
+                            let msg = format!("applying; the replica probe, the only one that can detect a lockout, cannot run here: {} — {why}. So this apply does not confirm itself: run `edgectl fw confirm` within {secs}s, else the previous ruleset comes back", edge_util::error_chain(&e));
                             tracing::warn!("{msg}");
                             msg
                         }
@@ -887,7 +881,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                         // Routes are read here, off the event loop.
                         let probes = confirm::default_probes(&m);
                         let res = confirm::apply_with_confirm(&sock, &m, &rs, Duration::from_secs(secs), &probes, &flag)
-                            .map_err(|e| apply::error_chain(&e));
+                            .map_err(|e| edge_util::error_chain(&e));
                         let _ = done.send(res);
                     });
                     r.send(Response::Done {
@@ -918,7 +912,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                             message: n.iter().map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n"),
                             detail: serde_json::json!(n),
                         },
-                        Ok(Err(e)) => Response::Error { code: ErrorCode::Failed, message: apply::error_chain(&e) },
+                        Ok(Err(e)) => Response::Error { code: ErrorCode::Failed, message: edge_util::error_chain(&e) },
                         Err(e) => Response::Error { code: ErrorCode::Failed, message: e.to_string() },
                     });
                 }

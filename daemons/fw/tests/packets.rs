@@ -1,4 +1,4 @@
-//! Packet tests in namespaces with the DESIGN.md topology: real TCP through the compiled
+//! Packet tests in namespaces with the reference host's topology: real TCP through the compiled
 //! ruleset, applied over netlink in the `host` namespace.
 
 mod common;

@@ -1,6 +1,6 @@
 //! I/O: carries out a plan one operation at a time over rtnetlink (and `/proc/sys`).
 //!
-//! Discipline (netavark `setup.rs`, STYLE.md §2): the plan is validated before the first
+//! Discipline (the one of netavark's `setup.rs`): the plan is validated before the first
 //! change; "already exists" and "already gone" count as success and are not journaled; every
 //! change that happened journals its inverse, and on the first failure (including a gateway
 //! that does not answer after an address move) the journal runs backwards, continuing past

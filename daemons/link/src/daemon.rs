@@ -1,6 +1,6 @@
 //! I/O: the event loop. Netlink multicast events (links, addresses, routes) start a quiet
 //! period (`debounce`); when it ends, one full re-dump, a plan and an apply repair whatever
-//! drifted. The kernel drops routes without telling (research §5), so no event is trusted
+//! drifted. The kernel drops some routes without an event (`sim.rs`), so no event is trusted
 //! for its content: every run re-reads everything. A periodic run (`reconcile_interval`)
 //! is the safety net behind the events; a failed apply backs off exponentially (each try
 //! rolls itself back) instead of flapping the network on every event. Every observation also
@@ -26,6 +26,8 @@ use crate::netlink::{Netlink, NetlinkError};
 use crate::observe::{ObserveError, observe};
 use crate::plan::{Note, Plan, Severity, Waiting, plan};
 use crate::watch::NicWatch;
+use edge_ipc::shell::sleep_until;
+use edge_util::error_chain;
 
 /// The multicast groups whose events trigger a reconcile.
 pub const GROUPS: [MulticastGroup; 5] = [
@@ -451,18 +453,6 @@ pub fn plan_report(p: &Plan, writes: u64) -> PlanReport {
     }
 }
 
-/// An error with its causes, on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
-
 /// Observes, plans and applies once in the calling thread's namespace (`edge-link --once`,
 /// tests and the benchmark).
 pub async fn converge_once(desired: &Desired) -> Result<(Plan, ApplyReport), ConvergeError> {
@@ -493,7 +483,7 @@ fn event_kind(msg: &NetlinkMessage<RouteNetlinkMessage>) -> &'static str {
         NetlinkPayload::InnerMessage(m) => match m {
             RouteNetlinkMessage::NewLink(_) => "new_link",
             // A port leaving its bridge arrives as RTM_DELLINK of the bridge family while
-            // the device still exists (research §5): not a deletion.
+            // the device still exists: not a deletion.
             RouteNetlinkMessage::DelLink(l)
                 if l.header.interface_family == AddressFamily::Bridge =>
             {
@@ -508,13 +498,6 @@ fn event_kind(msg: &NetlinkMessage<RouteNetlinkMessage>) -> &'static str {
         },
         NetlinkPayload::Overrun(_) => "overrun",
         _ => "other",
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => std::future::pending().await,
     }
 }
 

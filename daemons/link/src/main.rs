@@ -4,10 +4,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use edge_config::{LoadOptions, LogFormat, Role};
-use edge_ipc::shell::{CommonArgs, main_with};
+use edge_config::Role;
+use edge_ipc::shell::{CommonArgs, main_with, once_with};
 use edge_link::Desired;
-use edge_link::daemon::{converge_once, error_chain, plan_once};
+use edge_link::daemon::{converge_once, plan_once};
+use edge_util::error_chain;
 
 /// Converge and watch the host's bridges, NICs, addresses and routes.
 #[derive(Debug, Parser)]
@@ -33,40 +34,11 @@ fn main() -> ExitCode {
 }
 
 fn once(common: &CommonArgs, dry_run: bool) -> ExitCode {
-    let path = edge_config::resolve_path(common.config.as_deref());
-    let format = match common.log_format.as_deref() {
-        Some("json") => LogFormat::Json,
-        _ => LogFormat::Text,
-    };
-    edge_metrics::logging::init(format, common.log_level.as_deref().unwrap_or("info"));
-    let loaded = match edge_config::load(
-        &path,
-        LoadOptions {
-            role: Some(Role::Link),
-        },
-    ) {
-        Ok(l) => l,
-        Err(d) => {
-            eprint!("{}", d.render());
+    once_with(Role::Link, common, |config| async move {
+        let Some(link) = config.link.as_ref() else {
             return ExitCode::from(2);
-        }
-    };
-    let Some(link) = loaded.config.link.as_ref() else {
-        eprintln!("edge-link: {} has no [link] section", path.display());
-        return ExitCode::from(2);
-    };
-    let desired = Desired::from_full(link, loaded.config.ha.as_ref());
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("edge-link: failed to start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    rt.block_on(async {
+        };
+        let desired = Desired::from_full(link, config.ha.as_ref());
         if dry_run {
             return match plan_once(&desired).await {
                 Ok(p) => {

@@ -201,7 +201,7 @@ pub fn apply(s: &mut Observed, op: &Op) {
 }
 
 /// The kernel flushes a gatewayed route, without an `RTM_DELROUTE`, once no address on its
-/// interface holds a subnet containing the gateway any more (measured; research §5).
+/// interface holds a subnet containing the gateway any more (measured on the kernels we support).
 fn drop_unreachable_routes(s: &mut Observed) {
     let addresses = &s.addresses;
     s.routes.retain(|r: &Route| match (&r.gateway, &r.dev) {

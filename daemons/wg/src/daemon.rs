@@ -34,6 +34,7 @@ use crate::netlink::Netlink;
 use crate::resolver::{EndpointResolver, ResolveError};
 use crate::state::{self, EndpointStore};
 use crate::uapi_server::{PublicLink, SOCKET_DIR, link_public, unlink_public};
+use edge_util::unix_now_i64;
 
 /// Reads the secrets and resolves the endpoints a `[wg]` section names.
 pub async fn resolve(wg: &Wg, resolver: &EndpointResolver) -> anyhow::Result<Resolved> {
@@ -71,13 +72,6 @@ pub async fn resolve(wg: &Wg, resolver: &EndpointResolver) -> anyhow::Result<Res
         }
     }
     Ok(r)
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// What the daemon knows beside the engine, shared with the metrics scrape.
@@ -124,7 +118,7 @@ impl Live {
     /// Applies the section at the current time (peers that expired are left out) and
     /// brings the routes along. Equivalent to: `wg syncconf` + `ip route replace/del`.
     async fn converge(&mut self, dev: &Arc<Device>, nl: &Netlink) -> anyhow::Result<PeerDiff> {
-        let now = now_unix();
+        let now = unix_now_i64();
         let desired = config::device_config(&self.wg, &self.resolved, now);
         let old = dev.config();
         let diff = dev
@@ -177,7 +171,7 @@ impl Live {
         if dev.standby() {
             return;
         }
-        let now = now_unix();
+        let now = unix_now_i64();
         let last: BTreeMap<String, u64> = dev
             .status()
             .peers
@@ -203,7 +197,7 @@ impl Live {
 
     /// How long until the next peer expires.
     fn until_next_expiry(&self) -> Option<Duration> {
-        let next = config::next_expiry(&self.wg, now_unix())?;
+        let next = config::next_expiry(&self.wg, unix_now_i64())?;
         let at = UNIX_EPOCH + Duration::from_secs(next.max(0) as u64);
         Some(at.duration_since(SystemTime::now()).unwrap_or_default())
     }
@@ -248,7 +242,7 @@ impl Live {
         self.extra
             .lock()
             .resolved
-            .insert(l.peer.clone(), (addr, now_unix() as u64));
+            .insert(l.peer.clone(), (addr, unix_now_i64() as u64));
         let old = self.resolved.endpoints.get(&l.peer).copied();
         if old == Some(addr) {
             tracing::info!(peer = %l.peer, endpoint = %l.host, address = %addr, "endpoint name still resolves to the same address");
@@ -267,7 +261,7 @@ impl Live {
 
     /// Notes the addresses the start or a reload resolved.
     fn note_resolved(&mut self) {
-        let now = now_unix() as u64;
+        let now = unix_now_i64() as u64;
         let mut x = self.extra.lock();
         x.wg = Some(self.wg.clone());
         for (peer, _, _) in config::dns_endpoints(&self.wg) {
@@ -290,7 +284,7 @@ fn status_with(dev: &Device, extra: Option<&Extra>) -> edge_ipc::wg::Status {
     let mut s = engine_status(dev);
     let Some(x) = extra else { return s };
     let Some(wg) = &x.wg else { return s };
-    let now = now_unix();
+    let now = unix_now_i64();
     for p in &wg.peers {
         let key = p.public_key.to_base64();
         let i = match s.peers.iter().position(|st| st.public_key == key) {
@@ -363,7 +357,7 @@ fn engine_status(dev: &Device) -> edge_ipc::wg::Status {
 fn sample(dev: &Device, extra: &Mutex<Extra>) -> edge_metrics::wg::Sample {
     let m = dev.metrics();
     let x = extra.lock();
-    let now = now_unix();
+    let now = unix_now_i64();
     let expiries =
         x.wg.iter()
             .flat_map(|wg| wg.peers.iter())
@@ -420,9 +414,9 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
         extra: Arc::new(Mutex::new(Extra::default())),
         lookups: lookup_tx,
         expired: Vec::new(),
-        started_unix: now_unix(),
+        started_unix: unix_now_i64(),
         notifier: Notifier::start(shell.config(), "edge-wg", notify_metrics),
-        stale: StaleWatch::new(stale_after(shell.config()), now_unix().max(0) as u64),
+        stale: StaleWatch::new(stale_after(shell.config()), unix_now_i64().max(0) as u64),
     };
     live.note_resolved();
     // Two hosts under keepalived: listen on the virtual address the ISP router forwards
@@ -432,10 +426,10 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
     dev.set_reach_out(pair);
     dev.set_listen_address(listen_address(shell.config()));
     dev.set_standby(!ha.standing().is_active());
-    let desired = config::device_config(&wg, &live.resolved, now_unix());
+    let desired = config::device_config(&wg, &live.resolved, unix_now_i64());
     dev.apply(&desired, &[])
         .context("failed to apply the [wg] configuration")?;
-    live.report_expired(now_unix(), !dev.standby());
+    live.report_expired(unix_now_i64(), !dev.standby());
     let state_dir = shell.config().global.state_dir.clone();
     let mut store = open_store(&state_dir, wg.user.as_deref());
     let remembered = dev.seed_endpoints(&store.remembered().hints(desired.peers.values()));
@@ -535,7 +529,7 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
                 live.check_reresolve(&dev);
                 live.check_stale(&dev);
                 // A clock that jumped past an expiry is caught here.
-                if live.wg.peers.iter().any(|p| config::is_expired(p, now_unix()) && !live.expired.contains(&p.name))
+                if live.wg.peers.iter().any(|p| config::is_expired(p, unix_now_i64()) && !live.expired.contains(&p.name))
                     && let Err(e) = live.converge(&dev, &nl).await
                 {
                     tracing::error!("expiry not applied: {e:#}");
@@ -581,7 +575,7 @@ fn listen_address(cfg: &edge_config::Config) -> Option<std::net::Ipv4Addr> {
 fn follow_role(dev: &Device, to: Standing, live: &mut Live) {
     let changed = dev.set_standby(!to.is_active());
     if changed && to.is_active() {
-        live.stale.restart(now_unix().max(0) as u64);
+        live.stale.restart(unix_now_i64().max(0) as u64);
         let keys: Vec<Key> = live.wg.peers.iter().map(|p| Key(p.public_key.0)).collect();
         let initiated = dev.initiate_handshakes(&keys);
         tracing::info!(

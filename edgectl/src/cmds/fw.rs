@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use edge_config::{LoadOptions, Role};
 use edge_fw::nfnl::Socket;
-use edge_fw::{apply, observe, plan};
+use edge_fw::{observe, plan};
 use edge_ipc::Request;
 use edge_ipc::proto::RoleRequest;
 
@@ -115,7 +115,7 @@ fn plan_cmd(g: &Global, script: bool) -> anyhow::Result<ExitCode> {
             "update": p.update.describe(),
             "lockouts": p.lockouts.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
             "diff": live.as_ref().ok().map(|_| p.diff_lines()),
-            "live_error": live.as_ref().err().map(|e| apply::error_chain(e)),
+            "live_error": live.as_ref().err().map(|e| edge_util::error_chain(e)),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -141,7 +141,7 @@ fn plan_cmd(g: &Global, script: bool) -> anyhow::Result<ExitCode> {
             }
             Err(e) => println!(
                 "# cannot read the live tables ({}); run as root to see the differences",
-                apply::error_chain(e)
+                edge_util::error_chain(e)
             ),
         }
         for l in &p.lockouts {

@@ -25,6 +25,7 @@ use edge_ipc::{Client, Request};
 
 use crate::Global;
 use crate::ha_conf::{self, Fact, Paths};
+use edge_util::unix_now;
 
 /// Arguments of `edgectl ha`.
 #[derive(Debug, clap::Args)]
@@ -151,13 +152,6 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// A line of the FIFO reader's log, with a UTC timestamp.
 fn log(out: &std::sync::Mutex<Box<dyn std::io::Write + Send>>, msg: &str) {
     let t = SystemTime::now()
@@ -198,7 +192,7 @@ async fn fifo_main(
                 &out,
                 &format!(
                     "{}; starting again at generation 1",
-                    edge_ipc::error_chain(&e)
+                    edge_util::error_chain(&e)
                 ),
             );
             0
@@ -241,13 +235,13 @@ async fn fifo_main(
                             instance: name,
                             role,
                             generation,
-                            since: now_unix(),
+                            since: unix_now(),
                             event: state.clone(),
                             priority,
                             conntrack: Some(conntrack),
                         };
                         if let Err(e) = write_state(&state_file, &doc) {
-                            log(&out, &format!("error: {}", edge_ipc::error_chain(&e)));
+                            log(&out, &format!("error: {}", edge_util::error_chain(&e)));
                         }
                         log(&out, &format!("{state}: role {role}, generation {generation}"));
                         tell_daemons(&cfg, &doc, &out).await;
@@ -384,7 +378,7 @@ async fn tell_daemons(cfg: &Config, doc: &RoleState, out: &Log) {
             Ok(other) => format!("{unit}: unexpected answer {other:?}"),
             Err(e) => format!(
                 "{unit}: {} (it reads {} when it starts)",
-                edge_ipc::error_chain(&e),
+                edge_util::error_chain(&e),
                 edge_ipc::ha::STATE_FILE
             ),
         };
@@ -456,7 +450,7 @@ async fn health_loop(cfg: Arc<Config>, ha: Ha, every: Duration, out: Log) {
         let h = Health {
             ok: verdict.0,
             problems: verdict.1.clone(),
-            at: now_unix(),
+            at: unix_now(),
         };
         if let Ok(json) = serde_json::to_vec_pretty(&h)
             && let Err(e) = write_atomic(&report, &json)
@@ -515,7 +509,7 @@ async fn status(cfg: &Config, ha: &Ha, g: &Global) -> anyhow::Result<ExitCode> {
     }
     let (role, err) = match &state {
         Ok(s) => (s.clone(), None),
-        Err(e) => (None, Some(edge_ipc::error_chain(e))),
+        Err(e) => (None, Some(edge_util::error_chain(e))),
     };
     if g.json {
         let v = serde_json::json!({

@@ -11,7 +11,8 @@ use edge_ipc::Request;
 use edge_ipc::link::{PlanReport, Status};
 use edge_ipc::proto::Response;
 use edge_link::Desired;
-use edge_link::daemon::{error_chain, plan_once, plan_report};
+use edge_link::daemon::{plan_once, plan_report};
+use edge_util::error_chain;
 
 use crate::{Global, daemon};
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use edge_config::LoadOptions;
 use edge_notify::NotifyError;
-use edge_notify::deliver::error_chain;
+use edge_util::error_chain;
 
 use crate::Global;
 

@@ -15,6 +15,7 @@ use edge_ipc::{Client, Request, Response};
 use serde::Serialize;
 
 use crate::Global;
+use edge_util::unix_now;
 
 /// Version of the JSON document.
 pub const STATUS_JSON_VERSION: u32 = 1;
@@ -300,18 +301,11 @@ fn detail(o: &mut String, role: Role, v: &serde_json::Value, now: u64) {
     }
 }
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Human rendering of one daemon's status: the common part, then its role's detail (what
 /// `edgectl <role> status` prints, and one block of `edgectl status`).
 pub fn render_one(st: &edge_ipc::proto::DaemonStatus) -> String {
     let mut o = crate::daemon::render_status(st);
-    detail(&mut o, st.role, &st.detail, now_unix());
+    detail(&mut o, st.role, &st.detail, unix_now());
     o
 }
 

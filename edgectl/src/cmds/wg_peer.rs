@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
@@ -24,6 +24,7 @@ use ipnet::IpNet;
 use rand::TryRngCore as _;
 
 use crate::{Global, daemon};
+use edge_util::unix_now_i64;
 
 /// Arguments of `edgectl wg peer`.
 #[derive(Debug, clap::Args)]
@@ -123,13 +124,6 @@ struct AddArgs {
     endpoint: Option<String>,
     qr: bool,
     output: Option<PathBuf>,
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Reads `--expires WHEN`: `never`, an RFC 3339 time, or a duration from now.
@@ -411,7 +405,7 @@ async fn add(g: &Global, a: AddArgs) -> anyhow::Result<ExitCode> {
     }
     let allowed = provision::allocate(wg, &a.allowed_ips)?;
     let expires = match &a.expires {
-        Some(w) => parse_when(w, now_unix())?,
+        Some(w) => parse_when(w, unix_now_i64())?,
         None => None,
     };
     let (endpoint, warning) = match a.endpoint {
@@ -585,7 +579,7 @@ async fn renew(g: &Global, name: &str, when: &str) -> anyhow::Result<ExitCode> {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let expires = parse_when(when, now_unix())?;
+    let expires = parse_when(when, unix_now_i64())?;
     let next = provision::set_expires(&text, name, expires)?;
     if let Err(code) = validate_and_write(&path, &next) {
         return Ok(code);
@@ -646,7 +640,7 @@ async fn list(g: &Global) -> anyhow::Result<ExitCode> {
         bail!(provision::ProvisionError::NoWg);
     };
     let live = live_status(g).await;
-    let now = now_unix();
+    let now = unix_now_i64();
     let rows: Vec<Row> = wg
         .peers
         .iter()

@@ -1,5 +1,5 @@
 //! The lab's topology: named network namespaces joined by veth pairs, modelled on the user's
-//! host (DESIGN.md). Everything is created inside namespaces named `<lab>-<node>`; nothing is
+//! host (the reference deployment of config/edge.toml). Everything is created inside namespaces named `<lab>-<node>`; nothing is
 //! ever configured in the root namespace.
 
 use std::process::{Command, Output, Stdio};

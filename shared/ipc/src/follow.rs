@@ -166,7 +166,7 @@ impl Follower {
             Err(e) => {
                 tracing::warn!(
                     "{}; keeping role {}",
-                    crate::error_chain(&e),
+                    edge_util::error_chain(&e),
                     self.standing()
                 );
                 Change::Same

@@ -18,15 +18,3 @@ pub mod wg;
 
 pub use client::{Client, ClientError};
 pub use proto::{DaemonStatus, Request, Response};
-
-/// Renders an error with its causes on one line (`a: b: c`).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use edge_config::{Config, Diagnostics, LoadOptions, LogFormat, Role};
 use edge_metrics::SharedRegistry;
@@ -25,6 +25,7 @@ use crate::proto::{
     DaemonStatus, ErrorCode, ErrorEntry, ReloadSummary, Request, Response, RunSummary,
 };
 use crate::server::{self, Incoming};
+use edge_util::unix_now;
 
 /// How many recent errors `status` keeps.
 const RECENT_ERRORS: usize = 10;
@@ -125,13 +126,6 @@ pub struct Shell {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn notify(states: &[NotifyState<'_>]) {
     // Outside systemd (no NOTIFY_SOCKET) this is a no-op.
     let _ = sd_notify::notify(states);
@@ -169,7 +163,7 @@ impl Shell {
 
         let registry = edge_metrics::new_registry();
         let metrics = CommonMetrics::register(&mut registry.write(), role.as_str());
-        metrics.config_last_reload_success.set(now_unix() as i64);
+        metrics.config_last_reload_success.set(unix_now() as i64);
         let addr = config.global.metrics.for_role(role).0;
         let (metrics_addr, exporter) = edge_metrics::exporter::serve(addr, registry.clone())
             .await
@@ -212,7 +206,7 @@ impl Shell {
             int,
             watchdog,
             ready: false,
-            started_at: now_unix(),
+            started_at: unix_now(),
             last_reload: None,
             last_run: None,
             errors: VecDeque::new(),
@@ -332,9 +326,9 @@ impl Shell {
                 self.metrics.config_generation.set(self.generation as i64);
                 self.metrics
                     .config_last_reload_success
-                    .set(now_unix() as i64);
+                    .set(unix_now() as i64);
                 self.last_reload = Some(ReloadSummary {
-                    at: now_unix(),
+                    at: unix_now(),
                     ok: true,
                     errors: String::new(),
                 });
@@ -352,7 +346,7 @@ impl Shell {
                     rendered.trim_end()
                 );
                 self.last_reload = Some(ReloadSummary {
-                    at: now_unix(),
+                    at: unix_now(),
                     ok: false,
                     errors: rendered.clone(),
                 });
@@ -388,7 +382,7 @@ impl Shell {
             self.push_error(summary.clone());
         }
         self.last_run = Some(RunSummary {
-            finished_at: now_unix(),
+            finished_at: unix_now(),
             ok,
             summary,
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
@@ -401,7 +395,7 @@ impl Shell {
             self.errors.pop_front();
         }
         self.errors.push_back(ErrorEntry {
-            at: now_unix(),
+            at: unix_now(),
             message: message.into(),
         });
     }
@@ -458,6 +452,56 @@ pub async fn idle(mut shell: Shell, reason: &str) -> anyhow::Result<()> {
     }
     shell.stop();
     Ok(())
+}
+
+/// A daemon's `--once` mode, started as the daemon is (the same configuration, log format
+/// and level, warnings): `f` runs with the configuration on a current-thread runtime. Exit 2
+/// for a configuration that does not load or has no section for `role`, 1 when the runtime
+/// cannot start, otherwise what `f` returns.
+pub fn once_with<F, Fut>(role: Role, args: &CommonArgs, f: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: Future<Output = ExitCode>,
+{
+    let path = edge_config::resolve_path(args.config.as_deref());
+    let loaded = match edge_config::load(&path, LoadOptions { role: Some(role) }) {
+        Ok(l) => l,
+        Err(d) => {
+            eprint!("{}", d.render());
+            return ExitCode::from(2);
+        }
+    };
+    let level = args
+        .log_level
+        .clone()
+        .unwrap_or_else(|| loaded.config.global.log_level.clone());
+    edge_metrics::logging::init(log_format(args, Some(&loaded.config)), &level);
+    for w in loaded.warnings.warnings() {
+        tracing::warn!("{}", loaded.warnings.render_one(w).trim_end());
+    }
+    if !loaded.config.has_section(role) {
+        eprintln!("edge-{role}: {} has no [{role}] section", path.display());
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edge-{role}: failed to start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(f(loaded.config))
+}
+
+/// Sleeps until `at`; forever without one (a `select!` arm with no deadline).
+pub async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs a daemon: builds a single-threaded tokio runtime, starts the shell and calls `run`.

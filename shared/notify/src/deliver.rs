@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use edge_config::notify::Notify;
 use edge_config::{Config, SecretError, SecretSource};
@@ -23,6 +23,8 @@ use serde::Serialize;
 use crate::event::{Envelope, Event};
 use crate::pace::{Window, backoff};
 use crate::target::{Kind, Outgoing, Payload, Spec, accepts, redact, render, specs};
+use edge_util::error_chain;
+use edge_util::unix_now_i64;
 
 /// How deliveries are retried and paced (tests shorten it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,18 +116,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// An error with its causes, on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
-
 /// The system's host name (`gethostname(2)`), or `localhost`.
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];
@@ -149,13 +139,6 @@ fn now_rfc3339() -> String {
 
 fn new_id() -> String {
     format!("{:032x}", rand::random::<u128>())
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Installs ring as rustls' process-wide crypto provider unless one is installed (reqwest is
@@ -546,7 +529,7 @@ async fn deliver(
                 q.metrics
                     .last_sent
                     .get_or_create(&q.labels())
-                    .set(unix_now());
+                    .set(unix_now_i64());
                 tracing::debug!(
                     target_name = name,
                     url,

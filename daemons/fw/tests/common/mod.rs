@@ -166,7 +166,7 @@ use std::time::Duration;
 
 use edge_testkit::{ChildGuard, Netns, Topology, wait_for};
 
-/// The DESIGN.md topology with the host configured the way edge-link would leave it, a
+/// The reference host's topology (config/edge.toml) with the host configured the way edge-link would leave it, a
 /// stand-in for the WireGuard interface (a veth named `wg0` to node `wgpeer`: the firewall
 /// only sees `iifname "wg0"` and tunnel addresses), and servers on the load balancer.
 pub struct Lab {
