@@ -241,11 +241,6 @@ impl Syncer {
         rate_limited_until(&self.client)
     }
 
-    /// API requests made so far by this syncer's client.
-    pub fn api_requests(&self) -> u64 {
-        self.client.requests_sent()
-    }
-
     fn note_address(&mut self, v: &Verdict) {
         let Some(addr) = v.address else {
             return;

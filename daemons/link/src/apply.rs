@@ -171,11 +171,6 @@ impl Applier {
         }
     }
 
-    /// The connection (its write counter covers every apply).
-    pub fn netlink(&self) -> &Netlink {
-        &self.nl
-    }
-
     /// Validates `ops` against the state they were planned from, then applies them in order,
     /// rolling back this run's changes on the first failure.
     pub async fn apply(

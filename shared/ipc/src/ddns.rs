@@ -6,11 +6,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Requests specific to edge-ddns.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Request {}
-
 /// What one detection source said.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SourceAnswer {

@@ -6,11 +6,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Requests specific to edge-link.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Request {}
-
 /// One managed interface as last observed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LinkState {

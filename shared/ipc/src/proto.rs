@@ -79,29 +79,20 @@ impl Request {
     }
 }
 
-/// Role-specific requests; each role's module defines its own enum.
+/// Role-specific requests (today only edge-fw has any).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "role", content = "request", rename_all = "snake_case")]
 pub enum RoleRequest {
-    /// edge-ddns.
-    Ddns(crate::ddns::Request),
-    /// edge-wg.
-    Wg(crate::wg::Request),
     /// edge-fw.
     Fw(crate::fw::Request),
-    /// edge-link.
-    Link(crate::link::Request),
 }
 
 impl RoleRequest {
     /// True when the request only reads.
     pub fn is_read_only(&self) -> bool {
         match self {
-            RoleRequest::Ddns(r) => match *r {},
-            RoleRequest::Wg(r) => match *r {},
             RoleRequest::Fw(crate::fw::Request::Doctor) => true,
             RoleRequest::Fw(crate::fw::Request::RefreshRanges) => false,
-            RoleRequest::Link(r) => match *r {},
         }
     }
 }

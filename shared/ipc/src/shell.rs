@@ -111,7 +111,6 @@ pub struct Shell {
     generation: u64,
     registry: SharedRegistry,
     metrics: CommonMetrics,
-    metrics_addr: std::net::SocketAddr,
     requests: mpsc::Receiver<Incoming>,
     hup: Signal,
     term: Signal,
@@ -199,7 +198,6 @@ impl Shell {
             generation: 1,
             registry,
             metrics,
-            metrics_addr,
             requests,
             hup,
             term,
@@ -225,19 +223,9 @@ impl Shell {
         &self.config
     }
 
-    /// Generation of the running configuration.
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
     /// The registry to register the daemon's own metric families in.
     pub fn registry(&self) -> &SharedRegistry {
         &self.registry
-    }
-
-    /// The address the exporter listens on.
-    pub fn metrics_addr(&self) -> std::net::SocketAddr {
-        self.metrics_addr
     }
 
     /// Waits for the next event, answering pings and reloads on the way and keeping the
@@ -368,11 +356,6 @@ impl Shell {
         } else {
             notify(&[NotifyState::Status(status)]);
         }
-    }
-
-    /// True once [`Shell::mark_ready`] was called.
-    pub fn is_ready(&self) -> bool {
-        self.ready
     }
 
     /// Records the outcome of a run for `status`.

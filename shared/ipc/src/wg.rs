@@ -5,11 +5,6 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-/// Requests specific to edge-wg.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Request {}
-
 /// One peer in edge-wg's status.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PeerStatus {
