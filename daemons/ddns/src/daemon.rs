@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use crate::cloudflare::Client;
 use crate::quorum::Verdict;
 use crate::state::State;
-use crate::sync::{Syncer, family_status, rate_limited_until, render_report};
+use crate::sync::{Mode, Syncer, family_status, rate_limited_until, render_report};
 use edge_ipc::shell::sleep_until;
 use edge_util::error_chain;
 use edge_util::unix_now;
@@ -291,7 +291,12 @@ impl Loop {
             syncer.set_hold(hold);
         }
         let fut: JobFuture = Box::pin(async move {
-            let report = syncer.run(now, dry, force).await;
+            let mode = match (dry, force) {
+                (true, _) => Mode::Plan,
+                (false, true) => Mode::SyncReadingAll,
+                (false, false) => Mode::Sync,
+            };
+            let report = syncer.run(now, mode).await;
             (syncer, report)
         });
         self.running = Some(Running {
@@ -514,7 +519,7 @@ impl Loop {
             rate_limited_until: rate_limited_until(&snap.client),
             writes_held: self.write_hold(),
         };
-        st.detail = serde_json::to_value(detail).unwrap_or_default();
+        st.detail = edge_ipc::Detail::Ddns(Box::new(detail));
         st.ha = Some(self.ha.status());
         Response::Status(Box::new(st))
     }
@@ -549,7 +554,7 @@ fn record(shell: &mut Shell, trigger: Trigger, report: &SyncReport, took: Durati
         let failed: Vec<&str> = report
             .records
             .iter()
-            .filter(|r| !matches!(r.outcome.as_str(), "unchanged" | "created" | "patched"))
+            .filter(|r| !r.outcome.is_in_sync())
             .map(|r| r.detail.as_str())
             .collect();
         shell.record_run(
@@ -674,7 +679,8 @@ pub fn once(args: &CommonArgs, dry_run: bool) -> ExitCode {
             Notifier::start(&config, Role::Ddns.binary(), m)
         };
         syncer.set_notifier(notifier.clone());
-        let report = syncer.run(unix_now(), dry_run, dry_run).await;
+        let mode = if dry_run { Mode::Plan } else { Mode::Sync };
+        let report = syncer.run(unix_now(), mode).await;
         println!("{}", render_report(&report));
         // One attempt's timeout and a little more: a cron run must end.
         let wait = config

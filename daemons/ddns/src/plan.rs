@@ -10,6 +10,10 @@
 //! - only unowned records: untouched, unless `adopt`, then PATCH `comment` (and `content` when
 //!   it differs) to take ownership;
 //! - nothing at all: POST a new record with the configured proxied/TTL and our comment.
+//!
+//! Before any of that, [`read_decision`] says whether the record must be read from the API
+//! at all: a record the API confirmed recently to hold the address is not read again, and a
+//! record whose creation Cloudflare refused as a duplicate is left alone for an hour.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -17,6 +21,60 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::model::{Desired, Observed, RecordKey};
+
+/// How long a record whose creation Cloudflare refused as a duplicate (81053/81057/81058) is
+/// left alone (the conflict is the user's to resolve; retrying sooner would only repeat the
+/// refusal).
+pub const CONFLICT_BACKOFF_SECS: u64 = 3600;
+
+/// Whether a run must read a record from the API before planning it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadDecision {
+    /// Read it and plan.
+    Read,
+    /// The API confirmed it holds the address within `verify_interval`: no API call.
+    Fresh,
+    /// Its creation was refused as a duplicate; not retried before this Unix time.
+    BackingOff {
+        /// End of the pause.
+        until: u64,
+    },
+}
+
+/// What the state knows of a record: the address the API last confirmed and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Known<'a> {
+    /// The address it held.
+    pub content: &'a str,
+    /// Unix time of the confirmation.
+    pub verified_at: u64,
+}
+
+/// Decides whether to read a record for address `ip` at `now`. `force_read` (a plan, or a
+/// sync right after this host became the master) reads whatever the state says.
+pub fn read_decision(
+    known: Option<Known<'_>>,
+    ip: IpAddr,
+    now: u64,
+    verify_interval_secs: u64,
+    conflict_until: Option<u64>,
+    force_read: bool,
+) -> ReadDecision {
+    if force_read {
+        return ReadDecision::Read;
+    }
+    let fresh = known.is_some_and(|k| {
+        k.content.parse::<IpAddr>().is_ok_and(|c| c == ip)
+            && now.saturating_sub(k.verified_at) < verify_interval_secs
+    });
+    if fresh {
+        return ReadDecision::Fresh;
+    }
+    match conflict_until {
+        Some(until) if until > now => ReadDecision::BackingOff { until },
+        _ => ReadDecision::Read,
+    }
+}
 
 /// The body of a record creation (`POST /zones/{zone}/dns_records`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -495,5 +553,73 @@ mod tests {
                 prop_assert!(o.is_owned(OWNER));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    const IP: &str = "81.0.0.2";
+
+    fn ip() -> IpAddr {
+        IP.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    fn known(content: &str, verified_at: u64) -> Option<Known<'_>> {
+        Some(Known {
+            content,
+            verified_at,
+        })
+    }
+
+    #[test]
+    fn a_record_confirmed_within_the_interval_is_not_read() {
+        assert_eq!(
+            read_decision(known(IP, 1_000), ip(), 1_500, 3_600, None, false),
+            ReadDecision::Fresh
+        );
+        // At the interval's end, or for another address, or never confirmed: read.
+        assert_eq!(
+            read_decision(known(IP, 1_000), ip(), 4_600, 3_600, None, false),
+            ReadDecision::Read
+        );
+        assert_eq!(
+            read_decision(known("81.0.0.3", 1_000), ip(), 1_500, 3_600, None, false),
+            ReadDecision::Read
+        );
+        assert_eq!(
+            read_decision(None, ip(), 1_500, 3_600, None, false),
+            ReadDecision::Read
+        );
+    }
+
+    #[test]
+    fn a_refused_creation_backs_off_until_its_pause_ends() {
+        assert_eq!(
+            read_decision(
+                None,
+                ip(),
+                1_000,
+                3_600,
+                Some(1_000 + CONFLICT_BACKOFF_SECS),
+                false
+            ),
+            ReadDecision::BackingOff {
+                until: 1_000 + CONFLICT_BACKOFF_SECS
+            }
+        );
+        assert_eq!(
+            read_decision(None, ip(), 4_600, 3_600, Some(4_600), false),
+            ReadDecision::Read
+        );
+    }
+
+    #[test]
+    fn forcing_reads_whatever_the_state_says() {
+        assert_eq!(
+            read_decision(known(IP, 1_000), ip(), 1_001, 3_600, Some(9_999), true),
+            ReadDecision::Read
+        );
     }
 }

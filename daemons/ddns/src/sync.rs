@@ -18,20 +18,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edge_config::ddns::{Ddns, Family};
 use edge_config::{Config, SecretString};
-use edge_ipc::ddns::{FamilyStatus, RecordOutcome, SourceAnswer, SyncReport};
+use edge_ipc::ddns::{FamilyStatus, Outcome, RecordOutcome, SourceAnswer, SyncReport};
 use edge_metrics::ddns::{AddressLabels, Metrics, RecordLabels, ResultLabels, UpdateLabels};
 use edge_notify::{Event, FailureCause, Notifier, StreakChange};
 
 use crate::cloudflare::{ApiError, Client, ClientOptions, RetryPolicy};
 use crate::detect::{Detector, DetectorError};
 use crate::model::{Desired, RecordKey};
-use crate::plan::{Action, KeepReason, RecordPlan, plan};
+use crate::plan::{
+    Action, CONFLICT_BACKOFF_SECS, KeepReason, Known, ReadDecision, RecordPlan, plan, read_decision,
+};
 use crate::quorum::{Answer, Verdict};
 use crate::state::{self, Published, State};
 use edge_util::error_chain;
-
-/// How long a create refused as a duplicate (81053/81057/81058) is not retried.
-const CONFLICT_BACKOFF: u64 = 3600;
 
 /// Why the syncer cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -277,9 +276,10 @@ impl Syncer {
         Ok(id)
     }
 
-    /// Detects, then plans and (unless `dry_run`) applies every record. `now` is Unix time;
-    /// `force_read` reads every record from the API even when the state says it is fresh.
-    pub async fn run(&mut self, now: u64, dry_run: bool, force_read: bool) -> SyncReport {
+    /// Detects, then plans and (unless `mode` is a plan) applies every record. `now` is
+    /// Unix time.
+    pub async fn run(&mut self, now: u64, mode: Mode) -> SyncReport {
+        let dry_run = mode.is_plan();
         let calls_before = self.client.requests_sent();
         let mut verdicts = Vec::new();
         for fam in self.cfg.families() {
@@ -300,20 +300,17 @@ impl Syncer {
         for d in self.desired.clone() {
             let key = d.key();
             let addr = address(d.kind.family());
-            let (outcome, wrote, changed) =
-                self.sync_record(&d, addr, now, dry_run, force_read).await;
+            let RecordRun {
+                outcome,
+                wrote,
+                state_changed: changed,
+            } = self.sync_record(&d, addr, now, mode).await;
             writes += u64::from(wrote);
             state_changed |= changed;
-            let good = matches!(
-                outcome.outcome.as_str(),
-                "unchanged" | "created" | "patched" | "would_create" | "would_patch" | "held"
-            );
+            let good = outcome.outcome.is_ok();
             ok &= good;
             if !dry_run {
-                let in_sync = matches!(
-                    outcome.outcome.as_str(),
-                    "unchanged" | "created" | "patched"
-                );
+                let in_sync = outcome.outcome.is_in_sync();
                 self.metrics
                     .record_in_sync
                     .get_or_create(&RecordLabels {
@@ -408,57 +405,76 @@ impl Syncer {
         self.notifier.heartbeat(report.ok, summary);
     }
 
-    /// Returns (outcome, wrote, state changed).
+    /// Plans one record and, in a sync, applies the plan.
     async fn sync_record(
         &mut self,
         d: &Desired,
         addr: Option<IpAddr>,
         now: u64,
-        dry_run: bool,
-        force_read: bool,
-    ) -> (RecordOutcome, bool, bool) {
+        mode: Mode,
+    ) -> RecordRun {
+        let (dry_run, force_read) = (mode.is_plan(), mode.reads_every_record());
         let key = d.key();
-        let out = |outcome: &str, detail: String| RecordOutcome {
+        let out = |outcome: Outcome, detail: String| RecordOutcome {
             record: key.to_string(),
-            outcome: outcome.to_owned(),
+            outcome,
             detail,
         };
         let Some(ip) = addr else {
             let p = plan(d, None, &[], &self.cfg.owner_comment);
-            return (out("skipped", p.to_string()), false, false);
+            return RecordRun {
+                outcome: out(Outcome::Skipped, p.to_string()),
+                wrote: false,
+                state_changed: false,
+            };
         };
-        let fresh = self.state.records.get(&key).is_some_and(|p| {
-            p.content.parse::<IpAddr>().is_ok_and(|c| c == ip)
-                && now.saturating_sub(p.verified_at) < self.cfg.verify_interval.as_secs()
+        let known = self.state.records.get(&key).map(|p| Known {
+            content: &p.content,
+            verified_at: p.verified_at,
         });
-        if fresh && !force_read {
-            return (
-                out(
-                    "unchanged",
-                    format!("= {key}: holds {ip} (confirmed within verify_interval, no API call)"),
-                ),
-                false,
-                false,
-            );
-        }
-        if let Some(until) = self.conflicts.get(&key)
-            && *until > now
-            && !force_read
-        {
-            return (
-                out(
-                    "failed",
-                    format!(
-                        "! {key}: creation was refused as a duplicate; not retried before {until} (see earlier error)"
+        match read_decision(
+            known,
+            ip,
+            now,
+            self.cfg.verify_interval.as_secs(),
+            self.conflicts.get(&key).copied(),
+            force_read,
+        ) {
+            ReadDecision::Read => {}
+            ReadDecision::Fresh => {
+                return RecordRun {
+                    outcome: out(
+                        Outcome::Unchanged,
+                        format!(
+                            "= {key}: holds {ip} (confirmed within verify_interval, no API call)"
+                        ),
                     ),
-                ),
-                false,
-                false,
-            );
+                    wrote: false,
+                    state_changed: false,
+                };
+            }
+            ReadDecision::BackingOff { until } => {
+                return RecordRun {
+                    outcome: out(
+                        Outcome::Failed,
+                        format!(
+                            "! {key}: creation was refused as a duplicate; not retried before {until} (see earlier error)"
+                        ),
+                    ),
+                    wrote: false,
+                    state_changed: false,
+                };
+            }
         }
         let zone = match self.zone_for(&d.name).await {
             Ok(z) => z,
-            Err(e) => return (self.fail(&key, &e), false, false),
+            Err(e) => {
+                return RecordRun {
+                    outcome: self.fail(&key, &e),
+                    wrote: false,
+                    state_changed: false,
+                };
+            }
         };
         let observed = match self
             .client
@@ -466,7 +482,13 @@ impl Syncer {
             .await
         {
             Ok(o) => o,
-            Err(e) => return (self.fail(&key, &e), false, false),
+            Err(e) => {
+                return RecordRun {
+                    outcome: self.fail(&key, &e),
+                    wrote: false,
+                    state_changed: false,
+                };
+            }
         };
         let p = plan(d, Some(ip), &observed, &self.cfg.owner_comment);
         tracing::debug!(record = %key, plan = %p, "planned");
@@ -475,20 +497,28 @@ impl Syncer {
         }
         if dry_run {
             let what = match &p.action {
-                Action::Create { .. } => "would_create",
-                Action::Patch { .. } => "would_patch",
+                Action::Create { .. } => Outcome::WouldCreate,
+                Action::Patch { .. } => Outcome::WouldPatch,
                 Action::Keep {
                     reason: KeepReason::InSync { .. },
-                } => "unchanged",
-                Action::Keep { .. } => "skipped",
+                } => Outcome::Unchanged,
+                Action::Keep { .. } => Outcome::Skipped,
             };
-            return (out(what, p.to_string()), false, false);
+            return RecordRun {
+                outcome: out(what, p.to_string()),
+                wrote: false,
+                state_changed: false,
+            };
         }
         if let Some(why) = &self.hold
             && p.is_write()
         {
             tracing::info!(record = %key, "write held: {why}");
-            return (out("held", format!("{p} (held: {why})")), false, false);
+            return RecordRun {
+                outcome: out(Outcome::Held, format!("{p} (held: {why})")),
+                wrote: false,
+                state_changed: false,
+            };
         }
         self.apply(&key, &zone, ip, p, now).await
     }
@@ -505,7 +535,7 @@ impl Syncer {
             .inc();
         RecordOutcome {
             record: key.to_string(),
-            outcome: "failed".to_owned(),
+            outcome: Outcome::Failed,
             detail: format!("! {key}: {msg}"),
         }
     }
@@ -517,7 +547,7 @@ impl Syncer {
         ip: IpAddr,
         p: RecordPlan,
         now: u64,
-    ) -> (RecordOutcome, bool, bool) {
+    ) -> RecordRun {
         let line = p.to_string();
         let done = |this: &mut Syncer, id: String, result: &str, changed: bool| {
             this.state.records.insert(
@@ -549,30 +579,30 @@ impl Syncer {
                 reason: KeepReason::InSync { id },
             } => {
                 done(self, id.clone(), "unchanged", false);
-                (
-                    RecordOutcome {
+                RecordRun {
+                    outcome: RecordOutcome {
                         record: key.to_string(),
-                        outcome: "unchanged".into(),
+                        outcome: Outcome::Unchanged,
                         detail: line,
                     },
-                    false,
-                    true,
-                )
+                    wrote: false,
+                    state_changed: true,
+                }
             }
             Action::Keep { reason } => {
                 if let KeepReason::Unowned { .. } = reason {
                     tracing::warn!(record = %key, "{line}");
                 }
                 let removed = self.state.records.remove(key).is_some();
-                (
-                    RecordOutcome {
+                RecordRun {
+                    outcome: RecordOutcome {
                         record: key.to_string(),
-                        outcome: "skipped".into(),
+                        outcome: Outcome::Skipped,
                         detail: line,
                     },
-                    false,
-                    removed,
-                )
+                    wrote: false,
+                    state_changed: removed,
+                }
             }
             Action::Create { record } => match self.client.create(zone, record).await {
                 Ok(w) => {
@@ -585,20 +615,21 @@ impl Syncer {
                     });
                     self.conflicts.remove(key);
                     done(self, w.id, "created", true);
-                    (
-                        RecordOutcome {
+                    RecordRun {
+                        outcome: RecordOutcome {
                             record: key.to_string(),
-                            outcome: "created".into(),
+                            outcome: Outcome::Created,
                             detail: line,
                         },
-                        true,
-                        true,
-                    )
+                        wrote: true,
+                        state_changed: true,
+                    }
                 }
                 Err(e) => {
                     let mut outcome = self.fail(key, &e);
                     if e.is_duplicate() {
-                        self.conflicts.insert(key.clone(), now + CONFLICT_BACKOFF);
+                        self.conflicts
+                            .insert(key.clone(), now + CONFLICT_BACKOFF_SECS);
                         let why = format!(
                             "Cloudflare says a record with this name already exists although listing {key} showed none: look for a CNAME or another record type on that name, or duplicates in another case; creation is paused for an hour"
                         );
@@ -606,7 +637,11 @@ impl Syncer {
                         // The report (and `edgectl ddns status`) says it too, not only the log.
                         outcome.detail = format!("{}\n    {why}", outcome.detail);
                     }
-                    (outcome, false, false)
+                    RecordRun {
+                        outcome,
+                        wrote: false,
+                        state_changed: false,
+                    }
                 }
             },
             Action::Patch { id, from, patch } => match self.client.patch(zone, id, patch).await {
@@ -621,20 +656,59 @@ impl Syncer {
                         });
                     }
                     done(self, w.id, "patched", true);
-                    (
-                        RecordOutcome {
+                    RecordRun {
+                        outcome: RecordOutcome {
                             record: key.to_string(),
-                            outcome: "patched".into(),
+                            outcome: Outcome::Patched,
                             detail: line,
                         },
-                        true,
-                        true,
-                    )
+                        wrote: true,
+                        state_changed: true,
+                    }
                 }
-                Err(e) => (self.fail(key, &e), false, false),
+                Err(e) => RecordRun {
+                    outcome: self.fail(key, &e),
+                    wrote: false,
+                    state_changed: false,
+                },
             },
         }
     }
+}
+
+/// What a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Detect, read what the state does not know to be fresh, write what differs.
+    Sync,
+    /// A sync that reads every record from the API first, however fresh the state says it
+    /// is (this host just became the master: the other host may have written).
+    SyncReadingAll,
+    /// Detect and read every record, print what would change, change nothing.
+    Plan,
+}
+
+impl Mode {
+    /// Nothing is written.
+    pub fn is_plan(self) -> bool {
+        self == Mode::Plan
+    }
+
+    /// Every record is read from the API, fresh or not.
+    pub fn reads_every_record(self) -> bool {
+        matches!(self, Mode::SyncReadingAll | Mode::Plan)
+    }
+}
+
+/// What syncing one record did.
+#[derive(Debug)]
+struct RecordRun {
+    /// The outcome reported.
+    outcome: RecordOutcome,
+    /// A write reached the API.
+    wrote: bool,
+    /// The state file must be saved.
+    state_changed: bool,
 }
 
 /// Unix time (rounded up) at which `client`'s rate-limit pause ends, while one is in force.
@@ -653,12 +727,7 @@ fn failures(r: &SyncReport) -> String {
     parts.extend(
         r.records
             .iter()
-            .filter(|x| {
-                !matches!(
-                    x.outcome.as_str(),
-                    "unchanged" | "created" | "patched" | "held"
-                )
-            })
+            .filter(|x| !x.outcome.is_in_sync() && x.outcome != Outcome::Held)
             .map(|x| x.detail.trim_start_matches(['!', ' ']).replace('\n', " ")),
     );
     if parts.is_empty() {

@@ -167,7 +167,7 @@ fn the_daemon_reacts_to_wan_address_events_and_answers_edgectl() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let st = ready.expect("ready after the startup sync");
-            let detail: edge_ipc::ddns::Status = serde_json::from_value(st.detail).unwrap();
+            let detail = st.detail.ddns().unwrap().clone();
             assert_eq!(detail.records[0].record, "A example.com");
             assert!(detail.records[0].in_sync, "{detail:?}");
             assert_eq!(detail.wan_interface.as_deref(), Some("edd0"));
@@ -458,7 +458,7 @@ fn status_detail(r: Response) -> edge_ipc::ddns::Status {
     let Response::Status(st) = r else {
         panic!("status expected, got {r:?}")
     };
-    serde_json::from_value(st.detail).unwrap()
+    st.detail.ddns().unwrap().clone()
 }
 
 fn unix_now() -> u64 {

@@ -60,7 +60,7 @@ fn status(c: &Client) -> (edge_ipc::DaemonStatus, edge_ipc::ddns::Status) {
     let Response::Status(st) = block_on(c.request(Request::Status)).unwrap() else {
         panic!("status expected")
     };
-    let d = serde_json::from_value(st.detail.clone()).unwrap();
+    let d = st.detail.ddns().unwrap().clone();
     (*st, d)
 }
 

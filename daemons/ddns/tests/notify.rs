@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use edge_config::Config;
-use edge_ddns::sync::Syncer;
+use edge_ddns::sync::{Mode, Syncer};
 use edge_metrics::notify::{Metrics as NotifyMetrics, TargetLabels};
 use edge_notify::{Notifier, Tuning};
 use edge_testkit::cloudflare::Fault;
@@ -71,7 +71,7 @@ fn start(cfg: &Config, tuning: Tuning) -> (Notifier, NotifyMetrics) {
 
 /// One sync at `now`, then every notification it caused delivered.
 async fn sync_and_flush(s: &mut Syncer, n: &Notifier, now: u64) -> bool {
-    let r = s.run(now, false, false).await;
+    let r = s.run(now, Mode::Sync).await;
     assert!(n.flush(Duration::from_secs(20)).await, "deliveries hang");
     r.ok
 }
@@ -243,7 +243,7 @@ fn a_receiver_that_hangs_and_one_that_answers_500_do_not_delay_an_update() {
             let (n, m) = start(&cfg, Tuning::default());
             let mut s = lab.syncer(&cfg);
             s.set_notifier(n.clone());
-            let first = s.run(1000, false, false).await;
+            let first = s.run(1000, Mode::Sync).await;
             assert!(first.ok);
             // The first event is now held by `hang` and refused by `broken`.
             assert!(
@@ -258,7 +258,7 @@ fn a_receiver_that_hangs_and_one_that_answers_500_do_not_delay_an_update() {
             lab.set_all(Some(IP2));
             // A liveness bound only (a hang detector, far above the milliseconds a sync
             // takes, far below what waiting for `hang` would cost).
-            let second = hang_detector(s.run(1060, false, false)).await;
+            let second = hang_detector(s.run(1060, Mode::Sync)).await;
             assert!(second.ok, "{second:?}");
             assert_eq!(second.records[0].outcome, "patched");
             // The update is done while `hang` still holds the first event and `broken` is

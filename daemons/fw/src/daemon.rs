@@ -826,7 +826,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                         st.export_counters().await;
                     }
                     let mut s = shell.base_status();
-                    s.detail = serde_json::to_value(st.status()).unwrap_or_default();
+                    s.detail = edge_ipc::Detail::Fw(Box::new(st.status()));
                     s.ha = Some(st.ha.status());
                     r.send(Response::Status(Box::new(s)));
                 }

@@ -608,7 +608,7 @@ fn without_cap_sys_admin_a_confirm_apply_waits_for_edgectl_fw_confirm() {
         "the reply does not say the apply waits for a human: {reply}"
     );
     let st = fw_status(&path);
-    assert_eq!(st.detail["pending_confirm"], false, "{:?}", st.detail);
+    assert!(!st.detail.fw().unwrap().pending_confirm, "{:?}", st.detail);
     let last = st
         .recent_errors
         .last()
@@ -631,7 +631,7 @@ fn without_cap_sys_admin_a_confirm_apply_waits_for_edgectl_fw_confirm() {
         wait_for(Duration::from_secs(10), || converged(host, &rs_new)).is_some(),
         "the new ruleset went live"
     );
-    assert_eq!(fw_status(&path).detail["pending_confirm"], true);
+    assert!(fw_status(&path).detail.fw().unwrap().pending_confirm);
     assert_eq!(applies(host, "confirmed"), 0, "confirmed by itself");
     let (ok, reply) = edgectl(&path, &["fw", "confirm"]);
     assert!(ok && reply.trim() == "confirmed", "{reply}");
@@ -639,7 +639,7 @@ fn without_cap_sys_admin_a_confirm_apply_waits_for_edgectl_fw_confirm() {
         wait_for(Duration::from_secs(5), || applies(host, "confirmed") == 1).is_some(),
         "the confirm was not counted"
     );
-    assert_eq!(fw_status(&path).detail["pending_confirm"], false);
+    assert!(!fw_status(&path).detail.fw().unwrap().pending_confirm);
     assert!(converged(host, &rs_new), "the confirmed ruleset stays");
     let out = daemon.stop().expect("daemon output");
     let log = format!(
@@ -705,9 +705,9 @@ fn the_origin_lock_ranges_are_refreshed_by_elements_only_and_validated() {
     // once a day): wait for that check, so the refreshes below are the only fetches.
     let checked = || {
         let st = fw_status(&path);
-        serde_json::from_value::<edge_ipc::fw::Status>(st.detail)
-            .ok()
-            .and_then(|s| s.origin_lock)
+        st.detail
+            .fw()
+            .and_then(|s| s.origin_lock.as_ref())
             .is_some_and(|l| l.checked_at > 0)
     };
     assert!(
@@ -741,7 +741,7 @@ fn the_origin_lock_ranges_are_refreshed_by_elements_only_and_validated() {
     );
     assert!(applies(host, "elements") >= 1, "an element-only update");
     let st = fw_status(&path);
-    let lock: edge_ipc::fw::Status = serde_json::from_value(st.detail).expect("fw status");
+    let lock: edge_ipc::fw::Status = st.detail.fw().expect("fw status").clone();
     let lock = lock.origin_lock.expect("origin lock status");
     assert_eq!((lock.origin.as_str(), lock.v4, lock.v6), ("fetched", 15, 7));
     let kept = edge_fw::origin::load_cache(&edge_fw::origin::cache_path(dir.path()))

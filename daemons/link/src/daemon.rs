@@ -563,7 +563,7 @@ pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
                 },
                 Event::Request(Request::Status, resp) => {
                     let mut st = shell.base_status();
-                    st.detail = serde_json::to_value(r.status()).unwrap_or_default();
+                    st.detail = edge_ipc::Detail::Link(Box::new(r.status()));
                     st.ha = Some(ha.status());
                     resp.send(Response::Status(Box::new(st)));
                 }

@@ -507,7 +507,7 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
                 Event::Request(Request::Status, r) => {
                     let mut st = shell.base_status();
                     let detail = status_with(&dev, Some(&live.extra.lock()));
-                    st.detail = serde_json::to_value(detail).unwrap_or_default();
+                    st.detail = edge_ipc::Detail::Wg(Box::new(detail));
                     st.ha = Some(ha.status());
                     r.send(Response::Status(Box::new(st)));
                 }

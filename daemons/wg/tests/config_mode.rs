@@ -186,7 +186,7 @@ fn sighup_applies_only_the_peer_difference() {
     let edge_ipc::Response::Status(st) = resp else {
         panic!("not a status: {resp:?}")
     };
-    let detail: edge_ipc::wg::Status = serde_json::from_value(st.detail.clone()).unwrap();
+    let detail: edge_ipc::wg::Status = st.detail.wg().unwrap().clone();
     assert_eq!(detail.public_key.as_deref(), Some(kh.public.as_str()));
     let names: Vec<_> = detail.peers.iter().filter_map(|p| p.name.clone()).collect();
     assert_eq!(names.len(), 2, "{names:?}");

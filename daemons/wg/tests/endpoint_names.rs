@@ -111,7 +111,7 @@ fn site_status(ctl: &std::path::Path) -> edge_ipc::wg::PeerStatus {
     let edge_ipc::Response::Status(st) = resp else {
         panic!("not a status: {resp:?}")
     };
-    let detail: edge_ipc::wg::Status = serde_json::from_value(st.detail.clone()).unwrap();
+    let detail: edge_ipc::wg::Status = st.detail.wg().unwrap().clone();
     detail
         .peers
         .into_iter()

@@ -90,7 +90,7 @@ fn status(ctl: &Path) -> edge_ipc::wg::Status {
     let Response::Status(st) = resp else {
         panic!("not a status: {resp:?}")
     };
-    serde_json::from_value(st.detail.clone()).unwrap()
+    st.detail.wg().unwrap().clone()
 }
 
 fn start_hub(ns: &Netns, cfg: &Path, ctl: &Path, ifname: &str, n: u32) -> Proc {

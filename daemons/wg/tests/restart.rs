@@ -130,7 +130,7 @@ fn hub_attempts(ctl: &Path) -> u64 {
     let edge_ipc::Response::Status(st) = resp else {
         panic!("not a status: {resp:?}")
     };
-    let detail: edge_ipc::wg::Status = serde_json::from_value(st.detail.clone()).unwrap();
+    let detail: edge_ipc::wg::Status = st.detail.wg().unwrap().clone();
     detail.peers[0].handshake_attempts
 }
 

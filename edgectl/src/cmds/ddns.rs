@@ -100,8 +100,8 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let resp = daemon::ask(Role::Ddns, g, req).await?;
     if let (Response::Status(st), false) = (&resp, g.json) {
         print!("{}", daemon::render_status(st));
-        if let Ok(detail) = serde_json::from_value::<Status>(st.detail.clone()) {
-            print!("{}", render_detail(&detail));
+        if let Some(detail) = st.detail.ddns() {
+            print!("{}", render_detail(detail));
         }
         return Ok(ExitCode::SUCCESS);
     }

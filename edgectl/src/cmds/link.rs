@@ -55,8 +55,8 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     match &resp {
         Response::Status(st) if !g.json => {
             print!("{}", daemon::render_status(st));
-            if let Ok(detail) = serde_json::from_value::<Status>(st.detail.clone()) {
-                print!("{}", render_detail(&detail));
+            if let Some(detail) = st.detail.link() {
+                print!("{}", render_detail(detail));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -47,8 +47,10 @@ async fn show(g: &Global) -> anyhow::Result<ExitCode> {
     let Response::Status(st) = &resp else {
         return daemon::print_response(&resp, g);
     };
-    let detail: edge_ipc::wg::Status = serde_json::from_value(st.detail.clone())
-        .map_err(|e| anyhow::anyhow!("edge-wg sent a status this edgectl cannot read: {e}"))?;
+    let detail = st
+        .detail
+        .wg()
+        .ok_or_else(|| anyhow::anyhow!("edge-wg sent a status this edgectl cannot read"))?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&detail)?);
     } else {
@@ -56,7 +58,7 @@ async fn show(g: &Global) -> anyhow::Result<ExitCode> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        print!("{}", edge_ipc::wg::render_show(&detail, now));
+        print!("{}", edge_ipc::wg::render_show(detail, now));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -277,7 +277,7 @@ async fn reload_or_restore(g: &Global, path: &Path, old: &str) -> Result<(), Exi
 /// edge-wg's status detail, when it runs.
 async fn live_status(g: &Global) -> Option<edge_ipc::wg::Status> {
     match daemon::client(Role::Wg, g).request(Request::Status).await {
-        Ok(Response::Status(st)) => serde_json::from_value(st.detail.clone()).ok(),
+        Ok(Response::Status(st)) => st.detail.wg().cloned(),
         _ => None,
     }
 }

@@ -102,14 +102,81 @@ pub struct InProgress {
     pub reload_pending: bool,
 }
 
+/// What a sync or plan did with one record (in JSON the snake_case name).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It already held the address.
+    #[default]
+    Unchanged,
+    /// It was created.
+    Created,
+    /// Its address was changed.
+    Patched,
+    /// A plan: it would be created.
+    WouldCreate,
+    /// A plan: its address would change.
+    WouldPatch,
+    /// A write not made: this host is not the master of its pair.
+    Held,
+    /// Left alone (no address of its family, or not ours to change).
+    Skipped,
+    /// The API refused or did not answer.
+    Failed,
+}
+
+impl Outcome {
+    /// The name in JSON and in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Unchanged => "unchanged",
+            Outcome::Created => "created",
+            Outcome::Patched => "patched",
+            Outcome::WouldCreate => "would_create",
+            Outcome::WouldPatch => "would_patch",
+            Outcome::Held => "held",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// The record holds the address now.
+    pub fn is_in_sync(self) -> bool {
+        matches!(
+            self,
+            Outcome::Unchanged | Outcome::Created | Outcome::Patched
+        )
+    }
+
+    /// Nothing went wrong: in sync, a plan of a change, or a write held by the role.
+    pub fn is_ok(self) -> bool {
+        self.is_in_sync()
+            || matches!(
+                self,
+                Outcome::WouldCreate | Outcome::WouldPatch | Outcome::Held
+            )
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Outcome {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// The outcome of one record in a sync or plan.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RecordOutcome {
     /// `A example.com`.
     pub record: String,
-    /// `unchanged`, `created`, `patched`, `would_create`, `would_patch`, `held` (a write
-    /// not made: this host is not the master), `skipped`, `failed`.
-    pub outcome: String,
+    /// What happened.
+    pub outcome: Outcome,
     /// Human explanation (the plan line, or the error).
     pub detail: String,
 }

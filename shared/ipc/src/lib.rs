@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod ddns;
+pub mod detail;
 pub mod follow;
 pub mod fw;
 pub mod ha;
@@ -17,4 +18,5 @@ pub mod shell;
 pub mod wg;
 
 pub use client::{Client, ClientError};
+pub use detail::Detail;
 pub use proto::{DaemonStatus, Request, Response};

@@ -182,7 +182,7 @@ pub struct ReloadSummary {
 }
 
 /// What every daemon reports about itself, plus its role-specific detail.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DaemonStatus {
     /// Role.
     pub role: Role,
@@ -209,13 +209,56 @@ pub struct DaemonStatus {
     /// Most recent errors, newest last.
     #[serde(default)]
     pub recent_errors: Vec<ErrorEntry>,
-    /// Role-specific status (see `edge_ipc::<role>::Status`).
-    #[serde(default)]
-    pub detail: serde_json::Value,
+    /// Role-specific status (`edge_ipc::<role>::Status`), decoded by `role`.
+    pub detail: crate::detail::Detail,
     /// This host's role under keepalived as the daemon follows it (absent: the daemon does
     /// not follow roles).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ha: Option<crate::ha::RoleStatus>,
+}
+
+/// The wire form: `detail` is decoded once the role is known.
+#[derive(Deserialize)]
+struct RawDaemonStatus {
+    role: Role,
+    version: String,
+    pid: u32,
+    ready: bool,
+    started_at: u64,
+    config_path: String,
+    config_generation: u64,
+    configured: bool,
+    #[serde(default)]
+    last_reload: Option<ReloadSummary>,
+    #[serde(default)]
+    last_run: Option<RunSummary>,
+    #[serde(default)]
+    recent_errors: Vec<ErrorEntry>,
+    #[serde(default)]
+    detail: serde_json::Value,
+    #[serde(default)]
+    ha: Option<crate::ha::RoleStatus>,
+}
+
+impl<'de> Deserialize<'de> for DaemonStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = RawDaemonStatus::deserialize(d)?;
+        Ok(DaemonStatus {
+            detail: crate::detail::Detail::decode(r.role, r.detail),
+            role: r.role,
+            version: r.version,
+            pid: r.pid,
+            ready: r.ready,
+            started_at: r.started_at,
+            config_path: r.config_path,
+            config_generation: r.config_generation,
+            configured: r.configured,
+            last_reload: r.last_reload,
+            last_run: r.last_run,
+            recent_errors: r.recent_errors,
+            ha: r.ha,
+        })
+    }
 }
 
 #[cfg(test)]

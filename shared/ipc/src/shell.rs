@@ -397,7 +397,7 @@ impl Shell {
             last_reload: self.last_reload.clone(),
             last_run: self.last_run.clone(),
             recent_errors: self.errors.iter().cloned().collect(),
-            detail: serde_json::Value::Null,
+            detail: crate::Detail::default(),
             ha: None,
         }
     }
@@ -424,7 +424,7 @@ pub async fn idle(mut shell: Shell, reason: &str) -> anyhow::Result<()> {
             Event::Reloaded(_) => {}
             Event::Request(Request::Status, r) => {
                 let mut st = shell.base_status();
-                st.detail = serde_json::json!({ "idle": reason });
+                st.detail = crate::Detail::Other(serde_json::json!({ "idle": reason }));
                 r.send(Response::Status(Box::new(st)));
             }
             Event::Request(_, r) => r.send(Response::Error {

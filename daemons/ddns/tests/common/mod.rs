@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use edge_config::{Config, SecretString};
 use edge_ddns::cloudflare::RetryPolicy;
-use edge_ddns::sync::Syncer;
+use edge_ddns::sync::{Mode, Syncer};
 use edge_ipc::ddns::SyncReport;
 use edge_metrics::ddns::Metrics;
 use edge_testkit::cloudflare::{CfServer, EchoKind, EchoServer, Logged};
@@ -193,7 +193,7 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// One sync at `now` (Unix seconds).
 pub fn sync(s: &mut Syncer, now: u64) -> SyncReport {
-    block_on(s.run(now, false, false))
+    block_on(s.run(now, Mode::Sync))
 }
 
 /// Methods of a log, e.g. `["GET", "POST"]`.

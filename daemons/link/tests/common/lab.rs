@@ -128,7 +128,7 @@ impl Lab {
         let resp = runtime().block_on(client.request(Request::Status)).ok()?;
         match resp {
             Response::Status(st) => {
-                let detail: Status = serde_json::from_value(st.detail.clone()).ok()?;
+                let detail: Status = st.detail.link()?.clone();
                 Some((st.ready, detail))
             }
             _ => None,
