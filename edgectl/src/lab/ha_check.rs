@@ -85,10 +85,6 @@ fn stream(
     })
 }
 
-fn curl(lab: &Lab, node: &str, url: &str) -> (bool, String) {
-    curl_with(lab, node, &[url])
-}
-
 /// A visitor's request through Cloudflare's proxy: from inet, sourced from Cloudflare's
 /// edge address, which the forwards' origin lock admits.
 fn visit(lab: &Lab, url: &str) -> (bool, String) {
@@ -96,7 +92,12 @@ fn visit(lab: &Lab, url: &str) -> (bool, String) {
 }
 
 fn curl_with(lab: &Lab, node: &str, args: &[&str]) -> (bool, String) {
-    let mut all = vec!["-sS", "--max-time", "2"];
+    curl_within(lab, node, args, "2")
+}
+
+/// curl in `node`, giving up after `max_secs`.
+fn curl_within(lab: &Lab, node: &str, args: &[&str], max_secs: &str) -> (bool, String) {
+    let mut all = vec!["-sS", "--max-time", max_secs];
     all.extend_from_slice(args);
     match lab.topo().ns(node).output("curl", &all) {
         Ok(o) if o.status.success() => (true, String::from_utf8_lossy(&o.stdout).trim().to_owned()),
@@ -177,20 +178,30 @@ fn moved(lab: &Lab, from: &str, t0: Instant) -> Option<Duration> {
     })
 }
 
-/// The service through the new master: a new connection to the http forward.
-fn forwards_back(lab: &Lab, t0: Instant) -> Option<Duration> {
+/// The service through the new master `to`: a new connection to the http forward, begun
+/// once `to` holds the VIP (one that the old master could still have served does not count).
+/// Each attempt gives up after 1 s, so a SYN lost during the switch costs a retry, not its
+/// 1 s retransmission plus the rest of a longer timeout.
+fn forwards_back(lab: &Lab, to: &str, t0: Instant) -> Option<Duration> {
     let url = format!("http://{}:80/", net::PUBLIC_IP);
     poll(Duration::from_secs(20), Duration::from_millis(50), || {
-        let (ok, body) = visit(lab, &url);
+        if lab.master() != Some(to) {
+            return None;
+        }
+        let (ok, body) = curl_within(lab, "inet", &["--interface", net::CF_EDGE_IP, &url], "1");
         (ok && body.contains("answered")).then(|| t0.elapsed())
     })
 }
 
-/// WireGuard traffic through the new master: the API VIP through the tunnel.
-fn tunnel_back(lab: &Lab, t0: Instant) -> Option<Duration> {
+/// WireGuard traffic through the new master `to`: the API VIP through the tunnel, begun
+/// once `to` holds the VIP.
+fn tunnel_back(lab: &Lab, to: &str, t0: Instant) -> Option<Duration> {
     let url = format!("http://{}:6443/", net::API_VIP);
-    poll(Duration::from_secs(20), Duration::from_millis(100), || {
-        let (ok, body) = curl(lab, "remote", &url);
+    poll(Duration::from_secs(20), Duration::from_millis(50), || {
+        if lab.master() != Some(to) {
+            return None;
+        }
+        let (ok, body) = curl_within(lab, "remote", &[&url], "1");
         (ok && body.contains("answered")).then(|| t0.elapsed())
     })
 }
@@ -288,7 +299,7 @@ pub fn run(lab: &Lab) -> Report {
                 .topo()
                 .ns("remote")
                 .output("ping", &["-c1", "-W1", "10.17.9.1"]);
-            match tunnel_back(lab, t0) {
+            match tunnel_back(lab, master.unwrap_or("no host"), t0) {
                 Some(d) => (
                     true,
                     format!("through the tunnel after {:.1} s", d.as_secs_f64()),
@@ -400,8 +411,18 @@ pub fn run(lab: &Lab) -> Report {
         }
         let t0 = Instant::now();
         let failed = fail(lab, m);
-        let took = moved(lab, m, t0);
-        let service = forwards_back(lab, t0);
+        // The three are measured side by side from the failure.
+        let to = other(m);
+        let (took, service, wg) = std::thread::scope(|s| {
+            let vip = s.spawn(|| moved(lab, m, t0));
+            let fwd = s.spawn(|| forwards_back(lab, to, t0));
+            let tun = s.spawn(|| tunnel_back(lab, to, t0));
+            (
+                vip.join().ok().flatten(),
+                fwd.join().ok().flatten(),
+                tun.join().ok().flatten(),
+            )
+        });
         step(
             format!(
                 "{what} (host {m}): the VIP and the forwards move to host {}",
@@ -438,7 +459,6 @@ pub fn run(lab: &Lab) -> Report {
                 )
             },
         );
-        let wg = tunnel_back(lab, t0);
         step(
             format!(
                 "{what}: WireGuard traffic is back through host {}",
