@@ -6,6 +6,12 @@ use std::path::{Path, PathBuf};
 
 use edge_config::ha::{CONNTRACKD_PORT, HEALTH_PENALTY, Ha};
 
+/// Gratuitous ARPs sent when this host becomes master, and the gap between them: together
+/// longer than a Linux neighbour entry's `locktime` (1 s), inside which an ARP update is
+/// ignored.
+const GARP_REPEAT: u32 = 6;
+const GARP_INTERVAL: &str = "0.25";
+
 /// Paths the generated files name.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -82,6 +88,12 @@ pub fn keepalived_conf(ha: &Ha, p: &Paths) -> String {
     let _ = writeln!(o, "    vrrp_notify_fifo_script \"{script}\"");
     let _ = writeln!(o, "    script_user root");
     let _ = writeln!(o, "    enable_script_security");
+    let _ = writeln!(
+        o,
+        "    # The router must learn the VIP's new MAC at once. Linux (and many routers) ignore\n    # an ARP update within locktime (1 s) of the last one, and keepalived's default burst\n    # of five gratuitous ARPs back to back falls inside it: spaced 0.25 s, they span 1.25 s."
+    );
+    let _ = writeln!(o, "    vrrp_garp_master_repeat {GARP_REPEAT}");
+    let _ = writeln!(o, "    vrrp_garp_interval {GARP_INTERVAL}");
     let _ = writeln!(o, "}}\n");
     let _ = writeln!(
         o,
@@ -292,6 +304,8 @@ interface = "br1"
         let c = keepalived_conf(&pair(), &paths());
         let global =
             &c[c.find("global_defs {").unwrap_or(0)..c.find("track_file edge_health").unwrap_or(0)];
+        assert!(global.contains("    vrrp_garp_master_repeat 6\n"), "{c}");
+        assert!(global.contains("    vrrp_garp_interval 0.25\n"), "{c}");
         assert!(
             global.contains("    vrrp_notify_fifo /run/edge/ha.fifo\n"),
             "{c}"

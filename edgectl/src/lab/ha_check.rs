@@ -180,15 +180,27 @@ fn moved(lab: &Lab, from: &str, t0: Instant) -> Option<Duration> {
 
 /// The service through the new master `to`: a new connection to the http forward, begun
 /// once `to` holds the VIP (one that the old master could still have served does not count).
-/// Each attempt gives up after 1 s, so a SYN lost during the switch costs a retry, not its
-/// 1 s retransmission plus the rest of a longer timeout.
+/// Each attempt gives up on a connection not made within 0.3 s, so a SYN dropped during the
+/// switch costs a new attempt 0.3 s later, not TCP's 1 s retransmission (which would hide
+/// when the forward really came back).
 fn forwards_back(lab: &Lab, to: &str, t0: Instant) -> Option<Duration> {
     let url = format!("http://{}:80/", net::PUBLIC_IP);
     poll(Duration::from_secs(20), Duration::from_millis(50), || {
         if lab.master() != Some(to) {
             return None;
         }
-        let (ok, body) = curl_within(lab, "inet", &["--interface", net::CF_EDGE_IP, &url], "1");
+        let (ok, body) = curl_within(
+            lab,
+            "inet",
+            &[
+                "--connect-timeout",
+                "0.3",
+                "--interface",
+                net::CF_EDGE_IP,
+                &url,
+            ],
+            "1",
+        );
         (ok && body.contains("answered")).then(|| t0.elapsed())
     })
 }
@@ -201,7 +213,7 @@ fn tunnel_back(lab: &Lab, to: &str, t0: Instant) -> Option<Duration> {
         if lab.master() != Some(to) {
             return None;
         }
-        let (ok, body) = curl_within(lab, "remote", &[&url], "1");
+        let (ok, body) = curl_within(lab, "remote", &["--connect-timeout", "0.3", &url], "1");
         (ok && body.contains("answered")).then(|| t0.elapsed())
     })
 }
