@@ -59,6 +59,9 @@ fn synthetic(n: usize, iface: &str, addr: Ipv4Addr, to: Ipv4Addr) -> Fw {
                 to_port: PortRange::single(Port::new(9000).expect("port")),
                 from: None,
                 hairpin: false,
+                // Plain forwards, as measured before the origin lock existed (a lock puts
+                // each forward behind a chain of its own; web forwards are a handful).
+                origin_lock: None,
                 ..template.clone()
             }
         })
