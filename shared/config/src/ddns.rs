@@ -1,7 +1,7 @@
 //! Pure: the `[ddns]` section — Cloudflare API access, the records to keep in sync, the
 //! public-IP detection sources and their quorum, and when to run.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr as _;
@@ -441,12 +441,9 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
     });
     t.finish(ctx);
 
-    let mut seen: HashMap<(String, RecordType), ()> = HashMap::new();
+    let mut seen: HashSet<(String, RecordType)> = HashSet::new();
     for r in &raw_records {
-        if seen
-            .insert((r.rec.name.to_string(), r.rec.kind), ())
-            .is_some()
-        {
+        if !seen.insert((r.rec.name.to_string(), r.rec.kind)) {
             ctx.error(
                 r.name_span.clone(),
                 "ddns.record.name",
@@ -458,9 +455,9 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
             );
         }
     }
-    let mut seen_src: HashMap<&str, ()> = HashMap::new();
+    let mut seen_src: HashSet<&str> = HashSet::new();
     for (s, span) in &sources {
-        if seen_src.insert(&s.name, ()).is_some() {
+        if !seen_src.insert(&s.name) {
             ctx.error(
                 span.clone(),
                 "ddns.source.name",

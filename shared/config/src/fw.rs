@@ -1,7 +1,7 @@
 //! Pure: the `[fw]` section — zones, named networks, the input policy, masquerading and the
 //! port-forwards that `edge-fw` compiles into the `inet edge` table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::ops::Range;
 use std::time::Duration;
@@ -658,9 +658,9 @@ pub(crate) fn decode(
     t.finish(ctx);
 
     // --- checks inside [fw] ---
-    let mut names: HashMap<String, ()> = HashMap::new();
+    let mut names: HashSet<String> = HashSet::new();
     for r in &raw_forwards {
-        if names.insert(r.fwd.name.clone(), ()).is_some() {
+        if !names.insert(r.fwd.name.clone()) {
             ctx.error(
                 r.name_span.clone(),
                 "fw.forward.name",

@@ -3,7 +3,7 @@
 //! interval), the virtual addresses the master holds, and conntrackd on/off. A file without
 //! `[ha]` is a single host exactly as before.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 use std::path::PathBuf;
@@ -325,7 +325,7 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ha> {
         )
         .hint("keep the priorities within 99 of each other (equal priorities: a host that comes back does not take over again)");
     }
-    let mut seen: HashMap<IpAddr, ()> = HashMap::new();
+    let mut seen: HashSet<IpAddr> = HashSet::new();
     for v in &vips {
         let ip = v.address.addr();
         if ip == IpAddr::V4(this_addr.value) || ip == IpAddr::V4(peer_addr.value) {
@@ -336,7 +336,7 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ha> {
             )
             .hint("the virtual address moves between the hosts; each host keeps its own address besides it");
         }
-        if seen.insert(ip, ()).is_some() {
+        if !seen.insert(ip) {
             ctx.error(
                 v.span.clone(),
                 "ha.vip.address",

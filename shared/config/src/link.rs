@@ -1,7 +1,7 @@
 //! Pure: the `[link]` section — bridges, their ports and addresses, routes, sysctls and the
 //! protected interfaces that nothing may touch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -407,7 +407,7 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
             }
         }
     }
-    let mut seen_port_opts: HashMap<String, ()> = HashMap::new();
+    let mut seen_port_opts: HashSet<String> = HashSet::new();
     for (name, _) in &raw_ports {
         let n = name.value.as_str();
         if is_protected(n) {
@@ -425,7 +425,7 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
             )
             .hint("add it to a bridge's `ports`, or remove these options");
         }
-        if seen_port_opts.insert(n.to_owned(), ()).is_some() {
+        if !seen_port_opts.insert(n.to_owned()) {
             ctx.error(
                 name.span.clone(),
                 "link.port.name",
@@ -459,9 +459,9 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
             .hint(format!("route through the bridge: dev = \"{bridge}\""));
         }
     }
-    let mut seen_prot: HashMap<String, ()> = HashMap::new();
+    let mut seen_prot: HashSet<String> = HashSet::new();
     for p in &protected {
-        if seen_prot.insert(p.value.to_string(), ()).is_some() {
+        if !seen_prot.insert(p.value.to_string()) {
             ctx.warn(
                 p.span.clone(),
                 "link.protected",

@@ -2,7 +2,7 @@
 //! topics) and heartbeats (Healthchecks-style ping URLs), and the thresholds that decide when
 //! an event fires. Every daemon reads this one section and sends its own events.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -577,14 +577,14 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Notify> 
     let heartbeats = t.list(ctx, "heartbeat", heartbeat);
     t.finish(ctx);
 
-    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut seen: HashSet<String> = HashSet::new();
     let spans = webhooks
         .iter()
         .map(|(w, s)| (w.name.as_str(), s))
         .chain(ntfy.iter().map(|(n, s)| (n.name.as_str(), s)))
         .chain(heartbeats.iter().map(|(h, s)| (h.name.as_str(), s)));
     for (name, span) in spans {
-        if seen.insert(name.to_owned(), ()).is_some() {
+        if !seen.insert(name.to_owned()) {
             ctx.error(
                 span.clone(),
                 "notify.name",

@@ -1,6 +1,6 @@
 //! Pure: the `[wg]` section — the WireGuard interface and its peers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 
@@ -210,12 +210,12 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Wg> {
     });
     t.finish(ctx);
 
-    let mut names: HashMap<&str, ()> = HashMap::new();
+    let mut names: HashSet<&str> = HashSet::new();
     let mut keys: HashMap<WgKey, &str> = HashMap::new();
     let mut nets: Vec<(IpNet, &str)> = Vec::new();
     for rp in &raw_peers {
         let p = &rp.peer;
-        if names.insert(&p.name, ()).is_some() {
+        if !names.insert(&p.name) {
             ctx.error(
                 rp.name_span.clone(),
                 "wg.peer.name",
