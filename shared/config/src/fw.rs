@@ -359,107 +359,21 @@ pub(crate) fn decode(
     mut t: Table<'_, '_>,
     protected: &[InterfaceName],
 ) -> Option<Fw> {
-    let zone = |ctx: &mut Ctx<'_>, t: &mut Table<'_, '_>, key: &'static str| {
-        let v: Vec<At<InterfaceName>> = t.or(ctx, key, Vec::new());
-        for i in &v {
-            if protected.contains(&i.value) {
-                ctx.error(
-                    i.span.clone(),
-                    &format!("fw.{key}"),
-                    format!(
-                        "`fw.{key}` names protected interface `{}`; the suite never touches it",
-                        i.value
-                    ),
-                )
-                .hint("remove it from the zone, or from `link.protected`");
-            }
-        }
-        v.into_iter().map(|i| i.value).collect::<Vec<_>>()
-    };
-    let wan = zone(ctx, &mut t, "wan");
-    let lan = zone(ctx, &mut t, "lan");
-    let vpn = zone(ctx, &mut t, "vpn");
-
+    let wan = decode_zone(ctx, &mut t, "wan", protected);
+    let lan = decode_zone(ctx, &mut t, "lan", protected);
+    let vpn = decode_zone(ctx, &mut t, "vpn", protected);
     let networks = t
-        .sub(ctx, "networks", |ctx, n| {
-            let mut out = BTreeMap::new();
-            for (name, key_span, v) in n.entries() {
-                let path = format!("fw.networks.{name}");
-                if name == "any" {
-                    ctx.error(key_span, &path, "`any` is reserved: it means every source");
-                    continue;
-                }
-                // Keep the name even when an element is invalid (the error is recorded), so
-                // that references to it do not cascade into more errors.
-                let nets = match v.get_ref() {
-                    toml::de::DeValue::Array(items) => items
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, item)| {
-                            Network::decode(ctx, Node::new(item, &format!("{path}[{i}]")))
-                        })
-                        .map(|n| n.0)
-                        .collect(),
-                    _ => {
-                        let _: Option<()> =
-                            Node::new(v, &path).type_error(ctx, "an array of networks");
-                        Vec::new()
-                    }
-                };
-                out.insert(name, nets);
-            }
-            n.finish_open();
-            Some(out)
-        })
+        .sub(ctx, "networks", decode_networks)
         .flatten()
         .unwrap_or_default();
-
     let input = t
-        .sub(ctx, "input", |ctx, mut i| {
-            let input_span = i.span();
-            let policy = i.with(ctx, "policy", policy).unwrap_or(Policy::Drop);
-            let icmp = i.or(ctx, "icmp", true);
-            let allow = i.list(ctx, "allow", |ctx, mut r| {
-                let name = name_of(ctx, &mut r);
-                let proto = r.with(ctx, "proto", |c, n| proto(c, n, true));
-                let port: Option<PortRange> = r.req(ctx, "port");
-                let from_raw: Option<Vec<RawSource>> = r.opt(ctx, "from");
-                let interfaces = r.or(ctx, "interfaces", Vec::new());
-                let location = ctx.location(&r.span());
-                let key = format!("{}.from", r.path());
-                let from = resolve_sources(ctx, from_raw, &networks, &key);
-                r.finish(ctx);
-                Some(InputRule {
-                    name: name?.value,
-                    proto: proto.unwrap_or(Proto::Tcp),
-                    port: port?,
-                    from,
-                    interfaces,
-                    location,
-                })
-            });
-            i.finish(ctx);
-            if policy == Policy::Drop && allow.is_empty() {
-                ctx.error(
-                    input_span,
-                    "fw.input",
-                    "[fw.input] drops everything and allows nothing: this would lock you out of the host",
-                )
-                .hint("add [[fw.input.allow]] rules for SSH (from the admin network) and WireGuard");
-            }
-            Some(Input {
-                policy,
-                icmp,
-                allow,
-            })
-        })
+        .sub(ctx, "input", |ctx, i| decode_input(ctx, i, &networks))
         .flatten()
         .unwrap_or(Input {
             policy: Policy::Drop,
             icmp: true,
             allow: Vec::new(),
         });
-
     let routed = t
         .sub(ctx, "routed", |ctx, mut r| {
             let policy = r.with(ctx, "policy", policy).unwrap_or(Policy::Accept);
@@ -470,183 +384,14 @@ pub(crate) fn decode(
         .unwrap_or(Routed {
             policy: Policy::Accept,
         });
-
-    let masquerade = t.list(ctx, "masquerade", |ctx, mut m| {
-        let name = name_of(ctx, &mut m);
-        let out: Option<Vec<InterfaceName>> = m.req(ctx, "out");
-        let from_raw: Option<Vec<RawSource>> = m.opt(ctx, "from");
-        let key = format!("{}.from", m.path());
-        let from = resolve_sources(ctx, from_raw, &networks, &key);
-        let location = ctx.location(&m.span());
-        m.finish(ctx);
-        Some(Masquerade {
-            name: name?.value,
-            out: out?,
-            from,
-            location,
-        })
+    let masquerade = t.list(ctx, "masquerade", |ctx, m| {
+        decode_masquerade(ctx, m, &networks)
     });
-
-    struct RawFwd {
-        fwd: Forward,
-        name_span: Range<usize>,
-        port_span: Range<usize>,
-    }
-    let wan_default = wan.clone();
-    let raw_forwards = t.list(ctx, "forward", |ctx, mut f| {
-        let name = name_of(ctx, &mut f);
-        let proto = f.with(ctx, "proto", |c, n| proto(c, n, true));
-        let port: Option<At<PortRange>> = f.req(ctx, "port");
-        let on: Option<Vec<InterfaceName>> = f.opt(ctx, "on");
-        let address: Option<Ip> = f.opt(ctx, "address");
-        let to: Option<At<Ip>> = f.req(ctx, "to");
-        let to_port: Option<At<PortRange>> = f.opt(ctx, "to_port");
-        let from_raw: Option<At<Vec<RawSource>>> = f.opt(ctx, "from");
-        let hairpin = f.or(ctx, "hairpin", false);
-        let lock_path = format!("{}.origin_lock", f.path());
-        let lock: Option<At<String>> = f.opt(ctx, "origin_lock");
-        let (origin_lock, origin_lock_span) = match lock {
-            None => (None, 0..0),
-            Some(l) if l.value == "cloudflare" => (Some(OriginLock::Cloudflare), l.span),
-            Some(l) => {
-                ctx.error(
-                    l.span.clone(),
-                    &lock_path,
-                    format!("unknown origin_lock `{}`", l.value),
-                )
-                .hint("the one known lock is \"cloudflare\" (Cloudflare's proxy ranges)");
-                (None, l.span)
-            }
-        };
-        let key = format!("{}.from", f.path());
-        let from_at = from_raw.as_ref().map(|r| (r.span.clone(), r.value.len()));
-        let from = resolve_sources(ctx, from_raw.map(|r| r.value), &networks, &key);
-        let location = ctx.location(&f.span());
-        let path = f.path().to_owned();
-        f.finish(ctx);
-        let (name, port, to) = (name?, port?, to?);
-        let to_port_v = match &to_port {
-            None => port.value,
-            Some(tp) if tp.value.len() == 1 => PortRange {
-                start: tp.value.start,
-                end: crate::types::Port::new(
-                    u16::try_from(u32::from(tp.value.start.get()) + port.value.len() - 1)
-                        .unwrap_or(u16::MAX),
-                )?,
-            },
-            Some(tp) if tp.value.len() == port.value.len() => tp.value,
-            Some(tp) => {
-                ctx.error(
-                    tp.span.clone(),
-                    &format!("{path}.to_port"),
-                    format!(
-                        "to_port {} has {} ports but port {} has {}",
-                        tp.value,
-                        tp.value.len(),
-                        port.value,
-                        port.value.len()
-                    ),
-                )
-                .hint("give one target port (the range is shifted) or a range of the same length");
-                return None;
-            }
-        };
-        if u32::from(to_port_v.start.get()) + port.value.len() - 1 > 65535 {
-            ctx.error(
-                port.span.clone(),
-                &format!("{path}.to_port"),
-                "the target port range runs past 65535",
-            );
-            return None;
-        }
-        if let Some(a) = address
-            && a.0.is_ipv4() != to.value.0.is_ipv4()
-        {
-            ctx.error(
-                to.span.clone(),
-                &format!("{path}.to"),
-                format!(
-                    "target {} is not of the same IP family as address {}",
-                    to.value.0, a.0
-                ),
-            );
-            return None;
-        }
-        // A forward DNATs packets of its target's family only: an allow-list without a
-        // network of that family lets nobody through (its other entries would be dead rules).
-        if let (Some(sets), Some((span, written))) = (&from, from_at)
-            && sets.len() == written
-            && !sets.is_empty()
-            && !sets
-                .iter()
-                .flat_map(|s| &s.nets)
-                .any(|n| n.addr().is_ipv4() == to.value.0.is_ipv4())
-        {
-            let (fam, other) = if to.value.0.is_ipv4() {
-                ("IPv4", "IPv6")
-            } else {
-                ("IPv6", "IPv4")
-            };
-            ctx.error(
-                span,
-                &format!("{path}.from"),
-                format!(
-                    "forward `{}` targets {fam} address {} but `from` holds only {other} networks: nobody could reach it",
-                    name.value, to.value.0
-                ),
-            )
-            .hint(format!(
-                "add an {fam} network to the list (or to the [fw.networks] entry it names), or write one forward per family"
-            ));
-            return None;
-        }
-        Some(RawFwd {
-            name_span: name.span.clone(),
-            port_span: port.span.clone(),
-            fwd: Forward {
-                name: name.value,
-                proto: proto.unwrap_or(Proto::Tcp),
-                port: port.value,
-                on: on.unwrap_or_else(|| wan_default.clone()),
-                address: address.map(|a| a.0),
-                to: to.value.0,
-                to_port: to_port_v,
-                from,
-                hairpin,
-                origin_lock,
-                origin_lock_span,
-                port_span: port.span.clone(),
-                location,
-                to_span: to.span,
-            },
-        })
+    let raw_forwards = t.list(ctx, "forward", |ctx, f| {
+        decode_forward(ctx, f, &networks, &wan)
     });
     let origin_lock = t
-        .sub(ctx, "origin_lock", |ctx, mut o| {
-            let url: Option<HttpUrl> = o.opt(ctx, "url");
-            let refresh_node = o.raw("refresh").map(|(v, k)| (v.span(), k));
-            let refresh = o.or(ctx, "refresh", crate::types::Dur(ORIGIN_LOCK_REFRESH)).0;
-            if let Some((span, key)) = refresh_node
-                && refresh < ORIGIN_LOCK_REFRESH_MIN
-            {
-                ctx.error(
-                    span,
-                    &key,
-                    format!(
-                        "refresh = {}s is too short: Cloudflare changes its ranges rarely",
-                        refresh.as_secs()
-                    ),
-                )
-                .hint("use at least \"1h\" (the default is \"24h\"); `edgectl fw origin-lock refresh` fetches at once");
-            }
-            let ca_file: Option<String> = o.opt(ctx, "ca_file");
-            o.finish(ctx);
-            Some(OriginLockSource {
-                url: url.or_else(|| HttpUrl::parse(CLOUDFLARE_IPS_URL).ok())?,
-                refresh,
-                ca_file: ca_file.map(std::path::PathBuf::from),
-            })
-        })
+        .sub(ctx, "origin_lock", decode_origin_lock_source)
         .flatten()
         .or_else(|| {
             Some(OriginLockSource {
@@ -656,10 +401,345 @@ pub(crate) fn decode(
             })
         })?;
     t.finish(ctx);
+    check_forwards(ctx, &raw_forwards);
+    Some(Fw {
+        wan,
+        lan,
+        vpn,
+        networks,
+        input,
+        routed,
+        masquerade,
+        forwards: raw_forwards.into_iter().map(|r| r.fwd).collect(),
+        origin_lock,
+    })
+}
 
-    // --- checks inside [fw] ---
+/// A zone (`wan`, `lan`, `vpn`): interfaces, none of them protected.
+fn decode_zone(
+    ctx: &mut Ctx<'_>,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+    protected: &[InterfaceName],
+) -> Vec<InterfaceName> {
+    let v: Vec<At<InterfaceName>> = t.or(ctx, key, Vec::new());
+    for i in &v {
+        if protected.contains(&i.value) {
+            ctx.error(
+                i.span.clone(),
+                &format!("fw.{key}"),
+                format!(
+                    "`fw.{key}` names protected interface `{}`; the suite never touches it",
+                    i.value
+                ),
+            )
+            .hint("remove it from the zone, or from `link.protected`");
+        }
+    }
+    v.into_iter().map(|i| i.value).collect()
+}
+
+/// `[fw.networks]`: named lists of networks.
+fn decode_networks(ctx: &mut Ctx<'_>, n: Table<'_, '_>) -> Option<BTreeMap<String, Vec<IpNet>>> {
+    let mut out = BTreeMap::new();
+    for (name, key_span, v) in n.entries() {
+        let path = format!("fw.networks.{name}");
+        if name == "any" {
+            ctx.error(key_span, &path, "`any` is reserved: it means every source");
+            continue;
+        }
+        // Keep the name even when an element is invalid (the error is recorded), so
+        // that references to it do not cascade into more errors.
+        let nets = match v.get_ref() {
+            toml::de::DeValue::Array(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    Network::decode(ctx, Node::new(item, &format!("{path}[{i}]")))
+                })
+                .map(|n| n.0)
+                .collect(),
+            _ => {
+                let _: Option<()> = Node::new(v, &path).type_error(ctx, "an array of networks");
+                Vec::new()
+            }
+        };
+        out.insert(name, nets);
+    }
+    n.finish_open();
+    Some(out)
+}
+
+/// `[fw.input]`: the policy, ICMP, and the allow rules (a drop policy needs at least one).
+fn decode_input(
+    ctx: &mut Ctx<'_>,
+    mut i: Table<'_, '_>,
+    networks: &BTreeMap<String, Vec<IpNet>>,
+) -> Option<Input> {
+    let input_span = i.span();
+    let policy = i.with(ctx, "policy", policy).unwrap_or(Policy::Drop);
+    let icmp = i.or(ctx, "icmp", true);
+    let allow = i.list(ctx, "allow", |ctx, mut r| {
+        let name = name_of(ctx, &mut r);
+        let proto = r.with(ctx, "proto", |c, n| proto(c, n, true));
+        let port: Option<PortRange> = r.req(ctx, "port");
+        let from_raw: Option<Vec<RawSource>> = r.opt(ctx, "from");
+        let interfaces = r.or(ctx, "interfaces", Vec::new());
+        let location = ctx.location(&r.span());
+        let key = format!("{}.from", r.path());
+        let from = resolve_sources(ctx, from_raw, networks, &key);
+        r.finish(ctx);
+        Some(InputRule {
+            name: name?.value,
+            proto: proto.unwrap_or(Proto::Tcp),
+            port: port?,
+            from,
+            interfaces,
+            location,
+        })
+    });
+    i.finish(ctx);
+    if policy == Policy::Drop && allow.is_empty() {
+        ctx.error(
+            input_span,
+            "fw.input",
+            "[fw.input] drops everything and allows nothing: this would lock you out of the host",
+        )
+        .hint("add [[fw.input.allow]] rules for SSH (from the admin network) and WireGuard");
+    }
+    Some(Input {
+        policy,
+        icmp,
+        allow,
+    })
+}
+
+/// One `[[fw.masquerade]]`.
+fn decode_masquerade(
+    ctx: &mut Ctx<'_>,
+    mut m: Table<'_, '_>,
+    networks: &BTreeMap<String, Vec<IpNet>>,
+) -> Option<Masquerade> {
+    let name = name_of(ctx, &mut m);
+    let out: Option<Vec<InterfaceName>> = m.req(ctx, "out");
+    let from_raw: Option<Vec<RawSource>> = m.opt(ctx, "from");
+    let key = format!("{}.from", m.path());
+    let from = resolve_sources(ctx, from_raw, networks, &key);
+    let location = ctx.location(&m.span());
+    m.finish(ctx);
+    Some(Masquerade {
+        name: name?.value,
+        out: out?,
+        from,
+        location,
+    })
+}
+
+/// A forward as decoded, with the spans the checks across forwards point at.
+struct RawFwd {
+    fwd: Forward,
+    name_span: Range<usize>,
+    port_span: Range<usize>,
+}
+
+/// One `[[fw.forward]]` with the checks of its own fields (target port range, address
+/// family, an allow-list that could admit nobody); `wan` is the default of `on`.
+fn decode_forward(
+    ctx: &mut Ctx<'_>,
+    mut f: Table<'_, '_>,
+    networks: &BTreeMap<String, Vec<IpNet>>,
+    wan: &[InterfaceName],
+) -> Option<RawFwd> {
+    let name = name_of(ctx, &mut f);
+    let proto = f.with(ctx, "proto", |c, n| proto(c, n, true));
+    let port: Option<At<PortRange>> = f.req(ctx, "port");
+    let on: Option<Vec<InterfaceName>> = f.opt(ctx, "on");
+    let address: Option<Ip> = f.opt(ctx, "address");
+    let to: Option<At<Ip>> = f.req(ctx, "to");
+    let to_port: Option<At<PortRange>> = f.opt(ctx, "to_port");
+    let from_raw: Option<At<Vec<RawSource>>> = f.opt(ctx, "from");
+    let hairpin = f.or(ctx, "hairpin", false);
+    let lock_path = format!("{}.origin_lock", f.path());
+    let lock: Option<At<String>> = f.opt(ctx, "origin_lock");
+    let (origin_lock, origin_lock_span) = match lock {
+        None => (None, 0..0),
+        Some(l) if l.value == "cloudflare" => (Some(OriginLock::Cloudflare), l.span),
+        Some(l) => {
+            ctx.error(
+                l.span.clone(),
+                &lock_path,
+                format!("unknown origin_lock `{}`", l.value),
+            )
+            .hint("the one known lock is \"cloudflare\" (Cloudflare's proxy ranges)");
+            (None, l.span)
+        }
+    };
+    let key = format!("{}.from", f.path());
+    let from_at = from_raw.as_ref().map(|r| (r.span.clone(), r.value.len()));
+    let from = resolve_sources(ctx, from_raw.map(|r| r.value), networks, &key);
+    let location = ctx.location(&f.span());
+    let path = f.path().to_owned();
+    f.finish(ctx);
+    let (name, port, to) = (name?, port?, to?);
+    let to_port_v = target_ports(ctx, &path, &port, to_port.as_ref())?;
+    if let Some(a) = address
+        && a.0.is_ipv4() != to.value.0.is_ipv4()
+    {
+        ctx.error(
+            to.span.clone(),
+            &format!("{path}.to"),
+            format!(
+                "target {} is not of the same IP family as address {}",
+                to.value.0, a.0
+            ),
+        );
+        return None;
+    }
+    if let (Some(sets), Some((span, written))) = (&from, from_at) {
+        check_from_family(ctx, &path, &name.value, to.value.0, sets, span, written)?;
+    }
+    Some(RawFwd {
+        name_span: name.span.clone(),
+        port_span: port.span.clone(),
+        fwd: Forward {
+            name: name.value,
+            proto: proto.unwrap_or(Proto::Tcp),
+            port: port.value,
+            on: on.unwrap_or_else(|| wan.to_vec()),
+            address: address.map(|a| a.0),
+            to: to.value.0,
+            to_port: to_port_v,
+            from,
+            hairpin,
+            origin_lock,
+            origin_lock_span,
+            port_span: port.span.clone(),
+            location,
+            to_span: to.span,
+        },
+    })
+}
+
+/// The target ports of a forward: `to_port` as written, one port shifted into a range as
+/// long as `port`, or `port` itself; within 65535.
+fn target_ports(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    port: &At<PortRange>,
+    to_port: Option<&At<PortRange>>,
+) -> Option<PortRange> {
+    let to_port_v = match to_port {
+        None => port.value,
+        Some(tp) if tp.value.len() == 1 => PortRange {
+            start: tp.value.start,
+            end: crate::types::Port::new(
+                u16::try_from(u32::from(tp.value.start.get()) + port.value.len() - 1)
+                    .unwrap_or(u16::MAX),
+            )?,
+        },
+        Some(tp) if tp.value.len() == port.value.len() => tp.value,
+        Some(tp) => {
+            ctx.error(
+                tp.span.clone(),
+                &format!("{path}.to_port"),
+                format!(
+                    "to_port {} has {} ports but port {} has {}",
+                    tp.value,
+                    tp.value.len(),
+                    port.value,
+                    port.value.len()
+                ),
+            )
+            .hint("give one target port (the range is shifted) or a range of the same length");
+            return None;
+        }
+    };
+    if u32::from(to_port_v.start.get()) + port.value.len() - 1 > 65535 {
+        ctx.error(
+            port.span.clone(),
+            &format!("{path}.to_port"),
+            "the target port range runs past 65535",
+        );
+        return None;
+    }
+    Some(to_port_v)
+}
+
+/// None (with the error) when a forward's allow-list holds no network of its target's
+/// family.
+fn check_from_family(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    name: &str,
+    to: IpAddr,
+    sets: &[SourceSet],
+    span: Range<usize>,
+    written: usize,
+) -> Option<()> {
+    // A forward DNATs packets of its target's family only: an allow-list without a
+    // network of that family lets nobody through (its other entries would be dead rules).
+    if sets.len() == written
+        && !sets.is_empty()
+        && !sets
+            .iter()
+            .flat_map(|s| &s.nets)
+            .any(|n| n.addr().is_ipv4() == to.is_ipv4())
+    {
+        let (fam, other) = if to.is_ipv4() {
+            ("IPv4", "IPv6")
+        } else {
+            ("IPv6", "IPv4")
+        };
+        ctx.error(
+            span,
+            &format!("{path}.from"),
+            format!(
+                "forward `{}` targets {fam} address {} but `from` holds only {other} networks: nobody could reach it",
+                name, to
+            ),
+        )
+        .hint(format!(
+            "add an {fam} network to the list (or to the [fw.networks] entry it names), or write one forward per family"
+        ));
+        return None;
+    }
+    Some(())
+}
+
+/// `[fw.origin_lock]`: where the ranges come from and how often.
+fn decode_origin_lock_source(ctx: &mut Ctx<'_>, mut o: Table<'_, '_>) -> Option<OriginLockSource> {
+    let url: Option<HttpUrl> = o.opt(ctx, "url");
+    let refresh_node = o.raw("refresh").map(|(v, k)| (v.span(), k));
+    let refresh = o
+        .or(ctx, "refresh", crate::types::Dur(ORIGIN_LOCK_REFRESH))
+        .0;
+    if let Some((span, key)) = refresh_node
+        && refresh < ORIGIN_LOCK_REFRESH_MIN
+    {
+        ctx.error(
+            span,
+            &key,
+            format!(
+                "refresh = {}s is too short: Cloudflare changes its ranges rarely",
+                refresh.as_secs()
+            ),
+        )
+        .hint("use at least \"1h\" (the default is \"24h\"); `edgectl fw origin-lock refresh` fetches at once");
+    }
+    let ca_file: Option<String> = o.opt(ctx, "ca_file");
+    o.finish(ctx);
+    Some(OriginLockSource {
+        url: url.or_else(|| HttpUrl::parse(CLOUDFLARE_IPS_URL).ok())?,
+        refresh,
+        ca_file: ca_file.map(std::path::PathBuf::from),
+    })
+}
+
+/// The checks across forwards: unique names, no two claiming the same packets, an interface
+/// for each.
+fn check_forwards(ctx: &mut Ctx<'_>, raw_forwards: &[RawFwd]) {
     let mut names: HashSet<String> = HashSet::new();
-    for r in &raw_forwards {
+    for r in raw_forwards {
         if !names.insert(r.fwd.name.clone()) {
             ctx.error(
                 r.name_span.clone(),
@@ -705,16 +785,4 @@ pub(crate) fn decode(
             );
         }
     }
-
-    Some(Fw {
-        wan,
-        lan,
-        vpn,
-        networks,
-        input,
-        routed,
-        masquerade,
-        forwards: raw_forwards.into_iter().map(|r| r.fwd).collect(),
-        origin_lock,
-    })
 }
