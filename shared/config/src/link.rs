@@ -170,13 +170,12 @@ fn rp_filter(ctx: &mut Ctx<'_>, t: &mut Table<'_, '_>) -> Option<RpFilter> {
 pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
     let protected: Vec<At<InterfaceName>> = t.or(ctx, "protected", Vec::new());
     let reconcile_interval = t
-        .or(ctx, "reconcile_interval", Dur(Duration::from_secs(60)))
+        .or(ctx, "reconcile_interval", Dur(DEFAULT_RECONCILE_INTERVAL))
         .0;
-    let debounce = t.or(ctx, "debounce", Dur(Duration::from_millis(20))).0;
+    let debounce = t.or(ctx, "debounce", Dur(DEFAULT_DEBOUNCE)).0;
     let move_check_timeout = t
-        .or(ctx, "move_check_timeout", Dur(Duration::from_secs(5)))
+        .or(ctx, "move_check_timeout", Dur(DEFAULT_MOVE_CHECK_TIMEOUT))
         .0;
-
     let sysctl = t
         .sub(ctx, "sysctl", |ctx, mut s| {
             let out = Sysctls {
@@ -191,149 +190,210 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
         })
         .flatten()
         .unwrap_or_default();
-
-    // Each list element keeps the spans of its names for the cross checks below.
-    struct RawBridge {
-        bridge: Bridge,
-        name_span: std::ops::Range<usize>,
-        ports: Vec<At<InterfaceName>>,
-        addrs: Vec<At<IfAddr>>,
-    }
-    let raw_bridges = t.list(ctx, "bridge", |ctx, mut b| {
-        let name: Option<At<InterfaceName>> = b.req(ctx, "name");
-        let ports: Vec<At<InterfaceName>> = b.or(ctx, "ports", Vec::new());
-        let addrs: Vec<At<IfAddr>> = b.or(ctx, "addresses", Vec::new());
-        let mtu = mtu(ctx, &mut b);
-        let stp = b.or(ctx, "stp", false);
-        let fd_node = b.raw("forward_delay").map(|(v, k)| (v.span(), k));
-        let forward_delay: u32 = b.or(ctx, "forward_delay", if stp { 15 } else { 0 });
-        if let Some((span, key)) = fd_node {
-            let ok = if stp {
-                (2..=30).contains(&forward_delay)
-            } else {
-                forward_delay <= 30
-            };
-            if !ok {
-                ctx.error(
-                    span,
-                    &key,
-                    format!(
-                        "forward_delay = {forward_delay} is out of range: with stp = {stp} it must be {}",
-                        if stp { "2 to 30 seconds" } else { "0 to 30 seconds" }
-                    ),
-                );
-            }
-        }
-        let multicast_snooping = b.or(ctx, "multicast_snooping", true);
-        let vlan_filtering = b.or(ctx, "vlan_filtering", false);
-        let rp = rp_filter(ctx, &mut b);
-        let location = ctx.location(&b.span());
-        b.finish(ctx);
-        let name = name?;
-        Some(RawBridge {
-            name_span: name.span.clone(),
-            bridge: Bridge {
-                name: name.value,
-                ports: ports.iter().map(|p| p.value.clone()).collect(),
-                addresses: addrs.iter().map(|a| a.value.0).collect(),
-                mtu,
-                stp,
-                forward_delay,
-                multicast_snooping,
-                vlan_filtering,
-                rp_filter: rp,
-                location,
-            },
-            ports,
-            addrs,
-        })
-    });
-
-    let raw_ports = t.list(ctx, "port", |ctx, mut p| {
-        let name: Option<At<InterfaceName>> = p.req(ctx, "name");
-        let mtu = mtu(ctx, &mut p);
-        let cost = p.opt(ctx, "cost");
-        let priority = p.with(ctx, "priority", |ctx, n| {
-            integer_in(ctx, &n, 0, 63).map(|v| v as u16)
-        });
-        let hairpin = p.opt(ctx, "hairpin");
-        let learning = p.opt(ctx, "learning");
-        let location = ctx.location(&p.span());
-        p.finish(ctx);
-        let name = name?;
-        Some((
-            name.clone(),
-            PortOptions {
-                name: name.value,
-                mtu,
-                cost,
-                priority,
-                hairpin,
-                learning,
-                location,
-            },
-        ))
-    });
-
-    let raw_routes = t.list(ctx, "route", |ctx, mut r| {
-        let to: Option<At<Network>> = r.req(ctx, "to");
-        let via: Option<At<Ip>> = r.opt(ctx, "via");
-        let dev: Option<At<InterfaceName>> = r.opt(ctx, "dev");
-        let metric = r.opt(ctx, "metric");
-        let table = r.with(ctx, "table", |ctx, n| {
-            integer_in(ctx, &n, 1, i128::from(u32::MAX)).map(|v| v as u32)
-        });
-        let span = r.span();
-        let location = ctx.location(&span);
-        r.finish(ctx);
-        let to = to?;
-        if via.is_none() && dev.is_none() {
-            ctx.error(
-                span.clone(),
-                "link.route",
-                format!(
-                    "route to {} needs `via` (a gateway) or `dev` (an interface)",
-                    to.value.0
-                ),
-            );
-            return None;
-        }
-        if let Some(v) = &via
-            && v.value.0.is_ipv4() != to.value.0.addr().is_ipv4()
-        {
-            ctx.error(
-                v.span.clone(),
-                "link.route.via",
-                format!(
-                    "gateway {} is not of the same IP family as {}",
-                    v.value.0, to.value.0
-                ),
-            );
-            return None;
-        }
-        Some((
-            via.clone(),
-            dev.clone(),
-            Route {
-                to: to.value.0,
-                via: via.map(|v| v.value.0),
-                dev: dev.map(|d| d.value),
-                metric,
-                table,
-                location,
-            },
-        ))
-    });
+    let raw_bridges = t.list(ctx, "bridge", decode_bridge);
+    let raw_ports = t.list(ctx, "port", decode_port);
+    let raw_routes = t.list(ctx, "route", decode_route);
     t.finish(ctx);
 
-    // --- checks inside [link] ---
     let is_protected = |n: &str| protected.iter().any(|p| p.value.as_str() == n);
-    let protected_hint = "protected interfaces (the admin NIC) are never touched by edge: remove it here, or from `link.protected` if it really should be managed";
+    let port_owner = check_bridges(ctx, &raw_bridges, &is_protected);
+    check_port_options(ctx, &raw_ports, &port_owner, &is_protected);
+    check_route_devices(ctx, &raw_routes, &port_owner, &is_protected);
+    check_protected_listed_once(ctx, &protected);
+    let bridges: Vec<Bridge> = raw_bridges.into_iter().map(|r| r.bridge).collect();
+    check_gateways(ctx, &raw_routes, &bridges);
 
+    Some(Link {
+        protected: protected.into_iter().map(|p| p.value).collect(),
+        bridges,
+        ports: raw_ports.into_iter().map(|(_, p)| p).collect(),
+        routes: raw_routes.into_iter().map(|(_, _, r)| r).collect(),
+        sysctl,
+        reconcile_interval,
+        debounce,
+        move_check_timeout,
+    })
+}
+
+/// `reconcile_interval`: the full re-check behind the netlink events.
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
+/// `debounce`: quiet time after an event before re-reading the state.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(20);
+/// `move_check_timeout`: how long the gateway may stay silent after an address move.
+pub const DEFAULT_MOVE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the hint of an error about a protected interface says.
+const PROTECTED_HINT: &str = "protected interfaces (the admin NIC) are never touched by edge: remove it here, or from `link.protected` if it really should be managed";
+
+/// A bridge as decoded, with the spans of its names for the checks across bridges.
+struct RawBridge {
+    bridge: Bridge,
+    name_span: std::ops::Range<usize>,
+    ports: Vec<At<InterfaceName>>,
+    addrs: Vec<At<IfAddr>>,
+}
+
+/// A route as decoded: its gateway and device with their spans, and the route.
+type RawRoute = (Option<At<Ip>>, Option<At<InterfaceName>>, Route);
+
+/// One `[[link.bridge]]`.
+fn decode_bridge(ctx: &mut Ctx<'_>, mut b: Table<'_, '_>) -> Option<RawBridge> {
+    let name: Option<At<InterfaceName>> = b.req(ctx, "name");
+    let ports: Vec<At<InterfaceName>> = b.or(ctx, "ports", Vec::new());
+    let addrs: Vec<At<IfAddr>> = b.or(ctx, "addresses", Vec::new());
+    let mtu = mtu(ctx, &mut b);
+    let stp = b.or(ctx, "stp", false);
+    let fd_node = b.raw("forward_delay").map(|(v, k)| (v.span(), k));
+    let forward_delay: u32 = b.or(ctx, "forward_delay", if stp { 15 } else { 0 });
+    if let Some((span, key)) = fd_node {
+        check_forward_delay(ctx, span, &key, stp, forward_delay);
+    }
+    let multicast_snooping = b.or(ctx, "multicast_snooping", true);
+    let vlan_filtering = b.or(ctx, "vlan_filtering", false);
+    let rp = rp_filter(ctx, &mut b);
+    let location = ctx.location(&b.span());
+    b.finish(ctx);
+    let name = name?;
+    Some(RawBridge {
+        name_span: name.span.clone(),
+        bridge: Bridge {
+            name: name.value,
+            ports: ports.iter().map(|p| p.value.clone()).collect(),
+            addresses: addrs.iter().map(|a| a.value.0).collect(),
+            mtu,
+            stp,
+            forward_delay,
+            multicast_snooping,
+            vlan_filtering,
+            rp_filter: rp,
+            location,
+        },
+        ports,
+        addrs,
+    })
+}
+
+/// `forward_delay` within what the kernel takes: 2–30 s with STP, 0–30 s without.
+fn check_forward_delay(
+    ctx: &mut Ctx<'_>,
+    span: std::ops::Range<usize>,
+    key: &str,
+    stp: bool,
+    forward_delay: u32,
+) {
+    let ok = if stp {
+        (2..=30).contains(&forward_delay)
+    } else {
+        forward_delay <= 30
+    };
+    if !ok {
+        ctx.error(
+            span,
+            key,
+            format!(
+                "forward_delay = {forward_delay} is out of range: with stp = {stp} it must be {}",
+                if stp {
+                    "2 to 30 seconds"
+                } else {
+                    "0 to 30 seconds"
+                }
+            ),
+        );
+    }
+}
+
+/// One `[[link.port]]`: options of a bridge port.
+fn decode_port(
+    ctx: &mut Ctx<'_>,
+    mut p: Table<'_, '_>,
+) -> Option<(At<InterfaceName>, PortOptions)> {
+    let name: Option<At<InterfaceName>> = p.req(ctx, "name");
+    let mtu = mtu(ctx, &mut p);
+    let cost = p.opt(ctx, "cost");
+    let priority = p.with(ctx, "priority", |ctx, n| {
+        integer_in(ctx, &n, 0, 63).map(|v| v as u16)
+    });
+    let hairpin = p.opt(ctx, "hairpin");
+    let learning = p.opt(ctx, "learning");
+    let location = ctx.location(&p.span());
+    p.finish(ctx);
+    let name = name?;
+    Some((
+        name.clone(),
+        PortOptions {
+            name: name.value,
+            mtu,
+            cost,
+            priority,
+            hairpin,
+            learning,
+            location,
+        },
+    ))
+}
+
+/// One `[[link.route]]`.
+fn decode_route(ctx: &mut Ctx<'_>, mut r: Table<'_, '_>) -> Option<RawRoute> {
+    let to: Option<At<Network>> = r.req(ctx, "to");
+    let via: Option<At<Ip>> = r.opt(ctx, "via");
+    let dev: Option<At<InterfaceName>> = r.opt(ctx, "dev");
+    let metric = r.opt(ctx, "metric");
+    let table = r.with(ctx, "table", |ctx, n| {
+        integer_in(ctx, &n, 1, i128::from(u32::MAX)).map(|v| v as u32)
+    });
+    let span = r.span();
+    let location = ctx.location(&span);
+    r.finish(ctx);
+    let to = to?;
+    if via.is_none() && dev.is_none() {
+        ctx.error(
+            span.clone(),
+            "link.route",
+            format!(
+                "route to {} needs `via` (a gateway) or `dev` (an interface)",
+                to.value.0
+            ),
+        );
+        return None;
+    }
+    if let Some(v) = &via
+        && v.value.0.is_ipv4() != to.value.0.addr().is_ipv4()
+    {
+        ctx.error(
+            v.span.clone(),
+            "link.route.via",
+            format!(
+                "gateway {} is not of the same IP family as {}",
+                v.value.0, to.value.0
+            ),
+        );
+        return None;
+    }
+    Some((
+        via.clone(),
+        dev.clone(),
+        Route {
+            to: to.value.0,
+            via: via.map(|v| v.value.0),
+            dev: dev.map(|d| d.value),
+            metric,
+            table,
+            location,
+        },
+    ))
+}
+
+/// The checks across bridges: no protected or duplicate bridge, a port in one bridge only
+/// and never a bridge itself, an address on one bridge only. Returns each port's bridge.
+fn check_bridges(
+    ctx: &mut Ctx<'_>,
+    raw_bridges: &[RawBridge],
+    is_protected: &dyn Fn(&str) -> bool,
+) -> HashMap<String, String> {
     let mut names: HashMap<String, std::ops::Range<usize>> = HashMap::new();
     let mut port_owner: HashMap<String, String> = HashMap::new();
     let mut addr_owner: HashMap<IpAddr, String> = HashMap::new();
-    for rb in &raw_bridges {
+    for rb in raw_bridges {
         let bname = rb.bridge.name.as_str();
         if is_protected(bname) {
             ctx.error(
@@ -341,7 +401,7 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
                 "link.bridge.name",
                 format!("bridge `{bname}` is a protected interface"),
             )
-            .hint(protected_hint);
+            .hint(PROTECTED_HINT);
         }
         if names
             .insert(bname.to_owned(), rb.name_span.clone())
@@ -362,7 +422,7 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
                     "link.bridge.ports",
                     format!("bridge `{bname}` uses protected interface `{pname}` as a port"),
                 )
-                .hint(protected_hint);
+                .hint(PROTECTED_HINT);
             }
             if pname == bname {
                 ctx.error(
@@ -393,7 +453,7 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
             }
         }
     }
-    for rb in &raw_bridges {
+    for rb in raw_bridges {
         for p in &rb.ports {
             if names.contains_key(p.value.as_str()) && p.value != rb.bridge.name {
                 ctx.error(
@@ -407,8 +467,18 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
             }
         }
     }
+    port_owner
+}
+
+/// `[[link.port]]` options name a port of a bridge, once, and never a protected interface.
+fn check_port_options(
+    ctx: &mut Ctx<'_>,
+    raw_ports: &[(At<InterfaceName>, PortOptions)],
+    port_owner: &HashMap<String, String>,
+    is_protected: &dyn Fn(&str) -> bool,
+) {
     let mut seen_port_opts: HashSet<String> = HashSet::new();
-    for (name, _) in &raw_ports {
+    for (name, _) in raw_ports {
         let n = name.value.as_str();
         if is_protected(n) {
             ctx.error(
@@ -416,7 +486,7 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
                 "link.port.name",
                 format!("port options name protected interface `{n}`"),
             )
-            .hint(protected_hint);
+            .hint(PROTECTED_HINT);
         } else if !port_owner.contains_key(n) {
             ctx.error(
                 name.span.clone(),
@@ -433,7 +503,17 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
             );
         }
     }
-    for (_, dev, _) in &raw_routes {
+}
+
+/// A route's `dev` is neither protected nor a bridge port (a port hands every frame to its
+/// bridge).
+fn check_route_devices(
+    ctx: &mut Ctx<'_>,
+    raw_routes: &[RawRoute],
+    port_owner: &HashMap<String, String>,
+    is_protected: &dyn Fn(&str) -> bool,
+) {
+    for (_, dev, _) in raw_routes {
         if let Some(d) = dev
             && is_protected(d.value.as_str())
         {
@@ -442,7 +522,7 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
                 "link.route.dev",
                 format!("route uses protected interface `{}`", d.value),
             )
-            .hint(protected_hint);
+            .hint(PROTECTED_HINT);
         } else if let Some(d) = dev
             && let Some(bridge) = port_owner.get(d.value.as_str())
         {
@@ -459,8 +539,12 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
             .hint(format!("route through the bridge: dev = \"{bridge}\""));
         }
     }
+}
+
+/// An interface listed twice in `protected` is worth a warning.
+fn check_protected_listed_once(ctx: &mut Ctx<'_>, protected: &[At<InterfaceName>]) {
     let mut seen_prot: HashSet<String> = HashSet::new();
-    for p in &protected {
+    for p in protected {
         if !seen_prot.insert(p.value.to_string()) {
             ctx.warn(
                 p.span.clone(),
@@ -469,9 +553,11 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
             );
         }
     }
+}
 
-    let bridges: Vec<Bridge> = raw_bridges.into_iter().map(|r| r.bridge).collect();
-    for (via, _, route) in &raw_routes {
+/// A route's gateway inside a managed bridge's subnet (else the kernel may refuse it).
+fn check_gateways(ctx: &mut Ctx<'_>, raw_routes: &[RawRoute], bridges: &[Bridge]) {
+    for (via, _, route) in raw_routes {
         if let Some(v) = via {
             let reachable = bridges
                 .iter()
@@ -490,17 +576,6 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Link> {
             }
         }
     }
-
-    Some(Link {
-        protected: protected.into_iter().map(|p| p.value).collect(),
-        bridges,
-        ports: raw_ports.into_iter().map(|(_, p)| p).collect(),
-        routes: raw_routes.into_iter().map(|(_, _, r)| r).collect(),
-        sysctl,
-        reconcile_interval,
-        debounce,
-        move_check_timeout,
-    })
 }
 
 /// Warns once per network when an IPv4 address the host holds is not in a private range.
