@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::decode::{At, Ctx, Table, integer_in};
+use crate::decode::{At, Ctx, Node, Table, integer_in};
 use crate::secret::SecretSource;
 use crate::source::Location;
 use crate::types::{DnsName, Dur, HttpUrl, InterfaceName, Ip, one_of};
@@ -271,21 +271,8 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
     let section_span = t.span();
     let token: Option<SecretSource> = t.req(ctx, "token");
     let api_url: HttpUrl = t
-        .with(ctx, "api_url", |ctx, n| {
-            let u: HttpUrl = crate::decode::Decode::decode(ctx, n.clone())?;
-            if !u.is_secure_or_loopback() {
-                n.error(
-                    ctx,
-                    format!("`{u}` would send the API token over plain HTTP"),
-                )
-                .hint(
-                    "use https:// (plain http is accepted only to a loopback address, for tests)",
-                );
-                return None;
-            }
-            Some(u)
-        })
-        .or_else(|| HttpUrl::parse("https://api.cloudflare.com/client/v4").ok())?;
+        .with(ctx, "api_url", decode_api_url)
+        .or_else(|| HttpUrl::parse(DEFAULT_API_URL).ok())?;
     let ca_file: Option<String> = t.opt(ctx, "ca_file");
     let zone_id: Option<At<String>> = t.opt(ctx, "zone_id");
     if let Some(z) = &zone_id
@@ -295,23 +282,10 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
             .hint("a zone id is 32 hex characters (dashboard → zone → Overview → API), or leave it out to discover it");
     }
     let schedule = t
-        .with(ctx, "schedule", |ctx, n| {
-            let s = n.str(ctx, "a cron expression")?;
-            let norm = normalise_cron(s);
-            match cron::Schedule::from_str(&norm) {
-                Ok(_) => Some(norm),
-                Err(e) => {
-                    n.error(ctx, format!("`{s}` is not a valid cron expression: {e}"))
-                        .hint(
-                            "e.g. \"* * * * *\" (every minute) or \"0 */5 * * * *\" (with seconds)",
-                        );
-                    None
-                }
-            }
-        })
-        .unwrap_or_else(|| "0 * * * * *".to_owned());
+        .with(ctx, "schedule", decode_schedule)
+        .unwrap_or_else(|| DEFAULT_SCHEDULE.to_owned());
     let owner_comment: At<String> = t.opt(ctx, "owner_comment").unwrap_or(At {
-        value: "managed by edge".to_owned(),
+        value: DEFAULT_OWNER_COMMENT.to_owned(),
         span: t.span(),
         location: Location::default(),
     });
@@ -327,13 +301,11 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
         .with(ctx, "quorum", |ctx, n| {
             integer_in(ctx, &n, 1, 16).map(|v| v as u8)
         })
-        .unwrap_or(2);
+        .unwrap_or(DEFAULT_QUORUM);
     let wan_interface = t.opt(ctx, "wan_interface");
-    let debounce = t.or(ctx, "debounce", Dur(Duration::from_secs(2))).0;
+    let debounce = t.or(ctx, "debounce", Dur(DEFAULT_DEBOUNCE)).0;
     let verify_node = t.raw("verify_interval").map(|(v, k)| (v.span(), k));
-    let verify_interval = t
-        .or(ctx, "verify_interval", Dur(Duration::from_secs(3600)))
-        .0;
+    let verify_interval = t.or(ctx, "verify_interval", Dur(DEFAULT_VERIFY_INTERVAL)).0;
     if let Some((span, key)) = verify_node
         && verify_interval < Duration::from_secs(60)
     {
@@ -347,148 +319,16 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
         )
         .hint("each verification is one API read per record; the default \"1h\" keeps a converged record at 24 reads a day");
     }
-    let timeout = t.or(ctx, "timeout", Dur(Duration::from_secs(10))).0;
-
-    struct RawRecord {
-        rec: Record,
-        name_span: std::ops::Range<usize>,
-    }
-    let raw_records = t.list(ctx, "record", |ctx, mut r| {
-        let name: Option<At<DnsName>> = r.req(ctx, "name");
-        let kind = r
-            .with(ctx, "type", |c, n| {
-                one_of(c, n, &[("A", RecordType::A), ("AAAA", RecordType::AAAA)])
-            })
-            .unwrap_or(RecordType::A);
-        let proxied = r.or(ctx, "proxied", false);
-        let ttl_node = r.raw("ttl").map(|(v, k)| (v.span(), k));
-        let ttl = r
-            .with(ctx, "ttl", |ctx, n| integer_in(ctx, &n, 1, 86400).map(|v| v as u32))
-            .unwrap_or(1);
-        if let Some((span, key)) = &ttl_node {
-            if ttl != 1 && ttl < 30 {
-                ctx.error(span.clone(), key, format!("ttl = {ttl} is invalid: Cloudflare accepts 1 (automatic) or 60 to 86400 (30 on Enterprise)"));
-            } else if proxied && ttl != 1 {
-                ctx.warn(span.clone(), key, format!("ttl = {ttl} is ignored: Cloudflare serves proxied records with an automatic TTL"))
-                    .hint("remove `ttl` or set it to 1 (automatic) for proxied records");
-            }
-        }
-        let adopt = r.or(ctx, "adopt", false);
-        let location = ctx.location(&r.span());
-        r.finish(ctx);
-        let name = name?;
-        Some(RawRecord {
-            name_span: name.span.clone(),
-            rec: Record {
-                name: name.value,
-                kind,
-                proxied,
-                ttl,
-                adopt,
-                location,
-            },
-        })
-    });
-
-    let kinds = ["http", "cloudflare-trace", "dns", "interface", "static"];
-    let sources = t.list(ctx, "source", |ctx, mut s| {
-        let name: Option<At<String>> = s.req(ctx, "name");
-        let kind_at: Option<At<String>> = s.req(ctx, "kind");
-        let families = match s.with(ctx, "family", |c, n| {
-            one_of(c, n, &[("ipv4", 4u8), ("ipv6", 6u8), ("both", 0u8)])
-        }) {
-            Some(4) => vec![Family::V4],
-            Some(6) => vec![Family::V6],
-            _ => vec![Family::V4, Family::V6],
-        };
-        let location = ctx.location(&s.span());
-        let kind = match &kind_at {
-            Some(k) if kinds.contains(&k.value.as_str()) => source_kind(ctx, &mut s, &k.value),
-            Some(k) => {
-                let d = ctx.error(
-                    k.span.clone(),
-                    "ddns.source.kind",
-                    format!("unknown source kind `{}`", k.value),
-                );
-                match crate::decode::closest(&k.value, &kinds) {
-                    Some(b) => d.hint(format!("did you mean \"{b}\"?")),
-                    None => d.hint(format!("valid kinds: {}", kinds.join(", "))),
-                };
-                None
-            }
-            None => None,
-        };
-        s.finish(ctx);
-        let kind = kind?;
-        let families = match &kind {
-            SourceKind::Static { address } => vec![if address.is_ipv4() {
-                Family::V4
-            } else {
-                Family::V6
-            }],
-            _ => families,
-        };
-        let name = name?;
-        Some((
-            Source {
-                name: name.value,
-                families,
-                kind,
-                location,
-            },
-            name.span,
-        ))
-    });
+    let timeout = t.or(ctx, "timeout", Dur(DEFAULT_TIMEOUT)).0;
+    let raw_records = t.list(ctx, "record", decode_record);
+    let sources = t.list(ctx, "source", decode_source);
     t.finish(ctx);
 
-    let mut seen: HashSet<(String, RecordType)> = HashSet::new();
-    for r in &raw_records {
-        if !seen.insert((r.rec.name.to_string(), r.rec.kind)) {
-            ctx.error(
-                r.name_span.clone(),
-                "ddns.record.name",
-                format!(
-                    "record {} {} is declared twice",
-                    r.rec.name,
-                    r.rec.kind.as_str()
-                ),
-            );
-        }
-    }
-    let mut seen_src: HashSet<&str> = HashSet::new();
-    for (s, span) in &sources {
-        if !seen_src.insert(&s.name) {
-            ctx.error(
-                span.clone(),
-                "ddns.source.name",
-                format!("source name `{}` is used twice", s.name),
-            )
-            .hint("source names label metrics: make them unique");
-        }
-    }
+    check_unique(ctx, &raw_records, &sources);
     let sources: Vec<Source> = sources.into_iter().map(|(s, _)| s).collect();
     let records: Vec<Record> = raw_records.into_iter().map(|r| r.rec).collect();
-    for fam in [Family::V4, Family::V6] {
-        if !records.iter().any(|r| r.kind.family() == fam) {
-            continue;
-        }
-        let n = sources.iter().filter(|s| s.families.contains(&fam)).count();
-        if n < usize::from(quorum) {
-            let (span, key) = quorum_node
-                .clone()
-                .unwrap_or((section_span.clone(), "ddns.quorum".to_owned()));
-            ctx.error(
-                span,
-                &key,
-                format!(
-                    "quorum = {quorum} but only {n} source{} can detect {} addresses",
-                    if n == 1 { "" } else { "s" },
-                    if fam == Family::V4 { "IPv4" } else { "IPv6" }
-                ),
-            )
-            .hint("add [[ddns.source]] tables or lower `quorum`; a record is changed only when `quorum` sources agree");
-        }
-    }
+    let quorum_at = quorum_node.unwrap_or((section_span, "ddns.quorum".to_owned()));
+    check_quorum(ctx, quorum, &quorum_at, &records, &sources);
 
     Some(Ddns {
         token: token?,
@@ -505,4 +345,210 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ddns> {
         records,
         sources,
     })
+}
+
+/// `api_url`: Cloudflare's API.
+pub const DEFAULT_API_URL: &str = "https://api.cloudflare.com/client/v4";
+/// `schedule`: every minute, at second 0.
+pub const DEFAULT_SCHEDULE: &str = "0 * * * * *";
+/// `owner_comment`: the comment that marks a record as edge's.
+pub const DEFAULT_OWNER_COMMENT: &str = "managed by edge";
+/// `quorum`: sources that must agree before a record changes.
+pub const DEFAULT_QUORUM: u8 = 2;
+/// `debounce`: quiet time after a WAN address event.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
+/// `verify_interval`: how long a record the API confirmed is not read again.
+pub const DEFAULT_VERIFY_INTERVAL: Duration = Duration::from_secs(3600);
+/// `timeout`: one API request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The source kinds `[[ddns.source]] kind` takes.
+const SOURCE_KINDS: [&str; 5] = ["http", "cloudflare-trace", "dns", "interface", "static"];
+
+/// `api_url`: HTTPS (plain HTTP only to a loopback address, for tests).
+fn decode_api_url(ctx: &mut Ctx<'_>, n: Node<'_, '_>) -> Option<HttpUrl> {
+    let u: HttpUrl = crate::decode::Decode::decode(ctx, n.clone())?;
+    if !u.is_secure_or_loopback() {
+        n.error(
+            ctx,
+            format!("`{u}` would send the API token over plain HTTP"),
+        )
+        .hint("use https:// (plain http is accepted only to a loopback address, for tests)");
+        return None;
+    }
+    Some(u)
+}
+
+/// `schedule`: a cron expression (5 fields, or 6 with seconds).
+fn decode_schedule(ctx: &mut Ctx<'_>, n: Node<'_, '_>) -> Option<String> {
+    let s = n.str(ctx, "a cron expression")?;
+    let norm = normalise_cron(s);
+    match cron::Schedule::from_str(&norm) {
+        Ok(_) => Some(norm),
+        Err(e) => {
+            n.error(ctx, format!("`{s}` is not a valid cron expression: {e}"))
+                .hint("e.g. \"* * * * *\" (every minute) or \"0 */5 * * * *\" (with seconds)");
+            None
+        }
+    }
+}
+
+/// A record as decoded, with the span of its name for the duplicate check.
+struct RawRecord {
+    rec: Record,
+    name_span: std::ops::Range<usize>,
+}
+
+/// One `[[ddns.record]]`.
+fn decode_record(ctx: &mut Ctx<'_>, mut r: Table<'_, '_>) -> Option<RawRecord> {
+    let name: Option<At<DnsName>> = r.req(ctx, "name");
+    let kind = r
+        .with(ctx, "type", |c, n| {
+            one_of(c, n, &[("A", RecordType::A), ("AAAA", RecordType::AAAA)])
+        })
+        .unwrap_or(RecordType::A);
+    let proxied = r.or(ctx, "proxied", false);
+    let ttl_node = r.raw("ttl").map(|(v, k)| (v.span(), k));
+    let ttl = r
+        .with(ctx, "ttl", |ctx, n| {
+            integer_in(ctx, &n, 1, 86400).map(|v| v as u32)
+        })
+        .unwrap_or(1);
+    if let Some((span, key)) = &ttl_node {
+        if ttl != 1 && ttl < 30 {
+            ctx.error(span.clone(), key, format!("ttl = {ttl} is invalid: Cloudflare accepts 1 (automatic) or 60 to 86400 (30 on Enterprise)"));
+        } else if proxied && ttl != 1 {
+            ctx.warn(span.clone(), key, format!("ttl = {ttl} is ignored: Cloudflare serves proxied records with an automatic TTL"))
+                .hint("remove `ttl` or set it to 1 (automatic) for proxied records");
+        }
+    }
+    let adopt = r.or(ctx, "adopt", false);
+    let location = ctx.location(&r.span());
+    r.finish(ctx);
+    let name = name?;
+    Some(RawRecord {
+        name_span: name.span.clone(),
+        rec: Record {
+            name: name.value,
+            kind,
+            proxied,
+            ttl,
+            adopt,
+            location,
+        },
+    })
+}
+
+/// One `[[ddns.source]]`, with the span of its name.
+fn decode_source(
+    ctx: &mut Ctx<'_>,
+    mut s: Table<'_, '_>,
+) -> Option<(Source, std::ops::Range<usize>)> {
+    let name: Option<At<String>> = s.req(ctx, "name");
+    let kind_at: Option<At<String>> = s.req(ctx, "kind");
+    let families = match s.with(ctx, "family", |c, n| {
+        one_of(c, n, &[("ipv4", 4u8), ("ipv6", 6u8), ("both", 0u8)])
+    }) {
+        Some(4) => vec![Family::V4],
+        Some(6) => vec![Family::V6],
+        _ => vec![Family::V4, Family::V6],
+    };
+    let location = ctx.location(&s.span());
+    let kind = match &kind_at {
+        Some(k) if SOURCE_KINDS.contains(&k.value.as_str()) => source_kind(ctx, &mut s, &k.value),
+        Some(k) => {
+            let d = ctx.error(
+                k.span.clone(),
+                "ddns.source.kind",
+                format!("unknown source kind `{}`", k.value),
+            );
+            match crate::decode::closest(&k.value, &SOURCE_KINDS) {
+                Some(b) => d.hint(format!("did you mean \"{b}\"?")),
+                None => d.hint(format!("valid kinds: {}", SOURCE_KINDS.join(", "))),
+            };
+            None
+        }
+        None => None,
+    };
+    s.finish(ctx);
+    let kind = kind?;
+    let families = match &kind {
+        SourceKind::Static { address } => vec![if address.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }],
+        _ => families,
+    };
+    let name = name?;
+    Some((
+        Source {
+            name: name.value,
+            families,
+            kind,
+            location,
+        },
+        name.span,
+    ))
+}
+
+/// A record (name and type) and a source name each appear once.
+fn check_unique(
+    ctx: &mut Ctx<'_>,
+    raw_records: &[RawRecord],
+    sources: &[(Source, std::ops::Range<usize>)],
+) {
+    let mut seen: HashSet<(String, RecordType)> = HashSet::new();
+    for r in raw_records {
+        if !seen.insert((r.rec.name.to_string(), r.rec.kind)) {
+            ctx.error(
+                r.name_span.clone(),
+                "ddns.record.name",
+                format!(
+                    "record {} {} is declared twice",
+                    r.rec.name,
+                    r.rec.kind.as_str()
+                ),
+            );
+        }
+    }
+    let mut seen_src: HashSet<&str> = HashSet::new();
+    for (s, span) in sources {
+        if !seen_src.insert(&s.name) {
+            ctx.error(
+                span.clone(),
+                "ddns.source.name",
+                format!("source name `{}` is used twice", s.name),
+            )
+            .hint("source names label metrics: make them unique");
+        }
+    }
+}
+
+/// Enough sources for `quorum` in each family a record needs.
+fn check_quorum(
+    ctx: &mut Ctx<'_>,
+    quorum: u8,
+    at: &(std::ops::Range<usize>, String),
+    records: &[Record],
+    sources: &[Source],
+) {
+    for fam in [Family::V4, Family::V6] {
+        if !records.iter().any(|r| r.kind.family() == fam) {
+            continue;
+        }
+        let n = sources.iter().filter(|s| s.families.contains(&fam)).count();
+        if n < usize::from(quorum) {
+            let (span, key) = at.clone();
+            ctx.error(
+                span,
+                &key,
+                format!(
+                    "quorum = {quorum} but only {n} source{} can detect {} addresses",
+                    if n == 1 { "" } else { "s" },
+                    if fam == Family::V4 { "IPv4" } else { "IPv6" }
+                ),
+            )
+            .hint("add [[ddns.source]] tables or lower `quorum`; a record is changed only when `quorum` sources agree");
+        }
+    }
 }
