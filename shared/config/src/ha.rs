@@ -262,28 +262,7 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ha> {
             .hint("add:\n[ha.peer]\nname = \"edge-b\"\naddress = \"192.198.0.32\"");
     }
     let default_if = interface.as_ref().map(|i| i.value.clone());
-    let vips = t.list(ctx, "vip", |ctx, mut v| {
-        let location = ctx.location(&v.span());
-        let address: Option<At<IfAddr>> = v.req(ctx, "address");
-        let iface: Option<InterfaceName> = v.opt(ctx, "interface");
-        let path = format!("{}.address", v.path());
-        v.finish(ctx);
-        let a = address?;
-        if !a.value.0.addr().is_ipv4() {
-            ctx.error(
-                a.span.clone(),
-                &path,
-                format!("{} is IPv6: [ha] runs one IPv4 VRRP instance", a.value.0),
-            );
-            return None;
-        }
-        Some(Vip {
-            address: a.value.0,
-            interface: iface.or_else(|| default_if.clone())?,
-            location,
-            span: a.span,
-        })
-    });
+    let vips = t.list(ctx, "vip", |ctx, v| decode_vip(ctx, v, default_if.as_ref()));
     if t.raw("vip").is_none() {
         ctx.error(
             t.span(),
@@ -297,53 +276,14 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ha> {
     let (this_name, this_addr, peer) = (this_name?, this_addr?, peer?);
     let (peer_name, peer_addr, peer_prio) = peer;
     let (peer_name, peer_addr) = (peer_name?, peer_addr?);
-    if peer_name.value == this_name.value {
-        ctx.error(
-            peer_name.span.clone(),
-            "ha.peer.name",
-            format!("the peer has this host's name `{}`", this_name.value),
-        )
-        .hint("each host has its own name: this file describes this host in [ha] and the other one in [ha.peer]");
-    }
-    if peer_addr.value == this_addr.value {
-        ctx.error(
-            peer_addr.span.clone(),
-            "ha.peer.address",
-            format!("the peer has this host's address {}", this_addr.value),
-        )
-        .hint("give each host its own address on the VRRP interface (the virtual address goes in [[ha.vip]])");
-    }
     let ((this_prio, prio_span), (peer_prio, _)) = (this_prio, peer_prio);
-    if this_prio.abs_diff(peer_prio) >= HEALTH_PENALTY {
-        ctx.error(
-            prio_span,
-            "ha.priority",
-            format!(
-                "priorities {this_prio} and {peer_prio} differ by {} or more: an unhealthy master (its priority lowered by {HEALTH_PENALTY}) would stay master",
-                HEALTH_PENALTY
-            ),
-        )
-        .hint("keep the priorities within 99 of each other (equal priorities: a host that comes back does not take over again)");
-    }
-    let mut seen: HashSet<IpAddr> = HashSet::new();
-    for v in &vips {
-        let ip = v.address.addr();
-        if ip == IpAddr::V4(this_addr.value) || ip == IpAddr::V4(peer_addr.value) {
-            ctx.error(
-                v.span.clone(),
-                "ha.vip.address",
-                format!("virtual address {ip} is also a host's own address"),
-            )
-            .hint("the virtual address moves between the hosts; each host keeps its own address besides it");
-        }
-        if !seen.insert(ip) {
-            ctx.error(
-                v.span.clone(),
-                "ha.vip.address",
-                format!("virtual address {ip} is listed twice"),
-            );
-        }
-    }
+    check_pair(
+        ctx,
+        (&this_name, &this_addr, this_prio),
+        (&peer_name, &peer_addr, peer_prio),
+        prio_span,
+        &vips,
+    );
     Some(Ha {
         this: Node2 {
             name: this_name.value,
@@ -371,6 +311,93 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Ha> {
         address_span: this_addr.span,
         conntrackd_span,
     })
+}
+
+/// One `[[ha.vip]]`: an IPv4 address, on `default_if` (the VRRP interface) unless given.
+fn decode_vip(
+    ctx: &mut Ctx<'_>,
+    mut v: Table<'_, '_>,
+    default_if: Option<&InterfaceName>,
+) -> Option<Vip> {
+    let location = ctx.location(&v.span());
+    let address: Option<At<IfAddr>> = v.req(ctx, "address");
+    let iface: Option<InterfaceName> = v.opt(ctx, "interface");
+    let path = format!("{}.address", v.path());
+    v.finish(ctx);
+    let a = address?;
+    if !a.value.0.addr().is_ipv4() {
+        ctx.error(
+            a.span.clone(),
+            &path,
+            format!("{} is IPv6: [ha] runs one IPv4 VRRP instance", a.value.0),
+        );
+        return None;
+    }
+    Some(Vip {
+        address: a.value.0,
+        interface: iface.or_else(|| default_if.cloned())?,
+        location,
+        span: a.span,
+    })
+}
+
+/// This host and its peer: different names and addresses, priorities close enough for the
+/// health penalty to hand over, virtual addresses that are neither host's and listed once.
+fn check_pair(
+    ctx: &mut Ctx<'_>,
+    this: (&At<String>, &At<Ipv4Addr>, u8),
+    peer: (&At<String>, &At<Ipv4Addr>, u8),
+    prio_span: Range<usize>,
+    vips: &[Vip],
+) {
+    let (this_name, this_addr, this_prio) = this;
+    let (peer_name, peer_addr, peer_prio) = peer;
+    if peer_name.value == this_name.value {
+        ctx.error(
+            peer_name.span.clone(),
+            "ha.peer.name",
+            format!("the peer has this host's name `{}`", this_name.value),
+        )
+        .hint("each host has its own name: this file describes this host in [ha] and the other one in [ha.peer]");
+    }
+    if peer_addr.value == this_addr.value {
+        ctx.error(
+            peer_addr.span.clone(),
+            "ha.peer.address",
+            format!("the peer has this host's address {}", this_addr.value),
+        )
+        .hint("give each host its own address on the VRRP interface (the virtual address goes in [[ha.vip]])");
+    }
+    if this_prio.abs_diff(peer_prio) >= HEALTH_PENALTY {
+        ctx.error(
+            prio_span,
+            "ha.priority",
+            format!(
+                "priorities {this_prio} and {peer_prio} differ by {} or more: an unhealthy master (its priority lowered by {HEALTH_PENALTY}) would stay master",
+                HEALTH_PENALTY
+            ),
+        )
+        .hint("keep the priorities within 99 of each other (equal priorities: a host that comes back does not take over again)");
+    }
+    let mut seen: HashSet<IpAddr> = HashSet::new();
+    for v in vips {
+        let ip = v.address.addr();
+        if ip == IpAddr::V4(this_addr.value) || ip == IpAddr::V4(peer_addr.value) {
+            ctx.error(
+                v.span.clone(),
+                "ha.vip.address",
+                format!("virtual address {ip} is also a host's own address"),
+            )
+            .hint("the virtual address moves between the hosts; each host keeps its own address besides it");
+        }
+        if !seen.insert(ip) {
+            ctx.error(
+                v.span.clone(),
+                "ha.vip.address",
+                format!("virtual address {ip} is listed twice"),
+            );
+        }
+    }
 }
 
 /// Checks between `[ha]` and the other sections.
