@@ -164,56 +164,86 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Wg> {
         .with(ctx, "mtu", |ctx, n| {
             integer_in(ctx, &n, 576, 65535).map(|v| v as u32)
         })
-        .unwrap_or(1420);
+        .unwrap_or(DEFAULT_MTU);
     let fwmark = t.opt(ctx, "fwmark");
     let user = t.opt(ctx, "user");
     let resolvers: Vec<Resolver> = t.or(ctx, "resolvers", Vec::new());
     let location = ctx.location(&t.span());
 
-    struct RawPeer {
-        peer: Peer,
-        name_span: Range<usize>,
-        key_span: Range<usize>,
-        allowed: Vec<At<Network>>,
-    }
-    let raw_peers = t.list(ctx, "peer", |ctx, mut p| {
-        let name: Option<At<String>> = p.req(ctx, "name");
-        let public_key: Option<At<WgKey>> = p.req(ctx, "public_key");
-        let preshared_key: Option<SecretSource> = p.opt(ctx, "preshared_key");
-        let allowed: Vec<At<Network>> = p.or(ctx, "allowed_ips", Vec::new());
-        let endpoint = p.opt(ctx, "endpoint");
-        let persistent_keepalive = p.with(ctx, "persistent_keepalive", |ctx, n| {
-            integer_in(ctx, &n, 0, 65535).map(|v| v as u16)
-        });
-        let expires: Option<Expiry> = p.opt(ctx, "expires");
-        let location = ctx.location(&p.span());
-        p.finish(ctx);
-        let (name, key) = (name?, public_key?);
-        if name.value.is_empty() {
-            ctx.error(name.span.clone(), "wg.peer.name", "peer name is empty");
-        }
-        Some(RawPeer {
-            name_span: name.span.clone(),
-            key_span: key.span.clone(),
-            peer: Peer {
-                name: name.value,
-                public_key: key.value,
-                preshared_key,
-                allowed_ips: allowed.iter().map(|a| a.value.0).collect(),
-                endpoint,
-                persistent_keepalive: persistent_keepalive.filter(|k| *k > 0),
-                expires,
-                location,
-            },
-            allowed,
-        })
-    });
+    let raw_peers = t.list(ctx, "peer", decode_peer);
     t.finish(ctx);
+    check_peers(ctx, &raw_peers);
+    let peers = raw_peers.into_iter().map(|r| r.peer).collect();
 
+    let (interface, listen_port, private_key) = (interface?, listen_port?, private_key?);
+    Some(Wg {
+        interface: interface.value,
+        interface_span: interface.span,
+        listen_port: listen_port.value,
+        listen_port_span: listen_port.span,
+        listen_port_location: listen_port.location,
+        private_key,
+        addresses: addresses.into_iter().map(|a| a.value.0).collect(),
+        mtu,
+        fwmark,
+        user,
+        resolvers: resolvers.into_iter().map(|r| r.0).collect(),
+        peers,
+        location,
+    })
+}
+
+/// `mtu` of the WireGuard interface: room for the tunnel's 80 bytes inside a 1500 path.
+pub const DEFAULT_MTU: u32 = 1420;
+
+/// A peer as decoded, with the spans the checks across peers point at.
+struct RawPeer {
+    peer: Peer,
+    name_span: Range<usize>,
+    key_span: Range<usize>,
+    allowed: Vec<At<Network>>,
+}
+
+/// One `[[wg.peer]]`.
+fn decode_peer(ctx: &mut Ctx<'_>, mut p: Table<'_, '_>) -> Option<RawPeer> {
+    let name: Option<At<String>> = p.req(ctx, "name");
+    let public_key: Option<At<WgKey>> = p.req(ctx, "public_key");
+    let preshared_key: Option<SecretSource> = p.opt(ctx, "preshared_key");
+    let allowed: Vec<At<Network>> = p.or(ctx, "allowed_ips", Vec::new());
+    let endpoint = p.opt(ctx, "endpoint");
+    let persistent_keepalive = p.with(ctx, "persistent_keepalive", |ctx, n| {
+        integer_in(ctx, &n, 0, 65535).map(|v| v as u16)
+    });
+    let expires: Option<Expiry> = p.opt(ctx, "expires");
+    let location = ctx.location(&p.span());
+    p.finish(ctx);
+    let (name, key) = (name?, public_key?);
+    if name.value.is_empty() {
+        ctx.error(name.span.clone(), "wg.peer.name", "peer name is empty");
+    }
+    Some(RawPeer {
+        name_span: name.span.clone(),
+        key_span: key.span.clone(),
+        peer: Peer {
+            name: name.value,
+            public_key: key.value,
+            preshared_key,
+            allowed_ips: allowed.iter().map(|a| a.value.0).collect(),
+            endpoint,
+            persistent_keepalive: persistent_keepalive.filter(|k| *k > 0),
+            expires,
+            location,
+        },
+        allowed,
+    })
+}
+
+/// Peer names and keys unique, allowed IPs disjoint between peers.
+fn check_peers(ctx: &mut Ctx<'_>, raw_peers: &[RawPeer]) {
     let mut names: HashSet<&str> = HashSet::new();
     let mut keys: HashMap<WgKey, &str> = HashMap::new();
     let mut nets: Vec<(IpNet, &str)> = Vec::new();
-    for rp in &raw_peers {
+    for rp in raw_peers {
         let p = &rp.peer;
         if !names.insert(&p.name) {
             ctx.error(
@@ -250,24 +280,6 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>) -> Option<Wg> {
         }
         nets.extend(rp.allowed.iter().map(|a| (a.value.0, p.name.as_str())));
     }
-    let peers = raw_peers.into_iter().map(|r| r.peer).collect();
-
-    let (interface, listen_port, private_key) = (interface?, listen_port?, private_key?);
-    Some(Wg {
-        interface: interface.value,
-        interface_span: interface.span,
-        listen_port: listen_port.value,
-        listen_port_span: listen_port.span,
-        listen_port_location: listen_port.location,
-        private_key,
-        addresses: addresses.into_iter().map(|a| a.value.0).collect(),
-        mtu,
-        fwmark,
-        user,
-        resolvers: resolvers.into_iter().map(|r| r.0).collect(),
-        peers,
-        location,
-    })
 }
 
 #[cfg(test)]
