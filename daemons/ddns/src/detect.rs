@@ -11,6 +11,7 @@ use std::time::Duration;
 use edge_config::ddns::{Ddns, Family, Source, SourceKind};
 use edge_metrics::ddns::{DetectionLabels, FamilyLabels, Metrics};
 use hickory_resolver::proto::op::{Message, MessageType, OpCode, Query};
+use hickory_resolver::proto::rr::rdata::TXT;
 use hickory_resolver::proto::rr::{DNSClass, Name, RData, RecordType};
 
 use crate::model::pick_interface_address;
@@ -411,17 +412,7 @@ impl DnsQuery {
                 (RData::A(a), RecordType::A) => return Ok(IpAddr::V4(a.0)),
                 (RData::AAAA(a), RecordType::AAAA) => return Ok(IpAddr::V6(a.0)),
                 (RData::TXT(t), RecordType::TXT) => {
-                    let text: String = t
-                        .txt_data
-                        .iter()
-                        .map(|b| String::from_utf8_lossy(b).into_owned())
-                        .collect();
-                    return parse::echo(text.trim_matches('"').as_bytes()).map_err(|source| {
-                        SourceError::Parse {
-                            what: format!("{} {}", self.name, self.qtype),
-                            source,
-                        }
-                    });
+                    return txt_address(t, format!("{} {}", self.name, self.qtype));
                 }
                 _ => {}
             }
@@ -541,19 +532,7 @@ async fn dns_tls(q: &DnsQuery, tls: Option<&rustls::ClientConfig>) -> Result<IpA
         match &r.data {
             RData::A(a) => return Ok(IpAddr::V4(a.0)),
             RData::AAAA(a) => return Ok(IpAddr::V6(a.0)),
-            RData::TXT(t) => {
-                let text: String = t
-                    .txt_data
-                    .iter()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .collect();
-                return parse::echo(text.trim_matches('"').as_bytes()).map_err(|source| {
-                    SourceError::Parse {
-                        what: q.name.clone(),
-                        source,
-                    }
-                });
-            }
+            RData::TXT(t) => return txt_address(t, q.name.clone()),
             _ => {}
         }
     }
@@ -575,6 +554,17 @@ fn dot_failure(reason: &str, server: std::net::SocketAddr) -> String {
     }
 }
 
+/// The address a TXT answer holds (its strings joined, quotes trimmed, as an echo service
+/// writes it); `what` names the query in the error.
+fn txt_address(t: &TXT, what: String) -> Result<IpAddr, SourceError> {
+    let text: String = t
+        .txt_data
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    parse::echo(text.trim_matches('"').as_bytes())
+        .map_err(|source| SourceError::Parse { what, source })
+}
 #[cfg(test)]
 mod tests {
     use super::*;

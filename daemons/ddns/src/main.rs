@@ -7,6 +7,9 @@ use edge_config::Role;
 use edge_ipc::shell::{CommonArgs, main_with};
 
 /// Keep Cloudflare DNS records on this host's public IP address.
+// The same two flags as edge-link's main.rs, kept apart on purpose: each help text says
+// what this daemon's one run does and what its exit codes mean (the start behind them is
+// shared: `edge_ipc::shell::once_with`).
 #[derive(Debug, Parser)]
 #[command(name = "edge-ddns", version, about)]
 struct Args {

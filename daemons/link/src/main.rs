@@ -11,6 +11,9 @@ use edge_link::daemon::{converge_once, plan_once};
 use edge_util::error_chain;
 
 /// Converge and watch the host's bridges, NICs, addresses and routes.
+// The same two flags as edge-ddns's main.rs, kept apart on purpose: each help text says
+// what this daemon's one run does and what its exit codes mean (the start behind them is
+// shared: `edge_ipc::shell::once_with`).
 #[derive(Debug, Parser)]
 #[command(name = "edge-link", version, about)]
 struct Args {

@@ -10,14 +10,10 @@ use serde::Serialize;
 use crate::Global;
 
 /// Arguments of `edgectl config`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
+pub type Args = super::Sub<Cmd>;
 
 #[derive(Debug, Subcommand)]
-enum Cmd {
+pub enum Cmd {
     /// Validate the file: exit 0 when valid (warnings printed), 2 with the located errors.
     Check,
 }

@@ -14,14 +14,10 @@ use edge_ipc::proto::Response;
 use crate::{Global, daemon};
 
 /// Arguments of `edgectl ddns`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
+pub type Args = super::Sub<Cmd>;
 
 #[derive(Debug, Subcommand)]
-enum Cmd {
+pub enum Cmd {
     /// Show the detected addresses, the managed records and the last sync.
     Status,
     /// Show what a sync would change now (detection and API reads only; nothing is written).

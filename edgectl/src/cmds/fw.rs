@@ -17,14 +17,10 @@ use edge_ipc::proto::RoleRequest;
 use crate::{Global, daemon};
 
 /// Arguments of `edgectl fw`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
+pub type Args = super::Sub<Cmd>;
 
 #[derive(Debug, Subcommand)]
-enum Cmd {
+pub enum Cmd {
     /// Print the ruleset compiled from the configuration, how it differs from the live tables
     /// and what an apply would write (as root read here; otherwise asked of edge-fw).
     Plan {
@@ -56,7 +52,7 @@ enum Cmd {
 }
 
 #[derive(Debug, Subcommand)]
-enum OriginLockCmd {
+pub enum OriginLockCmd {
     /// Fetch Cloudflare's list now (root): a valid list is put in force by an element-only
     /// update; one that changes more than half of the ranges waits for a second identical
     /// answer.

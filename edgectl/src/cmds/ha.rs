@@ -28,14 +28,10 @@ use crate::ha_conf::{self, Fact, Paths};
 use edge_util::unix_now;
 
 /// Arguments of `edgectl ha`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
+pub type Args = super::Sub<Cmd>;
 
 #[derive(Debug, Subcommand)]
-enum Cmd {
+pub enum Cmd {
     /// Follow keepalived's notify FIFO (run by keepalived as its `vrrp_notify_fifo_script`,
     /// which passes the FIFO as the last argument).
     Fifo {

@@ -17,14 +17,10 @@ use edge_util::error_chain;
 use crate::{Global, daemon};
 
 /// Arguments of `edgectl link`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
+pub type Args = super::Sub<Cmd>;
 
 #[derive(Debug, Subcommand)]
-enum Cmd {
+pub enum Cmd {
     /// Print the operations that would converge this host (run it where the NICs are; reads
     /// only, needs no privileges).
     Plan {

@@ -11,14 +11,10 @@ use edge_util::error_chain;
 use crate::Global;
 
 /// Arguments of `edgectl notify`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
+pub type Args = super::Sub<Cmd>;
 
 #[derive(Debug, Subcommand)]
-enum Cmd {
+pub enum Cmd {
     /// Send a test event to every target of [notify] (or only TARGET) and show what each
     /// answered: exit 0 when every target accepted it, 1 otherwise, 2 for a bad file or name.
     Test {

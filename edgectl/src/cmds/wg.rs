@@ -10,14 +10,10 @@ use edge_ipc::{Request, Response};
 use crate::{Global, daemon};
 
 /// Arguments of `edgectl wg`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
+pub type Args = super::Sub<Cmd>;
 
 #[derive(Debug, Subcommand)]
-enum Cmd {
+pub enum Cmd {
     /// Show the daemon's status.
     Status,
     /// Show the interface and its peers like `wg show` (keys, endpoints, handshakes, transfer).

@@ -27,14 +27,10 @@ use crate::{Global, daemon};
 use edge_util::unix_now_i64;
 
 /// Arguments of `edgectl wg peer`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
+pub type Args = super::Sub<Cmd>;
 
 #[derive(Debug, Subcommand)]
-enum Cmd {
+pub enum Cmd {
     /// Add a peer: generate its keys and a preshared key, give it the next free address,
     /// write it into the configuration, reload edge-wg, and print the client's wg-quick
     /// configuration (once: its private key is not kept).
