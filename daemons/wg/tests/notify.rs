@@ -130,20 +130,8 @@ fn silent_sites_and_expired_peers_are_each_reported_once() {
         "10.95.4.1/32",
     ]);
     let ctl = edge_config::socket_path(&dir.path().join("run"), edge_config::Role::Wg);
-    let mut hubd = hub.spawn(
-        &[
-            env!("CARGO_BIN_EXE_edge-wg"),
-            "-c",
-            &cfg_path.to_string_lossy(),
-        ],
-        &[],
-        &format!("/tmp/{ifh}.log"),
-    );
-    hubd.cleanup = Some(format!("/var/run/wireguard/{ifh}.sock").into());
-    wait_for("control socket", Duration::from_secs(10), || {
-        assert!(hubd.alive(), "edge-wg exited: {}", hubd.log());
-        ctl.exists()
-    });
+    let mut hubd = start_config_daemon(&hub, &cfg_path, &ctl, &ifh, 0);
+    wait_control(&mut hubd, &ctl);
     // The site handshakes (the hub initiates at start), then stays silent.
     wait_for("the site's handshake", Duration::from_secs(5), || {
         ping_once(&hub, "10.95.4.2")

@@ -20,7 +20,6 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -75,71 +74,6 @@ fn role(role: HaRole, generation: u64) -> RoleState {
     }
 }
 
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-fn status(ctl: &Path) -> edge_ipc::wg::Status {
-    let resp =
-        block_on(Client::new(edge_config::Role::Wg, ctl.to_owned()).request(Request::Status))
-            .unwrap();
-    let Response::Status(st) = resp else {
-        panic!("not a status: {resp:?}")
-    };
-    st.detail.wg().unwrap().clone()
-}
-
-fn start_hub(ns: &Netns, cfg: &Path, ctl: &Path, ifname: &str, n: u32) -> Proc {
-    let _ = fs::remove_file(ctl);
-    let mut p = ns.spawn(
-        &[env!("CARGO_BIN_EXE_edge-wg"), "-c", &cfg.to_string_lossy()],
-        &[],
-        &format!("/tmp/{ifname}.{n}.log"),
-    );
-    p.cleanup = Some(format!("/var/run/wireguard/{ifname}.sock").into());
-    wait_for("control socket", Duration::from_secs(10), || {
-        assert!(p.alive(), "edge-wg exited: {}", p.log());
-        ctl.exists()
-    });
-    p
-}
-
-fn stop(p: &mut Proc) {
-    // SAFETY: kill(2) on the pid of a child we started and have not reaped.
-    unsafe { libc::kill(p.child.id() as libc::pid_t, libc::SIGTERM) };
-    wait_for("edge-wg to exit", Duration::from_secs(10), || !p.alive());
-}
-
-fn start_wireguard_go(ns: &Netns, ifname: &str) -> Proc {
-    let sock = format!("/var/run/wireguard/{ifname}.sock");
-    let _ = fs::remove_file(&sock);
-    let log = format!("/tmp/{ifname}.log");
-    let f = fs::File::create(&log).unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "wireguard-go", "-f", ifname])
-        .env("WG_PROCESS_FOREGROUND", "1")
-        .env("LOG_LEVEL", "debug")
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .unwrap();
-    let mut p = Proc {
-        child,
-        log: log.into(),
-        cleanup: Some(sock.clone().into()),
-    };
-    wait_for("wireguard-go uapi socket", Duration::from_secs(10), || {
-        assert!(p.alive(), "wireguard-go exited: {}", p.log());
-        Path::new(&sock).exists()
-    });
-    p
-}
-
 /// The spoke's view of its one peer: (endpoint, latest handshake).
 fn spoke_peer(ns: &Netns, ifname: &str) -> (String, u64) {
     let out = ns.run(&["wg", "show", ifname, "dump"]);
@@ -178,7 +112,7 @@ fn standby_sends_nothing_the_master_initiates_from_the_vip_and_reaches_out_after
     let ctl = edge_config::socket_path(&dir.path().join("run"), edge_config::Role::Wg);
 
     // The spoke has no endpoint for the hub: it learns it from what the hub sends.
-    let wggo = start_wireguard_go(&spoke, &ifs);
+    let wggo = start_wireguard_go_debug(&spoke, &ifs);
     iface_up(&spoke, &ifs, &format!("{SPOKE_TUNNEL}/24"));
     spoke.run(&[
         "wg",
@@ -195,15 +129,16 @@ fn standby_sends_nothing_the_master_initiates_from_the_vip_and_reaches_out_after
     ]);
 
     // 1. Standby: bound to the VIP before it exists; traffic for the peer starts nothing.
-    let mut hubd = start_hub(&hub, &cfg, &ctl, &ifh, 0);
+    let mut hubd = start_config_daemon(&hub, &cfg, &ctl, &ifh, 0);
+    wait_control(&mut hubd, &ctl);
     hub.run(&["ip", "addr", "add", &format!("{VIP}/32"), "dev", "u1"]);
-    let st = status(&ctl);
+    let st = wg_status(&ctl);
     assert!(st.standby, "no role file: BACKUP, on standby: {st:?}");
     assert_eq!(st.listen_address.as_deref(), Some(VIP), "{st:?}");
     for _ in 0..3 {
         assert!(!ping_once(&hub, SPOKE_TUNNEL), "a standby host sent data");
     }
-    let st = status(&ctl);
+    let st = wg_status(&ctl);
     assert_eq!(st.peers[0].latest_handshake, 0, "{st:?}");
     assert_eq!(st.peers[0].handshake_attempts, 0, "{st:?}");
     assert!(
@@ -215,7 +150,12 @@ fn standby_sends_nothing_the_master_initiates_from_the_vip_and_reaches_out_after
     // 2. MASTER: a handshake at once, without traffic, from the VIP.
     let c = Client::new(edge_config::Role::Wg, ctl.clone());
     let told = Instant::now();
-    let r = block_on(c.request(Request::SetRole(Box::new(role(HaRole::Master, 1))))).unwrap();
+    let r = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(c.request(Request::SetRole(Box::new(role(HaRole::Master, 1)))))
+        .unwrap();
     assert!(matches!(r, Response::Done { .. }), "{r:?}");
     wait_for("handshake after MASTER", Duration::from_secs(5), || {
         spoke_peer(&spoke, &ifs).1 > 0
@@ -229,14 +169,14 @@ fn standby_sends_nothing_the_master_initiates_from_the_vip_and_reaches_out_after
         format!("{VIP}:51820"),
         "the master sends from the virtual address"
     );
-    assert!(!status(&ctl).standby);
+    assert!(!wg_status(&ctl).standby);
     wait_for("spoke reaches hub", Duration::from_secs(5), || {
         ping_once(&spoke, HUB_TUNNEL)
     });
 
     // 3. Failover to a host that knows nothing of the spoke: no endpoint, no endpoints.json,
     // no session. The spoke still holds its session with "the other host".
-    stop(&mut hubd);
+    stop_daemon(&mut hubd);
     drop(hubd);
     fs::remove_dir_all(dir.path().join("state")).unwrap();
     write_config(dir.path(), &ifh, &key_path, &ks.public, false);
@@ -246,8 +186,9 @@ fn standby_sends_nothing_the_master_initiates_from_the_vip_and_reaches_out_after
     )
     .unwrap();
     let mark = wggo.log().len();
-    let hubd = start_hub(&hub, &cfg, &ctl, &ifh, 1);
-    let st = status(&ctl);
+    let mut hubd = start_config_daemon(&hub, &cfg, &ctl, &ifh, 1);
+    wait_control(&mut hubd, &ctl);
+    let st = wg_status(&ctl);
     assert!(!st.standby, "ha.json says MASTER: {st:?}");
     assert_eq!(st.peers[0].endpoint, None, "{st:?}");
     thread::sleep(Duration::from_millis(300));
@@ -262,7 +203,7 @@ fn standby_sends_nothing_the_master_initiates_from_the_vip_and_reaches_out_after
         "figure: tunnel back {} ms after the spoke's first packet to the new master",
         back.as_millis()
     );
-    let st = status(&ctl);
+    let st = wg_status(&ctl);
     assert!(st.reached_out >= 1, "{st:?}");
     assert_eq!(
         st.peers[0].endpoint.as_deref(),

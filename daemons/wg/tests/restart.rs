@@ -15,7 +15,6 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -58,52 +57,6 @@ fn write_secret(path: &Path, text: &str) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-/// Starts the config-mode daemon and waits for its control socket.
-fn start_hub(ns: &Netns, cfg: &Path, ctl: &Path, ifname: &str, n: u32) -> Proc {
-    let _ = fs::remove_file(ctl);
-    let mut p = ns.spawn(
-        &[env!("CARGO_BIN_EXE_edge-wg"), "-c", &cfg.to_string_lossy()],
-        &[],
-        &format!("/tmp/{ifname}.{n}.log"),
-    );
-    p.cleanup = Some(format!("/var/run/wireguard/{ifname}.sock").into());
-    p
-}
-
-/// SIGTERM and wait for the exit (the restart a service manager does).
-fn stop(p: &mut Proc) {
-    // SAFETY: kill(2) on the pid of a child we started and have not reaped.
-    unsafe { libc::kill(p.child.id() as libc::pid_t, libc::SIGTERM) };
-    wait_for("edge-wg to exit", Duration::from_secs(10), || !p.alive());
-}
-
-/// wireguard-go with debug logging (it logs to stdout) into its own log file.
-fn start_wireguard_go(ns: &Netns, ifname: &str) -> Proc {
-    let sock = format!("/var/run/wireguard/{ifname}.sock");
-    let _ = fs::remove_file(&sock);
-    let log = format!("/tmp/{ifname}.log");
-    let f = fs::File::create(&log).unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "wireguard-go", "-f", ifname])
-        .env("WG_PROCESS_FOREGROUND", "1")
-        .env("LOG_LEVEL", "debug")
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .unwrap();
-    let mut p = Proc {
-        child,
-        log: log.into(),
-        cleanup: Some(sock.clone().into()),
-    };
-    wait_for("wireguard-go uapi socket", Duration::from_secs(10), || {
-        assert!(p.alive(), "wireguard-go exited: {}", p.log());
-        Path::new(&sock).exists()
-    });
-    p
-}
-
 /// The hub's view of its one peer: (endpoint, latest handshake), if its UAPI answers.
 fn hub_peer(ns: &Netns, ifname: &str) -> Option<(String, u64)> {
     let (ok, out) = ns.try_run(&["wg", "show", ifname, "dump"]);
@@ -113,25 +66,6 @@ fn hub_peer(ns: &Netns, ifname: &str) -> Option<(String, u64)> {
     let line = out.lines().nth(1)?;
     let f: Vec<&str> = line.split('\t').collect();
     Some((f.get(2)?.to_string(), f.get(4)?.parse().ok()?))
-}
-
-/// The hub's handshake attempts for the peer, from the control socket.
-fn hub_attempts(ctl: &Path) -> u64 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let resp = rt
-        .block_on(
-            edge_ipc::Client::new(edge_config::Role::Wg, ctl.to_owned())
-                .request(edge_ipc::Request::Status),
-        )
-        .unwrap();
-    let edge_ipc::Response::Status(st) = resp else {
-        panic!("not a status: {resp:?}")
-    };
-    let detail: edge_ipc::wg::Status = st.detail.wg().unwrap().clone();
-    detail.peers[0].handshake_attempts
 }
 
 /// What the TCP stream through the tunnel saw.
@@ -236,12 +170,12 @@ fn restart_initiates_the_handshake_to_the_remembered_endpoint() {
     let ctl = edge_config::socket_path(&dir.path().join("run"), edge_config::Role::Wg);
     let state_file = dir.path().join("state/wg/endpoints.json");
 
-    let mut hubd = start_hub(&hub, &cfg, &ctl, &ifh, 0);
+    let mut hubd = start_config_daemon(&hub, &cfg, &ctl, &ifh, 0);
     wait_for("control socket", Duration::from_secs(10), || {
         assert!(hubd.alive(), "edge-wg exited: {}", hubd.log());
         ctl.exists()
     });
-    let wggo = start_wireguard_go(&spoke, &ifs);
+    let wggo = start_wireguard_go_debug(&spoke, &ifs);
     iface_up(&spoke, &ifs, &format!("{SPOKE_TUNNEL}/24"));
     spoke.run(&["ip", "route", "add", "10.94.0.1/32", "dev", &ifs]);
     // No persistent keepalive: after the first exchange the peer stays silent unless it
@@ -292,9 +226,9 @@ fn restart_initiates_the_handshake_to_the_remembered_endpoint() {
     // 2. Idle tunnel, restart: the hub handshakes at once; the peer only answers.
     thread::sleep(Duration::from_millis(300));
     let log_mark = wggo.log().len();
-    stop(&mut hubd);
+    stop_daemon(&mut hubd);
     let started = Instant::now();
-    let mut hubd = start_hub(&hub, &cfg, &ctl, &ifh, 1);
+    let mut hubd = start_config_daemon(&hub, &cfg, &ctl, &ifh, 1);
     let mut first_endpoint = None;
     wait_for(
         "handshake after the restart",
@@ -334,7 +268,10 @@ fn restart_initiates_the_handshake_to_the_remembered_endpoint() {
         "the peer did not have to act: {after}"
     );
     wait_for("control socket", Duration::from_secs(10), || ctl.exists());
-    assert!(hub_attempts(&ctl) >= 1, "edge-wg counted its initiation");
+    assert!(
+        wg_status(&ctl).peers[0].handshake_attempts >= 1,
+        "edge-wg counted its initiation"
+    );
     assert!(ping_once(&hub, SPOKE_TUNNEL), "tunnel works after restart");
     assert_eq!(
         fs::metadata(&state_file).unwrap().ino(),
@@ -353,9 +290,9 @@ fn restart_initiates_the_handshake_to_the_remembered_endpoint() {
     stats.lock().unwrap().max_gap = Duration::ZERO;
     let before = round_trips(&stats);
     let t0 = Instant::now();
-    stop(&mut hubd);
+    stop_daemon(&mut hubd);
     let down = t0.elapsed();
-    let mut hubd = start_hub(&hub, &cfg, &ctl, &ifh, 2);
+    let mut hubd = start_config_daemon(&hub, &cfg, &ctl, &ifh, 2);
     wait_for(
         "the stream to recover after the restart",
         Duration::from_secs(10),
@@ -383,7 +320,7 @@ fn restart_initiates_the_handshake_to_the_remembered_endpoint() {
 
     // 4. A reload that re-creates the peer (new preshared key) re-handshakes at once.
     wait_for("control socket", Duration::from_secs(10), || ctl.exists());
-    let attempts = hub_attempts(&ctl);
+    let attempts = wg_status(&ctl).peers[0].handshake_attempts;
     let psk = String::from_utf8_lossy(&run(&["wg", "genpsk"]).stdout)
         .trim()
         .to_string();
@@ -413,7 +350,10 @@ fn restart_initiates_the_handshake_to_the_remembered_endpoint() {
         "figure: reload with a new preshared key: initiation received {} ms after SIGHUP",
         t.elapsed().as_millis()
     );
-    assert!(hub_attempts(&ctl) > attempts, "edge-wg initiated it");
+    assert!(
+        wg_status(&ctl).peers[0].handshake_attempts > attempts,
+        "edge-wg initiated it"
+    );
     assert!(
         ping_once(&hub, SPOKE_TUNNEL),
         "tunnel works with the new psk"

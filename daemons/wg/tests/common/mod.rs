@@ -434,3 +434,88 @@ pub fn udp_in(ns: &Netns) -> UdpSocket {
         .join()
         .unwrap_or_else(|_| panic!("udp_in thread panicked"))
 }
+
+/// Starts edge-wg in configuration mode (`-c cfg`) in `ns`, its log in
+/// `/tmp/<ifname>.<n>.log`; a control socket `ctl` left by an earlier run is removed first
+/// so that [`wait_control`] sees the new one.
+pub fn start_config_daemon(
+    ns: &Netns,
+    cfg: &std::path::Path,
+    ctl: &std::path::Path,
+    ifname: &str,
+    n: u32,
+) -> Proc {
+    let _ = std::fs::remove_file(ctl);
+    let mut p = ns.spawn(
+        &[env!("CARGO_BIN_EXE_edge-wg"), "-c", &cfg.to_string_lossy()],
+        &[],
+        &format!("/tmp/{ifname}.{n}.log"),
+    );
+    p.cleanup = Some(format!("/var/run/wireguard/{ifname}.sock").into());
+    p
+}
+
+/// Waits until the daemon's control socket exists (it is bound once the daemon is up).
+pub fn wait_control(p: &mut Proc, ctl: &std::path::Path) {
+    wait_for("control socket", Duration::from_secs(10), || {
+        assert!(p.alive(), "edge-wg exited: {}", p.log());
+        ctl.exists()
+    });
+}
+
+/// SIGTERM and wait for the exit (the restart a service manager does).
+pub fn stop_daemon(p: &mut Proc) {
+    // SAFETY: kill(2) on the pid of a child we started and have not reaped.
+    unsafe { libc::kill(p.child.id() as libc::pid_t, libc::SIGTERM) };
+    wait_for("edge-wg to exit", Duration::from_secs(10), || !p.alive());
+}
+
+/// wireguard-go with debug logging (it logs to stdout) into `/tmp/<ifname>.log`; waits for
+/// its UAPI socket.
+pub fn start_wireguard_go_debug(ns: &Netns, ifname: &str) -> Proc {
+    let sock = format!("/var/run/wireguard/{ifname}.sock");
+    let _ = std::fs::remove_file(&sock);
+    let log = format!("/tmp/{ifname}.log");
+    let f = std::fs::File::create(&log).unwrap_or_else(|e| panic!("create {log}: {e}"));
+    let out = f.try_clone().unwrap_or_else(|e| panic!("{log}: {e}"));
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "wireguard-go", "-f", ifname])
+        .env("WG_PROCESS_FOREGROUND", "1")
+        .env("LOG_LEVEL", "debug")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(f)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn wireguard-go: {e}"));
+    let mut p = Proc {
+        child,
+        log: log.into(),
+        cleanup: Some(sock.clone().into()),
+    };
+    wait_for("wireguard-go uapi socket", Duration::from_secs(10), || {
+        assert!(p.alive(), "wireguard-go exited: {}", p.log());
+        std::path::Path::new(&sock).exists()
+    });
+    p
+}
+
+/// edge-wg's status from its control socket.
+pub fn wg_status(ctl: &std::path::Path) -> edge_ipc::wg::Status {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let resp = rt
+        .block_on(
+            edge_ipc::Client::new(edge_config::Role::Wg, ctl.to_owned())
+                .request(edge_ipc::Request::Status),
+        )
+        .unwrap_or_else(|e| panic!("status: {e}"));
+    let edge_ipc::Response::Status(st) = resp else {
+        panic!("not a status: {resp:?}")
+    };
+    st.detail
+        .wg()
+        .unwrap_or_else(|| panic!("not edge-wg's status: {:?}", st.detail))
+        .clone()
+}
