@@ -552,6 +552,16 @@ impl<'a, 'i> Table<'a, 'i> {
     pub fn finish_open(self) {}
 }
 
+/// A name that labels metrics and keepalived objects (notify targets, HA instances): 1 to 64
+/// ASCII letters, digits, `-`, `_` or `.`, starting with a letter or digit.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// The known key closest to `name`, if any is close enough to be a likely typo.
 pub fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
     known

@@ -12,7 +12,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::decode::{At, Ctx, Node, Table, integer_in};
+use crate::decode::{At, Ctx, Node, Table, integer_in, valid_name};
 use crate::source::Location;
 use crate::types::{Dur, IfAddr, InterfaceName, Ip};
 
@@ -112,14 +112,6 @@ impl Ha {
         std::mem::swap(&mut h.this, &mut h.peer);
         h
     }
-}
-
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn name(ctx: &mut Ctx<'_>, t: &mut Table<'_, '_>, key: &'static str) -> Option<At<String>> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::decode::{At, Ctx, Decode, Node, Table, integer_in};
+use crate::decode::{At, Ctx, Decode, Node, Table, integer_in, valid_name};
 use crate::secret::SecretSource;
 use crate::source::Location;
 use crate::types::{Dur, HttpUrl, one_of};
@@ -192,14 +192,6 @@ impl Notify {
     pub fn is_empty(&self) -> bool {
         self.webhooks.is_empty() && self.ntfy.is_empty() && self.heartbeats.is_empty()
     }
-}
-
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn target_name(ctx: &mut Ctx<'_>, t: &mut Table<'_, '_>) -> Option<At<String>> {

@@ -466,17 +466,23 @@ where
         eprintln!("edge-{role}: {} has no [{role}] section", path.display());
         return ExitCode::from(2);
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(role) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("edge-{role}: failed to start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     rt.block_on(f(loaded.config))
+}
+
+/// The current-thread runtime a daemon and its `--once` run on; exit 1 (after saying why on
+/// stderr) when it cannot start.
+fn runtime(role: Role) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("edge-{role}: failed to start the async runtime: {e}");
+            ExitCode::from(1)
+        })
 }
 
 /// Sleeps until `at`; forever without one (a `select!` arm with no deadline).
@@ -494,15 +500,9 @@ where
     F: FnOnce(Shell) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(role) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("edge-{role}: failed to start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     rt.block_on(async move {
         let shell = match Shell::start(role, &args).await {
