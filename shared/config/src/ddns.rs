@@ -361,6 +361,8 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
 pub const DEFAULT_VERIFY_INTERVAL: Duration = Duration::from_secs(3600);
 /// `timeout`: one API request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `ddns.record.ttl`: 1, Cloudflare's "automatic".
+pub const DEFAULT_TTL: u32 = 1;
 /// The source kinds `[[ddns.source]] kind` takes.
 const SOURCE_KINDS: [&str; 5] = ["http", "cloudflare-trace", "dns", "interface", "static"];
 
@@ -412,9 +414,9 @@ fn decode_record(ctx: &mut Ctx<'_>, mut r: Table<'_, '_>) -> Option<RawRecord> {
         .with(ctx, "ttl", |ctx, n| {
             integer_in(ctx, &n, 1, 86400).map(|v| v as u32)
         })
-        .unwrap_or(1);
+        .unwrap_or(DEFAULT_TTL);
     if let Some((span, key)) = &ttl_node {
-        if ttl != 1 && ttl < 30 {
+        if ttl != DEFAULT_TTL && ttl < 30 {
             ctx.error(span.clone(), key, format!("ttl = {ttl} is invalid: Cloudflare accepts 1 (automatic) or 60 to 86400 (30 on Enterprise)"));
         } else if proxied && ttl != 1 {
             ctx.warn(span.clone(), key, format!("ttl = {ttl} is ignored: Cloudflare serves proxied records with an automatic TTL"))

@@ -110,6 +110,13 @@ impl Metrics {
     }
 }
 
+/// `global.state_dir`: where daemons persist state.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/edge";
+/// `global.runtime_dir`: where the control sockets live.
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/edge";
+/// `global.log_level`.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
 /// Default metrics port of each role: 9851 ddns, 9852 wg, 9853 fw, 9854 link.
 pub fn default_metrics_port(role: Role) -> u16 {
     match role {
@@ -130,10 +137,10 @@ fn default_listen(role: Role) -> ListenAddr {
 impl Default for Global {
     fn default() -> Self {
         Global {
-            state_dir: PathBuf::from("/var/lib/edge"),
-            runtime_dir: PathBuf::from("/run/edge"),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            runtime_dir: PathBuf::from(DEFAULT_RUNTIME_DIR),
             log_format: LogFormat::Auto,
-            log_level: "info".to_owned(),
+            log_level: DEFAULT_LOG_LEVEL.to_owned(),
             metrics: Metrics {
                 ddns: default_listen(Role::Ddns),
                 wg: default_listen(Role::Wg),

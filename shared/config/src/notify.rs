@@ -39,6 +39,15 @@ const GROUPS: [&str; 4] = ["ddns", "fw", "wg", "link"];
 pub const DEFAULT_QUEUE: usize = 64;
 /// Default requests per minute to one target.
 pub const DEFAULT_MAX_PER_MINUTE: u32 = 20;
+/// `notify.timeout`: how long one delivery may take.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `notify.ddns_failing_after`: failed sync runs in a row before `ddns.failing`.
+pub const DEFAULT_DDNS_FAILING_AFTER: u32 = 3;
+/// `notify.link_down_after`: how long a watched link stays down before `link.down`.
+pub const DEFAULT_LINK_DOWN_AFTER: Duration = Duration::from_secs(10);
+/// `notify.wg_handshake_stale_after`: silence of a peer meant to stay up before
+/// `wg.handshake_stale` (0 turns it off).
+pub const DEFAULT_WG_HANDSHAKE_STALE_AFTER: Duration = Duration::from_secs(600);
 
 /// Which events a target receives: kinds (`"ddns.record_changed"`), groups (`"ddns.*"`) or
 /// everything (`"*"`).
@@ -165,11 +174,11 @@ impl Default for Notify {
         Notify {
             host: None,
             ca_file: None,
-            timeout: Duration::from_secs(10),
+            timeout: DEFAULT_TIMEOUT,
             queue: DEFAULT_QUEUE,
-            ddns_failing_after: 3,
-            link_down_after: Duration::from_secs(10),
-            wg_handshake_stale_after: Duration::from_secs(600),
+            ddns_failing_after: DEFAULT_DDNS_FAILING_AFTER,
+            link_down_after: DEFAULT_LINK_DOWN_AFTER,
+            wg_handshake_stale_after: DEFAULT_WG_HANDSHAKE_STALE_AFTER,
             webhooks: Vec::new(),
             ntfy: Vec::new(),
             heartbeats: Vec::new(),
