@@ -14,6 +14,7 @@
 
 pub mod cloudflare;
 pub mod receiver;
+mod serve;
 
 use std::ffi::OsStr;
 use std::fs::File;

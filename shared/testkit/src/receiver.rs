@@ -2,27 +2,18 @@
 //! an ntfy topic, a Healthchecks ping URL). It records every request it gets and answers as
 //! the test says: 200, another status, or never (it holds the request open until released).
 
-use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 
-use crate::cloudflare::make_tls;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use crate::serve::{Serving, bind, lock, make_tls, serve};
 
 /// How the receiver answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,8 +95,8 @@ pub struct Receiver {
     state: Arc<Mutex<State>>,
     holding: Arc<AtomicUsize>,
     release: Arc<tokio::sync::Notify>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
+    /// Stops and joins the server thread when dropped, after `drop` released held requests.
+    _serving: Serving,
 }
 
 /// Counts a held request while it is held, also when hyper drops it (client gone).
@@ -229,14 +220,7 @@ impl Receiver {
     /// Starts the receiver on its own thread (in the calling thread's network namespace).
     pub fn start(opts: ReceiverOptions) -> Receiver {
         let tls = opts.tls_names.as_deref().map(make_tls);
-        let std_listener = std::net::TcpListener::bind(opts.bind).unwrap_or_else(|e| {
-            panic!(
-                "cannot bind the notification receiver to {}: {e}",
-                opts.bind
-            )
-        });
-        std_listener.set_nonblocking(true).expect("nonblocking");
-        let addr = std_listener.local_addr().expect("local addr");
+        let (listener, addr) = bind(opts.bind, "the notification receiver");
         let state = Arc::new(Mutex::new(State {
             answer: opts.answer,
             received: Vec::new(),
@@ -244,7 +228,6 @@ impl Receiver {
         }));
         let holding = Arc::new(AtomicUsize::new(0));
         let release = Arc::new(tokio::sync::Notify::new());
-        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
         let acceptor = tls.map(|t| t.acceptor);
         let (st, hold, rel, log) = (
@@ -253,43 +236,8 @@ impl Receiver {
             release.clone(),
             opts.log.clone(),
         );
-        let thread = thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
-                loop {
-                    let (stream, _) = tokio::select! {
-                        _ = &mut stop_rx => break,
-                        a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
-                    };
-                    let (st, hold, rel, log) = (st.clone(), hold.clone(), rel.clone(), log.clone());
-                    let acceptor = acceptor.clone();
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req| {
-                            let (st, hold, rel, log) =
-                                (st.clone(), hold.clone(), rel.clone(), log.clone());
-                            async move { Ok::<_, Infallible>(handle(req, st, hold, rel, log).await) }
-                        });
-                        match acceptor {
-                            Some(acc) => {
-                                if let Ok(tls) = acc.accept(stream).await {
-                                    let _ = http1::Builder::new()
-                                        .serve_connection(TokioIo::new(tls), svc)
-                                        .await;
-                                }
-                            }
-                            None => {
-                                let _ = http1::Builder::new()
-                                    .serve_connection(TokioIo::new(stream), svc)
-                                    .await;
-                            }
-                        }
-                    });
-                }
-            });
+        let serving = serve(listener, acceptor, move |req| {
+            handle(req, st.clone(), hold.clone(), rel.clone(), log.clone())
         });
         Receiver {
             addr,
@@ -298,8 +246,7 @@ impl Receiver {
             state,
             holding,
             release,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            _serving: serving,
         }
     }
 
@@ -350,13 +297,8 @@ impl Receiver {
 }
 
 impl Drop for Receiver {
+    /// Releases the held requests; then `_serving` drops, which stops and joins the thread.
     fn drop(&mut self) {
         self.release();
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
