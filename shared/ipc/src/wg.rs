@@ -116,6 +116,16 @@ fn bytes(n: u64) -> String {
 /// Renders the status the way `wg show <iface>` does; `now` is the current Unix time.
 pub fn render_show(st: &Status, now: u64) -> String {
     let mut s = String::new();
+    render_interface(&mut s, st);
+    for p in &st.peers {
+        s.push('\n');
+        render_peer(&mut s, p, now);
+    }
+    s
+}
+
+/// The `interface:` section: keys, port, the pair's role, fwmark.
+fn render_interface(s: &mut String, st: &Status) {
     let _ = writeln!(s, "interface: {}", st.interface);
     if let Some(k) = &st.public_key {
         let _ = writeln!(s, "  public key: {k}");
@@ -147,75 +157,90 @@ pub fn render_show(st: &Status, now: u64) -> String {
     if st.fwmark != 0 {
         let _ = writeln!(s, "  fwmark: {:#x}", st.fwmark);
     }
-    for p in &st.peers {
-        s.push('\n');
-        let _ = writeln!(s, "peer: {}", p.public_key);
-        if let Some(n) = &p.name {
-            let _ = writeln!(s, "  name: {n}");
-        }
-        if p.preshared_key {
-            let _ = writeln!(s, "  preshared key: (hidden)");
-        }
-        if p.expired {
-            let _ = writeln!(
-                s,
-                "  EXPIRED {} (no sessions, no routes; renew it to bring it back)",
-                ago(now.saturating_sub(p.expires.unwrap_or(now)))
-            );
-        } else if let Some(t) = p.expires {
-            let _ = writeln!(
-                s,
-                "  expires: in {}",
-                ago(t.saturating_sub(now)).trim_end_matches(" ago")
-            );
-        }
-        if let Some(e) = &p.endpoint {
-            let _ = writeln!(s, "  endpoint: {e}");
-        }
-        if let Some(h) = &p.endpoint_host {
-            match &p.resolved_endpoint {
-                Some(a) => {
-                    let _ = writeln!(
-                        s,
-                        "  endpoint name: {h} (resolved to {a}, {})",
-                        ago(now.saturating_sub(p.resolved_at)).to_lowercase()
-                    );
-                }
-                None => {
-                    let _ = writeln!(s, "  endpoint name: {h} (not resolved)");
-                }
+}
+
+/// One `peer:` section.
+fn render_peer(s: &mut String, p: &PeerStatus, now: u64) {
+    let _ = writeln!(s, "peer: {}", p.public_key);
+    if let Some(n) = &p.name {
+        let _ = writeln!(s, "  name: {n}");
+    }
+    if p.preshared_key {
+        let _ = writeln!(s, "  preshared key: (hidden)");
+    }
+    render_expiry(s, p, now);
+    render_endpoint(s, p, now);
+    let ips = if p.allowed_ips.is_empty() {
+        "(none)".to_owned()
+    } else {
+        p.allowed_ips.join(", ")
+    };
+    let _ = writeln!(s, "  allowed ips: {ips}");
+    render_traffic(s, p, now);
+}
+
+/// `EXPIRED …` once the peer expired, `expires: in …` before.
+fn render_expiry(s: &mut String, p: &PeerStatus, now: u64) {
+    if p.expired {
+        let _ = writeln!(
+            s,
+            "  EXPIRED {} (no sessions, no routes; renew it to bring it back)",
+            ago(now.saturating_sub(p.expires.unwrap_or(now)))
+        );
+    } else if let Some(t) = p.expires {
+        let _ = writeln!(
+            s,
+            "  expires: in {}",
+            ago(t.saturating_sub(now)).trim_end_matches(" ago")
+        );
+    }
+}
+
+/// The live endpoint, and the configured endpoint name with what it resolved to.
+fn render_endpoint(s: &mut String, p: &PeerStatus, now: u64) {
+    if let Some(e) = &p.endpoint {
+        let _ = writeln!(s, "  endpoint: {e}");
+    }
+    if let Some(h) = &p.endpoint_host {
+        match &p.resolved_endpoint {
+            Some(a) => {
+                let _ = writeln!(
+                    s,
+                    "  endpoint name: {h} (resolved to {a}, {})",
+                    ago(now.saturating_sub(p.resolved_at)).to_lowercase()
+                );
+            }
+            None => {
+                let _ = writeln!(s, "  endpoint name: {h} (not resolved)");
             }
         }
-        let ips = if p.allowed_ips.is_empty() {
-            "(none)".to_owned()
-        } else {
-            p.allowed_ips.join(", ")
-        };
-        let _ = writeln!(s, "  allowed ips: {ips}");
-        if p.latest_handshake > 0 {
-            let _ = writeln!(
-                s,
-                "  latest handshake: {}",
-                ago(now.saturating_sub(p.latest_handshake))
-            );
-        }
-        if p.rx_bytes > 0 || p.tx_bytes > 0 {
-            let _ = writeln!(
-                s,
-                "  transfer: {} received, {} sent",
-                bytes(p.rx_bytes),
-                bytes(p.tx_bytes)
-            );
-        }
-        if p.persistent_keepalive > 0 {
-            let _ = writeln!(
-                s,
-                "  persistent keepalive: every {}",
-                ago(u64::from(p.persistent_keepalive)).trim_end_matches(" ago")
-            );
-        }
     }
-    s
+}
+
+/// Latest handshake, transfer and persistent keepalive, each when there is one.
+fn render_traffic(s: &mut String, p: &PeerStatus, now: u64) {
+    if p.latest_handshake > 0 {
+        let _ = writeln!(
+            s,
+            "  latest handshake: {}",
+            ago(now.saturating_sub(p.latest_handshake))
+        );
+    }
+    if p.rx_bytes > 0 || p.tx_bytes > 0 {
+        let _ = writeln!(
+            s,
+            "  transfer: {} received, {} sent",
+            bytes(p.rx_bytes),
+            bytes(p.tx_bytes)
+        );
+    }
+    if p.persistent_keepalive > 0 {
+        let _ = writeln!(
+            s,
+            "  persistent keepalive: every {}",
+            ago(u64::from(p.persistent_keepalive)).trim_end_matches(" ago")
+        );
+    }
 }
 
 #[cfg(test)]
