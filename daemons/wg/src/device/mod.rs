@@ -6,13 +6,15 @@
 //! * [`rx`]: one RX thread per UDP socket: `recvmmsg` with UDP GRO, decrypt, coalesce TCP
 //!   segments (GRO) and write super-packets to the TUN;
 //! * [`timers`]: one timer thread: boringtun timers, persistent keepalive, rate-limiter reset;
-//! * this module: the device state and [`Device::apply`].
+//! * [`apply`]: configuration, [`Device::apply`];
+//! * this module: the device state.
 //!
 //! A flow always maps to one TUN queue (kernel flow hash) and one UDP socket, so a flow
 //! is handled by one thread in each direction and never reordered. Configuration goes
 //! through [`Device::apply`], which validates and binds first and then swaps state under
 //! the write lock; nothing in it can panic while the lock is held.
 
+mod apply;
 mod rx;
 mod standby;
 mod timers;
@@ -22,7 +24,7 @@ pub use standby::PairState;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -32,12 +34,11 @@ use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use parking_lot::{Mutex, RwLock};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::allowed_ips::AllowedIps;
-use crate::diff::PeerDiff;
 use crate::endpoints::LiveEndpoint;
-use crate::model::{DeviceConfig, Key, PeerConfig, SecretKey};
+use crate::model::{DeviceConfig, Key};
 use crate::proto::{HANDSHAKE_INIT_LEN, PEER_INDEX_MASK};
 use crate::stats::{DeviceCounters, DropReason, MetricsSnapshot, PeerCounters, PeerMetrics};
 use crate::tun::TunQueue;
@@ -233,26 +234,6 @@ fn now_unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Bound IPv4 and IPv6 sockets and the port they share.
-type SocketPair = (Option<Arc<UdpSocket>>, Option<Arc<UdpSocket>>, u16);
-
-fn bind_pair(port: u16, fwmark: u32, v4_addr: Option<Ipv4Addr>) -> Result<SocketPair, UdpError> {
-    let v4 = match v4_addr {
-        Some(a) => UdpSocket::bind_on(a.into(), port, fwmark)?,
-        None => UdpSocket::bind(false, port, fwmark)?,
-    };
-    let port = v4.local_port().unwrap_or(port);
-    // IPv6 is best effort: a host without IPv6 still gets an IPv4 endpoint.
-    let v6 = match UdpSocket::bind(true, port, fwmark) {
-        Ok(s) => Some(Arc::new(s)),
-        Err(e) => {
-            warn!(error = %e, "no ipv6 udp socket");
-            None
-        }
-    };
-    Ok((Some(Arc::new(v4)), v6, port))
-}
-
 impl Device {
     /// Starts the engine on already opened TUN queues with an empty configuration
     /// (no key, no peers, port 0 = not bound until configured).
@@ -268,33 +249,13 @@ impl Device {
                 "--test-rekey-secs is set: every session is re-keyed this often (a test option; never use it in production)"
             );
         }
-        let dev = Arc::new(Device {
-            name: name.to_string(),
-            state: RwLock::new(State {
-                config: DeviceConfig::default(),
-                keys: None,
-                peers: HashMap::new(),
-                by_index: HashMap::new(),
-                table: AllowedIps::new(),
-                next_index: rand::random::<u32>() & PEER_INDEX_MASK,
-            }),
-            sockets: RwLock::new(Arc::new(Sockets {
-                v4: None,
-                v6: None,
-                port: 0,
-                generation: 0,
-            })),
-            tun: tun.into_iter().map(Arc::new).collect(),
-            shutdown: AtomicBool::new(false),
-            generation: AtomicU64::new(0),
-            endpoint_epoch: AtomicU64::new(0),
-            threads: Mutex::new(Vec::new()),
-            counters: DeviceCounters::default(),
-            epoch: Instant::now(),
-            forced_rekey: opts.forced_rekey,
-            detached: false,
-            pair: PairState::default(),
-        });
+        let dev = Arc::new(Device::new(
+            name,
+            tun.into_iter().map(Arc::new).collect(),
+            opts.forced_rekey,
+            false,
+            rand::random::<u32>() & PEER_INDEX_MASK,
+        ));
         for i in 0..dev.tun.len() {
             let d = dev.clone();
             dev.spawn(format!("wg-tx{i}"), move || d.tx_loop(i))?;
@@ -449,250 +410,6 @@ impl Device {
         }
     }
 
-    /// Applies a new configuration: binds a changed port first (an error leaves
-    /// everything as it was), then updates keys and peers under the write lock.
-    /// Peers that did not change keep their sessions. `force_endpoints` resets the live
-    /// endpoint of these peers even when the configured one did not change (UAPI `set`).
-    pub fn apply(
-        self: &Arc<Self>,
-        new: &DeviceConfig,
-        force_endpoints: &[(Key, SocketAddr)],
-    ) -> Result<PeerDiff, DeviceError> {
-        self.apply_with(|_| new.clone(), force_endpoints)
-    }
-
-    /// Applies a UAPI `set` transaction; the new configuration is computed from the
-    /// current one under the same lock, so concurrent changes cannot be lost.
-    pub fn apply_set(
-        self: &Arc<Self>,
-        req: &crate::uapi::SetRequest,
-    ) -> Result<PeerDiff, DeviceError> {
-        let forced: Vec<(Key, SocketAddr)> = req
-            .peers
-            .iter()
-            .filter(|p| !p.remove)
-            .filter_map(|p| p.endpoint.map(|e| (p.public_key, e)))
-            .collect();
-        self.apply_with(|old| crate::uapi::apply_set(old, req), &forced)
-    }
-
-    fn apply_with(
-        self: &Arc<Self>,
-        make: impl FnOnce(&DeviceConfig) -> DeviceConfig,
-        force_endpoints: &[(Key, SocketAddr)],
-    ) -> Result<PeerDiff, DeviceError> {
-        let mut st = self.state.write();
-        let new_cfg = make(&st.config);
-        let new = &new_cfg;
-        let diff = PeerDiff::new(&st.config, new);
-        // 1. Fallible work first, nothing changed yet.
-        let cur = self.sockets.read().clone();
-        let fwmark = new.fwmark;
-        // Re-bind only when nothing is bound yet or a different, explicit port is asked for.
-        let rebind = !self.detached && cur.v4.is_none()
-            || (diff.listen_port.is_some() && new.listen_port != 0 && new.listen_port != cur.port);
-        let new_sockets = if rebind {
-            let (v4, v6, port) = bind_pair(new.listen_port, fwmark, self.pair.listen_v4())
-                .map_err(|source| DeviceError::BindPort {
-                    port: new.listen_port,
-                    source,
-                })?;
-            Some(Sockets {
-                v4,
-                v6,
-                port,
-                generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
-            })
-        } else {
-            None
-        };
-        if let (None, Some(m)) = (&new_sockets, diff.fwmark) {
-            for s in [&cur.v4, &cur.v6].into_iter().flatten() {
-                s.set_fwmark(m)
-                    .map_err(|source| DeviceError::SetFwmark { mark: m, source })?;
-            }
-        }
-        // 2. Infallible changes.
-        if let Some(k) = diff.private_key {
-            self.set_private_key(&mut st, k);
-        }
-        for k in &diff.removed {
-            if let Some(p) = st.peers.remove(k) {
-                st.by_index.remove(&p.index);
-                st.table.retain(|v| !Arc::ptr_eq(v, &p));
-                info!(peer = %k.to_base64(), "peer removed");
-            }
-        }
-        for pc in &diff.added {
-            self.add_peer(&mut st, pc);
-            info!(peer = %pc.public_key.to_base64(), "peer added");
-        }
-        for c in &diff.changed {
-            let Some(p) = st.peers.get(&c.public_key).cloned() else {
-                continue;
-            };
-            if let Some(ep) = c.endpoint {
-                *p.endpoint.write() = ep;
-                // A new address: its silence is counted from the next initiation on.
-                p.unanswered_since.store(0, Ordering::Relaxed);
-            }
-            if let Some(ka) = c.persistent_keepalive {
-                p.keepalive.store(ka, Ordering::Relaxed);
-            }
-            if let Some(psk) = c.preshared_key {
-                // boringtun fixes the PSK at Tunn creation: a new Tunn (same index) takes
-                // it; the next packet starts a handshake that uses it.
-                let t = st.keys.as_ref().map(|k| {
-                    Tunn::new(
-                        k.secret.clone(),
-                        PublicKey::from(p.public_key.0),
-                        psk.map(|s| s.0.0),
-                        None,
-                        p.index,
-                        Some(k.limiter.clone()),
-                    )
-                });
-                *p.tunn.lock() = t;
-            }
-            if let Some(ips) = &c.allowed_ips {
-                st.table.retain(|v| !Arc::ptr_eq(v, &p));
-                for n in ips {
-                    st.table.insert(*n, p.clone());
-                }
-            }
-            info!(peer = %c.public_key.to_base64(), "peer changed");
-        }
-        for (k, ep) in force_endpoints {
-            if let Some(p) = st.peers.get(k) {
-                *p.endpoint.write() = Some(*ep);
-            }
-        }
-        let mut cfg = new.clone();
-        // An allowed IP belongs to one peer only: the last one given it wins.
-        let owners: Vec<(Key, Vec<ipnet::IpNet>)> = cfg
-            .peers
-            .values()
-            .map(|p| (p.public_key, p.allowed_ips.clone()))
-            .collect();
-        for (k, ips) in owners {
-            for n in ips {
-                let Some(owner) = st.table.get_exact(n) else {
-                    continue;
-                };
-                if owner.public_key != k
-                    && let Some(p) = cfg.peers.get_mut(&k)
-                {
-                    p.allowed_ips.retain(|x| *x != n);
-                }
-            }
-        }
-        if let Some(s) = new_sockets {
-            info!(
-                port = s.port,
-                gso = s.v4.as_ref().is_some_and(|x| x.gso()),
-                gro = s.v4.as_ref().is_some_and(|x| x.gro()),
-                "udp sockets bound"
-            );
-            cfg.listen_port = new.listen_port;
-            let s = Arc::new(s);
-            *self.sockets.write() = s.clone();
-            for (fam, sock) in [("v4", &s.v4), ("v6", &s.v6)] {
-                if let Some(sock) = sock.clone() {
-                    let d = self.clone();
-                    let generation = s.generation;
-                    // A failed spawn leaves that family without receive; report, go on.
-                    if let Err(e) =
-                        self.spawn(format!("wg-rx{fam}"), move || d.rx_loop(sock, generation))
-                    {
-                        warn!(error = %e, "rx thread not started");
-                    }
-                }
-            }
-        }
-        st.config = cfg;
-        self.endpoint_epoch.fetch_add(1, Ordering::Relaxed);
-        Ok(diff)
-    }
-
-    fn set_private_key(&self, st: &mut State, k: Option<SecretKey>) {
-        match k {
-            None => {
-                st.keys = None;
-                for p in st.peers.values() {
-                    *p.tunn.lock() = None;
-                }
-            }
-            Some(sk) => {
-                let secret = StaticSecret::from(sk.0.0);
-                let public = PublicKey::from(&secret);
-                let limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
-                for p in st.peers.values() {
-                    let mut t = p.tunn.lock();
-                    match t.as_mut() {
-                        Some(t) => {
-                            t.set_static_private(secret.clone(), public, Some(limiter.clone()))
-                        }
-                        None => {
-                            let psk = st
-                                .config
-                                .peers
-                                .get(&p.public_key)
-                                .and_then(|c| c.preshared_key);
-                            *t = Some(Tunn::new(
-                                secret.clone(),
-                                PublicKey::from(p.public_key.0),
-                                psk.map(|s| s.0.0),
-                                None,
-                                p.index,
-                                Some(limiter.clone()),
-                            ));
-                        }
-                    }
-                }
-                st.keys = Some(Keys {
-                    secret,
-                    public,
-                    limiter,
-                });
-            }
-        }
-    }
-
-    fn add_peer(&self, st: &mut State, pc: &PeerConfig) {
-        let mut index = st.next_index & PEER_INDEX_MASK;
-        while st.by_index.contains_key(&index) {
-            index = (index + 1) & PEER_INDEX_MASK;
-        }
-        st.next_index = index + 1;
-        let tunn = st.keys.as_ref().map(|k| {
-            Tunn::new(
-                k.secret.clone(),
-                PublicKey::from(pc.public_key.0),
-                pc.preshared_key.map(|s| s.0.0),
-                None,
-                index,
-                Some(k.limiter.clone()),
-            )
-        });
-        let p = Arc::new(Peer {
-            public_key: pc.public_key,
-            name: pc.name.clone(),
-            index,
-            tunn: Mutex::new(tunn),
-            endpoint: RwLock::new(pc.endpoint),
-            keepalive: AtomicU16::new(pc.persistent_keepalive),
-            last_keepalive: Mutex::new(Instant::now()),
-            expired: AtomicBool::new(false),
-            unanswered_since: AtomicU64::new(0),
-            counters: PeerCounters::default(),
-        });
-        for n in &pc.allowed_ips {
-            st.table.insert(*n, p.clone());
-        }
-        st.by_index.insert(index, p.clone());
-        st.peers.insert(pc.public_key, p);
-    }
-
     /// The live state, as `wg show` reports it.
     pub fn status(&self) -> DeviceStatus {
         let st = self.state.read();
@@ -785,7 +502,19 @@ impl Device {
     /// A device with no TUN, no sockets and no threads, for feeding datagrams by hand
     /// ([`Device::feed_datagram`]); used by the fuzz targets.
     pub fn detached(name: &str) -> Arc<Device> {
-        Arc::new(Device {
+        Arc::new(Device::new(name, Vec::new(), None, true, 1))
+    }
+
+    /// A device with an empty configuration (no key, no peers, nothing bound) and no
+    /// threads yet; `next_index` is the first peer's session index prefix.
+    fn new(
+        name: &str,
+        tun: Vec<Arc<TunQueue>>,
+        forced_rekey: Option<Duration>,
+        detached: bool,
+        next_index: u32,
+    ) -> Device {
+        Device {
             name: name.to_string(),
             state: RwLock::new(State {
                 config: DeviceConfig::default(),
@@ -793,7 +522,7 @@ impl Device {
                 peers: HashMap::new(),
                 by_index: HashMap::new(),
                 table: AllowedIps::new(),
-                next_index: 1,
+                next_index,
             }),
             sockets: RwLock::new(Arc::new(Sockets {
                 v4: None,
@@ -801,16 +530,16 @@ impl Device {
                 port: 0,
                 generation: 0,
             })),
-            tun: Vec::new(),
+            tun,
             shutdown: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             endpoint_epoch: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             counters: DeviceCounters::default(),
             epoch: Instant::now(),
-            forced_rekey: None,
-            detached: true,
+            forced_rekey,
+            detached,
             pair: PairState::default(),
-        })
+        }
     }
 }
