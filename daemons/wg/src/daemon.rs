@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -33,7 +33,7 @@ use crate::model::Key;
 use crate::netlink::Netlink;
 use crate::resolver::{EndpointResolver, ResolveError};
 use crate::state::{self, EndpointStore};
-use crate::uapi_server::{PublicLink, SOCKET_DIR, link_public, unlink_public};
+use crate::uapi_server::{PublicLink, SOCKET_DIR, UapiServer, link_public, unlink_public};
 use edge_util::unix_now_i64;
 
 /// Reads the secrets and resolves the endpoints a `[wg]` section names.
@@ -115,6 +115,35 @@ struct Live {
 }
 
 impl Live {
+    /// Resolves the endpoints of `wg` and starts the bookkeeping beside the engine: the
+    /// lookups' channel (its receiver is returned), the notifier, the watch for silent peers.
+    async fn start(
+        shell: &Shell,
+        name: &str,
+        wg: &Wg,
+    ) -> anyhow::Result<(Live, mpsc::Receiver<Lookup>)> {
+        let resolver = EndpointResolver::new(&wg.resolvers);
+        let resolved = resolve(wg, &resolver).await?;
+        let (lookup_tx, lookup_rx) = mpsc::channel(16);
+        let notify_metrics = edge_metrics::notify::Metrics::register(&mut shell.registry().write());
+        let mut live = Live {
+            name: name.to_string(),
+            wg: wg.clone(),
+            resolved,
+            resolver,
+            reresolve: config::Reresolve::default(),
+            started: Instant::now(),
+            extra: Arc::new(Mutex::new(Extra::default())),
+            lookups: lookup_tx,
+            expired: Vec::new(),
+            started_unix: unix_now_i64(),
+            notifier: Notifier::start(shell.config(), "edge-wg", notify_metrics),
+            stale: StaleWatch::new(stale_after(shell.config()), unix_now_i64().max(0) as u64),
+        };
+        live.note_resolved();
+        Ok((live, lookup_rx))
+    }
+
     /// Applies the section at the current time (peers that expired are left out) and
     /// brings the routes along. Equivalent to: `wg syncconf` + `ip route replace/del`.
     async fn converge(&mut self, dev: &Arc<Device>, nl: &Netlink) -> anyhow::Result<PeerDiff> {
@@ -397,53 +426,202 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
     let Some(wg) = shell.config().wg.clone() else {
         return idle(shell, "no [wg] section in the configuration").await;
     };
-    let name = wg.interface.as_str().to_string();
-    let opened = bringup::open(&name, bringup::default_queues(), &opts)?;
-    let dev = opened.dev.clone();
-    let resolver = EndpointResolver::new(&wg.resolvers);
-    let resolved = resolve(&wg, &resolver).await?;
-    let (lookup_tx, mut lookup_rx) = mpsc::channel(16);
-    let notify_metrics = edge_metrics::notify::Metrics::register(&mut shell.registry().write());
-    let mut live = Live {
-        name: name.clone(),
-        wg: wg.clone(),
-        resolved,
-        resolver,
-        reresolve: config::Reresolve::default(),
-        started: Instant::now(),
-        extra: Arc::new(Mutex::new(Extra::default())),
-        lookups: lookup_tx,
-        expired: Vec::new(),
-        started_unix: unix_now_i64(),
-        notifier: Notifier::start(shell.config(), "edge-wg", notify_metrics),
-        stale: StaleWatch::new(stale_after(shell.config()), unix_now_i64().max(0) as u64),
-    };
-    live.note_resolved();
-    // Two hosts under keepalived: listen on the virtual address the ISP router forwards
-    // to, and stay on standby unless this host is the master.
-    let mut ha = edge_ipc::follow::Follower::start(shell.config());
-    let pair = shell.config().ha.is_some();
-    dev.set_reach_out(pair);
-    dev.set_listen_address(listen_address(shell.config()));
+    let mut daemon = Daemon::start(&mut shell, &wg, &opts).await?;
+    daemon.serve(&mut shell).await;
+    daemon.stop(shell).await;
+    Ok(())
+}
+
+/// The running daemon: the engine, its interface and what follows the configuration, the
+/// role and the endpoints, from [`Daemon::start`] to [`Daemon::stop`].
+struct Daemon {
+    dev: Arc<Device>,
+    nl: Netlink,
+    live: Live,
+    ha: edge_ipc::follow::Follower,
+    store: EndpointStore,
+    lookup_rx: mpsc::Receiver<Lookup>,
+    uapi: UapiServer,
+    uapi_path: PathBuf,
+}
+
+impl Daemon {
+    /// Opens the TUN, applies `[wg]`, remembers endpoints, sets addresses and routes,
+    /// initiates handshakes, registers the metrics, drops privileges and serves the UAPI.
+    async fn start(shell: &mut Shell, wg: &Wg, opts: &Options) -> anyhow::Result<Daemon> {
+        let name = wg.interface.as_str().to_string();
+        let opened = bringup::open(&name, bringup::default_queues(), opts)?;
+        let dev = opened.dev.clone();
+        let (mut live, lookup_rx) = Live::start(shell, &name, wg).await?;
+        let ha = join_pair(shell.config(), &dev);
+        let desired = config::device_config(wg, &live.resolved, unix_now_i64());
+        dev.apply(&desired, &[])
+            .context("failed to apply the [wg] configuration")?;
+        live.report_expired(unix_now_i64(), !dev.standby());
+        let state_dir = shell.config().global.state_dir.clone();
+        let mut store = open_store(&state_dir, wg.user.as_deref());
+        let remembered = dev.seed_endpoints(&store.remembered().hints(desired.peers.values()));
+        let nl = bring_up_interface(&name, wg, &desired).await?;
+        greet_peers(&dev, &desired, remembered);
+        let (d2, x2) = (dev.clone(), live.extra.clone());
+        edge_metrics::wg::Metrics::register(&mut shell.registry().write(), move || {
+            sample(&d2, &x2)
+        });
+        // Our own directory (under systemd the unit's RuntimeDirectory=), linked from the
+        // one the stock `wg` looks in. A TUN created beforehand (and owned by the user)
+        // needs no capability after the drop; otherwise CAP_NET_ADMIN stays for fwmark,
+        // forced buffers and route changes on reload.
+        let uapi_dir = shell.config().role_runtime_dir(Role::Wg);
+        let running = opened.serve(&uapi_dir, wg.user.as_deref(), |p| link_uapi(&name, p))?;
+        shell.mark_ready(&format!("{name}: {} peers", desired.peers.len()));
+        store.sync_if_moved(&dev);
+        Ok(Daemon {
+            dev,
+            nl,
+            live,
+            ha,
+            store,
+            lookup_rx,
+            uapi: running.uapi,
+            uapi_path: running.uapi_path,
+        })
+    }
+
+    /// Follows reloads, role changes, status requests, expiries and lookups until shutdown.
+    async fn serve(&mut self, shell: &mut Shell) {
+        // Roaming is noticed here at most once a second: the file is written when an
+        // endpoint moved, never per packet, and a peer flapping between two paths costs at
+        // most one write a second.
+        let mut persist = tokio::time::interval(PERSIST_CHECK);
+        persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            // Rebuilt on every turn: a reload or a renew moves the next expiry.
+            let next_expiry = self.live.until_next_expiry();
+            let expiry = async move {
+                match next_expiry {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = shell.next() => match ev {
+                    Event::Shutdown => break,
+                    Event::Reloaded(cfg) => self.on_reload(shell, &cfg).await,
+                    Event::Request(Request::SetRole(state), r) => {
+                        let change = self.ha.set_role(*state);
+                        r.send(self.ha.answer(&change));
+                        if let Change::Changed { to, .. } = change {
+                            follow_role(&self.dev, to, &mut self.live);
+                        }
+                    }
+                    Event::Request(Request::Status, r) => {
+                        let mut st = shell.base_status();
+                        let detail = status_with(&self.dev, Some(&self.live.extra.lock()));
+                        st.detail = edge_ipc::Detail::Wg(Box::new(detail));
+                        st.ha = Some(self.ha.status());
+                        r.send(Response::Status(Box::new(st)));
+                    }
+                    Event::Request(_, r) => r.unsupported(Role::Wg),
+                },
+                () = expiry => {
+                    if let Err(e) = self.live.converge(&self.dev, &self.nl).await {
+                        tracing::error!("expiry not applied: {e:#}");
+                        shell.push_error(format!("expiry not applied: {e:#}"));
+                    }
+                }
+                Some(l) = self.lookup_rx.recv() => self.live.on_lookup(l, &self.dev, &self.nl).await,
+                _ = persist.tick() => self.on_tick().await,
+            }
+        }
+    }
+
+    /// Applies a reloaded configuration: `[wg]`, reaching out, notifications, the role.
+    async fn on_reload(&mut self, shell: &mut Shell, cfg: &edge_config::Config) {
+        let dev = &self.dev;
+        if let Err(e) = reload(dev, &self.nl, &mut self.live, cfg.wg.as_ref(), &self.store).await {
+            tracing::error!("reload not applied: {e:#}");
+            shell.push_error(format!("reload not applied: {e:#}"));
+        }
+        if listen_address(cfg) != dev.listen_address() {
+            tracing::warn!("[ha] changed the address to listen on; restart edge-wg to bind it");
+        }
+        dev.set_reach_out(cfg.ha.is_some());
+        self.live.notifier.reload(cfg);
+        self.live.stale.set_threshold(stale_after(cfg));
+        if let Change::Changed { to, .. } = self.ha.reload(cfg) {
+            follow_role(dev, to, &mut self.live);
+        }
+        self.store.sync_if_moved(dev);
+    }
+
+    /// The once-a-second checks: role file, moved endpoints, names to look up again,
+    /// silent peers, expiries a clock jump passed.
+    async fn on_tick(&mut self) {
+        let (dev, live) = (&self.dev, &mut self.live);
+        // The role file is the safety net for a SetRole that did not arrive.
+        if let Change::Changed { to, .. } = self.ha.refresh() {
+            follow_role(dev, to, live);
+        }
+        self.store.sync_if_moved(dev);
+        live.check_reresolve(dev);
+        live.check_stale(dev);
+        // A clock that jumped past an expiry is caught here.
+        if live
+            .wg
+            .peers
+            .iter()
+            .any(|p| config::is_expired(p, unix_now_i64()) && !live.expired.contains(&p.name))
+            && let Err(e) = live.converge(dev, &self.nl).await
+        {
+            tracing::error!("expiry not applied: {e:#}");
+        }
+    }
+
+    /// Unlinks and closes the UAPI socket, saves the endpoints, stops the engine and sends
+    /// what notifications are still queued.
+    async fn stop(mut self, shell: Shell) {
+        unlink_uapi(&self.live.name, &self.uapi_path);
+        drop(self.uapi);
+        self.store.sync_now(&self.dev);
+        self.dev.shutdown();
+        if !self.live.notifier.flush(Duration::from_secs(2)).await {
+            tracing::warn!("notifications still queued at exit were dropped");
+        }
+        shell.stop();
+    }
+}
+
+/// Two hosts under keepalived: listen on the virtual address the ISP router forwards to,
+/// and stay on standby unless this host is the master.
+fn join_pair(cfg: &edge_config::Config, dev: &Device) -> edge_ipc::follow::Follower {
+    let ha = edge_ipc::follow::Follower::start(cfg);
+    dev.set_reach_out(cfg.ha.is_some());
+    dev.set_listen_address(listen_address(cfg));
     dev.set_standby(!ha.standing().is_active());
-    let desired = config::device_config(&wg, &live.resolved, unix_now_i64());
-    dev.apply(&desired, &[])
-        .context("failed to apply the [wg] configuration")?;
-    live.report_expired(unix_now_i64(), !dev.standby());
-    let state_dir = shell.config().global.state_dir.clone();
-    let mut store = open_store(&state_dir, wg.user.as_deref());
-    let remembered = dev.seed_endpoints(&store.remembered().hints(desired.peers.values()));
+    ha
+}
+
+/// Sets the interface's MTU and addresses and adds the routes of every allowed IP.
+async fn bring_up_interface(
+    name: &str,
+    wg: &Wg,
+    desired: &crate::model::DeviceConfig,
+) -> anyhow::Result<Netlink> {
     let nl = Netlink::open().context("failed to open rtnetlink")?;
-    nl.configure(&name, wg.mtu, &wg.addresses)
+    nl.configure(name, wg.mtu, &wg.addresses)
         .await
         .with_context(|| format!("failed to configure interface {name}"))?;
-    let (routes, _) = config::route_diff(&Default::default(), &desired);
-    nl.sync_routes(&name, &routes, &[])
+    let (routes, _) = config::route_diff(&Default::default(), desired);
+    nl.sync_routes(name, &routes, &[])
         .await
         .with_context(|| format!("failed to add the allowed-ips routes of {name}"))?;
-    // The interface is up and routed: a peer answering now gets its traffic delivered.
-    // Peers still holding a session from before a restart would otherwise keep sending
-    // into it until their own timers give up (15 s and more).
+    Ok(nl)
+}
+
+/// The interface is up and routed: a peer answering now gets its traffic delivered.
+/// Peers still holding a session from before a restart would otherwise keep sending into
+/// it until their own timers give up (15 s and more).
+fn greet_peers(dev: &Device, desired: &crate::model::DeviceConfig, remembered: usize) {
     let keys: Vec<Key> = desired.peers.keys().copied().collect();
     let initiated = dev.initiate_handshakes(&keys);
     tracing::info!(
@@ -452,100 +630,6 @@ pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
         handshakes_initiated = initiated,
         "handshakes initiated to every peer with a known endpoint"
     );
-    let d2 = dev.clone();
-    let x2 = live.extra.clone();
-    edge_metrics::wg::Metrics::register(&mut shell.registry().write(), move || sample(&d2, &x2));
-    // Our own directory (under systemd the unit's RuntimeDirectory=), linked from the one the
-    // stock `wg` looks in. A TUN created beforehand (and owned by the user) needs no
-    // capability after the drop; otherwise CAP_NET_ADMIN stays for fwmark, forced buffers
-    // and route changes on reload.
-    let uapi_dir = shell.config().role_runtime_dir(Role::Wg);
-    let running = opened.serve(&uapi_dir, wg.user.as_deref(), |p| link_uapi(&name, p))?;
-    let (uapi, uapi_path) = (running.uapi, running.uapi_path);
-    shell.mark_ready(&format!("{name}: {} peers", desired.peers.len()));
-    store.sync_if_moved(&dev);
-    // Roaming is noticed here at most once a second: the file is written when an
-    // endpoint moved, never per packet, and a peer flapping between two paths costs at
-    // most one write a second.
-    let mut persist = tokio::time::interval(PERSIST_CHECK);
-    persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        // Rebuilt on every turn: a reload or a renew moves the next expiry.
-        let next_expiry = live.until_next_expiry();
-        let expiry = async move {
-            match next_expiry {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            ev = shell.next() => match ev {
-                Event::Shutdown => break,
-                Event::Reloaded(cfg) => {
-                    if let Err(e) = reload(&dev, &nl, &mut live, cfg.wg.as_ref(), &store).await {
-                        tracing::error!("reload not applied: {e:#}");
-                        shell.push_error(format!("reload not applied: {e:#}"));
-                    }
-                    if listen_address(&cfg) != dev.listen_address() {
-                        tracing::warn!("[ha] changed the address to listen on; restart edge-wg to bind it");
-                    }
-                    dev.set_reach_out(cfg.ha.is_some());
-                    live.notifier.reload(&cfg);
-                    live.stale.set_threshold(stale_after(&cfg));
-                    if let Change::Changed { to, .. } = ha.reload(&cfg) {
-                        follow_role(&dev, to, &mut live);
-                    }
-                    store.sync_if_moved(&dev);
-                }
-                Event::Request(Request::SetRole(state), r) => {
-                    let change = ha.set_role(*state);
-                    r.send(ha.answer(&change));
-                    if let Change::Changed { to, .. } = change {
-                        follow_role(&dev, to, &mut live);
-                    }
-                }
-                Event::Request(Request::Status, r) => {
-                    let mut st = shell.base_status();
-                    let detail = status_with(&dev, Some(&live.extra.lock()));
-                    st.detail = edge_ipc::Detail::Wg(Box::new(detail));
-                    st.ha = Some(ha.status());
-                    r.send(Response::Status(Box::new(st)));
-                }
-                Event::Request(_, r) => r.unsupported(Role::Wg),
-            },
-            () = expiry => {
-                if let Err(e) = live.converge(&dev, &nl).await {
-                    tracing::error!("expiry not applied: {e:#}");
-                    shell.push_error(format!("expiry not applied: {e:#}"));
-                }
-            }
-            Some(l) = lookup_rx.recv() => live.on_lookup(l, &dev, &nl).await,
-            _ = persist.tick() => {
-                // The role file is the safety net for a SetRole that did not arrive.
-                if let Change::Changed { to, .. } = ha.refresh() {
-                    follow_role(&dev, to, &mut live);
-                }
-                store.sync_if_moved(&dev);
-                live.check_reresolve(&dev);
-                live.check_stale(&dev);
-                // A clock that jumped past an expiry is caught here.
-                if live.wg.peers.iter().any(|p| config::is_expired(p, unix_now_i64()) && !live.expired.contains(&p.name))
-                    && let Err(e) = live.converge(&dev, &nl).await
-                {
-                    tracing::error!("expiry not applied: {e:#}");
-                }
-            }
-        }
-    }
-    unlink_uapi(&name, &uapi_path);
-    drop(uapi);
-    store.sync_now(&dev);
-    dev.shutdown();
-    if !live.notifier.flush(Duration::from_secs(2)).await {
-        tracing::warn!("notifications still queued at exit were dropped");
-    }
-    shell.stop();
-    Ok(())
 }
 
 /// `notify.wg_handshake_stale_after` (its default without `[notify]`).
