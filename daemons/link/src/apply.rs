@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::model::{Caps, Desired, Observed, Route};
 use crate::netlink::{Netlink, NetlinkError};
-use crate::op::{BridgeOptions, Op, PortOptions};
+use crate::op::{BridgeOptions, NewBridge, Op, PortOptions};
 use crate::plan::{Problem, validate};
 use crate::sysctl;
 
@@ -334,88 +334,16 @@ impl Applier {
 
     async fn exec(&mut self, op: &Op) -> Result<Outcome, OpError> {
         match op {
-            Op::CreateBridge {
-                name,
-                mtu,
-                stp,
-                forward_delay_cs,
-                multicast_snooping,
-            } => {
-                let mut b = LinkBridge::new(name)
-                    .stp_state(stp_state(*stp))
-                    .forward_delay(*forward_delay_cs)
-                    .mcast_snooping(*multicast_snooping);
-                if let Some(m) = mtu {
-                    b = b.mtu(*m);
-                }
-                let out = self
-                    .write(
-                        RouteNetlinkMessage::NewLink(b.build()),
-                        NLM_F_CREATE | NLM_F_EXCL,
-                    )
-                    .await?;
-                self.index.remove(name);
-                self.resolve(name).await?;
-                Ok(out)
-            }
-            Op::SetBridgeOptions { name, set, .. } => {
-                let idx = self.resolve(name).await?;
-                // The kernel applies the forward delay before the STP state and refuses a
-                // delay below 2 s while STP is on: turning STP off goes first, alone.
-                if set.stp == Some(false) && set.forward_delay_cs.is_some() {
-                    let stp_only = BridgeOptions {
-                        stp: Some(false),
-                        ..BridgeOptions::default()
-                    };
-                    self.write(bridge_change(idx, &stp_only), 0).await?;
-                    let rest = BridgeOptions { stp: None, ..*set };
-                    return self.write(bridge_change(idx, &rest), 0).await;
-                }
-                self.write(bridge_change(idx, set), 0).await
-            }
-            Op::SetVlanFiltering { name, on } => {
-                let idx = self.resolve(name).await?;
-                let msg = LinkMessageBuilder::<LinkBridge>::new_with_info_kind(InfoKind::Bridge)
-                    .index(idx)
-                    .vlan_filtering(*on)
-                    .build();
-                match self.nl.write(RouteNetlinkMessage::NewLink(msg), 0).await {
-                    Ok(()) => Ok(Outcome::Changed),
-                    Err(e) if e.is_not_supported() => Ok(Outcome::Unsupported),
-                    Err(e) => Err(OpError::Netlink(e)),
-                }
-            }
+            Op::CreateBridge(b) => self.create_bridge(b).await,
+            Op::SetBridgeOptions { name, set, .. } => self.set_bridge_options(name, set).await,
+            Op::SetVlanFiltering { name, on } => self.set_vlan_filtering(name, *on).await,
             Op::SetController {
                 port, bridge, mtu, ..
-            } => {
-                let p = self.resolve(port).await?;
-                let b = self.resolve(bridge).await?;
-                let mut m = LinkUnspec::new_with_index(p).controller(b).up();
-                if let Some(mtu) = mtu {
-                    m = m.mtu(*mtu);
-                }
-                self.write(RouteNetlinkMessage::SetLink(m.build()), 0).await
-            }
-            Op::ReleasePort { port } => {
-                let p = self.resolve(port).await?;
-                let m = LinkUnspec::new_with_index(p).nocontroller().build();
-                self.write(RouteNetlinkMessage::SetLink(m), 0).await
-            }
-            Op::SetMtu { link, mtu, .. } => {
-                let i = self.resolve(link).await?;
-                let m = LinkUnspec::new_with_index(i).mtu(*mtu).build();
-                self.write(RouteNetlinkMessage::SetLink(m), 0).await
-            }
-            Op::SetUp { link } => {
-                let i = self.resolve(link).await?;
-                let m = LinkUnspec::new_with_index(i).up().build();
-                self.write(RouteNetlinkMessage::SetLink(m), 0).await
-            }
-            Op::SetDown { link } => {
-                let i = self.resolve(link).await?;
-                let m = LinkUnspec::new_with_index(i).down().build();
-                self.write(RouteNetlinkMessage::SetLink(m), 0).await
-            }
+            } => self.set_controller(port, bridge, *mtu).await,
+            Op::ReleasePort { port } => self.set_link(port, |m| m.nocontroller()).await,
+            Op::SetMtu { link, mtu, .. } => self.set_link(link, |m| m.mtu(*mtu)).await,
+            Op::SetUp { link } => self.set_link(link, |m| m.up()).await,
+            Op::SetDown { link } => self.set_link(link, |m| m.down()).await,
             Op::SetPortOptions { port, set, .. } => {
                 let i = self.resolve(port).await?;
                 self.write(port_change(i, set), 0).await
@@ -425,48 +353,13 @@ impl Applier {
                 net,
                 proto,
                 nodad,
-            } => {
-                let i = self.resolve(dev).await?;
-                let mut m = address_message(i, net, *proto);
-                if *nodad {
-                    m.header.flags = AddressHeaderFlags::Nodad;
-                }
-                self.write(
-                    RouteNetlinkMessage::NewAddress(m),
-                    NLM_F_CREATE | NLM_F_EXCL,
-                )
-                .await
-            }
-            Op::DelAddress { dev, net, .. } => {
-                let Ok(i) = self.resolve(dev).await else {
-                    return Ok(Outcome::Already);
-                };
-                let m = address_message(i, net, 0);
-                self.delete(RouteNetlinkMessage::DelAddress(m)).await
-            }
-            Op::AddRoute { route } => {
-                let m = self.route_message(route).await?;
-                self.write(RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL)
-                    .await
-            }
+            } => self.add_address(dev, net, *proto, *nodad).await,
+            Op::DelAddress { dev, net, .. } => self.del_address(dev, net).await,
+            Op::AddRoute { route } => self.new_route(route, NLM_F_CREATE | NLM_F_EXCL).await,
             Op::ReplaceRoute { route, .. } => {
-                let m = self.route_message(route).await?;
-                self.write(
-                    RouteNetlinkMessage::NewRoute(m),
-                    NLM_F_CREATE | NLM_F_REPLACE,
-                )
-                .await
+                self.new_route(route, NLM_F_CREATE | NLM_F_REPLACE).await
             }
-            Op::DelRoute { route } => {
-                let mut m = match self.route_message(route).await {
-                    Ok(m) => m,
-                    Err(OpError::ResolveInterface { .. }) => return Ok(Outcome::Already),
-                    Err(e) => return Err(e),
-                };
-                // As `ip route del` does: match any scope.
-                m.header.scope = RouteScope::NoWhere;
-                self.delete(RouteNetlinkMessage::DelRoute(m)).await
-            }
+            Op::DelRoute { route } => self.del_route(route).await,
             Op::CheckGateway { .. } => Ok(Outcome::Already),
             Op::SetSysctl { key, value, .. } => {
                 self.nl.count_write();
@@ -476,17 +369,141 @@ impl Applier {
                 })?;
                 Ok(Outcome::Changed)
             }
-            Op::DeleteLink { name } => {
-                let Ok(i) = self.resolve(name).await else {
-                    return Ok(Outcome::Already);
-                };
-                let mut m = LinkMessage::default();
-                m.header.index = i;
-                let out = self.delete(RouteNetlinkMessage::DelLink(m)).await?;
-                self.index.remove(name);
-                Ok(out)
-            }
+            Op::DeleteLink { name } => self.delete_link(name).await,
         }
+    }
+
+    async fn create_bridge(&mut self, b: &NewBridge) -> Result<Outcome, OpError> {
+        let mut m = LinkBridge::new(&b.name)
+            .stp_state(stp_state(b.stp))
+            .forward_delay(b.forward_delay_cs)
+            .mcast_snooping(b.multicast_snooping);
+        if let Some(mtu) = b.mtu {
+            m = m.mtu(mtu);
+        }
+        let out = self
+            .write(
+                RouteNetlinkMessage::NewLink(m.build()),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )
+            .await?;
+        self.index.remove(&b.name);
+        self.resolve(&b.name).await?;
+        Ok(out)
+    }
+
+    async fn set_bridge_options(
+        &mut self,
+        name: &str,
+        set: &BridgeOptions,
+    ) -> Result<Outcome, OpError> {
+        let idx = self.resolve(name).await?;
+        // The kernel applies the forward delay before the STP state and refuses a
+        // delay below 2 s while STP is on: turning STP off goes first, alone.
+        if set.stp == Some(false) && set.forward_delay_cs.is_some() {
+            let stp_only = BridgeOptions {
+                stp: Some(false),
+                ..BridgeOptions::default()
+            };
+            self.write(bridge_change(idx, &stp_only), 0).await?;
+            let rest = BridgeOptions { stp: None, ..*set };
+            return self.write(bridge_change(idx, &rest), 0).await;
+        }
+        self.write(bridge_change(idx, set), 0).await
+    }
+
+    async fn set_vlan_filtering(&mut self, name: &str, on: bool) -> Result<Outcome, OpError> {
+        let idx = self.resolve(name).await?;
+        let msg = LinkMessageBuilder::<LinkBridge>::new_with_info_kind(InfoKind::Bridge)
+            .index(idx)
+            .vlan_filtering(on)
+            .build();
+        match self.nl.write(RouteNetlinkMessage::NewLink(msg), 0).await {
+            Ok(()) => Ok(Outcome::Changed),
+            Err(e) if e.is_not_supported() => Ok(Outcome::Unsupported),
+            Err(e) => Err(OpError::Netlink(e)),
+        }
+    }
+
+    async fn set_controller(
+        &mut self,
+        port: &str,
+        bridge: &str,
+        mtu: Option<u32>,
+    ) -> Result<Outcome, OpError> {
+        let p = self.resolve(port).await?;
+        let b = self.resolve(bridge).await?;
+        let mut m = LinkUnspec::new_with_index(p).controller(b).up();
+        if let Some(mtu) = mtu {
+            m = m.mtu(mtu);
+        }
+        self.write(RouteNetlinkMessage::SetLink(m.build()), 0).await
+    }
+
+    /// Sends one `RTM_SETLINK` to `name`, its settings added by `set`.
+    async fn set_link(
+        &mut self,
+        name: &str,
+        set: impl FnOnce(LinkMessageBuilder<LinkUnspec>) -> LinkMessageBuilder<LinkUnspec>,
+    ) -> Result<Outcome, OpError> {
+        let i = self.resolve(name).await?;
+        let m = set(LinkUnspec::new_with_index(i)).build();
+        self.write(RouteNetlinkMessage::SetLink(m), 0).await
+    }
+
+    async fn add_address(
+        &mut self,
+        dev: &str,
+        net: &ipnet::IpNet,
+        proto: u8,
+        nodad: bool,
+    ) -> Result<Outcome, OpError> {
+        let i = self.resolve(dev).await?;
+        let mut m = address_message(i, net, proto);
+        if nodad {
+            m.header.flags = AddressHeaderFlags::Nodad;
+        }
+        self.write(
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .await
+    }
+
+    async fn del_address(&mut self, dev: &str, net: &ipnet::IpNet) -> Result<Outcome, OpError> {
+        let Ok(i) = self.resolve(dev).await else {
+            return Ok(Outcome::Already);
+        };
+        let m = address_message(i, net, 0);
+        self.delete(RouteNetlinkMessage::DelAddress(m)).await
+    }
+
+    /// Adds or replaces a route, as `flags` say.
+    async fn new_route(&mut self, route: &Route, flags: u16) -> Result<Outcome, OpError> {
+        let m = self.route_message(route).await?;
+        self.write(RouteNetlinkMessage::NewRoute(m), flags).await
+    }
+
+    async fn del_route(&mut self, route: &Route) -> Result<Outcome, OpError> {
+        let mut m = match self.route_message(route).await {
+            Ok(m) => m,
+            Err(OpError::ResolveInterface { .. }) => return Ok(Outcome::Already),
+            Err(e) => return Err(e),
+        };
+        // As `ip route del` does: match any scope.
+        m.header.scope = RouteScope::NoWhere;
+        self.delete(RouteNetlinkMessage::DelRoute(m)).await
+    }
+
+    async fn delete_link(&mut self, name: &str) -> Result<Outcome, OpError> {
+        let Ok(i) = self.resolve(name).await else {
+            return Ok(Outcome::Already);
+        };
+        let mut m = LinkMessage::default();
+        m.header.index = i;
+        let out = self.delete(RouteNetlinkMessage::DelLink(m)).await?;
+        self.index.remove(name);
+        Ok(out)
     }
 
     async fn route_message(&mut self, r: &Route) -> Result<RouteMessage, OpError> {

@@ -60,24 +60,30 @@ pub struct PortWas {
     pub up: bool,
 }
 
+/// The bridge [`Op::CreateBridge`] creates. A struct of its own so that the simulation, the
+/// apply layer and the `ip link add` rendering each take it whole. Serialized flat, beside
+/// the `op` tag, like the other operations' fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewBridge {
+    /// Bridge name.
+    pub name: String,
+    /// MTU (kernel default when `None`).
+    pub mtu: Option<u32>,
+    /// STP on.
+    pub stp: bool,
+    /// Forward delay in centiseconds.
+    pub forward_delay_cs: u32,
+    /// IGMP/MLD snooping.
+    pub multicast_snooping: bool,
+}
+
 /// One change to the kernel's network state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     /// Creates a bridge, up. Equivalent to:
     /// `ip link add br-api mtu 1500 up type bridge stp_state 0 forward_delay 0 mcast_snooping 1`.
-    CreateBridge {
-        /// Bridge name.
-        name: String,
-        /// MTU (kernel default when `None`).
-        mtu: Option<u32>,
-        /// STP on.
-        stp: bool,
-        /// Forward delay in centiseconds.
-        forward_delay_cs: u32,
-        /// IGMP/MLD snooping.
-        multicast_snooping: bool,
-    },
+    CreateBridge(NewBridge),
     /// Changes bridge settings. Equivalent to: `ip link set br-api type bridge stp_state 0`.
     SetBridgeOptions {
         /// Bridge name.
@@ -223,39 +229,66 @@ fn flag(b: bool) -> u8 {
     u8::from(b)
 }
 
+/// `ip link add …`: the command that creates the bridge, up.
+impl fmt::Display for NewBridge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ip link add {}", self.name)?;
+        if let Some(m) = self.mtu {
+            write!(f, " mtu {m}")?;
+        }
+        write!(
+            f,
+            " up type bridge stp_state {} forward_delay {} mcast_snooping {}",
+            flag(self.stp),
+            self.forward_delay_cs,
+            flag(self.multicast_snooping)
+        )
+    }
+}
+
+/// The `ip link set … type bridge` arguments of the fields that are set, each with a
+/// leading space.
+impl fmt::Display for BridgeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(s) = self.stp {
+            write!(f, " stp_state {}", flag(s))?;
+        }
+        if let Some(d) = self.forward_delay_cs {
+            write!(f, " forward_delay {d}")?;
+        }
+        if let Some(m) = self.multicast_snooping {
+            write!(f, " mcast_snooping {}", flag(m))?;
+        }
+        Ok(())
+    }
+}
+
+/// The `ip link set … type bridge_slave` arguments of the fields that are set, each with a
+/// leading space.
+impl fmt::Display for PortOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(h) = self.hairpin {
+            write!(f, " hairpin {}", on_off(h))?;
+        }
+        if let Some(l) = self.learning {
+            write!(f, " learning {}", on_off(l))?;
+        }
+        if let Some(c) = self.cost {
+            write!(f, " cost {c}")?;
+        }
+        if let Some(p) = self.priority {
+            write!(f, " priority {p}")?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Op::CreateBridge {
-                name,
-                mtu,
-                stp,
-                forward_delay_cs,
-                multicast_snooping,
-            } => {
-                write!(f, "ip link add {name}")?;
-                if let Some(m) = mtu {
-                    write!(f, " mtu {m}")?;
-                }
-                write!(
-                    f,
-                    " up type bridge stp_state {} forward_delay {forward_delay_cs} mcast_snooping {}",
-                    flag(*stp),
-                    flag(*multicast_snooping)
-                )
-            }
+            Op::CreateBridge(b) => b.fmt(f),
             Op::SetBridgeOptions { name, set, .. } => {
-                write!(f, "ip link set {name} type bridge")?;
-                if let Some(s) = set.stp {
-                    write!(f, " stp_state {}", flag(s))?;
-                }
-                if let Some(d) = set.forward_delay_cs {
-                    write!(f, " forward_delay {d}")?;
-                }
-                if let Some(m) = set.multicast_snooping {
-                    write!(f, " mcast_snooping {}", flag(m))?;
-                }
-                Ok(())
+                write!(f, "ip link set {name} type bridge{set}")
             }
             Op::SetVlanFiltering { name, on } => {
                 write!(
@@ -278,20 +311,7 @@ impl fmt::Display for Op {
             Op::SetUp { link } => write!(f, "ip link set {link} up"),
             Op::SetDown { link } => write!(f, "ip link set {link} down"),
             Op::SetPortOptions { port, set, .. } => {
-                write!(f, "ip link set {port} type bridge_slave")?;
-                if let Some(h) = set.hairpin {
-                    write!(f, " hairpin {}", on_off(h))?;
-                }
-                if let Some(l) = set.learning {
-                    write!(f, " learning {}", on_off(l))?;
-                }
-                if let Some(c) = set.cost {
-                    write!(f, " cost {c}")?;
-                }
-                if let Some(p) = set.priority {
-                    write!(f, " priority {p}")?;
-                }
-                Ok(())
+                write!(f, "ip link set {port} type bridge_slave{set}")
             }
             Op::AddAddress {
                 dev,
@@ -336,7 +356,7 @@ impl Op {
     /// `edge_link_drift_repairs_total{kind}` metric.
     pub fn kind(&self) -> &'static str {
         match self {
-            Op::CreateBridge { .. } | Op::DeleteLink { .. } => "bridge",
+            Op::CreateBridge(_) | Op::DeleteLink { .. } => "bridge",
             Op::SetBridgeOptions { .. } | Op::SetVlanFiltering { .. } => "bridge_options",
             Op::SetController { .. } | Op::ReleasePort { .. } => "port",
             Op::SetMtu { .. } => "mtu",
@@ -352,7 +372,7 @@ impl Op {
     /// Every interface the operation names.
     pub fn interfaces(&self) -> Vec<&str> {
         match self {
-            Op::CreateBridge { name, .. }
+            Op::CreateBridge(NewBridge { name, .. })
             | Op::SetBridgeOptions { name, .. }
             | Op::SetVlanFiltering { name, .. }
             | Op::DeleteLink { name } => vec![name],
@@ -386,7 +406,9 @@ impl Op {
     /// never contain).
     pub fn inverse(&self) -> Vec<Op> {
         match self {
-            Op::CreateBridge { name, .. } => vec![Op::DeleteLink { name: name.clone() }],
+            Op::CreateBridge(b) => vec![Op::DeleteLink {
+                name: b.name.clone(),
+            }],
             Op::SetBridgeOptions { name, set, was } => vec![Op::SetBridgeOptions {
                 name: name.clone(),
                 set: *was,
@@ -500,17 +522,31 @@ mod tests {
         }
     }
 
+    /// Enslaves `enp3s0f0` (down, MTU 9000, no controller before) to `br-api` at MTU 1500.
+    fn enslave_down_port() -> Op {
+        Op::SetController {
+            port: "enp3s0f0".into(),
+            bridge: "br-api".into(),
+            mtu: Some(1500),
+            was: PortWas {
+                controller: None,
+                mtu: 9000,
+                up: false,
+            },
+        }
+    }
+
     #[test]
     fn every_op_prints_its_ip_equivalent() {
         let cases: Vec<(Op, &str)> = vec![
             (
-                Op::CreateBridge {
+                Op::CreateBridge(NewBridge {
                     name: "br-api".into(),
                     mtu: Some(1500),
                     stp: false,
                     forward_delay_cs: 0,
                     multicast_snooping: true,
-                },
+                }),
                 "ip link add br-api mtu 1500 up type bridge stp_state 0 forward_delay 0 mcast_snooping 1",
             ),
             (
@@ -533,16 +569,7 @@ mod tests {
                 "ip link set br0 type bridge vlan_filtering 1",
             ),
             (
-                Op::SetController {
-                    port: "enp3s0f0".into(),
-                    bridge: "br-api".into(),
-                    mtu: Some(1500),
-                    was: PortWas {
-                        controller: None,
-                        mtu: 9000,
-                        up: false,
-                    },
-                },
+                enslave_down_port(),
                 "ip link set enp3s0f0 mtu 1500 master br-api up",
             ),
             (
@@ -604,17 +631,30 @@ mod tests {
     }
 
     #[test]
+    fn create_bridge_serializes_flat_beside_its_tag() {
+        let op = Op::CreateBridge(NewBridge {
+            name: "br-api".into(),
+            mtu: None,
+            stp: false,
+            forward_delay_cs: 0,
+            multicast_snooping: true,
+        });
+        assert_eq!(
+            serde_json::to_value(&op).unwrap(),
+            serde_json::json!({
+                "op": "create_bridge",
+                "name": "br-api",
+                "mtu": null,
+                "stp": false,
+                "forward_delay_cs": 0,
+                "multicast_snooping": true,
+            })
+        );
+    }
+
+    #[test]
     fn inverses_restore_previous_values() {
-        let op = Op::SetController {
-            port: "enp3s0f0".into(),
-            bridge: "br-api".into(),
-            mtu: Some(1500),
-            was: PortWas {
-                controller: None,
-                mtu: 9000,
-                up: false,
-            },
-        };
+        let op = enslave_down_port();
         assert_eq!(
             op.inverse(),
             vec![

@@ -4,8 +4,10 @@
 //! with it). The planner projects its own operations through it, and the convergence
 //! property test checks `plan(desired, simulate(observed, plan(desired, observed))) == []`.
 
+use ipnet::IpNet;
+
 use crate::model::{Address, BridgeInfo, DEFAULT_MTU, Link, Observed, PortInfo, Route};
-use crate::op::Op;
+use crate::op::{BridgeOptions, NewBridge, Op, PortOptions};
 
 /// Returns the state after `ops`, as the kernel would leave it.
 pub fn simulate(observed: &Observed, ops: &[Op]) -> Observed {
@@ -20,161 +22,27 @@ pub fn simulate(observed: &Observed, ops: &[Op]) -> Observed {
 /// existing key) leave `s` unchanged, as the kernel does.
 pub fn apply(s: &mut Observed, op: &Op) {
     match op {
-        Op::CreateBridge {
-            name,
-            mtu,
-            stp,
-            forward_delay_cs,
-            multicast_snooping,
-        } => {
-            if s.links.contains_key(name) {
-                return;
-            }
-            let index = s.links.values().map(|l| l.index).max().unwrap_or(1) + 1;
-            s.links.insert(
-                name.clone(),
-                Link {
-                    name: name.clone(),
-                    index,
-                    kind: Some("bridge".into()),
-                    controller: None,
-                    mtu: mtu.unwrap_or(DEFAULT_MTU),
-                    up: true,
-                    lower_up: false,
-                    bridge: Some(BridgeInfo {
-                        stp: *stp,
-                        forward_delay_cs: *forward_delay_cs,
-                        multicast_snooping: *multicast_snooping,
-                        vlan_filtering: false,
-                    }),
-                    port: None,
-                },
-            );
-        }
-        Op::SetBridgeOptions { name, set, .. } => {
-            if let Some(b) = s.links.get_mut(name).and_then(|l| l.bridge.as_mut()) {
-                if let Some(v) = set.stp {
-                    b.stp = v;
-                }
-                if let Some(v) = set.forward_delay_cs {
-                    b.forward_delay_cs = v;
-                }
-                if let Some(v) = set.multicast_snooping {
-                    b.multicast_snooping = v;
-                }
-            }
-        }
-        Op::SetVlanFiltering { name, on } => {
-            if s.caps.no_vlan_filtering {
-                return;
-            }
-            if let Some(b) = s.links.get_mut(name).and_then(|l| l.bridge.as_mut()) {
-                b.vlan_filtering = *on;
-            }
-        }
+        Op::CreateBridge(b) => create_bridge(s, b),
+        Op::SetBridgeOptions { name, set, .. } => set_bridge_options(s, name, set),
+        Op::SetVlanFiltering { name, on } => set_vlan_filtering(s, name, *on),
         Op::SetController {
             port, bridge, mtu, ..
-        } => {
-            if !s.links.get(bridge).is_some_and(Link::is_bridge) {
-                return;
-            }
-            if let Some(l) = s.links.get_mut(port) {
-                if let Some(m) = mtu {
-                    l.mtu = *m;
-                }
-                l.up = true;
-                if l.controller.as_deref() != Some(bridge.as_str()) {
-                    l.controller = Some(bridge.clone());
-                    l.port = Some(PortInfo::KERNEL_DEFAULT);
-                }
-            }
-        }
-        Op::ReleasePort { port } => {
-            if let Some(l) = s.links.get_mut(port) {
-                l.controller = None;
-                l.port = None;
-            }
-        }
-        Op::SetMtu { link, mtu, .. } => {
-            if let Some(l) = s.links.get_mut(link) {
-                l.mtu = *mtu;
-            }
-        }
-        Op::SetUp { link } => {
-            if let Some(l) = s.links.get_mut(link) {
-                l.up = true;
-            }
-        }
-        Op::SetDown { link } => {
-            if let Some(l) = s.links.get_mut(link) {
-                l.up = false;
-            }
-        }
-        Op::SetPortOptions { port, set, .. } => {
-            if let Some(p) = s.links.get_mut(port).and_then(|l| l.port.as_mut()) {
-                if let Some(v) = set.hairpin {
-                    p.hairpin = v;
-                }
-                if let Some(v) = set.learning {
-                    p.learning = v;
-                }
-                if let Some(v) = set.cost {
-                    p.cost = v;
-                }
-                if let Some(v) = set.priority {
-                    p.priority = v;
-                }
-            }
-        }
+        } => set_controller(s, port, bridge, *mtu),
+        Op::ReleasePort { port } => with_link(s, port, |l| {
+            l.controller = None;
+            l.port = None;
+        }),
+        Op::SetMtu { link, mtu, .. } => with_link(s, link, |l| l.mtu = *mtu),
+        Op::SetUp { link } => with_link(s, link, |l| l.up = true),
+        Op::SetDown { link } => with_link(s, link, |l| l.up = false),
+        Op::SetPortOptions { port, set, .. } => set_port_options(s, port, set),
         Op::AddAddress {
             dev, net, proto, ..
-        } => {
-            if !s.links.contains_key(dev)
-                || s.addresses.iter().any(|a| &a.dev == dev && a.net == *net)
-            {
-                return;
-            }
-            s.addresses.insert(Address {
-                dev: dev.clone(),
-                net: *net,
-                proto: *proto,
-            });
-        }
-        Op::DelAddress { dev, net, .. } => {
-            let before = s.addresses.len();
-            s.addresses.retain(|a| !(&a.dev == dev && a.net == *net));
-            if s.addresses.len() != before {
-                drop_unreachable_routes(s);
-            }
-        }
-        Op::AddRoute { route } => {
-            let Some(dev) = &route.dev else {
-                return;
-            };
-            if !s.links.contains_key(dev) || s.routes.iter().any(|r| r.key() == route.key()) {
-                return;
-            }
-            s.routes.insert(route.clone());
-        }
-        Op::ReplaceRoute { route, .. } => {
-            if !route.dev.as_ref().is_some_and(|d| s.links.contains_key(d)) {
-                return;
-            }
-            let key = route.key();
-            // The kernel replaces the first route holding the key.
-            if let Some(first) = s.routes.iter().find(|r| r.key() == key).cloned() {
-                s.routes.remove(&first);
-            }
-            s.routes.insert(route.clone());
-        }
-        Op::DelRoute { route } => {
-            s.routes.retain(|r| {
-                !(r.key() == route.key()
-                    && r.gateway == route.gateway
-                    && r.protocol == route.protocol
-                    && (route.dev.is_none() || r.dev == route.dev))
-            });
-        }
+        } => add_address(s, dev, *net, *proto),
+        Op::DelAddress { dev, net, .. } => del_address(s, dev, *net),
+        Op::AddRoute { route } => add_route(s, route),
+        Op::ReplaceRoute { route, .. } => replace_route(s, route),
+        Op::DelRoute { route } => del_route(s, route),
         Op::CheckGateway { .. } => {}
         Op::SetSysctl { key, value, .. } => {
             if key.interface().is_some_and(|i| !s.links.contains_key(i)) {
@@ -182,22 +50,162 @@ pub fn apply(s: &mut Observed, op: &Op) {
             }
             s.sysctls.insert(key.clone(), value.clone());
         }
-        Op::DeleteLink { name } => {
-            if s.links.remove(name).is_none() {
-                return;
-            }
-            for l in s.links.values_mut() {
-                if l.controller.as_deref() == Some(name.as_str()) {
-                    l.controller = None;
-                    l.port = None;
-                }
-            }
-            s.addresses.retain(|a| &a.dev != name);
-            s.routes.retain(|r| r.dev.as_deref() != Some(name.as_str()));
-            s.sysctls
-                .retain(|k, _| k.interface() != Some(name.as_str()));
+        Op::DeleteLink { name } => delete_link(s, name),
+    }
+}
+
+/// Runs `change` on link `name` when it exists.
+fn with_link(s: &mut Observed, name: &str, change: impl FnOnce(&mut Link)) {
+    if let Some(l) = s.links.get_mut(name) {
+        change(l);
+    }
+}
+
+fn create_bridge(s: &mut Observed, b: &NewBridge) {
+    if s.links.contains_key(&b.name) {
+        return;
+    }
+    let index = s.links.values().map(|l| l.index).max().unwrap_or(1) + 1;
+    s.links.insert(
+        b.name.clone(),
+        Link {
+            name: b.name.clone(),
+            index,
+            kind: Some("bridge".into()),
+            controller: None,
+            mtu: b.mtu.unwrap_or(DEFAULT_MTU),
+            up: true,
+            lower_up: false,
+            bridge: Some(BridgeInfo {
+                stp: b.stp,
+                forward_delay_cs: b.forward_delay_cs,
+                multicast_snooping: b.multicast_snooping,
+                vlan_filtering: false,
+            }),
+            port: None,
+        },
+    );
+}
+
+fn set_bridge_options(s: &mut Observed, name: &str, set: &BridgeOptions) {
+    if let Some(b) = s.links.get_mut(name).and_then(|l| l.bridge.as_mut()) {
+        if let Some(v) = set.stp {
+            b.stp = v;
+        }
+        if let Some(v) = set.forward_delay_cs {
+            b.forward_delay_cs = v;
+        }
+        if let Some(v) = set.multicast_snooping {
+            b.multicast_snooping = v;
         }
     }
+}
+
+fn set_vlan_filtering(s: &mut Observed, name: &str, on: bool) {
+    if s.caps.no_vlan_filtering {
+        return;
+    }
+    if let Some(b) = s.links.get_mut(name).and_then(|l| l.bridge.as_mut()) {
+        b.vlan_filtering = on;
+    }
+}
+
+fn set_controller(s: &mut Observed, port: &str, bridge: &str, mtu: Option<u32>) {
+    if !s.links.get(bridge).is_some_and(Link::is_bridge) {
+        return;
+    }
+    with_link(s, port, |l| {
+        if let Some(m) = mtu {
+            l.mtu = m;
+        }
+        l.up = true;
+        if l.controller.as_deref() != Some(bridge) {
+            l.controller = Some(bridge.to_owned());
+            l.port = Some(PortInfo::KERNEL_DEFAULT);
+        }
+    });
+}
+
+fn set_port_options(s: &mut Observed, port: &str, set: &PortOptions) {
+    if let Some(p) = s.links.get_mut(port).and_then(|l| l.port.as_mut()) {
+        if let Some(v) = set.hairpin {
+            p.hairpin = v;
+        }
+        if let Some(v) = set.learning {
+            p.learning = v;
+        }
+        if let Some(v) = set.cost {
+            p.cost = v;
+        }
+        if let Some(v) = set.priority {
+            p.priority = v;
+        }
+    }
+}
+
+fn add_address(s: &mut Observed, dev: &str, net: IpNet, proto: u8) {
+    if !s.links.contains_key(dev) || s.addresses.iter().any(|a| a.dev == dev && a.net == net) {
+        return;
+    }
+    s.addresses.insert(Address {
+        dev: dev.to_owned(),
+        net,
+        proto,
+    });
+}
+
+fn del_address(s: &mut Observed, dev: &str, net: IpNet) {
+    let before = s.addresses.len();
+    s.addresses.retain(|a| !(a.dev == dev && a.net == net));
+    if s.addresses.len() != before {
+        drop_unreachable_routes(s);
+    }
+}
+
+fn add_route(s: &mut Observed, route: &Route) {
+    let Some(dev) = &route.dev else {
+        return;
+    };
+    if !s.links.contains_key(dev) || s.routes.iter().any(|r| r.key() == route.key()) {
+        return;
+    }
+    s.routes.insert(route.clone());
+}
+
+fn replace_route(s: &mut Observed, route: &Route) {
+    if !route.dev.as_ref().is_some_and(|d| s.links.contains_key(d)) {
+        return;
+    }
+    let key = route.key();
+    // The kernel replaces the first route holding the key.
+    if let Some(first) = s.routes.iter().find(|r| r.key() == key).cloned() {
+        s.routes.remove(&first);
+    }
+    s.routes.insert(route.clone());
+}
+
+fn del_route(s: &mut Observed, route: &Route) {
+    s.routes.retain(|r| {
+        !(r.key() == route.key()
+            && r.gateway == route.gateway
+            && r.protocol == route.protocol
+            && (route.dev.is_none() || r.dev == route.dev))
+    });
+}
+
+fn delete_link(s: &mut Observed, name: &str) {
+    if s.links.remove(name).is_none() {
+        return;
+    }
+    for l in s.links.values_mut() {
+        if l.controller.as_deref() == Some(name) {
+            l.controller = None;
+            l.port = None;
+        }
+    }
+    s.addresses.retain(|a| a.dev != name);
+    s.routes.retain(|r| r.dev.as_deref() != Some(name));
+    s.sysctls.retain(|k, _| k.interface() != Some(name));
 }
 
 /// The kernel flushes a gatewayed route, without an `RTM_DELROUTE`, once no address on its
@@ -270,13 +278,13 @@ mod tests {
     fn deleting_a_bridge_releases_its_ports() {
         let mut s = Observed::default();
         s.links.insert("enp3s0f0".into(), veth("enp3s0f0", 2));
-        let create = Op::CreateBridge {
+        let create = Op::CreateBridge(NewBridge {
             name: "br-api".into(),
             mtu: None,
             stp: false,
             forward_delay_cs: 0,
             multicast_snooping: true,
-        };
+        });
         let enslave = Op::SetController {
             port: "enp3s0f0".into(),
             bridge: "br-api".into(),
