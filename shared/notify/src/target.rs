@@ -51,30 +51,45 @@ pub struct Spec {
     pub max_per_minute: u32,
 }
 
+/// A target that receives events (a webhook or an ntfy topic): POSTed to, no fail URL.
+fn event_target(
+    kind: Kind,
+    name: &str,
+    url: &Url,
+    filter: &EventFilter,
+    max_per_minute: u32,
+) -> Spec {
+    Spec {
+        name: name.to_owned(),
+        kind,
+        url: url.clone(),
+        fail_url: None,
+        method: HeartbeatMethod::Post,
+        filter: filter.clone(),
+        max_per_minute,
+    }
+}
+
 /// Every target of the section, in the file's order (webhooks, ntfy, heartbeats).
 pub fn specs(n: &Notify) -> Vec<Spec> {
     let mut out = Vec::new();
     for w in &n.webhooks {
-        out.push(Spec {
-            name: w.name.clone(),
-            kind: Kind::Webhook,
-            url: w.url.0.clone(),
-            fail_url: None,
-            method: HeartbeatMethod::Post,
-            filter: w.events.clone(),
-            max_per_minute: w.max_per_minute,
-        });
+        out.push(event_target(
+            Kind::Webhook,
+            &w.name,
+            &w.url.0,
+            &w.events,
+            w.max_per_minute,
+        ));
     }
     for t in &n.ntfy {
-        out.push(Spec {
-            name: t.name.clone(),
-            kind: Kind::Ntfy,
-            url: t.url.0.clone(),
-            fail_url: None,
-            method: HeartbeatMethod::Post,
-            filter: t.events.clone(),
-            max_per_minute: t.max_per_minute,
-        });
+        out.push(event_target(
+            Kind::Ntfy,
+            &t.name,
+            &t.url.0,
+            &t.events,
+            t.max_per_minute,
+        ));
     }
     for h in &n.heartbeats {
         out.push(Spec {
