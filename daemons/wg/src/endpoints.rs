@@ -149,6 +149,28 @@ impl Endpoints {
     }
 }
 
+/// Test data: peer `[1; 32]` "laptop" at 198.51.100.7:51820 and unnamed peer `[2; 32]`
+/// at `v6_endpoint` (also used by `state`'s tests).
+#[cfg(test)]
+pub(crate) fn two_peers(v6_endpoint: &str) -> Endpoints {
+    let mut e = Endpoints::default();
+    e.0.insert(
+        Key([1; 32]),
+        Remembered {
+            name: Some("laptop".into()),
+            endpoint: "198.51.100.7:51820".parse().unwrap(),
+        },
+    );
+    e.0.insert(
+        Key([2; 32]),
+        Remembered {
+            name: None,
+            endpoint: v6_endpoint.parse().unwrap(),
+        },
+    );
+    e
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,21 +203,7 @@ mod tests {
 
     #[test]
     fn text_round_trips_with_ipv6_and_unnamed_peers() {
-        let mut e = Endpoints::default();
-        e.0.insert(
-            Key([1; 32]),
-            Remembered {
-                name: Some("laptop".into()),
-                endpoint: "198.51.100.7:51820".parse().unwrap(),
-            },
-        );
-        e.0.insert(
-            Key([2; 32]),
-            Remembered {
-                name: None,
-                endpoint: "[2001:db8::7]:41641".parse().unwrap(),
-            },
-        );
+        let e = two_peers("[2001:db8::7]:41641");
         let text = e.render().unwrap();
         assert!(text.contains(&Key([1; 32]).to_base64()), "{text}");
         assert!(text.contains("\"[2001:db8::7]:41641\""), "{text}");

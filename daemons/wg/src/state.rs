@@ -255,26 +255,9 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::endpoints::Remembered;
-    use crate::model::Key;
 
     fn sample() -> Endpoints {
-        let mut e = Endpoints::default();
-        e.0.insert(
-            Key([1; 32]),
-            Remembered {
-                name: Some("laptop".into()),
-                endpoint: "198.51.100.7:51820".parse().unwrap(),
-            },
-        );
-        e.0.insert(
-            Key([2; 32]),
-            Remembered {
-                name: None,
-                endpoint: "[2001:db8::2]:40000".parse().unwrap(),
-            },
-        );
-        e
+        crate::endpoints::two_peers("[2001:db8::2]:40000")
     }
 
     /// Collects what a tracing subscriber writes.
