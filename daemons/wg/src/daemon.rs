@@ -370,8 +370,8 @@ fn engine_status(dev: &Device) -> edge_ipc::wg::Status {
                     rx_bytes: p.rx_bytes,
                     tx_bytes: p.tx_bytes,
                     persistent_keepalive: p.persistent_keepalive,
-                    handshake_attempts: pm.map_or(0, |m| m.handshake_attempts),
-                    endpoint_changes: pm.map_or(0, |m| m.endpoint_changes),
+                    handshake_attempts: pm.map_or(0, |m| m.counts.handshake_attempts),
+                    endpoint_changes: pm.map_or(0, |m| m.counts.endpoint_changes),
                     ..Default::default()
                 }
             })
@@ -406,12 +406,7 @@ fn sample(dev: &Device, extra: &Mutex<Extra>) -> edge_metrics::wg::Sample {
             .into_iter()
             .map(|p| edge_metrics::wg::PeerSample {
                 peer: p.name.unwrap_or(p.public_key),
-                rx_bytes: p.rx_bytes,
-                tx_bytes: p.tx_bytes,
-                handshake_attempts: p.handshake_attempts,
-                handshake_failures: p.handshake_failures,
-                endpoint_changes: p.endpoint_changes,
-                last_handshake_seconds: p.last_handshake_seconds,
+                counts: p.counts,
             })
             .collect(),
         cookie_replies: m.cookie_replies,

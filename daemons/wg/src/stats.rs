@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use edge_metrics::wg::PeerCounts;
+
 /// Why a packet was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum DropReason {
@@ -106,29 +108,33 @@ pub struct PeerCounters {
     pub last_handshake_ms: AtomicU64,
 }
 
+impl PeerCounters {
+    /// A copy of the counters as they are now.
+    pub fn snapshot(&self) -> PeerCounts {
+        PeerCounts {
+            rx_bytes: self.rx_bytes.load(Ordering::Relaxed),
+            tx_bytes: self.tx_bytes.load(Ordering::Relaxed),
+            handshake_attempts: self.handshake_attempts.load(Ordering::Relaxed),
+            handshake_failures: self.handshake_failures.load(Ordering::Relaxed),
+            endpoint_changes: self.endpoint_changes.load(Ordering::Relaxed),
+            last_handshake_seconds: self.last_handshake_ms.load(Ordering::Relaxed) / 1000,
+        }
+    }
+}
+
 /// A point-in-time copy of one peer's counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerMetrics {
     /// Peer public key, base64.
     pub public_key: String,
     /// Optional configured name.
     pub name: Option<String>,
-    /// Plaintext bytes received.
-    pub rx_bytes: u64,
-    /// Plaintext bytes sent.
-    pub tx_bytes: u64,
-    /// Handshake initiations sent.
-    pub handshake_attempts: u64,
-    /// Failed handshakes.
-    pub handshake_failures: u64,
-    /// Endpoint changes (roaming).
-    pub endpoint_changes: u64,
-    /// Last handshake, Unix seconds (0 = never).
-    pub last_handshake_seconds: u64,
+    /// The counters, as the metrics export them.
+    pub counts: PeerCounts,
 }
 
 /// A point-in-time copy of every counter.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetricsSnapshot {
     /// Per-peer counters.
     pub peers: Vec<PeerMetrics>,

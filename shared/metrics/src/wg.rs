@@ -15,6 +15,14 @@ use prometheus_client::registry::Registry;
 pub struct PeerSample {
     /// The peer's name (from the config), else its public key.
     pub peer: String,
+    /// Its counters.
+    pub counts: PeerCounts,
+}
+
+/// One peer's counters, as the engine copies them from its atomics (also the engine's own
+/// snapshot type, so that the two cannot drift apart).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerCounts {
     /// Plaintext bytes received from the peer.
     pub rx_bytes: u64,
     /// Plaintext bytes sent to the peer.
@@ -111,12 +119,13 @@ impl Collector for Metrics {
                 prometheus_client::metrics::MetricType::Counter,
             )?;
             for p in &s.peers {
+                let c = &p.counts;
                 let v = [
-                    p.rx_bytes,
-                    p.tx_bytes,
-                    p.handshake_attempts,
-                    p.handshake_failures,
-                    p.endpoint_changes,
+                    c.rx_bytes,
+                    c.tx_bytes,
+                    c.handshake_attempts,
+                    c.handshake_failures,
+                    c.endpoint_changes,
                 ][i];
                 let labels = vec![("peer", p.peer.clone())];
                 ConstCounter::new(v).encode(fam.encode_family(&labels)?)?;
@@ -130,7 +139,8 @@ impl Collector for Metrics {
         )?;
         for p in &s.peers {
             let labels = vec![("peer", p.peer.clone())];
-            ConstGauge::new(p.last_handshake_seconds as i64).encode(fam.encode_family(&labels)?)?;
+            ConstGauge::new(p.counts.last_handshake_seconds as i64)
+                .encode(fam.encode_family(&labels)?)?;
         }
         let mut fam = encoder.encode_descriptor(
             "peer_expiry_timestamp_seconds",
@@ -193,12 +203,14 @@ mod tests {
         Metrics::register(&mut r.write(), || Sample {
             peers: vec![PeerSample {
                 peer: "laptop".into(),
-                rx_bytes: 10,
-                tx_bytes: 20,
-                handshake_attempts: 3,
-                handshake_failures: 1,
-                endpoint_changes: 2,
-                last_handshake_seconds: 1_700_000_000,
+                counts: PeerCounts {
+                    rx_bytes: 10,
+                    tx_bytes: 20,
+                    handshake_attempts: 3,
+                    handshake_failures: 1,
+                    endpoint_changes: 2,
+                    last_handshake_seconds: 1_700_000_000,
+                },
             }],
             cookie_replies: 7,
             drops: vec![("no_route".into(), 5)],

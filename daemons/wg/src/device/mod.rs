@@ -463,18 +463,10 @@ impl Device {
         let mut peers: Vec<PeerMetrics> = st
             .peers
             .values()
-            .map(|p| {
-                let c = &p.counters;
-                PeerMetrics {
-                    public_key: p.public_key.to_base64(),
-                    name: p.name.clone(),
-                    rx_bytes: c.rx_bytes.load(Ordering::Relaxed),
-                    tx_bytes: c.tx_bytes.load(Ordering::Relaxed),
-                    handshake_attempts: c.handshake_attempts.load(Ordering::Relaxed),
-                    handshake_failures: c.handshake_failures.load(Ordering::Relaxed),
-                    endpoint_changes: c.endpoint_changes.load(Ordering::Relaxed),
-                    last_handshake_seconds: c.last_handshake_ms.load(Ordering::Relaxed) / 1000,
-                }
+            .map(|p| PeerMetrics {
+                public_key: p.public_key.to_base64(),
+                name: p.name.clone(),
+                counts: p.counters.snapshot(),
             })
             .collect();
         peers.sort_by(|a, b| a.public_key.cmp(&b.public_key));
