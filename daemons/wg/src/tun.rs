@@ -52,6 +52,8 @@ pub enum TunError {
     },
 }
 
+// Kernel ABI values (linux/if_tun.h) that libc does not export. udp.rs declares the UDP
+// ones the same way: alike in shape only, different constants; nothing to share.
 const IFF_TUN: libc::c_short = 0x0001;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_MULTI_QUEUE: libc::c_short = 0x0100;

@@ -8,6 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+// Kernel ABI values (linux/udp.h, asm-generic/socket.h) that libc does not export. tun.rs
+// declares the TUN ones the same way: alike in shape only, different constants.
 const SOL_UDP: libc::c_int = 17;
 const UDP_SEGMENT: libc::c_int = 103;
 const UDP_GRO: libc::c_int = 104;
@@ -88,6 +90,8 @@ fn setsockopt_int(
 }
 
 fn sockaddr_from(addr: &SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    // The two arms are alike in shape only: `sockaddr_in` and `sockaddr_in6` are distinct
+    // kernel structs with their own field names (and the IPv6 one has two more fields).
     match addr {
         SocketAddr::V4(a) => {
             // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
