@@ -317,6 +317,9 @@ fn rekey_keeps_traffic_flowing() {
 }
 
 #[test]
+// One scenario read top to bottom: a flow to B runs across adding D and removing C on the
+// hub; the steps share the four namespaces, the spokes' keys and the running flow.
+#[allow(clippy::too_many_lines)]
 fn peer_added_and_removed_while_a_third_keeps_flowing() {
     require_root();
     let tg = tag("pc");

@@ -61,6 +61,10 @@ fn rfc3339(unix: u64) -> String {
 }
 
 #[test]
+// One scenario read top to bottom: the config with its silent site and expiring peers is
+// written inline, then each notification is checked in the order it arrives from the same
+// receiver; split, each part would take the receiver, keys and daemon as parameters.
+#[allow(clippy::too_many_lines)]
 fn silent_sites_and_expired_peers_are_each_reported_once() {
     require_root();
     let tg = tag("");

@@ -145,6 +145,10 @@ fn round_trips(stats: &Arc<Mutex<StreamStats>>) -> u64 {
 }
 
 #[test]
+// One scenario read top to bottom (roam, idle restart, restart under a TCP stream, reload
+// with a new preshared key): each phase restarts the same daemon on the state the one
+// before left in the endpoint file, the namespaces and wireguard-go's log.
+#[allow(clippy::too_many_lines)]
 fn restart_initiates_the_handshake_to_the_remembered_endpoint() {
     require_root();
     let tg = tag("");
