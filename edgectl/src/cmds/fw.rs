@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use edge_config::{LoadOptions, Role};
+use edge_config::Role;
 use edge_fw::nfnl::Socket;
 use edge_fw::{observe, plan};
 use edge_ipc::Request;
@@ -84,12 +84,8 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
 
 fn plan_cmd(g: &Global, script: bool) -> anyhow::Result<ExitCode> {
     let path = g.config_path();
-    let loaded = match edge_config::load(&path, LoadOptions { role: None }) {
-        Ok(l) => l,
-        Err(d) => {
-            eprint!("{}", d.render());
-            return Ok(ExitCode::from(2));
-        }
+    let Some(loaded) = super::load_or_report(&path) else {
+        return Ok(ExitCode::from(2));
     };
     let addrs = observe::interface_addresses().unwrap_or_default();
     // The origin lock's ranges as edge-fw last kept them, else the shipped list.

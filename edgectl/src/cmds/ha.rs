@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::Subcommand;
 use edge_config::ha::Ha;
-use edge_config::{Config, LoadOptions, Role};
+use edge_config::{Config, Role};
 use edge_ipc::follow::{read_state, state_path, write_atomic, write_state};
 use edge_ipc::ha::{
     ConntrackSync, FifoLine, HEALTH_FILE, HEALTH_REPORT_FILE, HaRole, Health, RoleState,
@@ -77,12 +77,8 @@ pub enum Cmd {
 /// Runs `edgectl ha`.
 pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let path = g.config_path();
-    let loaded = match edge_config::load(&path, LoadOptions::default()) {
-        Ok(l) => l,
-        Err(d) => {
-            eprint!("{}", d.render());
-            return Ok(ExitCode::from(2));
-        }
+    let Some(loaded) = super::load_or_report(&path) else {
+        return Ok(ExitCode::from(2));
     };
     let cfg = Arc::new(loaded.config);
     let Some(ha) = cfg.ha.clone() else {

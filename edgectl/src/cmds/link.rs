@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use edge_config::{LoadOptions, Role};
+use edge_config::Role;
 use edge_ipc::Request;
 use edge_ipc::link::{PlanReport, Status};
 use edge_ipc::proto::Response;
@@ -71,12 +71,8 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
 
 async fn plan(g: &Global, detailed_exitcode: bool) -> anyhow::Result<ExitCode> {
     let path = g.config_path();
-    let loaded = match edge_config::load(&path, LoadOptions { role: None }) {
-        Ok(l) => l,
-        Err(d) => {
-            eprint!("{}", d.render());
-            return Ok(ExitCode::from(2));
-        }
+    let Some(loaded) = super::load_or_report(&path) else {
+        return Ok(ExitCode::from(2));
     };
     let Some(link) = loaded.config.link.as_ref() else {
         eprintln!("edgectl: {} has no [link] section", path.display());

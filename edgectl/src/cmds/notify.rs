@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use edge_config::LoadOptions;
 use edge_notify::NotifyError;
 use edge_util::error_chain;
 
@@ -32,12 +31,8 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
 
 async fn test(g: &Global, only: Option<&str>) -> anyhow::Result<ExitCode> {
     let path = g.config_path();
-    let loaded = match edge_config::load(&path, LoadOptions { role: None }) {
-        Ok(l) => l,
-        Err(d) => {
-            eprint!("{}", d.render());
-            return Ok(ExitCode::from(2));
-        }
+    let Some(loaded) = super::load_or_report(&path) else {
+        return Ok(ExitCode::from(2));
     };
     let Some(n) = loaded.config.notify.as_ref().filter(|n| !n.is_empty()) else {
         eprintln!(
