@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use edge_ipc::link::{LinkState, PlanReport, Status};
 use edge_ipc::proto::{ErrorCode, Request, Response};
-use edge_ipc::shell::{Event, Shell, idle};
+use edge_ipc::shell::{Event, Responder, Shell, idle};
 use edge_metrics::link::{BridgeLabels, KindLabels, LinkLabels, Metrics, ResultLabels};
 use edge_notify::{Event as Notification, Notifier};
 use futures::StreamExt;
@@ -510,128 +510,221 @@ fn done(message: String, report: PlanReport) -> Response {
 
 /// Runs the daemon until SIGTERM. Nothing is torn down on exit: the network stays as it is
 /// (a restart therefore causes no link flap).
-pub async fn run(mut shell: Shell) -> anyhow::Result<()> {
+pub async fn run(shell: Shell) -> anyhow::Result<()> {
     let Some(cfg) = shell.config().link.clone() else {
         return idle(shell, "no [link] section in the configuration").await;
-    };
-    let metrics = Metrics::register(&mut shell.registry().write());
-    let notify_metrics = edge_metrics::notify::Metrics::register(&mut shell.registry().write());
-    let mut notifier = Notifier::start(shell.config(), "edge-link", notify_metrics);
-    let grace = |c: &edge_config::Config| {
-        c.notify
-            .as_ref()
-            .map_or(Duration::from_secs(10), |n| n.link_down_after)
     };
     let (conn, _handle, mut events) = rtnetlink::new_multicast_connection(&GROUPS)
         .context("failed to subscribe to netlink link, address and route events")?;
     let events_task = tokio::spawn(conn);
-    let mut r = Reconciler::new(
-        Desired::from_full(&cfg, shell.config().ha.as_ref()),
-        Some(metrics.clone()),
-    )
-    .context("failed to open a netlink connection")?;
-    r.set_max_backoff(cfg.reconcile_interval);
-    r.set_notifier(notifier.clone(), grace(shell.config()));
-    let mut debounce = cfg.debounce;
-    let mut interval = cfg.reconcile_interval;
-    let mut periodic = tokio::time::interval_at((Instant::now() + interval).into(), interval);
-    periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut daemon = Daemon::start(shell, &cfg)?;
+    let result = daemon.serve(&mut events).await;
+    events_task.abort();
+    daemon.stop().await;
+    result
+}
 
-    let mut ha = edge_ipc::follow::Follower::start(shell.config());
-    let mut due = Some(Instant::now());
-    let mut first_event: Option<Instant> = None;
-    let result = loop {
-        tokio::select! {
-            ev = shell.next() => match ev {
-                Event::Shutdown => break Ok(()),
-                Event::Reloaded(cfg) => match &cfg.link {
-                    Some(l) => {
-                        notifier.reload(&cfg);
-                        r.set_notifier(notifier.clone(), grace(&cfg));
-                        r.set_desired(Desired::from_full(l, cfg.ha.as_ref()));
-                        ha.reload(&cfg);
-                        r.set_max_backoff(l.reconcile_interval);
-                        debounce = l.debounce;
-                        if l.reconcile_interval != interval {
-                            interval = l.reconcile_interval;
-                            periodic = tokio::time::interval_at((Instant::now() + interval).into(), interval);
-                            periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                        }
-                        due = Some(Instant::now());
-                    }
-                    None => tracing::warn!("the [link] section was removed; keeping the previous one until restart (nothing is torn down)"),
+/// How long a NIC may be down before `link.down` goes out.
+fn link_down_grace(c: &edge_config::Config) -> Duration {
+    c.notify
+        .as_ref()
+        .map_or(Duration::from_secs(10), |n| n.link_down_after)
+}
+
+/// The periodic reconcile's timer; a late tick is delayed, not made up for.
+fn periodic_timer(interval: Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval_at((Instant::now() + interval).into(), interval);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}
+
+/// The running daemon: what its event handlers share.
+struct Daemon {
+    shell: Shell,
+    r: Reconciler,
+    notifier: Notifier,
+    ha: edge_ipc::follow::Follower,
+    metrics: Metrics,
+    debounce: Duration,
+    interval: Duration,
+    periodic: tokio::time::Interval,
+    /// When the next reconcile runs.
+    due: Option<Instant>,
+    /// The first netlink event since the last reconcile.
+    first_event: Option<Instant>,
+}
+
+impl Daemon {
+    /// Registers the metrics, starts the notifier and the role follower, and opens the
+    /// reconciler's netlink connection; the first reconcile is due at once.
+    fn start(shell: Shell, cfg: &edge_config::link::Link) -> anyhow::Result<Daemon> {
+        let metrics = Metrics::register(&mut shell.registry().write());
+        let notify_metrics = edge_metrics::notify::Metrics::register(&mut shell.registry().write());
+        let notifier = Notifier::start(shell.config(), "edge-link", notify_metrics);
+        let mut r = Reconciler::new(
+            Desired::from_full(cfg, shell.config().ha.as_ref()),
+            Some(metrics.clone()),
+        )
+        .context("failed to open a netlink connection")?;
+        r.set_max_backoff(cfg.reconcile_interval);
+        r.set_notifier(notifier.clone(), link_down_grace(shell.config()));
+        let ha = edge_ipc::follow::Follower::start(shell.config());
+        Ok(Daemon {
+            r,
+            notifier,
+            ha,
+            metrics,
+            debounce: cfg.debounce,
+            interval: cfg.reconcile_interval,
+            periodic: periodic_timer(cfg.reconcile_interval),
+            due: Some(Instant::now()),
+            first_event: None,
+            shell,
+        })
+    }
+
+    /// Handles events until SIGTERM (`Ok`) or the end of the netlink event stream.
+    async fn serve<A>(
+        &mut self,
+        events: &mut (impl futures::Stream<Item = (NetlinkMessage<RouteNetlinkMessage>, A)> + Unpin),
+    ) -> anyhow::Result<()> {
+        loop {
+            tokio::select! {
+                ev = self.shell.next() => match ev {
+                    Event::Shutdown => return Ok(()),
+                    Event::Reloaded(cfg) => self.reload(&cfg),
+                    Event::Request(req, resp) => self.request(req, resp).await,
                 },
-                Event::Request(Request::Status, resp) => {
-                    let mut st = shell.base_status();
-                    st.detail = edge_ipc::Detail::Link(Box::new(r.status()));
-                    st.ha = Some(ha.status());
-                    resp.send(Response::Status(Box::new(st)));
+                msg = events.next() => {
+                    let Some((msg, _)) = msg else {
+                        return Err(anyhow::anyhow!("the netlink event stream ended"));
+                    };
+                    self.netlink_event(&msg);
                 }
-                // edge-link does the same in every role (the virtual addresses are
-                // keepalived's); it follows the role for `edgectl ha status`.
-                Event::Request(Request::SetRole(state), resp) => {
-                    let change = ha.set_role(*state);
-                    resp.send(ha.answer(&change));
+                _ = self.periodic.tick() => {
+                    self.due = Some(self.due.map_or(Instant::now(), |d| d.min(Instant::now())));
                 }
-                Event::Request(Request::Plan, resp) => match r.plan().await {
-                    Ok((_, p)) => resp.send(done(p.to_string(), plan_report(&p, 0))),
-                    Err(e) => resp.send(Response::Error { code: ErrorCode::Failed, message: error_chain(&e) }),
-                },
-                Event::Request(Request::Apply { .. }, resp) => {
-                    let before = r.writes();
-                    let outcome = r.run(first_event.take(), true).await;
-                    let p = r.last_plan.clone().unwrap_or_default();
-                    let writes = r.writes() - before;
-                    record(&mut shell, &outcome, r.last_duration);
-                    match outcome {
-                        RunOutcome::Converged => resp.send(done("converged: nothing to do".into(), plan_report(&p, writes))),
-                        RunOutcome::Repaired(rep) => resp.send(done(
-                            format!("{} change(s) applied, {} write(s)", rep.changed.len(), rep.writes),
-                            plan_report(&p, writes),
-                        )),
-                        RunOutcome::Failed(e) => resp.send(Response::Error { code: ErrorCode::Failed, message: error_chain(&e) }),
-                        RunOutcome::Error(e) => resp.send(Response::Error { code: ErrorCode::Failed, message: error_chain(&e) }),
-                        RunOutcome::Deferred(_) => resp.send(Response::Error { code: ErrorCode::Failed, message: "deferred".into() }),
-                    }
-                }
-                Event::Request(_, resp) => resp.unsupported(shell.role()),
-            },
-            msg = events.next() => {
-                let Some((msg, _)) = msg else {
-                    break Err(anyhow::anyhow!("the netlink event stream ended"));
-                };
-                let kind = event_kind(&msg);
-                metrics.netlink_events.get_or_create(&KindLabels { kind: kind.to_owned() }).inc();
-                let now = Instant::now();
-                let first = *first_event.get_or_insert(now);
-                let latest = first + debounce * MAX_DEBOUNCE_PERIODS;
-                let at = (now + debounce).min(latest);
-                // A pending backoff retry stays where it is; events only make runs earlier.
-                due = Some(due.map_or(at, |d| d.min(at)));
-            }
-            _ = periodic.tick() => {
-                due = Some(due.map_or(Instant::now(), |d| d.min(Instant::now())));
-            }
-            _ = sleep_until(r.watch_deadline()) => r.watch_tick(Instant::now()),
-            _ = sleep_until(due) => {
-                due = None;
-                let outcome = r.run(first_event.take(), false).await;
-                record(&mut shell, &outcome, r.last_duration);
-                match &outcome {
-                    RunOutcome::Converged | RunOutcome::Repaired(_) => shell.mark_ready(&summary(&outcome)),
-                    RunOutcome::Deferred(at) => due = Some(*at),
-                    RunOutcome::Failed(_) => due = r.retry_at,
-                    RunOutcome::Error(_) => due = Some(Instant::now() + FIRST_BACKOFF),
-                }
+                _ = sleep_until(self.r.watch_deadline()) => self.r.watch_tick(Instant::now()),
+                _ = sleep_until(self.due) => self.reconcile().await,
             }
         }
-    };
-    events_task.abort();
-    if !notifier.flush(Duration::from_secs(2)).await {
-        tracing::warn!("stopping with notifications still queued (a target is slow or down)");
     }
-    shell.stop();
-    result
+
+    fn reload(&mut self, cfg: &edge_config::Config) {
+        let Some(l) = &cfg.link else {
+            tracing::warn!(
+                "the [link] section was removed; keeping the previous one until restart (nothing is torn down)"
+            );
+            return;
+        };
+        self.notifier.reload(cfg);
+        self.r
+            .set_notifier(self.notifier.clone(), link_down_grace(cfg));
+        self.r.set_desired(Desired::from_full(l, cfg.ha.as_ref()));
+        self.ha.reload(cfg);
+        self.r.set_max_backoff(l.reconcile_interval);
+        self.debounce = l.debounce;
+        if l.reconcile_interval != self.interval {
+            self.interval = l.reconcile_interval;
+            self.periodic = periodic_timer(self.interval);
+        }
+        self.due = Some(Instant::now());
+    }
+
+    async fn request(&mut self, req: Request, resp: Responder) {
+        match req {
+            Request::Status => {
+                let mut st = self.shell.base_status();
+                st.detail = edge_ipc::Detail::Link(Box::new(self.r.status()));
+                st.ha = Some(self.ha.status());
+                resp.send(Response::Status(Box::new(st)));
+            }
+            // edge-link does the same in every role (the virtual addresses are
+            // keepalived's); it follows the role for `edgectl ha status`.
+            Request::SetRole(state) => {
+                let change = self.ha.set_role(*state);
+                resp.send(self.ha.answer(&change));
+            }
+            Request::Plan => match self.r.plan().await {
+                Ok((_, p)) => resp.send(done(p.to_string(), plan_report(&p, 0))),
+                Err(e) => resp.send(Response::Error {
+                    code: ErrorCode::Failed,
+                    message: error_chain(&e),
+                }),
+            },
+            Request::Apply { .. } => resp.send(self.apply_now().await),
+            _ => resp.unsupported(self.shell.role()),
+        }
+    }
+
+    /// `edgectl link apply`: one reconcile now, even while backing off.
+    async fn apply_now(&mut self) -> Response {
+        let before = self.r.writes();
+        let outcome = self.r.run(self.first_event.take(), true).await;
+        let p = self.r.last_plan.clone().unwrap_or_default();
+        let writes = self.r.writes() - before;
+        record(&mut self.shell, &outcome, self.r.last_duration);
+        let failed = |message| Response::Error {
+            code: ErrorCode::Failed,
+            message,
+        };
+        match outcome {
+            RunOutcome::Converged => {
+                done("converged: nothing to do".into(), plan_report(&p, writes))
+            }
+            RunOutcome::Repaired(rep) => done(
+                format!(
+                    "{} change(s) applied, {} write(s)",
+                    rep.changed.len(),
+                    rep.writes
+                ),
+                plan_report(&p, writes),
+            ),
+            RunOutcome::Failed(e) => failed(error_chain(&e)),
+            RunOutcome::Error(e) => failed(error_chain(&e)),
+            RunOutcome::Deferred(_) => failed("deferred".into()),
+        }
+    }
+
+    /// Counts the event and moves the next reconcile to the end of the quiet period.
+    fn netlink_event(&mut self, msg: &NetlinkMessage<RouteNetlinkMessage>) {
+        let kind = event_kind(msg);
+        self.metrics
+            .netlink_events
+            .get_or_create(&KindLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
+        let now = Instant::now();
+        let first = *self.first_event.get_or_insert(now);
+        let latest = first + self.debounce * MAX_DEBOUNCE_PERIODS;
+        let at = (now + self.debounce).min(latest);
+        // A pending backoff retry stays where it is; events only make runs earlier.
+        self.due = Some(self.due.map_or(at, |d| d.min(at)));
+    }
+
+    /// The due reconcile; schedules the next one when it failed or was deferred.
+    async fn reconcile(&mut self) {
+        self.due = None;
+        let outcome = self.r.run(self.first_event.take(), false).await;
+        record(&mut self.shell, &outcome, self.r.last_duration);
+        match &outcome {
+            RunOutcome::Converged | RunOutcome::Repaired(_) => {
+                self.shell.mark_ready(&summary(&outcome));
+            }
+            RunOutcome::Deferred(at) => self.due = Some(*at),
+            RunOutcome::Failed(_) => self.due = self.r.retry_at,
+            RunOutcome::Error(_) => self.due = Some(Instant::now() + FIRST_BACKOFF),
+        }
+    }
+
+    /// Sends what the notifier still holds (for up to 2 s) and stops the shell.
+    async fn stop(self) {
+        if !self.notifier.flush(Duration::from_secs(2)).await {
+            tracing::warn!("stopping with notifications still queued (a target is slow or down)");
+        }
+        self.shell.stop();
+    }
 }
 
 fn summary(outcome: &RunOutcome) -> String {
