@@ -130,13 +130,9 @@ fn converges_from_scratch_and_a_second_run_writes_nothing() {
     );
 }
 
-#[test]
-fn the_daemon_repairs_each_drift_and_leaves_foreign_objects_alone() {
-    // VLAN filtering asked for on a kernel without it: reported once, never retried.
-    let lab = Lab::new(&[("vlan_filtering = false", "vlan_filtering = true")]);
-    let d = lab.desired();
-    let host = lab.host();
-    // Foreign objects: libvirt's bridge with its address and route, a route a human added.
+/// Foreign objects: libvirt's bridge `virbr0` with its address and route, a route a human
+/// added (10.98.0.0/16, proto static).
+fn add_foreign_objects(host: &Netns) {
     host.ip(["link", "add", "virbr0", "type", "bridge"]);
     host.ip(["link", "set", "virbr0", "up"]);
     host.ip(["addr", "add", "192.168.122.1/24", "dev", "virbr0"]);
@@ -149,6 +145,27 @@ fn the_daemon_repairs_each_drift_and_leaves_foreign_objects_alone() {
         "proto",
         "static",
     ]);
+}
+
+/// Asserts that the daemon's metrics page (port 9854 in `host`) contains every needle.
+fn assert_metrics_contain(host: &Netns, needles: &[&str]) {
+    let metrics = host.exec("curl", ["-s", "http://127.0.0.1:9854/metrics"]);
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    for needle in needles {
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from:\n{metrics}"
+        );
+    }
+}
+
+#[test]
+fn the_daemon_repairs_each_drift_and_leaves_foreign_objects_alone() {
+    // VLAN filtering asked for on a kernel without it: reported once, never retried.
+    let lab = Lab::new(&[("vlan_filtering = false", "vlan_filtering = true")]);
+    let d = lab.desired();
+    let host = lab.host();
+    add_foreign_objects(host);
     let admin_before = lab.snapshot("enp4s0f1");
     let virbr_before = lab.snapshot("virbr0");
 
@@ -205,24 +222,20 @@ fn the_daemon_repairs_each_drift_and_leaves_foreign_objects_alone() {
     assert!(st.writes > writes_converged);
 
     // Metrics say what happened.
-    let metrics = host.exec("curl", ["-s", "http://127.0.0.1:9854/metrics"]);
-    let metrics = String::from_utf8_lossy(&metrics.stdout);
-    for needle in [
-        "edge_link_drift_repairs_total{kind=\"port\"}",
-        "edge_link_drift_repairs_total{kind=\"mtu\"}",
-        "edge_link_drift_repairs_total{kind=\"address\"}",
-        "edge_link_drift_repairs_total{kind=\"bridge\"}",
-        "edge_link_drift_repairs_total{kind=\"link_state\"}",
-        "edge_link_link_admin_up{link=\"enp4s0f0\"} 1",
-        "edge_link_bridge_ports{bridge=\"br-api\"} 1",
-        "edge_link_netlink_events_total{kind=\"port_left_bridge\"}",
-        "edge_link_repair_latency_seconds_count",
-    ] {
-        assert!(
-            metrics.contains(needle),
-            "{needle} missing from:\n{metrics}"
-        );
-    }
+    assert_metrics_contain(
+        host,
+        &[
+            "edge_link_drift_repairs_total{kind=\"port\"}",
+            "edge_link_drift_repairs_total{kind=\"mtu\"}",
+            "edge_link_drift_repairs_total{kind=\"address\"}",
+            "edge_link_drift_repairs_total{kind=\"bridge\"}",
+            "edge_link_drift_repairs_total{kind=\"link_state\"}",
+            "edge_link_link_admin_up{link=\"enp4s0f0\"} 1",
+            "edge_link_bridge_ports{bridge=\"br-api\"} 1",
+            "edge_link_netlink_events_total{kind=\"port_left_bridge\"}",
+            "edge_link_repair_latency_seconds_count",
+        ],
+    );
 
     assert_eq!(
         admin_before,
@@ -469,6 +482,69 @@ fn address_flags(ns: &Netns, dev: &str, net: &str) -> Option<Vec<String>> {
     Some(flags)
 }
 
+/// As the kernel reported it (`events` from an [`EventCounter`]): the bridge's copy of
+/// [`HOST6`] arrives before the NIC's goes, and is never tentative (DAD would keep it
+/// unusable for seconds).
+fn assert_host6_moved_before_removed(host: &Netns, events: &[String]) {
+    let of_host6: Vec<&String> = events
+        .iter()
+        .filter(|e| e.contains("Address(fd00:198::30)") && e.contains("Address(AddressMessage"))
+        .collect();
+    let bridge_idx = links_by_name(host)["br-api"]["ifindex"].clone();
+    let nic_idx = links_by_name(host)["enp3s0f0"]["ifindex"].clone();
+    let added = of_host6
+        .iter()
+        .position(|e| e.contains("NewAddress") && e.contains(&format!("index: {bridge_idx} ")));
+    let deleted = of_host6
+        .iter()
+        .position(|e| e.contains("DelAddress") && e.contains(&format!("index: {nic_idx} ")));
+    assert!(
+        matches!((added, deleted), (Some(a), Some(d)) if a < d),
+        "not make-before-break for {HOST6}: {of_host6:#?}"
+    );
+    assert!(
+        of_host6.iter().all(|e| !e.contains("Tentative")),
+        "{HOST6} was tentative: {of_host6:#?}"
+    );
+}
+
+/// The plan moving [`HOST6`] from enp3s0f0 onto br-api adds it to the bridge, enslaves the
+/// NIC, moves the default route via `gw6`, checks `gw6`, and only then removes the NIC's
+/// copy, in that order.
+fn assert_host6_plan_is_make_before_break(plan: &edge_link::Plan, gw6: std::net::IpAddr) {
+    let pos = |what: &str, f: &dyn Fn(&Op) -> bool| {
+        plan.ops
+            .iter()
+            .position(f)
+            .unwrap_or_else(|| panic!("no {what} in the plan:\n{plan}"))
+    };
+    let add = pos(
+        "address add",
+        &|o| matches!(o, Op::AddAddress { dev, net, .. } if dev == "br-api" && net.to_string() == HOST6),
+    );
+    let enslave = pos(
+        "enslave",
+        &|o| matches!(o, Op::SetController { port, bridge, .. } if port == "enp3s0f0" && bridge == "br-api"),
+    );
+    let moved = pos("route move", &|o| {
+        matches!(o, Op::ReplaceRoute { route, .. }
+            if route.dst.prefix_len() == 0 && route.gateway == Some(gw6)
+                && route.dev.as_deref() == Some("br-api"))
+    });
+    let check = pos(
+        "gateway check",
+        &|o| matches!(o, Op::CheckGateway { dev, gateway, .. } if dev == "br-api" && *gateway == gw6),
+    );
+    let del = pos(
+        "address del",
+        &|o| matches!(o, Op::DelAddress { dev, net, .. } if dev == "enp3s0f0" && net.to_string() == HOST6),
+    );
+    assert!(
+        add < enslave && enslave < moved && moved < check && check < del,
+        "not make-before-break:\n{plan}"
+    );
+}
+
 #[test]
 fn the_make_before_break_move_of_an_ipv6_address_keeps_a_tcp_connection_alive() {
     // br-api also holds the host's IPv6 address, with an IPv6 default route via the router.
@@ -526,65 +602,13 @@ fn the_make_before_break_move_of_an_ipv6_address_keeps_a_tcp_connection_alive() 
             .is_some_and(|f| !f.iter().any(|f| f == "tentative" || f == "dadfailed")),
         "{HOST6} on br-api right after the move: {flags:?}"
     );
-    let events = events.finish();
-    // As the kernel reported it: the bridge's copy arrives before the NIC's goes, and is
-    // never tentative (DAD would keep it unusable for seconds).
-    let of_host6: Vec<&String> = events
-        .iter()
-        .filter(|e| e.contains("Address(fd00:198::30)") && e.contains("Address(AddressMessage"))
-        .collect();
-    let bridge_idx = links_by_name(host)["br-api"]["ifindex"].clone();
-    let nic_idx = links_by_name(host)["enp3s0f0"]["ifindex"].clone();
-    let added = of_host6
-        .iter()
-        .position(|e| e.contains("NewAddress") && e.contains(&format!("index: {bridge_idx} ")));
-    let deleted = of_host6
-        .iter()
-        .position(|e| e.contains("DelAddress") && e.contains(&format!("index: {nic_idx} ")));
-    assert!(
-        matches!((added, deleted), (Some(a), Some(d)) if a < d),
-        "not make-before-break for {HOST6}: {of_host6:#?}"
-    );
-    assert!(
-        of_host6.iter().all(|e| !e.contains("Tentative")),
-        "{HOST6} was tentative: {of_host6:#?}"
-    );
+    assert_host6_moved_before_removed(host, &events.finish());
     thread::sleep(Duration::from_millis(300));
     let (trips, echoed) = echo.finish();
 
     // The make-before-break order, for the IPv6 address as for the IPv4 one.
     let gw6: std::net::IpAddr = ROUTER6.parse().unwrap();
-    let pos = |what: &str, f: &dyn Fn(&Op) -> bool| {
-        plan.ops
-            .iter()
-            .position(f)
-            .unwrap_or_else(|| panic!("no {what} in the plan:\n{plan}"))
-    };
-    let add = pos(
-        "address add",
-        &|o| matches!(o, Op::AddAddress { dev, net, .. } if dev == "br-api" && net.to_string() == HOST6),
-    );
-    let enslave = pos(
-        "enslave",
-        &|o| matches!(o, Op::SetController { port, bridge, .. } if port == "enp3s0f0" && bridge == "br-api"),
-    );
-    let moved = pos("route move", &|o| {
-        matches!(o, Op::ReplaceRoute { route, .. }
-            if route.dst.prefix_len() == 0 && route.gateway == Some(gw6)
-                && route.dev.as_deref() == Some("br-api"))
-    });
-    let check = pos(
-        "gateway check",
-        &|o| matches!(o, Op::CheckGateway { dev, gateway, .. } if dev == "br-api" && *gateway == gw6),
-    );
-    let del = pos(
-        "address del",
-        &|o| matches!(o, Op::DelAddress { dev, net, .. } if dev == "enp3s0f0" && net.to_string() == HOST6),
-    );
-    assert!(
-        add < enslave && enslave < moved && moved < check && check < del,
-        "not make-before-break:\n{plan}"
-    );
+    assert_host6_plan_is_make_before_break(&plan, gw6);
     // The gateway check ran and passed (a failed one rolls the run back with an error) ...
     assert!(
         report
