@@ -77,67 +77,83 @@ fn summary(c: &Config, warnings: usize) -> String {
         warnings,
         if warnings == 1 { "" } else { "s" }
     );
-    match &c.link {
-        Some(l) => {
-            let _ = writeln!(
-                o,
-                "  link: {} bridge(s), {} route(s); protected: {}",
-                l.bridges.len(),
-                l.routes.len(),
-                l.protected
-                    .iter()
-                    .map(|p| p.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            for b in &l.bridges {
-                let ports: Vec<_> = b.ports.iter().map(|p| p.as_str()).collect();
-                let addrs: Vec<_> = b.addresses.iter().map(|a| a.to_string()).collect();
-                let _ = writeln!(
-                    o,
-                    "    {}: ports [{}], addresses [{}]",
-                    b.name,
-                    ports.join(", "),
-                    addrs.join(", ")
-                );
-            }
-        }
-        None => o.push_str("  link: no section (edge-link idles)\n"),
+    summary_link(&mut o, c);
+    summary_fw(&mut o, c);
+    summary_wg(&mut o, c);
+    summary_ddns(&mut o, c);
+    summary_notify(&mut o, c);
+    o
+}
+
+/// The bridges, with their ports and addresses, and the protected interfaces.
+fn summary_link(o: &mut String, c: &Config) {
+    let Some(l) = &c.link else {
+        o.push_str("  link: no section (edge-link idles)\n");
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "  link: {} bridge(s), {} route(s); protected: {}",
+        l.bridges.len(),
+        l.routes.len(),
+        l.protected
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for b in &l.bridges {
+        let ports: Vec<_> = b.ports.iter().map(|p| p.as_str()).collect();
+        let addrs: Vec<_> = b.addresses.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(
+            o,
+            "    {}: ports [{}], addresses [{}]",
+            b.name,
+            ports.join(", "),
+            addrs.join(", ")
+        );
     }
-    match &c.fw {
-        Some(f) => {
-            let _ = writeln!(
-                o,
-                "  fw: {} forward(s), {} input rule(s), input policy {:?}",
-                f.forwards.len(),
-                f.input.allow.len(),
-                f.input.policy
-            );
-            for fw in &f.forwards {
-                let _ = writeln!(
-                    o,
-                    "    {}: {:?} {}{} -> {}:{}{}",
-                    fw.name,
-                    fw.proto,
-                    fw.address.map(|a| format!("{a}:")).unwrap_or_default(),
-                    fw.port,
-                    fw.to,
-                    fw.to_port,
-                    fw.from
-                        .as_ref()
-                        .map(|f| format!(
-                            " from {}",
-                            f.iter()
-                                .map(|s| s.label.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ))
-                        .unwrap_or_default()
-                );
-            }
-        }
-        None => o.push_str("  fw: no section (edge-fw idles)\n"),
+}
+
+/// The forwards, one line each, and the input policy.
+fn summary_fw(o: &mut String, c: &Config) {
+    let Some(f) = &c.fw else {
+        o.push_str("  fw: no section (edge-fw idles)\n");
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "  fw: {} forward(s), {} input rule(s), input policy {:?}",
+        f.forwards.len(),
+        f.input.allow.len(),
+        f.input.policy
+    );
+    for fw in &f.forwards {
+        let _ = writeln!(
+            o,
+            "    {}: {:?} {}{} -> {}:{}{}",
+            fw.name,
+            fw.proto,
+            fw.address.map(|a| format!("{a}:")).unwrap_or_default(),
+            fw.port,
+            fw.to,
+            fw.to_port,
+            fw.from
+                .as_ref()
+                .map(|f| format!(
+                    " from {}",
+                    f.iter()
+                        .map(|s| s.label.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .unwrap_or_default()
+        );
     }
+}
+
+/// The WireGuard interface, its port and its number of peers.
+fn summary_wg(o: &mut String, c: &Config) {
     match &c.wg {
         Some(w) => {
             let _ = writeln!(
@@ -150,6 +166,10 @@ fn summary(c: &Config, warnings: usize) -> String {
         }
         None => o.push_str("  wg: no section (edge-wg idles)\n"),
     }
+}
+
+/// The DNS records, the number of detection sources and the quorum.
+fn summary_ddns(o: &mut String, c: &Config) {
     match &c.ddns {
         Some(d) => {
             let recs: Vec<_> = d
@@ -167,6 +187,10 @@ fn summary(c: &Config, warnings: usize) -> String {
         }
         None => o.push_str("  ddns: no section (edge-ddns idles)\n"),
     }
+}
+
+/// The notification targets' names.
+fn summary_notify(o: &mut String, c: &Config) {
     match c.notify.as_ref().filter(|n| !n.is_empty()) {
         Some(n) => {
             let _ = writeln!(
@@ -177,5 +201,4 @@ fn summary(c: &Config, warnings: usize) -> String {
         }
         None => o.push_str("  notify: no targets (no notifications are sent)\n"),
     }
-    o
 }
