@@ -142,9 +142,11 @@ fn parse_when(when: &str, now: i64) -> anyhow::Result<Option<Expiry>> {
     }
 }
 
-/// The file as it is now: its text and what it configures; exits 2 when it is invalid.
-fn load_current(path: &Path) -> Result<(String, Config), ExitCode> {
-    let text = match fs::read_to_string(path) {
+/// The file as it is now: its path, its text and what it configures; exits 2 when it is
+/// invalid.
+fn load_current(g: &Global) -> Result<(PathBuf, String, Config), ExitCode> {
+    let path = g.config_path();
+    let text = match fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) => {
             eprintln!(
@@ -154,8 +156,8 @@ fn load_current(path: &Path) -> Result<(String, Config), ExitCode> {
             return Err(ExitCode::from(2));
         }
     };
-    match edge_config::load_text(path, text.clone(), LoadOptions { role: None }) {
-        Ok(l) => Ok((text, l.config)),
+    match edge_config::load_text(&path, text.clone(), LoadOptions { role: None }) {
+        Ok(l) => Ok((path, text, l.config)),
         Err(d) => {
             eprint!("{}", d.render());
             eprintln!(
@@ -164,6 +166,14 @@ fn load_current(path: &Path) -> Result<(String, Config), ExitCode> {
             );
             Err(ExitCode::from(2))
         }
+    }
+}
+
+/// The `[wg]` section, which `add` and `list` need.
+fn wg_section(cfg: &Config) -> anyhow::Result<&Wg> {
+    match cfg.wg.as_ref() {
+        Some(wg) => Ok(wg),
+        None => bail!(provision::ProvisionError::NoWg),
     }
 }
 
@@ -386,65 +396,24 @@ fn render_qr(text: &str) -> anyhow::Result<String> {
         .build())
 }
 
+/// What `add` settled before changing anything: the peer's addresses and expiry, and the
+/// endpoint the client is given (with a warning about the default one, if any).
+struct AddPlan {
+    allowed: Vec<IpNet>,
+    expires: Option<Expiry>,
+    endpoint: String,
+    warning: Option<String>,
+}
+
 async fn add(g: &Global, a: AddArgs) -> anyhow::Result<ExitCode> {
-    let path = g.config_path();
-    let (text, cfg) = match load_current(&path) {
+    let (path, text, cfg) = match load_current(g) {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let Some(wg) = cfg.wg.as_ref() else {
-        bail!(provision::ProvisionError::NoWg);
-    };
-    provision::check_name(&a.name)?;
-    if wg.peers.iter().any(|p| p.name == a.name) {
-        bail!(provision::ProvisionError::NameTaken { name: a.name });
-    }
-    let allowed = provision::allocate(wg, &a.allowed_ips)?;
-    let expires = match &a.expires {
-        Some(w) => parse_when(w, unix_now_i64())?,
-        None => None,
-    };
-    let (endpoint, warning) = match a.endpoint {
-        Some(e) => {
-            edge_config::types::Endpoint::parse(&e).map_err(|inv| {
-                provision::ProvisionError::Usage {
-                    message: format!(
-                        "--endpoint {e:?}: {}{}",
-                        inv.message,
-                        inv.hint.map(|h| format!(" ({h})")).unwrap_or_default()
-                    ),
-                }
-            })?;
-            (e, None)
-        }
-        None => {
-            let d = provision::default_endpoint(&cfg)?;
-            (d.endpoint, d.warning)
-        }
-    };
-    if let Some(out) = &a.output
-        && out.exists()
-    {
-        return Err(provision::ProvisionError::Usage {
-            message: format!(
-                "--output {}: the file exists; pick a new file (the client's private key is written only once)",
-                out.display()
-            ),
-        }
-        .into());
-    }
+    let wg = wg_section(&cfg)?;
+    let plan = plan_add(&cfg, wg, &a)?;
     // Opened before anything changes, so that an unwritable FILE refuses the whole add.
-    let mut out_file = match &a.output {
-        Some(out) => Some(
-            fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(out)
-                .with_context(|| format!("cannot create {}", out.display()))?,
-        ),
-        None => None,
-    };
+    let mut out_file = open_output(a.output.as_deref())?;
     let cleanup_output = || {
         if let Some(out) = &a.output {
             let _ = fs::remove_file(out);
@@ -459,68 +428,183 @@ async fn add(g: &Global, a: AddArgs) -> anyhow::Result<ExitCode> {
     };
     let client_private = provision::private_key_from(random_key()?);
     let psk = Key(random_key()?);
-    let psk_file = provision::psk_path(&cfg.global.state_dir, &a.name);
-    let entry = PeerEntry {
-        name: a.name.clone(),
+    let peer = NewPeer {
+        name: &a.name,
         public_key: client_private.public_from_private(),
-        psk_file: psk_file.clone(),
-        allowed_ips: allowed.clone(),
+        psk: &psk,
+    };
+    match write_peer(g, &path, &text, &cfg, &peer, &plan).await {
+        Ok(Ok(())) => {}
+        Ok(Err(code)) => {
+            cleanup_output();
+            return Ok(code);
+        }
+        Err(e) => {
+            cleanup_output();
+            return Err(e);
+        }
+    }
+    let client = ClientConfig {
+        private_key: client_private,
+        addresses: provision::client_addresses(wg, &plan.allowed),
+        server_public_key: server,
+        preshared_key: psk,
+        routes: provision::default_client_routes(&cfg),
+        endpoint: plan.endpoint.clone(),
+    };
+    let conf = client.render();
+    report_added(&a.name, &path, &plan);
+    hand_over(&conf, a.output.as_deref(), out_file.as_mut())?;
+    if a.qr {
+        println!();
+        println!("{}", render_qr(&conf)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The checks of `add` that need no change yet: the name, the addresses, `--expires`,
+/// `--endpoint` (or the default one) and that `--output` names a new file.
+fn plan_add(cfg: &Config, wg: &Wg, a: &AddArgs) -> anyhow::Result<AddPlan> {
+    provision::check_name(&a.name)?;
+    if wg.peers.iter().any(|p| p.name == a.name) {
+        bail!(provision::ProvisionError::NameTaken {
+            name: a.name.clone()
+        });
+    }
+    let allowed = provision::allocate(wg, &a.allowed_ips)?;
+    let expires = match &a.expires {
+        Some(w) => parse_when(w, unix_now_i64())?,
+        None => None,
+    };
+    let (endpoint, warning) = client_endpoint(cfg, a.endpoint.as_deref())?;
+    if let Some(out) = &a.output
+        && out.exists()
+    {
+        return Err(provision::ProvisionError::Usage {
+            message: format!(
+                "--output {}: the file exists; pick a new file (the client's private key is written only once)",
+                out.display()
+            ),
+        }
+        .into());
+    }
+    Ok(AddPlan {
+        allowed,
         expires,
+        endpoint,
+        warning,
+    })
+}
+
+/// Where the client reaches this host: `--endpoint` when given (checked), else the default
+/// one of the configuration with its warning.
+fn client_endpoint(
+    cfg: &Config,
+    endpoint: Option<&str>,
+) -> anyhow::Result<(String, Option<String>)> {
+    match endpoint {
+        Some(e) => {
+            edge_config::types::Endpoint::parse(e).map_err(|inv| {
+                provision::ProvisionError::Usage {
+                    message: format!(
+                        "--endpoint {e:?}: {}{}",
+                        inv.message,
+                        inv.hint.map(|h| format!(" ({h})")).unwrap_or_default()
+                    ),
+                }
+            })?;
+            Ok((e.to_owned(), None))
+        }
+        None => {
+            let d = provision::default_endpoint(cfg)?;
+            Ok((d.endpoint, d.warning))
+        }
+    }
+}
+
+/// Creates `--output FILE` (mode 0600, never an existing file).
+fn open_output(output: Option<&Path>) -> anyhow::Result<Option<fs::File>> {
+    output
+        .map(|out| {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(out)
+                .with_context(|| format!("cannot create {}", out.display()))
+        })
+        .transpose()
+}
+
+/// The new peer's keys as `add` made them.
+struct NewPeer<'a> {
+    name: &'a str,
+    public_key: Key,
+    psk: &'a Key,
+}
+
+/// Writes the peer's preshared key and the next version of the file, then has edge-wg
+/// reload it; when the file is refused (invalid, or by edge-wg) the key is removed again
+/// and the exit code returned.
+async fn write_peer(
+    g: &Global,
+    path: &Path,
+    text: &str,
+    cfg: &Config,
+    peer: &NewPeer<'_>,
+    plan: &AddPlan,
+) -> anyhow::Result<Result<(), ExitCode>> {
+    let psk_file = provision::psk_path(&cfg.global.state_dir, peer.name);
+    let entry = PeerEntry {
+        name: peer.name.to_owned(),
+        public_key: peer.public_key,
+        psk_file: psk_file.clone(),
+        allowed_ips: plan.allowed.clone(),
+        expires: plan.expires,
         comment: format!(
             "{}: added by `edgectl wg peer add`{}",
-            a.name,
-            expires
+            peer.name,
+            plan.expires
                 .map(|e| format!(", expires {e}"))
                 .unwrap_or_default()
         ),
     };
-    let next = match provision::add_peer(&text, &entry) {
-        Ok(n) => n,
-        Err(e) => {
-            cleanup_output();
-            return Err(e.into());
-        }
-    };
-    if let Err(e) = write_psk(&cfg.global.state_dir, &psk_file, &psk) {
-        cleanup_output();
-        return Err(e);
-    }
-    if let Err(code) = validate_and_write(&path, &next) {
+    let next = provision::add_peer(text, &entry)?;
+    write_psk(&cfg.global.state_dir, &psk_file, peer.psk)?;
+    if let Err(code) = validate_and_write(path, &next) {
         let _ = fs::remove_file(&psk_file);
-        cleanup_output();
-        return Ok(code);
+        return Ok(Err(code));
     }
-    if let Err(code) = reload_or_restore(g, &path, &text).await {
+    if let Err(code) = reload_or_restore(g, path, text).await {
         let _ = fs::remove_file(&psk_file);
-        cleanup_output();
-        return Ok(code);
+        return Ok(Err(code));
     }
-    let client = ClientConfig {
-        private_key: client_private,
-        addresses: provision::client_addresses(wg, &allowed),
-        server_public_key: server,
-        preshared_key: psk,
-        routes: provision::default_client_routes(&cfg),
-        endpoint,
-    };
-    let conf = client.render();
+    Ok(Ok(()))
+}
+
+/// Says on stderr which peer was added where, and the endpoint's warning.
+fn report_added(name: &str, path: &Path, plan: &AddPlan) {
     eprintln!(
         "edgectl: peer {} added to {}: {}{}",
-        a.name,
+        name,
         path.display(),
-        allowed
+        plan.allowed
             .iter()
             .map(|n| n.to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        expires
+        plan.expires
             .map(|e| format!(", expires {e}"))
             .unwrap_or_default()
     );
-    if let Some(w) = warning {
+    if let Some(w) = &plan.warning {
         eprintln!("edgectl: warning: {w}");
     }
-    match (&a.output, out_file.as_mut()) {
+}
+
+/// Gives the client's configuration: into `--output FILE`, else on stdout.
+fn hand_over(conf: &str, output: Option<&Path>, file: Option<&mut fs::File>) -> anyhow::Result<()> {
+    match (output, file) {
         (Some(out), Some(f)) => {
             f.write_all(conf.as_bytes())
                 .and_then(|()| f.sync_all())
@@ -537,16 +621,11 @@ async fn add(g: &Global, a: AddArgs) -> anyhow::Result<ExitCode> {
             print!("{conf}");
         }
     }
-    if a.qr {
-        println!();
-        println!("{}", render_qr(&conf)?);
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 async fn remove(g: &Global, name: &str) -> anyhow::Result<ExitCode> {
-    let path = g.config_path();
-    let (text, cfg) = match load_current(&path) {
+    let (path, text, cfg) = match load_current(g) {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
@@ -570,8 +649,7 @@ async fn remove(g: &Global, name: &str) -> anyhow::Result<ExitCode> {
 }
 
 async fn renew(g: &Global, name: &str, when: &str) -> anyhow::Result<ExitCode> {
-    let path = g.config_path();
-    let (text, _) = match load_current(&path) {
+    let (path, text, _) = match load_current(g) {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
@@ -627,14 +705,11 @@ fn size(n: u64) -> String {
 }
 
 async fn list(g: &Global) -> anyhow::Result<ExitCode> {
-    let path = g.config_path();
-    let (_, cfg) = match load_current(&path) {
+    let (_, _, cfg) = match load_current(g) {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let Some(wg) = cfg.wg.as_ref() else {
-        bail!(provision::ProvisionError::NoWg);
-    };
+    let wg = wg_section(&cfg)?;
     let live = live_status(g).await;
     let now = unix_now_i64();
     let rows: Vec<Row> = wg
