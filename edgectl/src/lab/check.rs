@@ -169,7 +169,17 @@ fn ddns_metric(lab: &Lab, prefix: &str) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum())
 }
 
-fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+/// Calls `f` every 100 ms until it gives a value or `timeout` has passed.
+fn poll<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    poll_every(timeout, Duration::from_millis(100), f)
+}
+
+/// Calls `f` every `every` until it gives a value or `timeout` has passed.
+pub(super) fn poll_every<T>(
+    timeout: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -178,34 +188,81 @@ fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
         if start.elapsed() > timeout {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(every);
     }
 }
 
-/// Runs every step.
-pub fn run(lab: &Lab) -> Report {
-    let mut steps = Vec::new();
-    let mut step = |name: String, f: &mut dyn FnMut() -> (bool, String)| {
+/// The steps of a run as they are taken.
+#[derive(Debug, Default)]
+pub(super) struct Steps(pub(super) Vec<Step>);
+
+impl Steps {
+    /// Takes one step: `f` says whether it passed and what it saw; it is timed.
+    pub(super) fn take(&mut self, name: String, f: impl FnOnce() -> (bool, String)) {
         let t = Instant::now();
         let (ok, detail) = f();
-        steps.push(Step {
+        self.0.push(Step {
             name,
             ok,
             detail,
             millis: t.elapsed().as_millis() as u64,
         });
-    };
-    let public = public_ip(lab);
+    }
+}
 
+/// A request from inet that must not get through: passes when curl gets no answer.
+/// `expected` says how it failed (`refused`).
+fn blocked(lab: &Lab, url: &str, expected: &str) -> (bool, String) {
+    let (ok, body) = curl(lab, "inet", &["--max-time", "2", url]);
+    (
+        !ok,
+        if ok {
+            format!("reached it: {body}")
+        } else {
+            format!("{expected} as it should be: {body}")
+        },
+    )
+}
+
+/// Runs every step.
+pub fn run(lab: &Lab) -> Report {
+    let mut steps = Steps::default();
+    let public = public_ip(lab);
+    ingress(lab, &mut steps, &public);
+    origin_lock(lab, &mut steps, &public);
+    record_holds_public(lab, &mut steps, &public);
+    handshake(lab, &mut steps);
+    ping_api_vip(lab, &mut steps);
+    remote_reaches_api(lab, &mut steps);
+    inet_kept_out(lab, &mut steps, &public);
+    notify_test(lab, &mut steps);
+    let next = if public == net::PUBLIC_IP {
+        net::PUBLIC_IP_NEXT
+    } else {
+        net::PUBLIC_IP
+    };
+    let seen_before_change = notification_count(lab);
+    let follow = record_follows(lab, &mut steps, &public, next);
+    record_changed_notified(lab, &mut steps, &public, next, seen_before_change);
+    remote_follows(lab, &mut steps, next);
+    Report {
+        steps: steps.0,
+        record_follow_seconds: follow,
+        figures: Vec::new(),
+    }
+}
+
+/// Steps 1-2: Cloudflare's edge reaches the ingress VIP on 80 and 443.
+fn ingress(lab: &Lab, steps: &mut Steps, public: &str) {
     for port in [80, 443] {
-        step(
+        steps.take(
             format!(
                 "Cloudflare's edge ({}) reaches the ingress VIP: {public}:{port} → router → br-api {} → DNAT → {}:{port}",
                 net::CF_EDGE_IP,
                 net::HOST_IP,
                 net::INGRESS_VIP
             ),
-            &mut || {
+            || {
                 let (ok, body) = curl(
                     lab,
                     "inet",
@@ -220,42 +277,37 @@ pub fn run(lab: &Lab) -> Report {
             },
         );
     }
+}
 
-    step(
+/// Step 3: the origin lock drops a direct hit from outside Cloudflare's ranges.
+fn origin_lock(lab: &Lab, steps: &mut Steps, public: &str) {
+    steps.take(
         format!(
             "a direct hit on {public}:443 from outside Cloudflare's ranges ({}) is dropped by the origin lock",
             net::INET_GW
         ),
-        &mut || {
-            let (ok, body) = curl(
-                lab,
-                "inet",
-                &["--max-time", "2", &format!("http://{public}:443/")],
-            );
-            (
-                !ok,
-                if ok {
-                    format!("reached it: {body}")
-                } else {
-                    format!("no answer, as it should be: {body}")
-                },
-            )
-        },
+        || blocked(lab, &format!("http://{public}:443/"), "no answer,"),
     );
+}
 
-    step(
+/// Step 4: the DDNS record holds the public address.
+fn record_holds_public(lab: &Lab, steps: &mut Steps, public: &str) {
+    steps.take(
         format!("the DDNS record example.com A holds the router's public address {public}"),
-        &mut || match poll(Duration::from_secs(30), || {
+        || match poll(Duration::from_secs(30), || {
             record(lab).filter(|r| *r == public)
         }) {
             Some(r) => (true, format!("Cloudflare test server: example.com A {r}")),
             None => (false, format!("record is {:?}", record(lab))),
         },
     );
+}
 
-    step(
+/// Step 5: the remote peer's WireGuard handshake with edge-wg.
+fn handshake(lab: &Lab, steps: &mut Steps) {
+    steps.take(
         "the remote peer (wireguard-go) completes a WireGuard handshake with edge-wg".to_owned(),
-        &mut || {
+        || {
             let _ = lab
                 .topo()
                 .ns("remote")
@@ -268,13 +320,16 @@ pub fn run(lab: &Lab) -> Report {
             }
         },
     );
+}
 
-    step(
+/// Step 6: the remote peer pings the API VIP through the tunnel.
+fn ping_api_vip(lab: &Lab, steps: &mut Steps) {
+    steps.take(
         format!(
             "the remote peer pings the API VIP {} over WireGuard",
             net::API_VIP
         ),
-        &mut || match lab
+        || match lab
             .topo()
             .ns("remote")
             .output("ping", &["-c3", "-i0.2", "-W2", net::API_VIP])
@@ -291,7 +346,10 @@ pub fn run(lab: &Lab) -> Report {
             Err(e) => (false, format!("{e:#}")),
         },
     );
+}
 
+/// Steps 7-8: the remote peer reaches the API directly and through the k8s-api forward.
+fn remote_reaches_api(lab: &Lab, steps: &mut Steps) {
     for (target, how) in [
         (
             format!("{}:6443", net::API_VIP),
@@ -302,40 +360,31 @@ pub fn run(lab: &Lab) -> Report {
             "through the k8s-api forward (from the WireGuard network only)",
         ),
     ] {
-        step(
-            format!("the remote peer reaches {target} {how}"),
-            &mut || {
-                let (ok, body) = curl(lab, "remote", &[&format!("http://{target}/")]);
-                let want = format!("{}:6443 answered", net::API_VIP);
-                (ok && body.contains(&want), body)
-            },
-        );
-    }
-
-    for target in [format!("{}:6443", net::HOST_IP), format!("{public}:6443")] {
-        step(format!("inet cannot reach {target}"), &mut || {
-            let (ok, body) = curl(
-                lab,
-                "inet",
-                &["--max-time", "2", &format!("http://{target}/")],
-            );
-            (
-                !ok,
-                if ok {
-                    format!("reached it: {body}")
-                } else {
-                    format!("refused as it should be: {body}")
-                },
-            )
+        steps.take(format!("the remote peer reaches {target} {how}"), || {
+            let (ok, body) = curl(lab, "remote", &[&format!("http://{target}/")]);
+            let want = format!("{}:6443 answered", net::API_VIP);
+            (ok && body.contains(&want), body)
         });
     }
+}
 
-    step(
+/// Steps 9-10: inet cannot reach the API, neither on the host nor on the public address.
+fn inet_kept_out(lab: &Lab, steps: &mut Steps, public: &str) {
+    for target in [format!("{}:6443", net::HOST_IP), format!("{public}:6443")] {
+        steps.take(format!("inet cannot reach {target}"), || {
+            blocked(lab, &format!("http://{target}/"), "refused")
+        });
+    }
+}
+
+/// Step 11: `edgectl notify test` reaches the webhook receiver, once.
+fn notify_test(lab: &Lab, steps: &mut Steps) {
+    steps.take(
         format!(
             "`edgectl notify test` on the host reaches the webhook receiver in inet ({})",
             net::HOOK_IP
         ),
-        &mut || {
+        || {
             let before = notification_count(lab);
             let edgectl = lab.bin.join("edgectl");
             let cfg = lab.config_path();
@@ -370,18 +419,16 @@ pub fn run(lab: &Lab) -> Report {
             )
         },
     );
+}
 
-    let next = if public == net::PUBLIC_IP {
-        net::PUBLIC_IP_NEXT
-    } else {
-        net::PUBLIC_IP
-    };
-    let seen_before_change = notification_count(lab);
+/// Step 12: the ISP changes the public address and the record follows; returns how many
+/// seconds that took.
+fn record_follows(lab: &Lab, steps: &mut Steps, public: &str, next: &str) -> Option<f64> {
     let mut follow = None;
-    step(
+    steps.take(
         format!("the ISP changes the public address {public} → {next}; the DDNS record follows"),
-        &mut || {
-            if let Err(e) = lab.topo().change_public_ip(&public, next) {
+        || {
+            if let Err(e) = lab.topo().change_public_ip(public, next) {
                 return (false, format!("{e:#}"));
             }
             let t = Instant::now();
@@ -397,18 +444,23 @@ pub fn run(lab: &Lab) -> Report {
             }
         },
     );
+    follow
+}
 
-    step(
+/// Step 13: exactly one ddns.record_changed reached the webhook receiver for the change;
+/// `seen` is how many documents it had before.
+fn record_changed_notified(lab: &Lab, steps: &mut Steps, public: &str, next: &str, seen: usize) {
+    steps.take(
         format!(
             "the webhook receiver got exactly one ddns.record_changed naming {public} and {next}"
         ),
-        &mut || {
+        || {
             let changed = |d: &serde_json::Value| d["kind"] == "ddns.record_changed";
             let names_both =
                 |d: &serde_json::Value| d["data"]["old"] == public && d["data"]["new"] == next;
             let syncs = || ddns_metric(lab, "edge_ddns_syncs_total{");
             let Some(syncs_then) = poll(Duration::from_secs(20), || {
-                notifications(lab, seen_before_change)
+                notifications(lab, seen)
                     .iter()
                     .any(|d| changed(d) && names_both(d))
                     .then(syncs)
@@ -418,7 +470,7 @@ pub fn run(lab: &Lab) -> Report {
                     false,
                     format!(
                         "no such event within 20 s; received since the change: {:?}",
-                        notifications(lab, seen_before_change)
+                        notifications(lab, seen)
                     ),
                 );
             };
@@ -435,7 +487,7 @@ pub fn run(lab: &Lab) -> Report {
                     "edge-ddns did not finish two more syncs within 30 s".to_owned(),
                 );
             }
-            let events: Vec<_> = notifications(lab, seen_before_change)
+            let events: Vec<_> = notifications(lab, seen)
                 .into_iter()
                 .filter(changed)
                 .collect();
@@ -458,10 +510,13 @@ pub fn run(lab: &Lab) -> Report {
             }
         },
     );
+}
 
-    step(
+/// Step 14: the remote peer is pointed at the new address and the tunnel works again.
+fn remote_follows(lab: &Lab, steps: &mut Steps, next: &str) {
+    steps.take(
         format!("the remote peer follows the record to {next} and the tunnel works again"),
-        &mut || {
+        || {
             let host_pub = std::fs::read_to_string(lab.dir.join("wg-host.pub")).unwrap_or_default();
             let endpoint = format!("{next}:51820");
             let set = lab.topo().ns("remote").output(
@@ -494,10 +549,4 @@ pub fn run(lab: &Lab) -> Report {
             }
         },
     );
-
-    Report {
-        steps,
-        record_follow_seconds: follow,
-        figures: Vec::new(),
-    }
 }
