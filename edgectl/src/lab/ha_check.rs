@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::check::{Report, Step};
+use super::check::{Report, Steps, poll_every as poll};
 use super::ha::other;
 use super::serve::CF_WRITES;
 use super::{Lab, alive, net, stop_pid};
@@ -136,19 +136,6 @@ fn egress_from_vip(lab: &Lab) -> (bool, String) {
     )
 }
 
-fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if start.elapsed() > timeout {
-            return None;
-        }
-        std::thread::sleep(every);
-    }
-}
-
 fn cf_writes(lab: &Lab) -> Option<u64> {
     std::fs::read_to_string(lab.dir.join(CF_WRITES))
         .ok()?
@@ -227,61 +214,64 @@ fn secs(d: Option<Duration>) -> String {
 
 /// Runs every step of the two-host lab.
 pub fn run(lab: &Lab) -> Report {
-    let mut steps: Vec<Step> = Vec::new();
+    let mut steps = Steps::default();
     let mut figures: Vec<String> = Vec::new();
-    let mut step = |name: String, f: &mut dyn FnMut() -> (bool, String)| {
-        let t = Instant::now();
-        let (ok, detail) = f();
-        steps.push(Step {
-            name,
-            ok,
-            detail,
-            millis: t.elapsed().as_millis() as u64,
-        });
-    };
-
     let mut master = lab.master();
-    step(
-        "exactly one host holds the VIP, and the role files agree".to_owned(),
-        &mut || match master {
-            Some(m) => {
-                let (rm, ro) = (lab.host_role(m), lab.host_role(other(m)));
-                let ok = rm
-                    .as_ref()
-                    .is_some_and(|r| r.role == edge_ipc::ha::HaRole::Master)
-                    && ro
-                        .as_ref()
-                        .is_some_and(|r| r.role != edge_ipc::ha::HaRole::Master);
-                (
-                    ok,
-                    format!(
-                        "host {m} holds {}: ha.json {:?} / host {}: {:?}",
-                        net::HOST_IP,
-                        rm.map(|r| (r.role, r.generation)),
-                        other(m),
-                        ro.map(|r| (r.role, r.generation))
-                    ),
-                )
-            }
-            None => (
-                false,
-                format!(
-                    "VIP on a: {}, on b: {}",
-                    lab.holds_vip("a"),
-                    lab.holds_vip("b")
-                ),
-            ),
+    initial_state(lab, &mut steps, master);
+
+    // Everything below runs with a long-lived stream through the https forward.
+    // The record's creation is counted by the test server's writer (every 100 ms): wait
+    // for it before taking the baseline.
+    let writes_before = poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        cf_writes(lab).filter(|n| *n >= 1)
+    });
+    let stream = LongStream::start(lab);
+    steps.take(
+        format!(
+            "a long-lived TCP stream flows through the https forward ({})",
+            stream.target
+        ),
+        || {
+            let ok = stream.flowing();
+            (ok, format!("{:?}", stream.seen()))
         },
     );
+    for failure in FAILURES {
+        master = failover(lab, &mut steps, &mut figures, &stream, &failure, master);
+    }
+    split_brain(lab, &mut steps);
+
+    let s = stream.stop();
+    figures.push(format!(
+        "stream through the https forward: {} round trips, {} reset(s)/error(s) {:?}",
+        s.round_trips,
+        s.errors.len(),
+        s.errors
+    ));
+    no_ddns_writes(lab, &mut steps, &mut figures, writes_before);
+    Report {
+        steps: steps.0,
+        record_follow_seconds: None,
+        figures,
+    }
+}
+
+/// The first steps, before anything fails: one master, the forwards, the record, the
+/// tunnel and the VMs' egress through it.
+fn initial_state(lab: &Lab, steps: &mut Steps, master: Option<&str>) {
+    steps.take(
+        "exactly one host holds the VIP, and the role files agree".to_owned(),
+        || one_master(lab, master),
+    );
     for port in [80, 443] {
-        step(
+        steps.take(
             format!(
                 "inet reaches the ingress VIP through the master: {}:{port} → router → VIP {} → DNAT → {}:{port}",
                 net::PUBLIC_IP,
                 net::HOST_IP,
                 net::INGRESS_VIP
             ),
-            &mut || {
+            || {
                 let (ok, body) = visit(lab, &format!("http://{}:{port}/", net::PUBLIC_IP));
                 (
                     ok && body.contains(&format!("{}:{port} answered", net::INGRESS_VIP)),
@@ -290,22 +280,22 @@ pub fn run(lab: &Lab) -> Report {
             },
         );
     }
-    step(
+    steps.take(
         format!(
             "the master writes the DDNS record example.com A {} (after its hold-off)",
             net::PUBLIC_IP
         ),
-        &mut || match poll(Duration::from_secs(40), Duration::from_millis(200), || {
+        || match poll(Duration::from_secs(40), Duration::from_millis(200), || {
             record(lab).filter(|r| r == net::PUBLIC_IP)
         }) {
             Some(r) => (true, format!("example.com A {r}")),
             None => (false, format!("record is {:?}", record(lab))),
         },
     );
-    step(
+    steps.take(
         "the remote peer (wireguard-go) reaches the API VIP through the tunnel to the master"
             .to_owned(),
-        &mut || {
+        || {
             let t0 = Instant::now();
             let _ = lab
                 .topo()
@@ -320,215 +310,325 @@ pub fn run(lab: &Lab) -> Report {
             }
         },
     );
-
-    step(
+    steps.take(
         format!(
             "a VM's egress leaves from the VIP: lb → {} → masquerade → router sees {}",
             LAN_GW,
             net::HOST_IP
         ),
-        &mut || egress_from_vip(lab),
+        || egress_from_vip(lab),
     );
+}
 
-    // Everything below runs with a long-lived stream through the https forward.
-    // The record's creation is counted by the test server's writer (every 100 ms): wait
-    // for it before taking the baseline.
-    let writes_before = poll(Duration::from_secs(10), Duration::from_millis(50), || {
-        cf_writes(lab).filter(|n| *n >= 1)
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let st = Arc::new(Mutex::new(Stream::default()));
-    let target: SocketAddr = SocketAddr::from(([81, 0, 0, 2], 443));
-    let th = stream(
-        &lab.topo().ns("inet").name,
-        target,
-        stop.clone(),
-        st.clone(),
-    );
-    let flowing = |st: &Arc<Mutex<Stream>>| {
-        let before = st.lock().map(|s| s.round_trips).unwrap_or(0);
+/// Exactly one host holds the VIP and the role files say so.
+fn one_master(lab: &Lab, master: Option<&str>) -> (bool, String) {
+    match master {
+        Some(m) => {
+            let (rm, ro) = (lab.host_role(m), lab.host_role(other(m)));
+            let ok = rm
+                .as_ref()
+                .is_some_and(|r| r.role == edge_ipc::ha::HaRole::Master)
+                && ro
+                    .as_ref()
+                    .is_some_and(|r| r.role != edge_ipc::ha::HaRole::Master);
+            (
+                ok,
+                format!(
+                    "host {m} holds {}: ha.json {:?} / host {}: {:?}",
+                    net::HOST_IP,
+                    rm.map(|r| (r.role, r.generation)),
+                    other(m),
+                    ro.map(|r| (r.role, r.generation))
+                ),
+            )
+        }
+        None => (
+            false,
+            format!(
+                "VIP on a: {}, on b: {}",
+                lab.holds_vip("a"),
+                lab.holds_vip("b")
+            ),
+        ),
+    }
+}
+
+/// The long-lived stream through the https forward, running in its own thread.
+struct LongStream {
+    target: SocketAddr,
+    stop: Arc<AtomicBool>,
+    st: Arc<Mutex<Stream>>,
+    th: std::thread::JoinHandle<()>,
+}
+
+impl LongStream {
+    /// Starts the stream from inet to the https forward.
+    fn start(lab: &Lab) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = Arc::new(Mutex::new(Stream::default()));
+        let target: SocketAddr = SocketAddr::from(([81, 0, 0, 2], 443));
+        let th = stream(
+            &lab.topo().ns("inet").name,
+            target,
+            stop.clone(),
+            st.clone(),
+        );
+        Self {
+            target,
+            stop,
+            st,
+            th,
+        }
+    }
+
+    /// True when more than five round trips pass without an error within 10 s.
+    fn flowing(&self) -> bool {
+        let before = self.st.lock().map(|s| s.round_trips).unwrap_or(0);
         poll(Duration::from_secs(10), Duration::from_millis(50), || {
-            let s = st.lock().ok()?;
+            let s = self.st.lock().ok()?;
             (s.errors.is_empty() && s.round_trips > before + 5).then_some(())
         })
         .is_some()
+    }
+
+    /// What the stream saw so far.
+    fn seen(&self) -> Stream {
+        self.st.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Starts measuring the longest pause anew.
+    fn reset_gap(&self) {
+        if let Ok(mut s) = self.st.lock() {
+            s.max_gap = Duration::ZERO;
+        }
+    }
+
+    /// Stops the stream; what it saw.
+    fn stop(self) -> Stream {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.th.join();
+        self.st.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// One way the master fails, and how it heals.
+struct Failure {
+    what: &'static str,
+    fail: fn(&Lab, &str) -> anyhow::Result<()>,
+    heal: fn(&Lab, &str) -> anyhow::Result<()>,
+}
+
+/// The failures of the master the lab goes through, in order.
+const FAILURES: [Failure; 3] = [
+    Failure {
+        what: "the master host's four daemons are stopped",
+        fail: stop_daemons,
+        heal: start_daemons,
+    },
+    Failure {
+        what: "the master host's WAN link goes down",
+        fail: wan_down,
+        heal: wan_up,
+    },
+    Failure {
+        what: "keepalived on the master host is stopped",
+        fail: stop_keepalived,
+        heal: start_keepalived,
+    },
+];
+
+fn stop_daemons(lab: &Lab, h: &str) -> anyhow::Result<()> {
+    for role in edge_config::Role::ALL {
+        if let Some(p) = pid_of(lab, &format!("{h}-{}", role.binary())) {
+            stop_pid(p);
+        }
+    }
+    Ok(())
+}
+
+fn start_daemons(lab: &Lab, h: &str) -> anyhow::Result<()> {
+    lab.start_daemons(h)
+}
+
+fn wan_down(lab: &Lab, h: &str) -> anyhow::Result<()> {
+    lab.topo()
+        .ns(h)
+        .ip(&["link", "set", "enp3s0f0", "down"])
+        .map(|_| ())
+}
+
+fn wan_up(lab: &Lab, h: &str) -> anyhow::Result<()> {
+    lab.topo()
+        .ns(h)
+        .ip(&["link", "set", "enp3s0f0", "up"])
+        .map(|_| ())
+}
+
+fn stop_keepalived(lab: &Lab, h: &str) -> anyhow::Result<()> {
+    if let Some(p) = pid_of(lab, &format!("{h}-keepalived")) {
+        stop_pid(p);
+    }
+    Ok(())
+}
+
+fn start_keepalived(lab: &Lab, h: &str) -> anyhow::Result<()> {
+    lab.start_keepalived(h).map(|_| ())
+}
+
+/// When the VIP, the forwards and WireGuard came back after a failure.
+struct Recovery {
+    took: Option<Duration>,
+    service: Option<Duration>,
+    wg: Option<Duration>,
+}
+
+/// Fails `master` the way `f` says, checks that everything moves to the other host while
+/// the stream keeps flowing, heals it and checks that it stays BACKUP. Returns the master
+/// after that.
+fn failover(
+    lab: &Lab,
+    steps: &mut Steps,
+    figures: &mut Vec<String>,
+    stream: &LongStream,
+    f: &Failure,
+    master: Option<&'static str>,
+) -> Option<&'static str> {
+    let what = f.what;
+    let Some(m) = master else {
+        steps.take(format!("{what}: everything moves to the backup"), || {
+            (false, "no single master to fail".to_owned())
+        });
+        return master;
     };
-    step(
-        format!("a long-lived TCP stream flows through the https forward ({target})"),
-        &mut || {
-            let ok = flowing(&st);
+    stream.reset_gap();
+    let t0 = Instant::now();
+    let failed = (f.fail)(lab, m);
+    let r = measure_recovery(lab, m, t0);
+    moved_steps(lab, steps, stream, what, m, &failed, &r);
+    let gap = stream.seen().max_gap;
+    figures.push(format!(
+        "{what}: failover {} (VIP moved), forwards back {}, longest stream pause {:.2} s, WireGuard back {}",
+        secs(r.took),
+        secs(r.service),
+        gap.as_secs_f64(),
+        secs(r.wg)
+    ));
+    let healed = (f.heal)(lab, m);
+    steps.take(
+        format!("host {m} recovers and stays BACKUP (equal priorities: no second failover)"),
+        || stays_backup(lab, m, &healed),
+    );
+    lab.master()
+}
+
+/// The three are measured side by side from the failure of `m` at `t0`.
+fn measure_recovery(lab: &Lab, m: &str, t0: Instant) -> Recovery {
+    let to = other(m);
+    std::thread::scope(|s| {
+        let vip = s.spawn(|| moved(lab, m, t0));
+        let fwd = s.spawn(|| forwards_back(lab, to, t0));
+        let tun = s.spawn(|| tunnel_back(lab, to, t0));
+        Recovery {
+            took: vip.join().ok().flatten(),
+            service: fwd.join().ok().flatten(),
+            wg: tun.join().ok().flatten(),
+        }
+    })
+}
+
+/// The steps after a failure of `m`: the VIP and the forwards moved, the stream kept
+/// flowing, WireGuard and the VMs' egress go through the other host.
+fn moved_steps(
+    lab: &Lab,
+    steps: &mut Steps,
+    stream: &LongStream,
+    what: &str,
+    m: &str,
+    failed: &anyhow::Result<()>,
+    r: &Recovery,
+) {
+    steps.take(
+        format!(
+            "{what} (host {m}): the VIP and the forwards move to host {}",
+            other(m)
+        ),
+        || match failed {
+            Err(e) => (false, format!("{e:#}")),
+            Ok(()) => (
+                r.took.is_some() && r.service.is_some(),
+                format!(
+                    "VIP on host {} after {}; a new connection through the http forward after {}",
+                    other(m),
+                    secs(r.took),
+                    secs(r.service)
+                ),
+            ),
+        },
+    );
+    steps.take(
+        format!("{what}: the long-lived stream through the https forward keeps flowing (no reset)"),
+        || {
+            let ok = stream.flowing();
+            let s = stream.seen();
             (
                 ok,
-                format!("{:?}", st.lock().map(|s| s.clone()).unwrap_or_default()),
+                format!(
+                    "longest pause {:.2} s, {} round trips, resets/errors {:?}",
+                    s.max_gap.as_secs_f64(),
+                    s.round_trips,
+                    s.errors
+                ),
             )
         },
     );
-
-    type Failure<'a> = (
-        &'a str,
-        &'a dyn Fn(&Lab, &str) -> anyhow::Result<()>,
-        &'a dyn Fn(&Lab, &str) -> anyhow::Result<()>,
-    );
-    let stop_daemons = |lab: &Lab, h: &str| -> anyhow::Result<()> {
-        for role in edge_config::Role::ALL {
-            if let Some(p) = pid_of(lab, &format!("{h}-{}", role.binary())) {
-                stop_pid(p);
-            }
-        }
-        Ok(())
-    };
-    let start_daemons = |lab: &Lab, h: &str| lab.start_daemons(h);
-    let wan_down = |lab: &Lab, h: &str| -> anyhow::Result<()> {
-        lab.topo()
-            .ns(h)
-            .ip(&["link", "set", "enp3s0f0", "down"])
-            .map(|_| ())
-    };
-    let wan_up = |lab: &Lab, h: &str| -> anyhow::Result<()> {
-        lab.topo()
-            .ns(h)
-            .ip(&["link", "set", "enp3s0f0", "up"])
-            .map(|_| ())
-    };
-    let stop_keepalived = |lab: &Lab, h: &str| -> anyhow::Result<()> {
-        if let Some(p) = pid_of(lab, &format!("{h}-keepalived")) {
-            stop_pid(p);
-        }
-        Ok(())
-    };
-    let start_keepalived = |lab: &Lab, h: &str| lab.start_keepalived(h).map(|_| ());
-    let failures: [Failure<'_>; 3] = [
-        (
-            "the master host's four daemons are stopped",
-            &stop_daemons,
-            &start_daemons,
+    steps.take(
+        format!(
+            "{what}: WireGuard traffic is back through host {}",
+            other(m)
         ),
-        ("the master host's WAN link goes down", &wan_down, &wan_up),
-        (
-            "keepalived on the master host is stopped",
-            &stop_keepalived,
-            &start_keepalived,
-        ),
-    ];
-    for (what, fail, heal) in failures {
-        let Some(m) = master else {
-            step(
-                format!("{what}: everything moves to the backup"),
-                &mut || (false, "no single master to fail".to_owned()),
-            );
-            continue;
-        };
-        if let Ok(mut s) = st.lock() {
-            s.max_gap = Duration::ZERO;
-        }
-        let t0 = Instant::now();
-        let failed = fail(lab, m);
-        // The three are measured side by side from the failure.
-        let to = other(m);
-        let (took, service, wg) = std::thread::scope(|s| {
-            let vip = s.spawn(|| moved(lab, m, t0));
-            let fwd = s.spawn(|| forwards_back(lab, to, t0));
-            let tun = s.spawn(|| tunnel_back(lab, to, t0));
+        || {
             (
-                vip.join().ok().flatten(),
-                fwd.join().ok().flatten(),
-                tun.join().ok().flatten(),
+                r.wg.is_some(),
+                format!("the API VIP through the tunnel after {}", secs(r.wg)),
             )
-        });
-        step(
-            format!(
-                "{what} (host {m}): the VIP and the forwards move to host {}",
-                other(m)
-            ),
-            &mut || match &failed {
-                Err(e) => (false, format!("{e:#}")),
-                Ok(()) => (
-                    took.is_some() && service.is_some(),
-                    format!(
-                        "VIP on host {} after {}; a new connection through the http forward after {}",
-                        other(m),
-                        secs(took),
-                        secs(service)
-                    ),
-                ),
-            },
-        );
-        step(
-            format!(
-                "{what}: the long-lived stream through the https forward keeps flowing (no reset)"
-            ),
-            &mut || {
-                let ok = flowing(&st);
-                let s = st.lock().map(|s| s.clone()).unwrap_or_default();
-                (
-                    ok,
-                    format!(
-                        "longest pause {:.2} s, {} round trips, resets/errors {:?}",
-                        s.max_gap.as_secs_f64(),
-                        s.round_trips,
-                        s.errors
-                    ),
-                )
-            },
-        );
-        step(
-            format!(
-                "{what}: WireGuard traffic is back through host {}",
-                other(m)
-            ),
-            &mut || {
-                (
-                    wg.is_some(),
-                    format!("the API VIP through the tunnel after {}", secs(wg)),
-                )
-            },
-        );
-        step(
-            format!(
-                "{what}: a VM's egress leaves from the VIP through host {}",
-                other(m)
-            ),
-            &mut || egress_from_vip(lab),
-        );
-        let gap = st.lock().map(|s| s.max_gap).unwrap_or_default();
-        figures.push(format!(
-            "{what}: failover {} (VIP moved), forwards back {}, longest stream pause {:.2} s, WireGuard back {}",
-            secs(took),
-            secs(service),
-            gap.as_secs_f64(),
-            secs(wg)
-        ));
-        let healed = heal(lab, m);
-        step(
-            format!("host {m} recovers and stays BACKUP (equal priorities: no second failover)"),
-            &mut || {
-                if let Err(e) = &healed {
-                    return (false, format!("{e:#}"));
-                }
-                let ok = poll(Duration::from_secs(20), Duration::from_millis(100), || {
-                    lab.host_role(m)
-                        .filter(|r| r.role == edge_ipc::ha::HaRole::Backup)
-                        .map(|_| ())
-                })
-                .is_some();
-                std::thread::sleep(Duration::from_secs(2));
-                (
-                    ok && lab.master() == Some(other(m)),
-                    format!(
-                        "host {m}: {:?}; VIP on host {:?}",
-                        lab.host_role(m).map(|r| r.role),
-                        lab.master()
-                    ),
-                )
-            },
-        );
-        master = lab.master();
-    }
+        },
+    );
+    steps.take(
+        format!(
+            "{what}: a VM's egress leaves from the VIP through host {}",
+            other(m)
+        ),
+        || egress_from_vip(lab),
+    );
+}
 
-    // Both hosts claim master: the VRRP adverts between them are lost for a moment.
-    step(
+/// Host `m`, healed, becomes BACKUP and the VIP stays on the other host.
+fn stays_backup(lab: &Lab, m: &str, healed: &anyhow::Result<()>) -> (bool, String) {
+    if let Err(e) = healed {
+        return (false, format!("{e:#}"));
+    }
+    let ok = poll(Duration::from_secs(20), Duration::from_millis(100), || {
+        lab.host_role(m)
+            .filter(|r| r.role == edge_ipc::ha::HaRole::Backup)
+            .map(|_| ())
+    })
+    .is_some();
+    std::thread::sleep(Duration::from_secs(2));
+    (
+        ok && lab.master() == Some(other(m)),
+        format!(
+            "host {m}: {:?}; VIP on host {:?}",
+            lab.host_role(m).map(|r| r.role),
+            lab.master()
+        ),
+    )
+}
+
+/// Both hosts claim master: the VRRP adverts between them are lost for a moment.
+fn split_brain(lab: &Lab, steps: &mut Steps) {
+    steps.take(
         "both hosts briefly claim MASTER (adverts lost for 3 s), then one backs down".to_owned(),
-        &mut || {
+        || {
             let router = lab.topo().ns("router");
             let rules = "table bridge edge_lab_split {\n  chain forward {\n    type filter hook forward priority 0;\n    ip protocol vrrp drop\n  }\n}\n";
             let path = lab.dir.join("split.nft");
@@ -556,17 +656,15 @@ pub fn run(lab: &Lab) -> Report {
             )
         },
     );
+}
 
-    stop.store(true, Ordering::Relaxed);
-    let _ = th.join();
-    let s = st.lock().map(|s| s.clone()).unwrap_or_default();
-    figures.push(format!(
-        "stream through the https forward: {} round trips, {} reset(s)/error(s) {:?}",
-        s.round_trips,
-        s.errors.len(),
-        s.errors
-    ));
-
+/// The last step: no DDNS write came from the failovers and the split.
+fn no_ddns_writes(
+    lab: &Lab,
+    steps: &mut Steps,
+    figures: &mut Vec<String>,
+    writes_before: Option<u64>,
+) {
     // A DDNS write would only come from a failover: the public address never changed.
     // Wait for both hosts' next scheduled syncs (every 5 s) after the last hold-off (3 s).
     std::thread::sleep(Duration::from_secs(8));
@@ -578,9 +676,9 @@ pub fn run(lab: &Lab) -> Report {
     figures.push(format!(
         "DDNS writes during the failovers and the split: {delta:?}"
     ));
-    step(
+    steps.take(
         "the DDNS record received zero writes during the failovers and the split, and still holds the public address".to_owned(),
-        &mut || {
+        || {
             let r = record(lab);
             (
                 delta == Some(0) && r.as_deref() == Some(net::PUBLIC_IP),
@@ -588,9 +686,4 @@ pub fn run(lab: &Lab) -> Report {
             )
         },
     );
-    Report {
-        steps,
-        record_follow_seconds: None,
-        figures,
-    }
 }
