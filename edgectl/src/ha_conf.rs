@@ -257,6 +257,9 @@ mod tests {
     use super::*;
 
     fn pair() -> Ha {
+        // Host a's [ha] in the two-host lab, written out (lab/ha.rs's host_config is the
+        // template for either host, behind the `lab` feature): the two stay apart so that
+        // these tests read a fixed file and build without the lab.
         let text = r#"version = 1
 [ha]
 name = "edge-a"

@@ -78,16 +78,23 @@ pub fn lab_config(v: &LabValues<'_>) -> anyhow::Result<String> {
     t = set_key(&t, "global", "state_dir", &q(format!("{d}/state")))?;
     t = set_key(&t, "global", "runtime_dir", &q(format!("{d}/run")))?;
     t = set_key(&t, "global", "log_format", &q("text"))?;
-    t = set_key(
-        &t,
+    t = lab_secrets(&t, v.dir)?;
+    t = world(t, v, &format!("{d}/ca.pem"))?;
+    Ok(notify(t, v, "lab-host", &format!("{d}/notify-ca.pem")))
+}
+
+/// Points the interface's key, the Cloudflare token and the Cloudflare test CA at the files
+/// in the lab's directory `dir` (for the two-host lab, one set shared by both hosts).
+pub fn lab_secrets(text: &str, dir: &Path) -> anyhow::Result<String> {
+    let d = dir.display();
+    let t = set_key(
+        text,
         "wg",
         "private_key",
         &format!("{{ file = \"{d}/wg-host.key\" }}"),
     )?;
-    t = set_key(&t, "ddns", "token", &format!("{{ file = \"{d}/token\" }}"))?;
-    t = set_key(&t, "ddns", "ca_file", &q(format!("{d}/ca.pem")))?;
-    t = world(t, v, &format!("{d}/ca.pem"))?;
-    Ok(notify(t, v, "lab-host", &format!("{d}/notify-ca.pem")))
+    let t = set_key(&t, "ddns", "token", &format!("{{ file = \"{d}/token\" }}"))?;
+    set_key(&t, "ddns", "ca_file", &q(format!("{d}/ca.pem")))
 }
 
 /// Where an installed host keeps the lab's Cloudflare test CA (`/etc/edge/lab-ca.pem`).
@@ -147,6 +154,18 @@ fn world(mut t: String, v: &LabValues<'_>, ca: &str) -> anyhow::Result<String> {
 mod tests {
     use super::*;
 
+    /// The lab's values in `/run/edge-lab` with these detection sources.
+    fn values<'a>(sources: &'a [(&'a str, &'a str, String)]) -> LabValues<'a> {
+        LabValues {
+            dir: Path::new("/run/edge-lab"),
+            wg_if: "wg0",
+            remote_public_key: "Ec/rMvGHRVI/+BJqbmET/fg+8vmgnl3z32BhCosLO08=",
+            api_url: "https://82.0.0.10/client/v4",
+            sources,
+            hook_ip: "82.0.0.20",
+        }
+    }
+
     #[test]
     fn the_lab_config_is_valid_and_points_at_the_lab() {
         let sources = [
@@ -157,15 +176,7 @@ mod tests {
                 "http://82.0.0.12/cdn-cgi/trace".to_owned(),
             ),
         ];
-        let text = lab_config(&LabValues {
-            dir: Path::new("/run/edge-lab"),
-            wg_if: "wg0",
-            remote_public_key: "Ec/rMvGHRVI/+BJqbmET/fg+8vmgnl3z32BhCosLO08=",
-            api_url: "https://82.0.0.10/client/v4",
-            sources: &sources,
-            hook_ip: "82.0.0.20",
-        })
-        .unwrap();
+        let text = lab_config(&values(&sources)).unwrap();
         let loaded = edge_config::parse(Path::new("lab.toml"), &text)
             .unwrap_or_else(|d| panic!("{d}\n{text}"));
         let c = loaded.config;
@@ -205,15 +216,7 @@ mod tests {
             ("echo", "http", "http://82.0.0.11/".to_owned()),
             ("echo-b", "http", "http://82.0.0.12/".to_owned()),
         ];
-        let text = installed_config(&LabValues {
-            dir: Path::new("/run/edge-lab"),
-            wg_if: "wg0",
-            remote_public_key: "Ec/rMvGHRVI/+BJqbmET/fg+8vmgnl3z32BhCosLO08=",
-            api_url: "https://82.0.0.10/client/v4",
-            sources: &sources,
-            hook_ip: "82.0.0.20",
-        })
-        .unwrap();
+        let text = installed_config(&values(&sources)).unwrap();
         assert!(!text.contains("/run/edge-lab"), "{text}");
         let c = edge_config::parse(Path::new("/etc/edge/edge.toml"), &text)
             .unwrap_or_else(|d| panic!("{d}\n{text}"))

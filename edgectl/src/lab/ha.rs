@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use edge_config::Role;
+use edge_ipc::Client;
 use edge_ipc::ha::{HaRole, RoleState};
-use edge_ipc::{Client, Request, Response};
 
-use super::config::{self, LabValues, set_key};
+use super::config::{self, LabValues, lab_secrets};
 use super::net::{self, Topology};
-use super::{Lab, alive, which};
+use super::{Lab, which};
 
 /// The two hosts' node names.
 pub const HOSTS: [&str; 2] = ["a", "b"];
@@ -100,45 +100,12 @@ impl Lab {
             let bin = self.bin.join(role.binary());
             let label = format!("{h}-{}", role.binary());
             let pid = self.spawn(h, &label, &bin, &["--config", &cfg])?;
-            let took = self.wait_host_ready(h, role, pid, Duration::from_secs(60))?;
+            let client = self.host_client(h, role);
+            let took = self.wait_ready_at(&label, &client, pid, Duration::from_secs(60))?;
             // stderr: `check --ha --json` restarts daemons and keeps stdout for its report.
             eprintln!("   {h}: {} ready in {} ms", role.binary(), took.as_millis());
         }
         Ok(())
-    }
-
-    fn wait_host_ready(
-        &self,
-        h: &str,
-        role: Role,
-        pid: u32,
-        timeout: Duration,
-    ) -> anyhow::Result<Duration> {
-        let start = Instant::now();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let label = format!("{h}-{}", role.binary());
-        while start.elapsed() < timeout {
-            if !alive(pid as i32) {
-                bail!(
-                    "{label} exited during start-up; its log:\n{}",
-                    self.log_tail(&label)
-                );
-            }
-            if let Ok(Response::Status(st)) =
-                rt.block_on(self.host_client(h, role).request(Request::Status))
-                && st.ready
-            {
-                return Ok(start.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!(
-            "{label} did not become ready within {} s; its log:\n{}",
-            timeout.as_secs(),
-            self.log_tail(&label)
-        )
     }
 
     /// Starts keepalived on host `h` with the keepalived.conf edgectl generated for it.
@@ -170,13 +137,7 @@ impl Lab {
     /// Builds the two-host lab: topology, the world, both hosts' daemons, conntrackd and
     /// keepalived, the remote peer; waits until one host is master.
     pub fn up_ha(&self, edgectl: &Path) -> anyhow::Result<()> {
-        let leftovers = self.down()?;
-        if !leftovers.is_empty() {
-            println!(
-                "removed leftovers of an earlier run: {}",
-                leftovers.join(", ")
-            );
-        }
+        self.clear_leftovers()?;
         fs::create_dir_all(self.dir.join("logs"))?;
         for h in HOSTS {
             fs::create_dir_all(self.host_dir(h).join("run"))?;
@@ -193,54 +154,89 @@ impl Lab {
 
         let sources = self.sources();
         for h in HOSTS {
-            let values = LabValues {
-                dir: &self.host_dir(h),
-                wg_if: &self.wg_if,
-                remote_public_key: &remote_pub,
-                api_url: &format!("https://{}/client/v4", net::API_IP),
-                sources: &sources,
-                hook_ip: net::HOOK_IP,
-            };
-            let text = host_config(&config::lab_config(&values)?, h, &self.dir)?;
-            fs::write(self.host_config(h), &text)?;
-            if let Err(d) =
-                edge_config::load(&self.host_config(h), edge_config::LoadOptions::default())
-            {
-                bail!("the configuration of host {h} is invalid:\n{d}");
-            }
-            let d = self.host_dir(h);
-            let s = |n: &str| d.join(n).to_string_lossy().into_owned();
-            let out = self.topo().ns(h).output(
-                &edgectl.to_string_lossy(),
-                &[
-                    "--config",
-                    &s("edge.toml"),
-                    "ha",
-                    "keepalived-conf",
-                    "--write",
-                    &s(""),
-                    "--log",
-                    &self
-                        .dir
-                        .join(format!("logs/{h}-ha-fifo.log"))
-                        .to_string_lossy(),
-                    "--conntrackd-socket",
-                    &s("conntrackd.ctl"),
-                    "--conntrackd-lock",
-                    &s("conntrackd.lock"),
-                ],
-            )?;
-            if !out.status.success() {
-                bail!(
-                    "edgectl ha keepalived-conf failed for host {h}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+            self.write_host_config(h, &remote_pub, &sources)?;
+            self.write_keepalived_conf(h, edgectl)?;
         }
         for h in HOSTS {
             println!("== host {h}: the four daemons");
             self.start_daemons(h)?;
         }
+        self.start_conntrackd()?;
+        println!("== keepalived on both hosts");
+        for h in HOSTS {
+            self.start_keepalived(h)?;
+        }
+        let start = Instant::now();
+        let master = self.wait_master(start)?;
+        println!(
+            "   host {master} is MASTER after {} ms",
+            start.elapsed().as_millis()
+        );
+        println!("== starting the remote admin's WireGuard peer (wireguard-go)");
+        self.start_remote(&host_pub)?;
+        Ok(())
+    }
+
+    /// Writes host `h`'s configuration and checks that it loads.
+    fn write_host_config(
+        &self,
+        h: &str,
+        remote_pub: &str,
+        sources: &[(&str, &str, String)],
+    ) -> anyhow::Result<()> {
+        let values = LabValues {
+            dir: &self.host_dir(h),
+            wg_if: &self.wg_if,
+            remote_public_key: remote_pub,
+            api_url: &format!("https://{}/client/v4", net::API_IP),
+            sources,
+            hook_ip: net::HOOK_IP,
+        };
+        let text = host_config(&config::lab_config(&values)?, h, &self.dir)?;
+        fs::write(self.host_config(h), &text)?;
+        if let Err(d) = edge_config::load(&self.host_config(h), edge_config::LoadOptions::default())
+        {
+            bail!("the configuration of host {h} is invalid:\n{d}");
+        }
+        Ok(())
+    }
+
+    /// Has `edgectl ha keepalived-conf` write host `h`'s keepalived.conf and conntrackd.conf
+    /// into its directory.
+    fn write_keepalived_conf(&self, h: &str, edgectl: &Path) -> anyhow::Result<()> {
+        let d = self.host_dir(h);
+        let s = |n: &str| d.join(n).to_string_lossy().into_owned();
+        let out = self.topo().ns(h).output(
+            &edgectl.to_string_lossy(),
+            &[
+                "--config",
+                &s("edge.toml"),
+                "ha",
+                "keepalived-conf",
+                "--write",
+                &s(""),
+                "--log",
+                &self
+                    .dir
+                    .join(format!("logs/{h}-ha-fifo.log"))
+                    .to_string_lossy(),
+                "--conntrackd-socket",
+                &s("conntrackd.ctl"),
+                "--conntrackd-lock",
+                &s("conntrackd.lock"),
+            ],
+        )?;
+        if !out.status.success() {
+            bail!(
+                "edgectl ha keepalived-conf failed for host {h}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts conntrackd on both hosts.
+    fn start_conntrackd(&self) -> anyhow::Result<()> {
         let ctd = which("conntrackd")
             .or_else(|| Some(PathBuf::from("/usr/sbin/conntrackd")).filter(|p| p.exists()))
             .context("conntrackd is not installed (apt install conntrackd)")?;
@@ -253,19 +249,20 @@ impl Lab {
                 &["-C", &conf.to_string_lossy()],
             )?;
         }
-        println!("== keepalived on both hosts");
-        for h in HOSTS {
-            self.start_keepalived(h)?;
-        }
-        let start = Instant::now();
-        let master = loop {
+        Ok(())
+    }
+
+    /// Waits (30 s from `start`) until one host holds the VIP as MASTER and the other is
+    /// BACKUP; that host.
+    fn wait_master(&self, start: Instant) -> anyhow::Result<&'static str> {
+        loop {
             if let Some(m) = self.master()
                 && self.host_role(m).is_some_and(|r| r.role == HaRole::Master)
                 && self
                     .host_role(other(m))
                     .is_some_and(|r| r.role == HaRole::Backup)
             {
-                break m;
+                return Ok(m);
             }
             if start.elapsed() > Duration::from_secs(30) {
                 bail!(
@@ -279,14 +276,7 @@ impl Lab {
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
-        };
-        println!(
-            "   host {master} is MASTER after {} ms",
-            start.elapsed().as_millis()
-        );
-        println!("== starting the remote admin's WireGuard peer (wireguard-go)");
-        self.start_remote(&host_pub)?;
-        Ok(())
+        }
     }
 }
 
@@ -304,15 +294,8 @@ pub fn host_config(lab_text: &str, h: &str, lab_dir: &Path) -> anyhow::Result<St
         &format!("addresses = [\"{}/24\"]", OWN_LAN[i]),
     );
     // One key for both hosts: the secrets of the lab's directory.
+    t = lab_secrets(&t, lab_dir)?;
     let d = lab_dir.display();
-    t = set_key(
-        &t,
-        "wg",
-        "private_key",
-        &format!("{{ file = \"{d}/wg-host.key\" }}"),
-    )?;
-    t = set_key(&t, "ddns", "token", &format!("{{ file = \"{d}/token\" }}"))?;
-    t = set_key(&t, "ddns", "ca_file", &format!("\"{d}/ca.pem\""))?;
     t = t.replace("host = \"lab-host\"", &format!("host = \"lab-{h}\""));
     // The world's CAs are the lab's, not the host's.
     for ca in ["notify-ca.pem", "ca.pem"] {
@@ -321,6 +304,8 @@ pub fn host_config(lab_text: &str, h: &str, lab_dir: &Path) -> anyhow::Result<St
             &format!("ca_file = \"{d}/{ca}\""),
         );
     }
+    // ha_conf.rs's tests hold host a's [ha] written out as their fixture; this is the
+    // template for either host, so the two stay apart.
     t.push_str(&format!(
         r#"
 [ha]

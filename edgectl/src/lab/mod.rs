@@ -166,6 +166,18 @@ impl Lab {
     }
 
     fn wait_ready(&self, role: Role, pid: u32, timeout: Duration) -> anyhow::Result<Duration> {
+        self.wait_ready_at(role.binary(), &self.client(role), pid, timeout)
+    }
+
+    /// Waits until the daemon `label` (PID `pid`, logging to `logs/<label>.log`) says through
+    /// `client` that it is ready; fails when it exits first or `timeout` passes.
+    fn wait_ready_at(
+        &self,
+        label: &str,
+        client: &Client,
+        pid: u32,
+        timeout: Duration,
+    ) -> anyhow::Result<Duration> {
         let start = Instant::now();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -173,13 +185,11 @@ impl Lab {
         while start.elapsed() < timeout {
             if !alive(pid as i32) {
                 bail!(
-                    "{} exited during start-up; its log:\n{}",
-                    role.binary(),
-                    self.log_tail(role.binary())
+                    "{label} exited during start-up; its log:\n{}",
+                    self.log_tail(label)
                 );
             }
-            if let Ok(Response::Status(st)) =
-                rt.block_on(self.client(role).request(Request::Status))
+            if let Ok(Response::Status(st)) = rt.block_on(client.request(Request::Status))
                 && st.ready
             {
                 return Ok(start.elapsed());
@@ -187,10 +197,9 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(50));
         }
         bail!(
-            "{} did not become ready within {} s; its log:\n{}",
-            role.binary(),
+            "{label} did not become ready within {} s; its log:\n{}",
             timeout.as_secs(),
-            self.log_tail(role.binary())
+            self.log_tail(label)
         )
     }
 
@@ -223,13 +232,7 @@ impl Lab {
     /// as installed (a container booted in it): `installed.toml` is its configuration.
     /// Removes what a crashed run left behind first.
     pub fn up(&self, edgectl: &Path, daemons: bool) -> anyhow::Result<()> {
-        let leftovers = self.down()?;
-        if !leftovers.is_empty() {
-            println!(
-                "removed leftovers of an earlier run: {}",
-                leftovers.join(", ")
-            );
-        }
+        self.clear_leftovers()?;
         fs::create_dir_all(self.dir.join("logs"))?;
         fs::create_dir_all(self.dir.join("run"))?;
         fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
@@ -276,6 +279,18 @@ impl Lab {
 
         println!("== starting the remote admin's WireGuard peer (wireguard-go)");
         self.start_remote(&host_pub)?;
+        Ok(())
+    }
+
+    /// Removes what a crashed run left behind, saying what that was.
+    fn clear_leftovers(&self) -> anyhow::Result<()> {
+        let leftovers = self.down()?;
+        if !leftovers.is_empty() {
+            println!(
+                "removed leftovers of an earlier run: {}",
+                leftovers.join(", ")
+            );
+        }
         Ok(())
     }
 
