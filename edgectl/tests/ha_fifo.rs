@@ -51,6 +51,68 @@ fn role_file(dir: &Path) -> Option<RoleState> {
     serde_json::from_slice(&std::fs::read(dir.join("run/ha.json")).ok()?).ok()
 }
 
+/// A daemon's control socket answering every SetRole as a following daemon does, recording
+/// what it got in order.
+struct Follower {
+    got: Arc<Mutex<Vec<RoleState>>>,
+    _server: tokio::task::JoinHandle<()>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Follower {
+    fn serve(sock: &Path) -> Self {
+        let got: Arc<Mutex<Vec<RoleState>>> = Arc::default();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let server = rt.block_on(edge_ipc::server::bind(sock, tx)).unwrap();
+        let seen = got.clone();
+        rt.spawn(async move {
+            while let Some(inc) = rx.recv().await {
+                if let Request::SetRole(s) = inc.request {
+                    seen.lock().unwrap().push(*s);
+                }
+                let _ = inc.reply.send(Response::Done {
+                    message: "ok".into(),
+                    detail: serde_json::Value::Null,
+                });
+            }
+        });
+        Self {
+            got,
+            _server: server,
+            _rt: rt,
+        }
+    }
+}
+
+/// The track file: carrier on the VRRP interface `br-api` (its veth peer `wan-peer` in
+/// `ns` decides it), nothing else to check here (no [fw]).
+fn assert_health_follows_carrier(ns: &Netns, dir: &Path, log: &Path) {
+    let health = |v: &str| {
+        wait_for(Duration::from_secs(10), || {
+            std::fs::read_to_string(dir.join("run/ha-health")).is_ok_and(|t| t == v)
+        })
+        .is_some()
+    };
+    assert!(
+        health("0\n"),
+        "healthy with carrier; log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    ns.ip(["link", "set", "wan-peer", "down"]);
+    assert!(health("1\n"), "unhealthy without carrier");
+    let report: Health =
+        serde_json::from_slice(&std::fs::read(dir.join("run/ha-health.json")).unwrap()).unwrap();
+    assert!(!report.ok);
+    assert_eq!(report.problems, ["br-api: no carrier"]);
+    ns.ip(["link", "set", "wan-peer", "up"]);
+    assert!(health("0\n"), "healthy again");
+}
+
 #[test]
 fn keepalived_lines_become_ordered_roles_in_the_file_and_on_the_socket() {
     let ns = Netns::new("eha", "fifo");
@@ -73,29 +135,9 @@ fn keepalived_lines_become_ordered_roles_in_the_file_and_on_the_socket() {
             .success()
     );
 
-    // A daemon's control socket (edge-link's path), answering every SetRole as a
-    // following daemon does, recording what it got in order.
-    let got: Arc<Mutex<Vec<RoleState>>> = Arc::default();
-    let sock = dir.join("run/link/control.sock");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    let _server = rt.block_on(edge_ipc::server::bind(&sock, tx)).unwrap();
-    let seen = got.clone();
-    rt.spawn(async move {
-        while let Some(inc) = rx.recv().await {
-            if let Request::SetRole(s) = inc.request {
-                seen.lock().unwrap().push(*s);
-            }
-            let _ = inc.reply.send(Response::Done {
-                message: "ok".into(),
-                detail: serde_json::Value::Null,
-            });
-        }
-    });
+    // A daemon's control socket (edge-link's path).
+    let follower = Follower::serve(&dir.join("run/link/control.sock"));
+    let got = &follower.got;
 
     let log = dir.join("fifo.log");
     let mut cmd = Command::new(binary("edgectl"));
@@ -155,26 +197,7 @@ fn keepalived_lines_become_ordered_roles_in_the_file_and_on_the_socket() {
     });
     assert!(next.is_some(), "{:?}", role_file(dir));
 
-    // The track file: carrier on the VRRP interface, nothing else to check here (no [fw]).
-    let health = |v: &str| {
-        wait_for(Duration::from_secs(10), || {
-            std::fs::read_to_string(dir.join("run/ha-health")).is_ok_and(|t| t == v)
-        })
-        .is_some()
-    };
-    assert!(
-        health("0\n"),
-        "healthy with carrier; log:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    ns.ip(["link", "set", "wan-peer", "down"]);
-    assert!(health("1\n"), "unhealthy without carrier");
-    let report: Health =
-        serde_json::from_slice(&std::fs::read(dir.join("run/ha-health.json")).unwrap()).unwrap();
-    assert!(!report.ok);
-    assert_eq!(report.problems, ["br-api: no carrier"]);
-    ns.ip(["link", "set", "wan-peer", "up"]);
-    assert!(health("0\n"), "healthy again");
+    assert_health_follows_carrier(&ns, dir, &log);
 
     // keepalived stops its script with SIGTERM.
     reader.signal(nix::sys::signal::Signal::SIGTERM);

@@ -57,6 +57,11 @@ fn secret_file(dir: &Path, name: &str, text: &str) -> String {
 }
 
 #[test]
+// One peer's life read top to bottom: added, handshaking, expired, renewed, removed, all
+// against the same edge-wg, whose PID must stay the same throughout; split, each step would
+// take both namespaces, the daemon, the configuration and the phone's interface as
+// parameters.
+#[allow(clippy::too_many_lines)]
 fn an_added_peer_handshakes_without_a_restart_and_stops_at_its_expiry() {
     let hub = Netns::new("ewp", "hub");
     let phone = Netns::new("ewp", "ph");
