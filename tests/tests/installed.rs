@@ -484,6 +484,11 @@ fn changed(cfg: &str) -> String {
     c
 }
 
+// One installation read top to bottom in docs/install.md's order (install, start, edgectl,
+// the world, reloads, restarts and the upgrade, purge): each numbered step acts on the same
+// booted container in the state the steps before left it; split, each would take the
+// container, the world, the package and the flow through a forward as parameters.
+#[allow(clippy::too_many_lines)]
 fn installed(suite: &str, short: &str) {
     require_root();
     let deb = release_deb();

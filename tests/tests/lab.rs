@@ -115,6 +115,11 @@ fn gone(pid: i32, timeout: Duration) -> bool {
 }
 
 #[test]
+// One scenario read top to bottom: the reloads, edge-fw's stop and the restarts of edge-link
+// and edge-wg act on one lab under the same two long-lived streams, whose counters must show
+// no reset across all of them; split, each step would take the lab, both streams and their
+// stats as parameters.
+#[allow(clippy::too_many_lines)]
 fn the_lab_passes_every_check_and_traffic_survives_reloads_and_restarts() {
     require_root();
     let lab = LabGuard {
