@@ -4,12 +4,8 @@
 # step-by-step check, and takes the lab down again — also when a step fails or on Ctrl-C.
 # Keep the lab running for a look around with:  KEEP=1 bash scripts/lab.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if [ "$(id -u)" -ne 0 ]; then
-  exec sudo -E env "PATH=$PATH" "$0" "$@"
-fi
-bash scripts/deps.sh
-cargo build --workspace --bins
+# shellcheck source=scripts/prelude.sh
+source "$(dirname "$0")/prelude.sh"
 edgectl="$PWD/target/debug/edgectl"
 if [ -z "${KEEP:-}" ]; then
   trap '"$edgectl" lab down >/dev/null 2>&1 || true' EXIT
