@@ -51,17 +51,22 @@ pub fn key_bytes(k: &ir::FwdKey) -> Vec<u8> {
     v
 }
 
-fn spec(s: &ir::Set) -> wire::SetSpec {
-    let (key_type, key_len) = key_type(s.family);
-    let mut spec = wire::SetSpec {
-        flags: 0,
+/// A set declaration with a key and no data (a map's data is filled in by the caller).
+fn plain_spec(flags: u32, key_type: u32, key_len: u32, size: u32) -> wire::SetSpec {
+    wire::SetSpec {
+        flags,
         key_type,
         key_len,
         data_type: 0,
         data_len: 0,
         obj_type: 0,
-        size: Some(s.declared_size()),
-    };
+        size: Some(size),
+    }
+}
+
+fn spec(s: &ir::Set) -> wire::SetSpec {
+    let (key_type, key_len) = key_type(s.family);
+    let mut spec = plain_spec(0, key_type, key_len, s.declared_size());
     match s.kind {
         SetKind::Set => {}
         SetKind::Target => {
@@ -144,15 +149,7 @@ fn addr_set(s: &ir::AddrSet) -> wire::Set {
     elements.sort();
     wire::Set {
         name: s.name.clone(),
-        spec: wire::SetSpec {
-            flags: uapi::NFT_SET_INTERVAL,
-            key_type,
-            key_len,
-            data_type: 0,
-            data_len: 0,
-            obj_type: 0,
-            size: Some(s.declared_size()),
-        },
+        spec: plain_spec(uapi::NFT_SET_INTERVAL, key_type, key_len, s.declared_size()),
         elements,
     }
 }
@@ -271,10 +268,138 @@ fn mss_option(dreg: Option<Reg>, sreg: Option<Reg>) -> wire::Expr {
     }
 }
 
+/// `ip saddr 10.0.0.0/8`: a whole-byte prefix compares its bytes, another is masked first.
+fn saddr_exprs(net: &ipnet::IpNet) -> Vec<wire::Expr> {
+    let nh = libc::NFT_PAYLOAD_NETWORK_HEADER;
+    let eq = libc::NFT_CMP_EQ;
+    let fam = Family::of(net.addr());
+    let mut v = nfproto(fam);
+    let off = if fam == Family::V4 { 12 } else { 8 };
+    let addr = ip_bytes(&net.network());
+    let plen = u32::from(net.prefix_len());
+    if plen % 8 == 0 {
+        let n = (plen / 8) as usize;
+        v.push(payload(nh, off, n as u32, Reg::r(1)));
+        v.push(cmp(eq, &addr[..n]));
+    } else {
+        v.push(payload(nh, off, addr.len() as u32, Reg::r(1)));
+        v.push(mask(addr.len() as u32, &ip_bytes(&net.netmask())));
+        v.push(cmp(eq, &addr));
+    }
+    v
+}
+
+/// `tcp dport 80` or `tcp dport 8000-8080`.
+fn dport_exprs(p: &ir::L4, a: u16, b: u16) -> Vec<wire::Expr> {
+    let eq = libc::NFT_CMP_EQ;
+    let mut v = vec![
+        meta(libc::NFT_META_L4PROTO, Reg::r(1)),
+        cmp(eq, &[p.number()]),
+        payload(libc::NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, Reg::r(1)),
+    ];
+    if a == b {
+        v.push(cmp(eq, &a.to_be_bytes()));
+    } else {
+        v.push(cmp(libc::NFT_CMP_GTE, &a.to_be_bytes()));
+        v.push(cmp(libc::NFT_CMP_LTE, &b.to_be_bytes()));
+    }
+    v
+}
+
+/// `icmp type 8` (protocol 1) or `icmpv6 type 128` (protocol 58).
+fn icmp_type_exprs(fam: Family, proto: u8, t: u8) -> Vec<wire::Expr> {
+    let eq = libc::NFT_CMP_EQ;
+    let mut v = nfproto(fam);
+    v.push(meta(libc::NFT_META_L4PROTO, Reg::r(1)));
+    v.push(cmp(eq, &[proto]));
+    v.push(payload(libc::NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1, Reg::r(1)));
+    v.push(cmp(eq, &[t]));
+    v
+}
+
+/// The four-field key in registers, then `last` on it (a lookup, a map, a counter map).
+fn keyed(f: Family, last: wire::Expr) -> Vec<wire::Expr> {
+    let mut v = key_exprs(f);
+    v.push(last);
+    v
+}
+
+/// `dnat to ... map @set`: the map gives address and port in registers 1 and after.
+fn dnat_map_exprs(f: Family, s: &str) -> Vec<wire::Expr> {
+    let mut v = keyed(f, lookup(s, Some(Reg::r(1))));
+    let (family, port) = match f {
+        Family::V4 => (uapi::NFPROTO_IPV4, Reg::r32(1)),
+        Family::V6 => (uapi::NFPROTO_IPV6, Reg::r(2)),
+    };
+    v.push(wire::Expr::Nat {
+        kind: libc::NFT_NAT_DNAT as u32,
+        family: u32::from(family),
+        addr: Some((Reg::r(1), Reg::r(1))),
+        proto: Some((port, port)),
+        flags: uapi::NAT_MAP_IPS_PROTO,
+    });
+    v
+}
+
+/// `meta mark set meta mark | bit`.
+fn set_mark_exprs(bit: u32) -> Vec<wire::Expr> {
+    vec![
+        meta(libc::NFT_META_MARK, Reg::r(1)),
+        wire::Expr::Bitwise {
+            sreg: Reg::r(1),
+            dreg: Reg::r(1),
+            len: 4,
+            mask: (!bit).to_ne_bytes().to_vec(),
+            xor: bit.to_ne_bytes().to_vec(),
+        },
+        wire::Expr::MetaSet {
+            key: libc::NFT_META_MARK as u32,
+            sreg: Reg::r(1),
+        },
+    ]
+}
+
+/// `ip saddr @set` (the origin lock's ranges).
+fn saddr_in_exprs(f: Family, set: &str) -> Vec<wire::Expr> {
+    let mut v = nfproto(f);
+    let (off, len) = match f {
+        Family::V4 => (12, 4),
+        Family::V6 => (8, 16),
+    };
+    v.push(payload(
+        libc::NFT_PAYLOAD_NETWORK_HEADER,
+        off,
+        len,
+        Reg::r(1),
+    ));
+    v.push(lookup(set, None));
+    v
+}
+
+/// `snat to <address>`.
+fn snat_exprs(a: &IpAddr) -> Vec<wire::Expr> {
+    let fam = Family::of(*a);
+    let mut v = nfproto(fam);
+    v.push(wire::Expr::Immediate {
+        dreg: Reg::r(1),
+        data: ip_bytes(a).to_vec(),
+    });
+    v.push(wire::Expr::Nat {
+        kind: libc::NFT_NAT_SNAT as u32,
+        family: u32::from(match fam {
+            Family::V4 => uapi::NFPROTO_IPV4,
+            Family::V6 => uapi::NFPROTO_IPV6,
+        }),
+        addr: Some((Reg::r(1), Reg::r(1))),
+        proto: None,
+        flags: uapi::NAT_MAP_IPS,
+    });
+    v
+}
+
 /// The kernel expressions of one IR expression (the ones nft 1.0.6 generates for it).
 pub fn exprs(e: &Expr) -> Vec<wire::Expr> {
     let th = libc::NFT_PAYLOAD_TRANSPORT_HEADER;
-    let nh = libc::NFT_PAYLOAD_NETWORK_HEADER;
     let eq = libc::NFT_CMP_EQ;
     match e {
         Expr::Iifname(n) => vec![
@@ -286,116 +411,30 @@ pub fn exprs(e: &Expr) -> Vec<wire::Expr> {
             cmp(eq, &ifname_bytes(n)),
         ],
         Expr::NfProto(f) => nfproto(*f),
-        Expr::Saddr(net) => {
-            let fam = Family::of(net.addr());
-            let mut v = nfproto(fam);
-            let off = if fam == Family::V4 { 12 } else { 8 };
-            let addr = ip_bytes(&net.network());
-            let plen = u32::from(net.prefix_len());
-            if plen % 8 == 0 {
-                let n = (plen / 8) as usize;
-                v.push(payload(nh, off, n as u32, Reg::r(1)));
-                v.push(cmp(eq, &addr[..n]));
-            } else {
-                v.push(payload(nh, off, addr.len() as u32, Reg::r(1)));
-                v.push(mask(addr.len() as u32, &ip_bytes(&net.netmask())));
-                v.push(cmp(eq, &addr));
-            }
-            v
-        }
-        Expr::Dport(p, a, b) => {
-            let mut v = vec![
-                meta(libc::NFT_META_L4PROTO, Reg::r(1)),
-                cmp(eq, &[p.number()]),
-                payload(th, 2, 2, Reg::r(1)),
-            ];
-            if a == b {
-                v.push(cmp(eq, &a.to_be_bytes()));
-            } else {
-                v.push(cmp(libc::NFT_CMP_GTE, &a.to_be_bytes()));
-                v.push(cmp(libc::NFT_CMP_LTE, &b.to_be_bytes()));
-            }
-            v
-        }
-        Expr::IcmpType(t) | Expr::Icmpv6Type(t) => {
-            let (fam, proto) = if matches!(e, Expr::IcmpType(_)) {
-                (Family::V4, 1u8)
-            } else {
-                (Family::V6, 58u8)
-            };
-            let mut v = nfproto(fam);
-            v.push(meta(libc::NFT_META_L4PROTO, Reg::r(1)));
-            v.push(cmp(eq, &[proto]));
-            v.push(payload(th, 0, 1, Reg::r(1)));
-            v.push(cmp(eq, &[*t]));
-            v
-        }
+        Expr::Saddr(net) => saddr_exprs(net),
+        Expr::Dport(p, a, b) => dport_exprs(p, *a, *b),
+        Expr::IcmpType(t) => icmp_type_exprs(Family::V4, 1, *t),
+        Expr::Icmpv6Type(t) => icmp_type_exprs(Family::V6, 58, *t),
         Expr::CtState(bits) => ct_bits(libc::NFT_CT_STATE, *bits),
         // IPS_DST_NAT = 1 << 5.
         Expr::CtStatusDnat => ct_bits(libc::NFT_CT_STATUS, 0x20),
-        Expr::InSet(f, s) => {
-            let mut v = key_exprs(*f);
-            v.push(lookup(s, None));
-            v
-        }
-        Expr::Vmap(f, s) => {
-            let mut v = key_exprs(*f);
-            v.push(lookup(s, Some(Reg::VERDICT)));
-            v
-        }
-        Expr::CounterMap(f, s) => {
-            let mut v = key_exprs(*f);
-            v.push(wire::Expr::Objref {
+        Expr::InSet(f, s) => keyed(*f, lookup(s, None)),
+        Expr::Vmap(f, s) => keyed(*f, lookup(s, Some(Reg::VERDICT))),
+        Expr::CounterMap(f, s) => keyed(
+            *f,
+            wire::Expr::Objref {
                 sreg: Reg::r(1),
                 set: s.clone(),
-            });
-            v
-        }
-        Expr::DnatMap(f, s) => {
-            let mut v = key_exprs(*f);
-            v.push(lookup(s, Some(Reg::r(1))));
-            let (family, port) = match f {
-                Family::V4 => (uapi::NFPROTO_IPV4, Reg::r32(1)),
-                Family::V6 => (uapi::NFPROTO_IPV6, Reg::r(2)),
-            };
-            v.push(wire::Expr::Nat {
-                kind: libc::NFT_NAT_DNAT as u32,
-                family: u32::from(family),
-                addr: Some((Reg::r(1), Reg::r(1))),
-                proto: Some((port, port)),
-                flags: uapi::NAT_MAP_IPS_PROTO,
-            });
-            v
-        }
-        Expr::SetMark(bit) => vec![
-            meta(libc::NFT_META_MARK, Reg::r(1)),
-            wire::Expr::Bitwise {
-                sreg: Reg::r(1),
-                dreg: Reg::r(1),
-                len: 4,
-                mask: (!bit).to_ne_bytes().to_vec(),
-                xor: bit.to_ne_bytes().to_vec(),
             },
-            wire::Expr::MetaSet {
-                key: libc::NFT_META_MARK as u32,
-                sreg: Reg::r(1),
-            },
-        ],
+        ),
+        Expr::DnatMap(f, s) => dnat_map_exprs(*f, s),
+        Expr::SetMark(bit) => set_mark_exprs(*bit),
         Expr::MarkBit(bit) => vec![
             meta(libc::NFT_META_MARK, Reg::r(1)),
             mask(4, &bit.to_ne_bytes()),
             cmp(eq, &bit.to_ne_bytes()),
         ],
-        Expr::SaddrIn(f, set) => {
-            let mut v = nfproto(*f);
-            let (off, len) = match f {
-                Family::V4 => (12, 4),
-                Family::V6 => (8, 16),
-            };
-            v.push(payload(nh, off, len, Reg::r(1)));
-            v.push(lookup(set, None));
-            v
-        }
+        Expr::SaddrIn(f, set) => saddr_in_exprs(*f, set),
         Expr::CounterNamed(n) => vec![wire::Expr::ObjrefNamed {
             kind: uapi::NFT_OBJECT_COUNTER,
             name: n.clone(),
@@ -420,25 +459,7 @@ pub fn exprs(e: &Expr) -> Vec<wire::Expr> {
         ],
         Expr::Masquerade => vec![wire::Expr::Masq { flags: 0 }],
         Expr::L4Proto(n) => vec![meta(libc::NFT_META_L4PROTO, Reg::r(1)), cmp(eq, &[*n])],
-        Expr::Snat(a) => {
-            let fam = Family::of(*a);
-            let mut v = nfproto(fam);
-            v.push(wire::Expr::Immediate {
-                dreg: Reg::r(1),
-                data: ip_bytes(a).to_vec(),
-            });
-            v.push(wire::Expr::Nat {
-                kind: libc::NFT_NAT_SNAT as u32,
-                family: u32::from(match fam {
-                    Family::V4 => uapi::NFPROTO_IPV4,
-                    Family::V6 => uapi::NFPROTO_IPV6,
-                }),
-                addr: Some((Reg::r(1), Reg::r(1))),
-                proto: None,
-                flags: uapi::NAT_MAP_IPS,
-            });
-            v
-        }
+        Expr::Snat(a) => snat_exprs(a),
         Expr::Accept => vec![verdict(libc::NF_ACCEPT)],
         Expr::Drop => vec![verdict(libc::NF_DROP)],
         Expr::Return => vec![verdict(libc::NFT_RETURN)],
