@@ -355,87 +355,10 @@ impl Transaction {
         let mut bytes = Vec::with_capacity(self.ops.len() * 256);
         let mut seqs = Vec::with_capacity(self.ops.len());
         let mut seq = seq0;
-        let res = uapi::NFNL_SUBSYS_NFTABLES;
-        codec::put_message(
-            &mut bytes,
-            uapi::NFNL_MSG_BATCH_BEGIN,
-            libc::NLM_F_REQUEST as u16,
-            seq,
-            uapi::NFPROTO_UNSPEC,
-            res,
-            &[],
-        );
-        let create = (libc::NLM_F_REQUEST | libc::NLM_F_CREATE) as u16;
-        let plain = libc::NLM_F_REQUEST as u16;
+        batch_marker(&mut bytes, uapi::NFNL_MSG_BATCH_BEGIN, seq);
         for (i, op) in self.ops.iter().enumerate() {
             seq = seq.wrapping_add(1);
-            let ids = |set: &str| -> u32 {
-                let table = match op {
-                    Op::AddRule(t, ..) => t.as_str(),
-                    _ => "",
-                };
-                self.set_id(i, table, set)
-            };
-            let (msg, flags, attrs): (i32, u16, Attrs) = match op {
-                Op::AddTable(t) => (libc::NFT_MSG_NEWTABLE, create, codec::table_attrs(t)),
-                Op::DelTable(t) => (libc::NFT_MSG_DELTABLE, plain, codec::table_attrs(t)),
-                Op::AddChain(t, c) => (
-                    libc::NFT_MSG_NEWCHAIN,
-                    create,
-                    codec::chain_attrs(t, &c.name, c.base.as_ref()),
-                ),
-                Op::DelChain(t, c) => (
-                    libc::NFT_MSG_DELCHAIN,
-                    plain,
-                    codec::chain_attrs(t, c, None),
-                ),
-                Op::FlushChain(t, c) => {
-                    (libc::NFT_MSG_DELRULE, plain, codec::flush_chain_attrs(t, c))
-                }
-                Op::AddSet(t, s, id) => (libc::NFT_MSG_NEWSET, create, codec::set_attrs(t, s, *id)),
-                Op::DelSet(t, s) => (libc::NFT_MSG_DELSET, plain, codec::set_name_attrs(t, s)),
-                Op::FlushSet(t, s) => (
-                    libc::NFT_MSG_DELSETELEM,
-                    plain,
-                    codec::elems_attrs(t, s, 0, &[], false),
-                ),
-                Op::AddElems(t, s, r) => (
-                    libc::NFT_MSG_NEWSETELEM,
-                    create,
-                    codec::elems_attrs(
-                        t,
-                        &s.name,
-                        self.set_id(i, t, &s.name),
-                        s.elements.get(r.clone()).unwrap_or_default(),
-                        false,
-                    ),
-                ),
-                Op::PutElems(t, s, e) => (
-                    libc::NFT_MSG_NEWSETELEM,
-                    create,
-                    codec::elems_attrs(t, s, 0, e, false),
-                ),
-                Op::DelElems(t, s, e) => (
-                    libc::NFT_MSG_DELSETELEM,
-                    plain,
-                    codec::elems_attrs(t, s, 0, e, true),
-                ),
-                Op::AddCounter(t, c, v) => (
-                    libc::NFT_MSG_NEWOBJ,
-                    create,
-                    codec::counter_attrs(t, c, Some(*v)),
-                ),
-                Op::DelCounter(t, c) => (
-                    libc::NFT_MSG_DELOBJ,
-                    plain,
-                    codec::counter_attrs(t, c, None),
-                ),
-                Op::AddRule(t, c, r) => (
-                    libc::NFT_MSG_NEWRULE,
-                    create | libc::NLM_F_APPEND as u16,
-                    codec::rule_attrs(t, c, r, &ids),
-                ),
-            };
+            let (msg, flags, attrs) = self.message(i, op);
             codec::put_message(
                 &mut bytes,
                 uapi::msg_type(msg),
@@ -448,15 +371,7 @@ impl Transaction {
             seqs.push((seq, i));
         }
         let end_at = bytes.len();
-        codec::put_message(
-            &mut bytes,
-            uapi::NFNL_MSG_BATCH_END,
-            libc::NLM_F_REQUEST as u16,
-            seq.wrapping_add(1),
-            uapi::NFPROTO_UNSPEC,
-            res,
-            &[],
-        );
+        batch_marker(&mut bytes, uapi::NFNL_MSG_BATCH_END, seq.wrapping_add(1));
         Batch {
             bytes,
             seqs,
@@ -464,10 +379,94 @@ impl Transaction {
         }
     }
 
+    /// The message type, flags and attributes of operation `i`, `op`.
+    fn message(&self, i: usize, op: &Op) -> (i32, u16, Attrs) {
+        let create = (libc::NLM_F_REQUEST | libc::NLM_F_CREATE) as u16;
+        let plain = libc::NLM_F_REQUEST as u16;
+        let ids = |set: &str| -> u32 {
+            let table = match op {
+                Op::AddRule(t, ..) => t.as_str(),
+                _ => "",
+            };
+            self.set_id(i, table, set)
+        };
+        match op {
+            Op::AddTable(t) => (libc::NFT_MSG_NEWTABLE, create, codec::table_attrs(t)),
+            Op::DelTable(t) => (libc::NFT_MSG_DELTABLE, plain, codec::table_attrs(t)),
+            Op::AddChain(t, c) => (
+                libc::NFT_MSG_NEWCHAIN,
+                create,
+                codec::chain_attrs(t, &c.name, c.base.as_ref()),
+            ),
+            Op::DelChain(t, c) => (
+                libc::NFT_MSG_DELCHAIN,
+                plain,
+                codec::chain_attrs(t, c, None),
+            ),
+            Op::FlushChain(t, c) => (libc::NFT_MSG_DELRULE, plain, codec::flush_chain_attrs(t, c)),
+            Op::AddSet(t, s, id) => (libc::NFT_MSG_NEWSET, create, codec::set_attrs(t, s, *id)),
+            Op::DelSet(t, s) => (libc::NFT_MSG_DELSET, plain, codec::set_name_attrs(t, s)),
+            Op::FlushSet(t, s) => (
+                libc::NFT_MSG_DELSETELEM,
+                plain,
+                codec::elems_attrs(t, s, 0, &[], false),
+            ),
+            Op::AddElems(t, s, r) => (
+                libc::NFT_MSG_NEWSETELEM,
+                create,
+                codec::elems_attrs(
+                    t,
+                    &s.name,
+                    self.set_id(i, t, &s.name),
+                    s.elements.get(r.clone()).unwrap_or_default(),
+                    false,
+                ),
+            ),
+            Op::PutElems(t, s, e) => (
+                libc::NFT_MSG_NEWSETELEM,
+                create,
+                codec::elems_attrs(t, s, 0, e, false),
+            ),
+            Op::DelElems(t, s, e) => (
+                libc::NFT_MSG_DELSETELEM,
+                plain,
+                codec::elems_attrs(t, s, 0, e, true),
+            ),
+            Op::AddCounter(t, c, v) => (
+                libc::NFT_MSG_NEWOBJ,
+                create,
+                codec::counter_attrs(t, c, Some(*v)),
+            ),
+            Op::DelCounter(t, c) => (
+                libc::NFT_MSG_DELOBJ,
+                plain,
+                codec::counter_attrs(t, c, None),
+            ),
+            Op::AddRule(t, c, r) => (
+                libc::NFT_MSG_NEWRULE,
+                create | libc::NLM_F_APPEND as u16,
+                codec::rule_attrs(t, c, r, &ids),
+            ),
+        }
+    }
+
     /// True when every operation writes set elements or counters only.
     pub fn is_element_only(&self) -> bool {
         self.ops.iter().all(Op::element_only)
     }
+}
+
+/// The message that begins or ends a batch (`NFNL_MSG_BATCH_BEGIN`/`_END`).
+fn batch_marker(bytes: &mut Vec<u8>, ty: u16, seq: u32) {
+    codec::put_message(
+        bytes,
+        ty,
+        libc::NLM_F_REQUEST as u16,
+        seq,
+        uapi::NFPROTO_UNSPEC,
+        uapi::NFNL_SUBSYS_NFTABLES,
+        &[],
+    );
 }
 
 /// A chain's declaration without its rules.
