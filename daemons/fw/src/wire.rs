@@ -260,6 +260,53 @@ fn cmp_op(op: u32) -> &'static str {
     }
 }
 
+/// `[ lookup reg 1 set fwd4 dreg 0 ]`.
+fn fmt_lookup(
+    f: &mut fmt::Formatter<'_>,
+    sreg: Reg,
+    set: &str,
+    dreg: Option<Reg>,
+    flags: u32,
+) -> fmt::Result {
+    write!(f, "[ lookup {sreg} set {set}")?;
+    if let Some(d) = dreg {
+        write!(f, " dreg {}", d.to_wire())?;
+    }
+    if flags != 0 {
+        write!(f, " flags {flags:#x}")?;
+    }
+    f.write_str(" ]")
+}
+
+/// `[ nat dnat ip addr_min reg 1 addr_max reg 1 proto_min reg 9 proto_max reg 9 flags 0x3 ]`.
+fn fmt_nat(
+    f: &mut fmt::Formatter<'_>,
+    kind: u32,
+    family: u32,
+    addr: Option<(Reg, Reg)>,
+    proto: Option<(Reg, Reg)>,
+    flags: u32,
+) -> fmt::Result {
+    let k = if kind as i32 == libc::NFT_NAT_DNAT {
+        "dnat"
+    } else {
+        "snat"
+    };
+    let fam = if family == u32::from(uapi::NFPROTO_IPV6) {
+        "ip6"
+    } else {
+        "ip"
+    };
+    write!(f, "[ nat {k} {fam}")?;
+    if let Some((a, b)) = addr {
+        write!(f, " addr_min {a} addr_max {b}")?;
+    }
+    if let Some((a, b)) = proto {
+        write!(f, " proto_min {a} proto_max {b}")?;
+    }
+    write!(f, " flags {flags:#x} ]")
+}
+
 /// The kernel's own notation for expressions (`nft --debug=netlink` prints the same).
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -305,16 +352,7 @@ impl fmt::Display for Expr {
                 set,
                 dreg,
                 flags,
-            } => {
-                write!(f, "[ lookup {sreg} set {set}")?;
-                if let Some(d) = dreg {
-                    write!(f, " dreg {}", d.to_wire())?;
-                }
-                if *flags != 0 {
-                    write!(f, " flags {flags:#x}")?;
-                }
-                f.write_str(" ]")
-            }
+            } => fmt_lookup(f, *sreg, set, *dreg, *flags),
             Expr::Objref { sreg, set } => write!(f, "[ objref sreg {} set {set} ]", sreg.to_wire()),
             Expr::Nat {
                 kind,
@@ -322,26 +360,7 @@ impl fmt::Display for Expr {
                 addr,
                 proto,
                 flags,
-            } => {
-                let k = if *kind as i32 == libc::NFT_NAT_DNAT {
-                    "dnat"
-                } else {
-                    "snat"
-                };
-                let fam = if *family == u32::from(uapi::NFPROTO_IPV6) {
-                    "ip6"
-                } else {
-                    "ip"
-                };
-                write!(f, "[ nat {k} {fam}")?;
-                if let Some((a, b)) = addr {
-                    write!(f, " addr_min {a} addr_max {b}")?;
-                }
-                if let Some((a, b)) = proto {
-                    write!(f, " proto_min {a} proto_max {b}")?;
-                }
-                write!(f, " flags {flags:#x} ]")
-            }
+            } => fmt_nat(f, *kind, *family, *addr, *proto, *flags),
             Expr::Masq { flags } => write!(f, "[ masq flags {flags:#x} ]"),
             Expr::Immediate { dreg, data } => write!(f, "[ immediate {dreg} {} ]", hex(data)),
             Expr::Exthdr {
@@ -722,375 +741,8 @@ impl Live {
     }
 }
 
-/// How an object differs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Presence {
-    /// Wanted, not live.
-    Missing,
-    /// Live, not wanted.
-    Extra,
-    /// Both, declared differently (what differs, live → wanted).
-    Differs(String),
-}
-
-/// One difference between the wanted ruleset and the live tables.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// A whole table is missing.
-    TableMissing {
-        /// The table.
-        table: String,
-    },
-    /// A chain's existence or declaration.
-    Chain {
-        /// The table.
-        table: String,
-        /// The chain.
-        chain: String,
-        /// How.
-        how: Presence,
-    },
-    /// A chain's rules (both sides in full, so a reader sees where they part).
-    Rules {
-        /// The table.
-        table: String,
-        /// The chain.
-        chain: String,
-        /// Wanted rules.
-        want: Vec<Rule>,
-        /// Live rules.
-        have: Vec<Rule>,
-    },
-    /// A set's existence or declaration.
-    Set {
-        /// The table.
-        table: String,
-        /// The set.
-        set: String,
-        /// How.
-        how: Presence,
-    },
-    /// Elements of a set that exists on both sides with a fitting declaration.
-    Elements {
-        /// The table.
-        table: String,
-        /// The set.
-        set: String,
-        /// The set's declaration (to render the elements).
-        spec: SetSpec,
-        /// Wanted, not live.
-        added: Vec<Elem>,
-        /// Live, not wanted.
-        removed: Vec<Elem>,
-    },
-    /// A counter object.
-    Counter {
-        /// The table.
-        table: String,
-        /// The counter.
-        name: String,
-        /// Missing or extra.
-        how: Presence,
-    },
-}
-
-impl Change {
-    /// True for changes an element-only update can make (set elements, counter objects):
-    /// no table, chain, rule or set declaration changes.
-    pub fn element_only(&self) -> bool {
-        matches!(self, Change::Elements { .. } | Change::Counter { .. })
-    }
-
-    /// The change as lines for a person: `-` live, `+` wanted.
-    pub fn lines(&self) -> Vec<String> {
-        match self {
-            Change::TableMissing { table } => vec![format!("+ table inet {table} (missing)")],
-            Change::Chain { table, chain, how } => vec![match how {
-                Presence::Missing => format!("+ chain inet {table} {chain} (missing)"),
-                Presence::Extra => format!("- chain inet {table} {chain} (not ours)"),
-                Presence::Differs(d) => format!("~ chain inet {table} {chain}: {d}"),
-            }],
-            Change::Rules {
-                table,
-                chain,
-                want,
-                have,
-            } => {
-                let mut v = vec![format!("~ rules of chain inet {table} {chain}:")];
-                let n = want.len().max(have.len());
-                for i in 0..n {
-                    match (have.get(i), want.get(i)) {
-                        (Some(h), Some(w)) if h == w => {}
-                        (h, w) => {
-                            if let Some(h) = h {
-                                v.push(format!("-   #{i} {h}"));
-                            }
-                            if let Some(w) = w {
-                                v.push(format!("+   #{i} {w}"));
-                            }
-                        }
-                    }
-                }
-                v
-            }
-            Change::Set { table, set, how } => vec![match how {
-                Presence::Missing => format!("+ set inet {table} {set} (missing)"),
-                Presence::Extra => format!("- set inet {table} {set} (not ours)"),
-                Presence::Differs(d) => format!("~ set inet {table} {set}: {d}"),
-            }],
-            Change::Elements {
-                table,
-                set,
-                spec,
-                added,
-                removed,
-            } => removed
-                .iter()
-                .map(|e| format!("- element of inet {table} {set}: {}", e.render(spec)))
-                .chain(
-                    added
-                        .iter()
-                        .map(|e| format!("+ element of inet {table} {set}: {}", e.render(spec))),
-                )
-                .collect(),
-            Change::Counter { table, name, how } => vec![match how {
-                Presence::Missing => format!("+ counter inet {table} {name}"),
-                _ => format!("- counter inet {table} {name}"),
-            }],
-        }
-    }
-}
-
-/// Elements of `want` not in `have` and of `have` not in `want` (both sorted).
-fn element_diff(want: &[Elem], have: &[Elem]) -> (Vec<Elem>, Vec<Elem>) {
-    let (mut added, mut removed) = (Vec::new(), Vec::new());
-    let (mut i, mut j) = (0, 0);
-    while i < want.len() || j < have.len() {
-        match (want.get(i), have.get(j)) {
-            (Some(w), Some(h)) if w == h => {
-                i += 1;
-                j += 1;
-            }
-            (Some(w), Some(h)) if w < h => {
-                added.push(w.clone());
-                i += 1;
-            }
-            (Some(_), Some(h)) => {
-                removed.push(h.clone());
-                j += 1;
-            }
-            (Some(w), None) => {
-                added.push(w.clone());
-                i += 1;
-            }
-            (None, Some(h)) => {
-                removed.push(h.clone());
-                j += 1;
-            }
-            (None, None) => break,
-        }
-    }
-    (added, removed)
-}
-
-/// Differences between a wanted table and its live copy (`None`: missing). Counter values
-/// are not compared; a set whose declared size holds the wanted elements fits.
-pub fn diff_table(want: &Table, have: Option<&Table>) -> Vec<Change> {
-    let Some(have) = have else {
-        return vec![Change::TableMissing {
-            table: want.name.clone(),
-        }];
-    };
-    let t = &want.name;
-    let mut out = Vec::new();
-    for w in &want.chains {
-        match have.chain(&w.name) {
-            None => out.push(Change::Chain {
-                table: t.clone(),
-                chain: w.name.clone(),
-                how: Presence::Missing,
-            }),
-            Some(h) => {
-                if h.base != w.base {
-                    let show = |b: &Option<BaseChain>| {
-                        b.as_ref()
-                            .map(|b| b.to_string())
-                            .unwrap_or_else(|| "regular".to_owned())
-                    };
-                    out.push(Change::Chain {
-                        table: t.clone(),
-                        chain: w.name.clone(),
-                        how: Presence::Differs(format!("{} → {}", show(&h.base), show(&w.base))),
-                    });
-                }
-                if h.rules != w.rules {
-                    out.push(Change::Rules {
-                        table: t.clone(),
-                        chain: w.name.clone(),
-                        want: w.rules.clone(),
-                        have: h.rules.clone(),
-                    });
-                }
-            }
-        }
-    }
-    for h in have.chains.iter().filter(|h| want.chain(&h.name).is_none()) {
-        out.push(Change::Chain {
-            table: t.clone(),
-            chain: h.name.clone(),
-            how: Presence::Extra,
-        });
-    }
-    for w in &want.sets {
-        match have.set(&w.name) {
-            None => out.push(Change::Set {
-                table: t.clone(),
-                set: w.name.clone(),
-                how: Presence::Missing,
-            }),
-            Some(h) if !w.spec.fits(&h.spec, w.elements.len()) => out.push(Change::Set {
-                table: t.clone(),
-                set: w.name.clone(),
-                how: Presence::Differs(format!("{} → {}", h.spec, w.spec)),
-            }),
-            Some(h) => {
-                let (added, removed) = element_diff(&w.elements, &h.elements);
-                if !added.is_empty() || !removed.is_empty() {
-                    out.push(Change::Elements {
-                        table: t.clone(),
-                        set: w.name.clone(),
-                        spec: w.spec.clone(),
-                        added,
-                        removed,
-                    });
-                }
-            }
-        }
-    }
-    for h in have.sets.iter().filter(|h| want.set(&h.name).is_none()) {
-        out.push(Change::Set {
-            table: t.clone(),
-            set: h.name.clone(),
-            how: Presence::Extra,
-        });
-    }
-    for name in want.counters.keys() {
-        if !have.counters.contains_key(name) {
-            out.push(Change::Counter {
-                table: t.clone(),
-                name: name.clone(),
-                how: Presence::Missing,
-            });
-        }
-    }
-    for name in have.counters.keys() {
-        if !want.counters.contains_key(name) {
-            out.push(Change::Counter {
-                table: t.clone(),
-                name: name.clone(),
-                how: Presence::Extra,
-            });
-        }
-    }
-    out
-}
-
-/// Differences between the wanted ruleset and the live tables; empty when converged.
-pub fn diff(want: &Ruleset, live: &Live) -> Vec<Change> {
-    let mut v = diff_table(&want.edge, live.edge.as_ref());
-    v.extend(diff_table(&want.state, live.state.as_ref()));
-    v
-}
-
-/// The changes as lines for a person.
-pub fn lines(changes: &[Change]) -> Vec<String> {
-    changes.iter().flat_map(Change::lines).collect()
-}
+mod compare;
+pub use compare::{Change, Presence, diff, diff_table, lines};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registers_have_one_canonical_form_whatever_name_the_wire_used() {
-        // NFT_REG_1 and NFT_REG32_00 are the same register; the kernel reports REG_1.
-        assert_eq!(Reg::from_wire(1), Reg::from_wire(8));
-        assert_eq!(Reg::from_wire(8).to_wire(), 1);
-        // NFT_REG32_01 is not 16-byte aligned: reported as itself.
-        assert_eq!(Reg::from_wire(9).to_wire(), 9);
-        assert_eq!(Reg::r(2), Reg::from_wire(2));
-        assert_eq!(Reg::r32(4), Reg::r(2));
-        for n in [0, 1, 2, 3, 4, 9, 10, 13, 17, 23] {
-            assert_eq!(Reg::from_wire(n).to_wire(), n, "{n}");
-        }
-    }
-
-    fn elem(k: u8) -> Elem {
-        Elem {
-            key: vec![k],
-            data: ElemData::None,
-            flags: 0,
-        }
-    }
-
-    #[test]
-    fn element_diff_finds_additions_and_removals_of_sorted_lists() {
-        let (a, r) = element_diff(&[elem(1), elem(3), elem(4)], &[elem(2), elem(3), elem(5)]);
-        assert_eq!(a, vec![elem(1), elem(4)]);
-        assert_eq!(r, vec![elem(2), elem(5)]);
-        let (a, r) = element_diff(&[elem(1)], &[elem(1)]);
-        assert!(a.is_empty() && r.is_empty());
-    }
-
-    #[test]
-    fn a_set_with_room_fits_and_one_too_small_does_not() {
-        let want = SetSpec {
-            flags: 8,
-            key_type: 1,
-            key_len: 28,
-            data_type: 2,
-            data_len: 8,
-            obj_type: 0,
-            size: Some(16),
-        };
-        let live = SetSpec {
-            size: Some(64),
-            ..want.clone()
-        };
-        assert!(want.fits(&live, 40));
-        assert!(!want.fits(&live, 65));
-        assert!(!want.fits(
-            &SetSpec {
-                size: None,
-                ..want.clone()
-            },
-            1
-        ));
-        assert!(!want.fits(&SetSpec { flags: 0, ..live }, 1));
-    }
-
-    #[test]
-    fn forward_keys_render_in_nft_notation() {
-        let mut k = vec![0u8; 16];
-        k[..6].copy_from_slice(b"br-api");
-        k.extend([192, 198, 0, 30, 6, 0, 0, 0, 0, 80, 0, 0]);
-        let e = Elem {
-            key: k,
-            data: ElemData::Value(vec![10, 17, 5, 30, 0, 80, 0, 0]),
-            flags: 0,
-        };
-        let spec = SetSpec {
-            flags: 8,
-            key_type: 0,
-            key_len: 28,
-            data_type: 0,
-            data_len: 8,
-            obj_type: 0,
-            size: None,
-        };
-        assert_eq!(
-            e.render(&spec),
-            "\"br-api\" . 192.198.0.30 . tcp . 80 : 10.17.5.30 . 80"
-        );
-    }
-}
+mod tests;
