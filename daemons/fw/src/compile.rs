@@ -7,19 +7,21 @@
 //! counter objects in `inet edge_state`, selected by an objref map on the same key, so they
 //! survive every reload of `inet edge`.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
-use edge_config::fw::{Forward, Policy, Proto, SourceSet};
+use edge_config::fw::{Policy, Proto, SourceSet};
 use edge_config::ha::CONNTRACKD_PORT;
 use ipnet::IpNet;
 
 use crate::ir::{
-    AddrSet, Base, Chain, ChainKind, ElemData, Element, Expr, Family, FwdKey, Hook, L4, Origin,
-    Rule, Ruleset, STATE_TABLE, Set, SetKind, TABLE, Table, ct_state,
+    AddrSet, Base, Chain, ChainKind, Element, Expr, Family, Hook, L4, Origin, Rule, Ruleset,
+    STATE_TABLE, Set, SetKind, TABLE, Table, ct_state,
 };
 use crate::model::Model;
+
+mod forwards;
+
+use forwards::forwards;
 
 /// Priority of the state table's counting chain: before the allow-list check.
 pub const PRIO_COUNT: i32 = -160;
@@ -47,39 +49,6 @@ pub const ICMPV6_TYPES: [u8; 9] = [1, 2, 3, 4, 128, 133, 134, 135, 136];
 /// even with `icmp = false`: without it no IPv6 neighbour can resolve the host's address
 /// (conntrack leaves these untracked, so `established` does not cover them).
 pub const ICMPV6_ND: [u8; 4] = [133, 134, 135, 136];
-
-/// FxHash (rustc's hasher): the conflict map holds one entry per dispatch key (100k at 50k
-/// forwards), and SipHash's DoS resistance buys nothing for keys from our own config.
-#[derive(Debug, Default, Clone, Copy)]
-struct Fx(u64);
-
-impl std::hash::Hasher for Fx {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.write_u64(u64::from(i));
-    }
-    fn write_u16(&mut self, i: u16) {
-        self.write_u64(u64::from(i));
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(u64::from(i));
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.write_u64(i as u64);
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-type FxBuild = std::hash::BuildHasherDefault<Fx>;
 
 /// Errors compiling a model.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -129,39 +98,6 @@ fn protos(p: Proto) -> Vec<L4> {
         Proto::Udp => vec![L4::Udp],
         Proto::Both => vec![L4::Tcp, L4::Udp],
     }
-}
-
-/// One dispatch key of a forward, borrowing the interface name, with its DNAT target port.
-type RawKey<'a> = (&'a str, IpAddr, L4, u16, u16);
-
-/// Keys of a forward with their DNAT target ports: every arriving interface (plus the inside
-/// interfaces with hairpin), address, protocol and port of the range.
-fn forward_keys<'a>(m: &'a Model, idx: usize, f: &'a Forward) -> Vec<RawKey<'a>> {
-    let mut ifaces: Vec<&str> = f.on.iter().map(|i| i.as_str()).collect();
-    if f.hairpin {
-        for l in &m.fw.lan {
-            if !ifaces.contains(&l.as_str()) {
-                ifaces.push(l.as_str());
-            }
-        }
-    }
-    let addrs: &[IpAddr] = m
-        .forward_addresses
-        .get(idx)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let (start, end, to_start) = (f.port.start.get(), f.port.end.get(), f.to_port.start.get());
-    let mut out = Vec::with_capacity(ifaces.len() * addrs.len() * 2 * usize::from(end - start + 1));
-    for iif in &ifaces {
-        for daddr in addrs {
-            for proto in protos(f.proto) {
-                for p in start..=end {
-                    out.push((*iif, *daddr, proto, p, to_start + (p - start)));
-                }
-            }
-        }
-    }
-    out
 }
 
 fn nets(sources: &[SourceSet]) -> Vec<IpNet> {
@@ -271,20 +207,6 @@ fn fi(f: Family) -> usize {
     usize::from(f == Family::V6)
 }
 
-/// What the forwards compile to: per family, the elements of each map; the allow-list
-/// chains; the counters.
-#[derive(Default)]
-struct Forwards {
-    fwd: [Vec<Element>; 2],
-    allow: [Vec<Element>; 2],
-    hairpin: [Vec<Element>; 2],
-    ctr: [Vec<Element>; 2],
-    lock: [Vec<Element>; 2],
-    allow_chains: Vec<Chain>,
-    lock_chains: Vec<Chain>,
-    counters: Vec<String>,
-}
-
 /// A set of `t` named `name` with these elements, when there are any.
 fn push_set(t: &mut Table, name: String, family: Family, kind: SetKind, elements: Vec<Element>) {
     if elements.is_empty() {
@@ -298,182 +220,6 @@ fn push_set(t: &mut Table, name: String, family: Family, kind: SetKind, elements
         kind,
         elements,
     });
-}
-
-/// The allow-list chain of a forward restricted by `from`: one `return` per source network,
-/// then a drop. A forward only sees packets of its target's family: sources of the other
-/// family would be dead rules (edge-config refuses a list without any of the right family).
-fn allow_list(m: &Model, f: &Forward) -> Option<Chain> {
-    let fam = Family::of(f.to);
-    let nets: Vec<IpNet> = nets(f.from.as_ref()?)
-        .into_iter()
-        .filter(|n| Family::of(n.addr()) == fam)
-        .collect();
-    let at = Some(m.at(f.location.line));
-    let mut rules: Vec<Rule> = nets
-        .iter()
-        .enumerate()
-        .map(|(k, n)| {
-            rule(
-                vec![saddr(*n), Expr::Return],
-                Origin {
-                    id: format!("fwd/{}/allow#{k}", f.name),
-                    at: at.clone(),
-                },
-            )
-        })
-        .collect();
-    rules.push(rule(
-        vec![Expr::Drop],
-        Origin {
-            id: format!("fwd/{}/deny", f.name),
-            at,
-        },
-    ));
-    Some(Chain {
-        name: allow_chain(&f.name),
-        base: None,
-        rules,
-    })
-}
-
-/// The origin-lock chain of a forward: sources in the proxy's ranges and in its `from` list
-/// return (on to the allow-list and DNAT); anything else is counted and dropped.
-fn origin_lock(m: &Model, f: &Forward) -> Chain {
-    let fam = Family::of(f.to);
-    let at = Some(m.at(f.location.line));
-    let mut rules = vec![rule(
-        vec![Expr::SaddrIn(fam, ranges_set(fam)), Expr::Return],
-        Origin {
-            id: format!("lock/{}/cloudflare", f.name),
-            at: at.clone(),
-        },
-    )];
-    let from: Vec<IpNet> = f
-        .from
-        .as_deref()
-        .map(nets)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|n| Family::of(n.addr()) == fam)
-        .collect();
-    for (k, n) in from.iter().enumerate() {
-        rules.push(rule(
-            vec![saddr(*n), Expr::Return],
-            Origin {
-                id: format!("lock/{}/allow#{k}", f.name),
-                at: at.clone(),
-            },
-        ));
-    }
-    rules.push(rule(
-        vec![Expr::CounterNamed(lock_counter(&f.name)), Expr::Drop],
-        Origin {
-            id: format!("lock/{}/deny", f.name),
-            at,
-        },
-    ));
-    Chain {
-        name: lock_chain(&f.name),
-        base: None,
-        rules,
-    }
-}
-
-/// Every forward's dispatch keys into the maps, refusing two forwards that claim the same
-/// packet.
-fn forwards(m: &Model) -> Result<Forwards, CompileError> {
-    let fw = &m.fw;
-    let approx: usize = fw
-        .forwards
-        .iter()
-        .map(|f| f.on.len() * f.port.len() as usize)
-        .sum();
-    let mut claimed: HashMap<(usize, IpAddr, L4, u16), usize, FxBuild> =
-        HashMap::with_capacity_and_hasher(approx, FxBuild::default());
-    // Interface names interned to small numbers for the conflict map.
-    let mut iface_ids: Vec<&str> = Vec::new();
-    let mut out = Forwards::default();
-    out.fwd[0].reserve(approx);
-    out.ctr[0].reserve(approx);
-    for (idx, f) in fw.forwards.iter().enumerate() {
-        let counter = counter_name(&f.name);
-        out.counters.push(counter.clone());
-        // A locked forward's `from` is the lock's escape hatch, checked in its lock chain;
-        // an allow-list of its own would drop the proxy.
-        let (allow, lock) = match f.origin_lock {
-            Some(_) => (None, Some(origin_lock(m, f))),
-            None => (allow_list(m, f), None),
-        };
-        let jump = allow.as_ref().map(|c| c.name.clone());
-        let lock_jump = lock.as_ref().map(|c| c.name.clone());
-        out.allow_chains.extend(allow);
-        if lock.is_some() {
-            out.counters.push(lock_counter(&f.name));
-        }
-        out.lock_chains.extend(lock);
-        for (iif, daddr, proto, dport, to_port) in forward_keys(m, idx, f) {
-            let key = FwdKey {
-                iif: iif.to_owned(),
-                daddr,
-                proto,
-                dport,
-            };
-            let iid = match iface_ids.iter().position(|x| *x == iif) {
-                Some(i) => i,
-                None => {
-                    iface_ids.push(iif);
-                    iface_ids.len() - 1
-                }
-            };
-            match claimed.entry((iid, daddr, proto, dport)) {
-                Entry::Occupied(o) => {
-                    return Err(CompileError::DispatchConflict {
-                        first: fw.forwards[*o.get()].name.clone(),
-                        second: f.name.clone(),
-                        at: m.at(f.location.line),
-                        key: key.to_string(),
-                    });
-                }
-                Entry::Vacant(v) => {
-                    v.insert(idx);
-                }
-            }
-            let fam = fi(Family::of(key.daddr));
-            // Keys added for reflection (an inside interface, not one the forward is `on`).
-            if f.hairpin && !f.on.iter().any(|o| o.as_str() == key.iif) {
-                out.hairpin[fam].push(Element {
-                    key: key.clone(),
-                    data: ElemData::None,
-                });
-            }
-            if let Some(j) = &jump {
-                out.allow[fam].push(Element {
-                    key: key.clone(),
-                    data: ElemData::Jump(j.clone()),
-                });
-            }
-            // The lock holds for the interfaces the forward is `on`; inside hosts using the
-            // public address (hairpin) never come through the proxy.
-            if let Some(j) = &lock_jump
-                && f.on.iter().any(|o| o.as_str() == key.iif)
-            {
-                out.lock[fam].push(Element {
-                    key: key.clone(),
-                    data: ElemData::Jump(j.clone()),
-                });
-            }
-            out.ctr[fam].push(Element {
-                key: key.clone(),
-                data: ElemData::Counter(counter.clone()),
-            });
-            out.fwd[fam].push(Element {
-                key,
-                data: ElemData::Target(f.to, to_port),
-            });
-        }
-    }
-    Ok(out)
 }
 
 /// One rule per family whose set `name(family)` exists in `t`: the per-family helper of
@@ -492,6 +238,27 @@ fn per_family(
         .collect()
 }
 
+/// One built-in rule per family whose set `{prefix}{4|6}{suffix}` exists in `t`: `exprs` on
+/// that set, with the origin `{origin}{4|6}`.
+fn dispatch(
+    t: &Table,
+    prefix: &str,
+    suffix: &str,
+    origin: &str,
+    exprs: impl Fn(Family, String) -> Vec<Expr>,
+) -> Vec<Rule> {
+    per_family(
+        t,
+        |f| format!("{prefix}{}{suffix}", f.suffix()),
+        |f, n| {
+            rule(
+                exprs(f, n),
+                Origin::builtin(format!("{origin}{}", f.suffix())),
+            )
+        },
+    )
+}
+
 /// A chain when it has rules.
 fn chain_if(name: &str, base: Option<Base>, rules: Vec<Rule>) -> Option<Chain> {
     (!rules.is_empty()).then(|| Chain {
@@ -503,26 +270,12 @@ fn chain_if(name: &str, base: Option<Base>, rules: Vec<Rule>) -> Option<Chain> {
 
 /// Before DNAT: allow-lists (one vmap lookup per family), hairpin marks (one set lookup).
 fn prefilter_chain(edge: &Table) -> Option<Chain> {
-    let mut rules = per_family(
-        edge,
-        |f| format!("allow{}", f.suffix()),
-        |f, n| {
-            rule(
-                vec![Expr::Vmap(f, n)],
-                Origin::builtin(format!("fwd/allow{}", f.suffix())),
-            )
-        },
-    );
-    rules.extend(per_family(
-        edge,
-        |f| format!("hairpin{}", f.suffix()),
-        |f, n| {
-            rule(
-                vec![Expr::InSet(f, n), Expr::SetMark(HAIRPIN_MARK)],
-                Origin::builtin(format!("fwd/hairpin-mark{}", f.suffix())),
-            )
-        },
-    ));
+    let mut rules = dispatch(edge, "allow", "", "fwd/allow", |f, n| {
+        vec![Expr::Vmap(f, n)]
+    });
+    rules.extend(dispatch(edge, "hairpin", "", "fwd/hairpin-mark", |f, n| {
+        vec![Expr::InSet(f, n), Expr::SetMark(HAIRPIN_MARK)]
+    }));
     chain_if(
         "prefilter",
         base(ChainKind::Filter, Hook::Prerouting, PRIO_ALLOW, true),
@@ -532,16 +285,9 @@ fn prefilter_chain(edge: &Table) -> Option<Chain> {
 
 /// DNAT: one map lookup per family.
 fn prerouting_chain(edge: &Table) -> Option<Chain> {
-    let rules = per_family(
-        edge,
-        |f| format!("fwd{}", f.suffix()),
-        |f, n| {
-            rule(
-                vec![Expr::DnatMap(f, n)],
-                Origin::builtin(format!("fwd/dispatch{}", f.suffix())),
-            )
-        },
-    );
+    let rules = dispatch(edge, "fwd", "", "fwd/dispatch", |f, n| {
+        vec![Expr::DnatMap(f, n)]
+    });
     chain_if(
         "prerouting",
         base(ChainKind::Nat, Hook::Prerouting, PRIO_DSTNAT, true),
@@ -818,16 +564,9 @@ fn active_vip(m: &Model, out: &str) -> Option<IpAddr> {
 /// that forward's lock chain (established flows are never re-checked, so a range update
 /// leaves them alone).
 fn origin_chain(state: &Table) -> Option<Chain> {
-    let rules = per_family(
-        state,
-        |f| format!("lock{}", f.suffix()),
-        |f, n| {
-            rule(
-                vec![Expr::CtState(ct_state::NEW), Expr::Vmap(f, n)],
-                Origin::builtin(format!("lock/dispatch{}", f.suffix())),
-            )
-        },
-    );
+    let rules = dispatch(state, "lock", "", "lock/dispatch", |f, n| {
+        vec![Expr::CtState(ct_state::NEW), Expr::Vmap(f, n)]
+    });
     chain_if(
         "origin",
         base(ChainKind::Filter, Hook::Prerouting, PRIO_LOCK, true),
@@ -837,16 +576,9 @@ fn origin_chain(state: &Table) -> Option<Chain> {
 
 /// The state table's counting chain: per-forward counters selected by an objref map.
 fn count_chain(state: &Table) -> Option<Chain> {
-    let rules = per_family(
-        state,
-        |f| format!("fwd{}_ctr", f.suffix()),
-        |f, n| {
-            rule(
-                vec![Expr::CounterMap(f, n)],
-                Origin::builtin(format!("fwd/count{}", f.suffix())),
-            )
-        },
-    );
+    let rules = dispatch(state, "fwd", "_ctr", "fwd/count", |f, n| {
+        vec![Expr::CounterMap(f, n)]
+    });
     chain_if(
         "count",
         base(ChainKind::Filter, Hook::Prerouting, PRIO_COUNT, true),
