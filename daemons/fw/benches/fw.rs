@@ -357,6 +357,9 @@ fn nft_events(ns: &str) -> std::sync::mpsc::Receiver<(Instant, edge_fw::events::
 /// samples. Anchors of the same run: `nft -f` of the same ruleset into an empty namespace
 /// (a restore by hand) and our own dry run + commit of it (the floor), plus the cost of one
 /// netlink read of our tables, which the repair path pays before writing.
+// One measurement read top to bottom: the anchors, the daemon's restores and the table
+// that compares them share the configuration, the compiled ruleset and the timings.
+#[allow(clippy::too_many_lines)]
 fn flush_restore(extra: usize, rounds: usize) {
     use edge_fw::events::Notification;
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/edge.toml");
@@ -540,76 +543,91 @@ fn main() {
     }
     if std::env::args().any(|a| a == "readback") {
         // `cargo bench -p edge-fw -- readback`: where the read-back of 50k forwards goes.
-        edge_testkit::require_root();
+        readback();
+        return;
+    }
+    if std::env::args().any(|a| a == "compile") {
+        // `cargo bench -p edge-fw -- compile`: the pure compiler only (no root needed).
+        compile_only();
+        return;
+    }
+    apply_and_latency();
+}
+
+/// The read-back of 50k forwards, piece by piece: read, diff, lower, and a raw dump.
+fn readback() {
+    edge_testkit::require_root();
+    let fw = synthetic(
+        50_000,
+        "wan0",
+        Ipv4Addr::new(192, 198, 0, 30),
+        Ipv4Addr::new(10, 17, 5, 30),
+    );
+    let m = model(&fw);
+    let rs = compile(&m).expect("compile");
+    in_new_netns(move || {
+        let sock = Socket::open().expect("socket");
+        apply::apply(&sock, &m, &rs, Options::default()).expect("install");
+        let want = edge_fw::lower::ruleset(&rs);
+        let (t_read, live) = best(3, || read_live(&sock).expect("read"));
+        let (t_diff, _) = best(3, || edge_fw::wire::diff(&want, &live));
+        let (t_lower, _) = best(3, || edge_fw::lower::ruleset(&rs));
+        let (t_raw, n) = best(3, || {
+            let mut a = edge_fw::codec::Attrs::new();
+            a.str(edge_fw::uapi::NFTA_SET_ELEM_LIST_TABLE, "edge")
+                .str(edge_fw::uapi::NFTA_SET_ELEM_LIST_SET, "fwd4");
+            let mut n = 0usize;
+            sock.dump(
+                libc::NFT_MSG_GETSETELEM,
+                edge_fw::uapi::NFPROTO_INET,
+                &a,
+                |m| n += m.body.len(),
+            )
+            .expect("dump");
+            n
+        });
+        println!(
+            "50k forwards: read_live {} ms, diff {} ms, lower {} ms; raw dump of fwd4 (no decode) {} ms, {} bytes",
+            ms(t_read),
+            ms(t_diff),
+            ms(t_lower),
+            ms(t_raw),
+            n
+        );
+    });
+}
+
+/// The pure compiler at 1k, 10k and 50k forwards, with the plan and the batch build.
+fn compile_only() {
+    for n in [1_000, 10_000, 50_000] {
         let fw = synthetic(
-            50_000,
+            n,
             "wan0",
             Ipv4Addr::new(192, 198, 0, 30),
             Ipv4Addr::new(10, 17, 5, 30),
         );
         let m = model(&fw);
+        let (t, _) = best(5, || compile(&m).expect("compile"));
+        let cpu = best_cpu(5, || compile(&m).expect("compile"));
+        println!(
+            "compile {n} forwards: {} ms wall, {} ms CPU (best of 5)",
+            ms(t),
+            ms(cpu)
+        );
         let rs = compile(&m).expect("compile");
-        in_new_netns(move || {
-            let sock = Socket::open().expect("socket");
-            apply::apply(&sock, &m, &rs, Options::default()).expect("install");
-            let want = edge_fw::lower::ruleset(&rs);
-            let (t_read, live) = best(3, || read_live(&sock).expect("read"));
-            let (t_diff, _) = best(3, || edge_fw::wire::diff(&want, &live));
-            let (t_lower, _) = best(3, || edge_fw::lower::ruleset(&rs));
-            let (t_raw, n) = best(3, || {
-                let mut a = edge_fw::codec::Attrs::new();
-                a.str(edge_fw::uapi::NFTA_SET_ELEM_LIST_TABLE, "edge")
-                    .str(edge_fw::uapi::NFTA_SET_ELEM_LIST_SET, "fwd4");
-                let mut n = 0usize;
-                sock.dump(
-                    libc::NFT_MSG_GETSETELEM,
-                    edge_fw::uapi::NFPROTO_INET,
-                    &a,
-                    |m| n += m.body.len(),
-                )
-                .expect("dump");
-                n
-            });
-            println!(
-                "50k forwards: read_live {} ms, diff {} ms, lower {} ms; raw dump of fwd4 (no decode) {} ms, {} bytes",
-                ms(t_read),
-                ms(t_diff),
-                ms(t_lower),
-                ms(t_raw),
-                n
-            );
-        });
-        return;
+        let want = edge_fw::lower::ruleset(&rs);
+        let (tp, tx) = best(3, || Transaction::replace(&want, &Live::default()));
+        let (tb, _) = best(3, || tx.encode(1));
+        println!(
+            "  plan of {n} forwards: {} ms, batch build {} ms (best of 3)",
+            ms(tp),
+            ms(tb)
+        );
     }
-    if std::env::args().any(|a| a == "compile") {
-        // `cargo bench -p edge-fw -- compile`: the pure compiler only (no root needed).
-        for n in [1_000, 10_000, 50_000] {
-            let fw = synthetic(
-                n,
-                "wan0",
-                Ipv4Addr::new(192, 198, 0, 30),
-                Ipv4Addr::new(10, 17, 5, 30),
-            );
-            let m = model(&fw);
-            let (t, _) = best(5, || compile(&m).expect("compile"));
-            let cpu = best_cpu(5, || compile(&m).expect("compile"));
-            println!(
-                "compile {n} forwards: {} ms wall, {} ms CPU (best of 5)",
-                ms(t),
-                ms(cpu)
-            );
-            let rs = compile(&m).expect("compile");
-            let want = edge_fw::lower::ruleset(&rs);
-            let (tp, tx) = best(3, || Transaction::replace(&want, &Live::default()));
-            let (tb, _) = best(3, || tx.encode(1));
-            println!(
-                "  plan of {n} forwards: {} ms, batch build {} ms (best of 3)",
-                ms(tp),
-                ms(tb)
-            );
-        }
-        return;
-    }
+}
+
+/// The main tables: apply figures per size, then connect latency through the DNAT map.
+fn apply_and_latency() {
     edge_testkit::require_root();
     println!("edge-fw benchmark (release build, 2 cores; best of 3 for netlink and nft -f)\n");
     println!(

@@ -135,6 +135,10 @@ fn converged(host: &edge_testkit::Netns, rs: &edge_fw::ir::Ruleset) -> bool {
     host.run(move || common::converged(&rs))
 }
 
+// One scenario read top to bottom (a hand edit, then a flush, against one running daemon):
+// its steps share the namespace, the daemon, the webhook receiver and the compiled ruleset;
+// split, each step would take them all as parameters.
+#[allow(clippy::too_many_lines)]
 fn repairs_foreign_changes(pid_namespace: bool) {
     let lab = common::lab();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -543,6 +547,9 @@ fn applies(host: &edge_testkit::Netns, result: &str) -> u64 {
 /// with none, the previous table comes back and status shows the rollback. A second
 /// confirm-apply is kept by `edgectl fw confirm`.
 #[test]
+// One scenario read top to bottom (a confirm-apply nobody confirms, then one the admin
+// confirms): both steps share the daemon, its configuration file and the two rulesets.
+#[allow(clippy::too_many_lines)]
 fn without_cap_sys_admin_a_confirm_apply_waits_for_edgectl_fw_confirm() {
     let lab = common::lab();
     let host = lab.ns("host");
