@@ -35,27 +35,7 @@ pub enum Cmd {
     /// Add a peer: generate its keys and a preshared key, give it the next free address,
     /// write it into the configuration, reload edge-wg, and print the client's wg-quick
     /// configuration (once: its private key is not kept).
-    Add {
-        /// The peer's name (letters, digits, `.`, `_`, `-`), e.g. phone.
-        name: String,
-        /// Addresses of the peer instead of the next free one of the WireGuard network.
-        #[arg(long, value_name = "CIDR", num_args = 1..)]
-        allowed_ips: Vec<IpNet>,
-        /// When the peer stops working: an RFC 3339 time (2027-01-31T18:00:00Z), a duration
-        /// from now (30d, 12h) or `never`.
-        #[arg(long, value_name = "WHEN")]
-        expires: Option<String>,
-        /// Where the client reaches this host [default: the first DDNS record and the
-        /// listen port].
-        #[arg(long, value_name = "HOST:PORT")]
-        endpoint: Option<String>,
-        /// Also print the client's configuration as a QR code (for the WireGuard apps).
-        #[arg(long)]
-        qr: bool,
-        /// Write the client's configuration to FILE (mode 0600) instead of printing it.
-        #[arg(long, value_name = "FILE")]
-        output: Option<PathBuf>,
-    },
+    Add(AddArgs),
     /// List the peers: name, address, last handshake, transfer, expiry.
     List,
     /// Remove a peer (and the preshared key `add` made for it).
@@ -87,40 +67,35 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
 
 async fn run_cmd(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     match args.cmd {
-        Cmd::Add {
-            name,
-            allowed_ips,
-            expires,
-            endpoint,
-            qr,
-            output,
-        } => {
-            add(
-                g,
-                AddArgs {
-                    name,
-                    allowed_ips,
-                    expires,
-                    endpoint,
-                    qr,
-                    output,
-                },
-            )
-            .await
-        }
+        Cmd::Add(a) => add(g, a).await,
         Cmd::List => list(g).await,
         Cmd::Remove { name } => remove(g, &name).await,
         Cmd::Renew { name, expires } => renew(g, &name, &expires).await,
     }
 }
 
-struct AddArgs {
-    name: String,
-    allowed_ips: Vec<IpNet>,
-    expires: Option<String>,
-    endpoint: Option<String>,
-    qr: bool,
-    output: Option<PathBuf>,
+// The variant's doc comment is the subcommand's help: this struct has none of its own.
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    /// The peer's name (letters, digits, `.`, `_`, `-`), e.g. phone.
+    pub name: String,
+    /// Addresses of the peer instead of the next free one of the WireGuard network.
+    #[arg(long, value_name = "CIDR", num_args = 1..)]
+    pub allowed_ips: Vec<IpNet>,
+    /// When the peer stops working: an RFC 3339 time (2027-01-31T18:00:00Z), a duration
+    /// from now (30d, 12h) or `never`.
+    #[arg(long, value_name = "WHEN")]
+    pub expires: Option<String>,
+    /// Where the client reaches this host [default: the first DDNS record and the
+    /// listen port].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub endpoint: Option<String>,
+    /// Also print the client's configuration as a QR code (for the WireGuard apps).
+    #[arg(long)]
+    pub qr: bool,
+    /// Write the client's configuration to FILE (mode 0600) instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Reads `--expires WHEN`: `never`, an RFC 3339 time, or a duration from now.

@@ -166,6 +166,15 @@ mod tests {
         }
     }
 
+    /// The origin lock's ranges come from the test server, trusted through `ca`.
+    fn assert_origin_lock_from_the_test_server(fw: &edge_config::fw::Fw, ca: &Path) {
+        assert_eq!(
+            fw.origin_lock.url.to_string(),
+            "https://82.0.0.10/client/v4/ips"
+        );
+        assert_eq!(fw.origin_lock.ca_file.as_deref(), Some(ca));
+    }
+
     #[test]
     fn the_lab_config_is_valid_and_points_at_the_lab() {
         let sources = [
@@ -196,14 +205,9 @@ mod tests {
             wg.peers[0].public_key.to_base64(),
             "Ec/rMvGHRVI/+BJqbmET/fg+8vmgnl3z32BhCosLO08="
         );
-        let fw = c.fw.as_ref().unwrap();
-        assert_eq!(
-            fw.origin_lock.url.to_string(),
-            "https://82.0.0.10/client/v4/ips"
-        );
-        assert_eq!(
-            fw.origin_lock.ca_file.as_deref(),
-            Some(Path::new("/run/edge-lab/ca.pem"))
+        assert_origin_lock_from_the_test_server(
+            c.fw.as_ref().unwrap(),
+            Path::new("/run/edge-lab/ca.pem"),
         );
         // Everything else is the reference deployment.
         assert_eq!(c.fw.unwrap().forwards.len(), 3);
@@ -226,15 +230,7 @@ mod tests {
         let n = c.notify.as_ref().unwrap();
         assert_eq!(n.webhooks[0].url.to_string(), "https://82.0.0.20/hook");
         assert_eq!(n.ca_file.as_deref(), Some(Path::new(INSTALLED_NOTIFY_CA)));
-        let fw = c.fw.as_ref().unwrap();
-        assert_eq!(
-            fw.origin_lock.url.to_string(),
-            "https://82.0.0.10/client/v4/ips"
-        );
-        assert_eq!(
-            fw.origin_lock.ca_file.as_deref(),
-            Some(Path::new(INSTALLED_CA))
-        );
+        assert_origin_lock_from_the_test_server(c.fw.as_ref().unwrap(), Path::new(INSTALLED_CA));
         let ddns = c.ddns.unwrap();
         assert_eq!(ddns.ca_file.unwrap(), Path::new(INSTALLED_CA));
         assert_eq!(ddns.token.credential.as_deref(), Some("cloudflare-token"));
