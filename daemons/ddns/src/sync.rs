@@ -24,9 +24,10 @@ use edge_notify::{Event, FailureCause, Notifier, StreakChange};
 
 use crate::cloudflare::{ApiError, Client, ClientOptions, RetryPolicy};
 use crate::detect::{Detector, DetectorError};
-use crate::model::{Desired, RecordKey};
+use crate::model::{Desired, Observed, RecordKey};
 use crate::plan::{
-    Action, CONFLICT_BACKOFF_SECS, KeepReason, Known, ReadDecision, RecordPlan, plan, read_decision,
+    Action, CONFLICT_BACKOFF_SECS, KeepReason, Known, NewRecord, ReadDecision, RecordPatch,
+    RecordPlan, plan, read_decision,
 };
 use crate::quorum::{Answer, Verdict};
 use crate::state::{self, Published, State};
@@ -413,22 +414,51 @@ impl Syncer {
         now: u64,
         mode: Mode,
     ) -> RecordRun {
-        let (dry_run, force_read) = (mode.is_plan(), mode.reads_every_record());
         let key = d.key();
-        let out = |outcome: Outcome, detail: String| RecordOutcome {
-            record: key.to_string(),
-            outcome,
-            detail,
-        };
         let Some(ip) = addr else {
             let p = plan(d, None, &[], &self.cfg.owner_comment);
-            return RecordRun {
-                outcome: out(Outcome::Skipped, p.to_string()),
-                wrote: false,
-                state_changed: false,
-            };
+            return RecordRun::only(outcome(&key, Outcome::Skipped, p.to_string()));
         };
-        let known = self.state.records.get(&key).map(|p| Known {
+        if let Some(run) = self.without_reading(&key, ip, now, mode.reads_every_record()) {
+            return run;
+        }
+        let (zone, observed) = match self.observe(d).await {
+            Ok(z) => z,
+            Err(e) => return RecordRun::only(self.fail(&key, &e)),
+        };
+        let p = plan(d, Some(ip), &observed, &self.cfg.owner_comment);
+        tracing::debug!(record = %key, plan = %p, "planned");
+        for n in &p.notes {
+            tracing::warn!(record = %key, note = ?n, "{p}");
+        }
+        if mode.is_plan() {
+            return RecordRun::only(outcome(&key, planned_outcome(&p.action), p.to_string()));
+        }
+        if let Some(why) = &self.hold
+            && p.is_write()
+        {
+            tracing::info!(record = %key, "write held: {why}");
+            return RecordRun::only(outcome(&key, Outcome::Held, format!("{p} (held: {why})")));
+        }
+        let at = Target {
+            key: &key,
+            zone: &zone,
+            ip,
+            now,
+        };
+        self.apply(&at, p).await
+    }
+
+    /// The outcome of a record not read from the API this run: the state confirmed it
+    /// recently, or its creation is backing off after a conflict. `None`: read it.
+    fn without_reading(
+        &self,
+        key: &RecordKey,
+        ip: IpAddr,
+        now: u64,
+        force_read: bool,
+    ) -> Option<RecordRun> {
+        let known = self.state.records.get(key).map(|p| Known {
             content: &p.content,
             verified_at: p.verified_at,
         });
@@ -437,90 +467,33 @@ impl Syncer {
             ip,
             now,
             self.cfg.verify_interval.as_secs(),
-            self.conflicts.get(&key).copied(),
+            self.conflicts.get(key).copied(),
             force_read,
         ) {
-            ReadDecision::Read => {}
-            ReadDecision::Fresh => {
-                return RecordRun {
-                    outcome: out(
-                        Outcome::Unchanged,
-                        format!(
-                            "= {key}: holds {ip} (confirmed within verify_interval, no API call)"
-                        ),
-                    ),
-                    wrote: false,
-                    state_changed: false,
-                };
-            }
-            ReadDecision::BackingOff { until } => {
-                return RecordRun {
-                    outcome: out(
-                        Outcome::Failed,
-                        format!(
-                            "! {key}: creation was refused as a duplicate; not retried before {until} (see earlier error)"
-                        ),
-                    ),
-                    wrote: false,
-                    state_changed: false,
-                };
-            }
+            ReadDecision::Read => None,
+            ReadDecision::Fresh => Some(RecordRun::only(outcome(
+                key,
+                Outcome::Unchanged,
+                format!("= {key}: holds {ip} (confirmed within verify_interval, no API call)"),
+            ))),
+            ReadDecision::BackingOff { until } => Some(RecordRun::only(outcome(
+                key,
+                Outcome::Failed,
+                format!(
+                    "! {key}: creation was refused as a duplicate; not retried before {until} (see earlier error)"
+                ),
+            ))),
         }
-        let zone = match self.zone_for(&d.name).await {
-            Ok(z) => z,
-            Err(e) => {
-                return RecordRun {
-                    outcome: self.fail(&key, &e),
-                    wrote: false,
-                    state_changed: false,
-                };
-            }
-        };
-        let observed = match self
+    }
+
+    /// The record's zone and what the API holds under its name and type.
+    async fn observe(&mut self, d: &Desired) -> Result<(String, Vec<Observed>), ApiError> {
+        let zone = self.zone_for(&d.name).await?;
+        let observed = self
             .client
             .list_records(&zone, &d.name, d.kind.as_str())
-            .await
-        {
-            Ok(o) => o,
-            Err(e) => {
-                return RecordRun {
-                    outcome: self.fail(&key, &e),
-                    wrote: false,
-                    state_changed: false,
-                };
-            }
-        };
-        let p = plan(d, Some(ip), &observed, &self.cfg.owner_comment);
-        tracing::debug!(record = %key, plan = %p, "planned");
-        for n in &p.notes {
-            tracing::warn!(record = %key, note = ?n, "{p}");
-        }
-        if dry_run {
-            let what = match &p.action {
-                Action::Create { .. } => Outcome::WouldCreate,
-                Action::Patch { .. } => Outcome::WouldPatch,
-                Action::Keep {
-                    reason: KeepReason::InSync { .. },
-                } => Outcome::Unchanged,
-                Action::Keep { .. } => Outcome::Skipped,
-            };
-            return RecordRun {
-                outcome: out(what, p.to_string()),
-                wrote: false,
-                state_changed: false,
-            };
-        }
-        if let Some(why) = &self.hold
-            && p.is_write()
-        {
-            tracing::info!(record = %key, "write held: {why}");
-            return RecordRun {
-                outcome: out(Outcome::Held, format!("{p} (held: {why})")),
-                wrote: false,
-                state_changed: false,
-            };
-        }
-        self.apply(&key, &zone, ip, p, now).await
+            .await?;
+        Ok((zone, observed))
     }
 
     fn fail(&self, key: &RecordKey, e: &ApiError) -> RecordOutcome {
@@ -540,51 +513,17 @@ impl Syncer {
         }
     }
 
-    async fn apply(
-        &mut self,
-        key: &RecordKey,
-        zone: &str,
-        ip: IpAddr,
-        p: RecordPlan,
-        now: u64,
-    ) -> RecordRun {
+    /// Carries out a record's plan: keep (and remember, or forget, it), create or patch.
+    async fn apply(&mut self, at: &Target<'_>, p: RecordPlan) -> RecordRun {
         let line = p.to_string();
-        let done = |this: &mut Syncer, id: String, result: &str, changed: bool| {
-            this.state.records.insert(
-                key.clone(),
-                Published {
-                    zone_id: zone.to_owned(),
-                    record_id: id,
-                    content: ip.to_string(),
-                    verified_at: now,
-                    changed_at: if changed {
-                        Some(now)
-                    } else {
-                        this.state.records.get(key).and_then(|p| p.changed_at)
-                    },
-                },
-            );
-            if changed {
-                this.metrics
-                    .updates
-                    .get_or_create(&UpdateLabels {
-                        record: key.to_string(),
-                        result: result.to_owned(),
-                    })
-                    .inc();
-            }
-        };
+        let key = at.key;
         match &p.action {
             Action::Keep {
                 reason: KeepReason::InSync { id },
             } => {
-                done(self, id.clone(), "unchanged", false);
+                self.remember(at, id.clone(), "unchanged", false);
                 RecordRun {
-                    outcome: RecordOutcome {
-                        record: key.to_string(),
-                        outcome: Outcome::Unchanged,
-                        detail: line,
-                    },
+                    outcome: outcome(key, Outcome::Unchanged, line),
                     wrote: false,
                     state_changed: true,
                 }
@@ -595,85 +534,144 @@ impl Syncer {
                 }
                 let removed = self.state.records.remove(key).is_some();
                 RecordRun {
-                    outcome: RecordOutcome {
-                        record: key.to_string(),
-                        outcome: Outcome::Skipped,
-                        detail: line,
-                    },
+                    outcome: outcome(key, Outcome::Skipped, line),
                     wrote: false,
                     state_changed: removed,
                 }
             }
-            Action::Create { record } => match self.client.create(zone, record).await {
-                Ok(w) => {
-                    tracing::info!(record = %key, id = %w.id, content = %w.content, "record created");
+            Action::Create { record } => self.create(at, record, line).await,
+            Action::Patch { id, from, patch } => self.patch(at, id, from, patch, line).await,
+        }
+    }
+
+    /// Creates the record; a refusal as a duplicate pauses creating it for
+    /// [`CONFLICT_BACKOFF_SECS`].
+    async fn create(&mut self, at: &Target<'_>, record: &NewRecord, line: String) -> RecordRun {
+        let key = at.key;
+        match self.client.create(at.zone, record).await {
+            Ok(w) => {
+                tracing::info!(record = %key, id = %w.id, content = %w.content, "record created");
+                self.notifier.send(Event::DdnsRecordChanged {
+                    record: key.name.clone(),
+                    record_type: key.kind.as_str().to_owned(),
+                    old: None,
+                    new: w.content.clone(),
+                });
+                self.conflicts.remove(key);
+                self.remember(at, w.id, "created", true);
+                RecordRun {
+                    outcome: outcome(key, Outcome::Created, line),
+                    wrote: true,
+                    state_changed: true,
+                }
+            }
+            Err(e) => {
+                let mut outcome = self.fail(key, &e);
+                if e.is_duplicate() {
+                    self.conflicts
+                        .insert(key.clone(), at.now + CONFLICT_BACKOFF_SECS);
+                    let why = format!(
+                        "Cloudflare says a record with this name already exists although listing {key} showed none: look for a CNAME or another record type on that name, or duplicates in another case; creation is paused for an hour"
+                    );
+                    tracing::error!(record = %key, codes = ?e.codes(), "{why}");
+                    // The report (and `edgectl ddns status`) says it too, not only the log.
+                    outcome.detail = format!("{}\n    {why}", outcome.detail);
+                }
+                RecordRun::only(outcome)
+            }
+        }
+    }
+
+    /// Patches the record; a changed content is notified.
+    async fn patch(
+        &mut self,
+        at: &Target<'_>,
+        id: &str,
+        from: &str,
+        patch: &RecordPatch,
+        line: String,
+    ) -> RecordRun {
+        let key = at.key;
+        match self.client.patch(at.zone, id, patch).await {
+            Ok(w) => {
+                tracing::info!(record = %key, id = %w.id, from = %from, content = %w.content, "record updated");
+                if patch.content.is_some() && from != w.content {
                     self.notifier.send(Event::DdnsRecordChanged {
                         record: key.name.clone(),
                         record_type: key.kind.as_str().to_owned(),
-                        old: None,
+                        old: Some(from.to_owned()),
                         new: w.content.clone(),
                     });
-                    self.conflicts.remove(key);
-                    done(self, w.id, "created", true);
-                    RecordRun {
-                        outcome: RecordOutcome {
-                            record: key.to_string(),
-                            outcome: Outcome::Created,
-                            detail: line,
-                        },
-                        wrote: true,
-                        state_changed: true,
-                    }
                 }
-                Err(e) => {
-                    let mut outcome = self.fail(key, &e);
-                    if e.is_duplicate() {
-                        self.conflicts
-                            .insert(key.clone(), now + CONFLICT_BACKOFF_SECS);
-                        let why = format!(
-                            "Cloudflare says a record with this name already exists although listing {key} showed none: look for a CNAME or another record type on that name, or duplicates in another case; creation is paused for an hour"
-                        );
-                        tracing::error!(record = %key, codes = ?e.codes(), "{why}");
-                        // The report (and `edgectl ddns status`) says it too, not only the log.
-                        outcome.detail = format!("{}\n    {why}", outcome.detail);
-                    }
-                    RecordRun {
-                        outcome,
-                        wrote: false,
-                        state_changed: false,
-                    }
+                self.remember(at, w.id, "patched", true);
+                RecordRun {
+                    outcome: outcome(key, Outcome::Patched, line),
+                    wrote: true,
+                    state_changed: true,
                 }
-            },
-            Action::Patch { id, from, patch } => match self.client.patch(zone, id, patch).await {
-                Ok(w) => {
-                    tracing::info!(record = %key, id = %w.id, from = %from, content = %w.content, "record updated");
-                    if patch.content.is_some() && *from != w.content {
-                        self.notifier.send(Event::DdnsRecordChanged {
-                            record: key.name.clone(),
-                            record_type: key.kind.as_str().to_owned(),
-                            old: Some(from.clone()),
-                            new: w.content.clone(),
-                        });
-                    }
-                    done(self, w.id, "patched", true);
-                    RecordRun {
-                        outcome: RecordOutcome {
-                            record: key.to_string(),
-                            outcome: Outcome::Patched,
-                            detail: line,
-                        },
-                        wrote: true,
-                        state_changed: true,
-                    }
-                }
-                Err(e) => RecordRun {
-                    outcome: self.fail(key, &e),
-                    wrote: false,
-                    state_changed: false,
-                },
-            },
+            }
+            Err(e) => RecordRun::only(self.fail(key, &e)),
         }
     }
+
+    /// Records in the state that the record `id` holds the address, confirmed now; a
+    /// `changed` write is counted as `result`.
+    fn remember(&mut self, at: &Target<'_>, id: String, result: &str, changed: bool) {
+        let key = at.key;
+        let changed_at = if changed {
+            Some(at.now)
+        } else {
+            self.state.records.get(key).and_then(|p| p.changed_at)
+        };
+        self.state.records.insert(
+            key.clone(),
+            Published {
+                zone_id: at.zone.to_owned(),
+                record_id: id,
+                content: at.ip.to_string(),
+                verified_at: at.now,
+                changed_at,
+            },
+        );
+        if changed {
+            self.metrics
+                .updates
+                .get_or_create(&UpdateLabels {
+                    record: key.to_string(),
+                    result: result.to_owned(),
+                })
+                .inc();
+        }
+    }
+}
+
+/// What a plan would do, as a dry run reports it.
+fn planned_outcome(action: &Action) -> Outcome {
+    match action {
+        Action::Create { .. } => Outcome::WouldCreate,
+        Action::Patch { .. } => Outcome::WouldPatch,
+        Action::Keep {
+            reason: KeepReason::InSync { .. },
+        } => Outcome::Unchanged,
+        Action::Keep { .. } => Outcome::Skipped,
+    }
+}
+
+/// A record's outcome for the report.
+fn outcome(key: &RecordKey, outcome: Outcome, detail: String) -> RecordOutcome {
+    RecordOutcome {
+        record: key.to_string(),
+        outcome,
+        detail,
+    }
+}
+
+/// The record a plan is applied to: its key, zone, the address, and the time of the run.
+struct Target<'a> {
+    key: &'a RecordKey,
+    zone: &'a str,
+    ip: IpAddr,
+    now: u64,
 }
 
 /// What a run does.
@@ -709,6 +707,17 @@ struct RecordRun {
     wrote: bool,
     /// The state file must be saved.
     state_changed: bool,
+}
+
+impl RecordRun {
+    /// Only an outcome: nothing written, nothing for the state file.
+    fn only(outcome: RecordOutcome) -> RecordRun {
+        RecordRun {
+            outcome,
+            wrote: false,
+            state_changed: false,
+        }
+    }
 }
 
 /// Unix time (rounded up) at which `client`'s rate-limit pause ends, while one is in force.
