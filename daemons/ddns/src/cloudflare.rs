@@ -11,7 +11,7 @@
 //! token travels only over HTTPS (plain HTTP only to loopback) in a header marked sensitive;
 //! it is never formatted into an error or a log line.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use edge_config::SecretString;
 use edge_metrics::ddns::{ApiLabels, Metrics};
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -35,149 +35,14 @@ const RECORDS_PER_PAGE: u32 = 100;
 /// Longest wait honoured for a `Retry-After` or an exhausted `Ratelimit` window.
 pub const MAX_RATE_WAIT: Duration = Duration::from_secs(300);
 
-/// One item of the envelope's `errors[]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct ApiMessage {
-    /// Cloudflare error code (≥ 1000).
-    #[serde(default)]
-    pub code: u32,
-    /// What Cloudflare said.
-    #[serde(default)]
-    pub message: String,
-}
+mod error;
+mod pace;
+#[cfg(test)]
+mod tests;
 
-fn render_messages(errors: &[ApiMessage]) -> String {
-    if errors.is_empty() {
-        return "no error detail".to_owned();
-    }
-    errors
-        .iter()
-        .map(|e| format!("{} {}", e.code, e.message))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// Why an API call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// The base URL would send the token in clear text.
-    #[error(
-        "refusing to send the API token to {url}: only https:// (or http:// to loopback) is allowed"
-    )]
-    InsecureUrl {
-        /// The URL (it holds no secret).
-        url: String,
-    },
-    /// The extra CA file cannot be read.
-    #[error("cannot read the CA file {path}")]
-    ReadCaFile {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The extra CA file is not a PEM certificate.
-    #[error("the CA file {path} holds no usable PEM certificate")]
-    ParseCaFile {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// The HTTP client cannot be built.
-    #[error("cannot build the HTTP client")]
-    BuildClient {
-        /// The cause.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// The token cannot be put in a header (control characters).
-    #[error("the API token contains characters that cannot be sent in a header")]
-    BadToken,
-    /// No answer (connection, TLS, timeout).
-    #[error("{method} {path}: no answer from the Cloudflare API")]
-    Send {
-        /// Method.
-        method: Method,
-        /// Path and query (no secret).
-        path: String,
-        /// The cause.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// The answer is not the JSON envelope.
-    #[error("{method} {path}: HTTP {status}: the answer is not a Cloudflare API envelope")]
-    Decode {
-        /// Method.
-        method: Method,
-        /// Path.
-        path: String,
-        /// HTTP status.
-        status: u16,
-        /// The cause.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// Cloudflare said no (`success: false`, or a non-2xx status).
-    #[error("{method} {path}: Cloudflare refused (HTTP {status}): {}", render_messages(.errors))]
-    Refused {
-        /// Method.
-        method: Method,
-        /// Path.
-        path: String,
-        /// HTTP status.
-        status: u16,
-        /// The envelope's errors.
-        errors: Vec<ApiMessage>,
-    },
-    /// Still rate limited after the allowed retries.
-    #[error("{method} {path}: rate limited by Cloudflare (HTTP 429) after {attempts} attempts")]
-    RateLimited {
-        /// Method.
-        method: Method,
-        /// Path.
-        path: String,
-        /// Attempts made.
-        attempts: u32,
-    },
-    /// The local request budget is spent; the next sync tries again.
-    #[error("the local API budget of {limit} requests per {}s is spent; waiting for the next sync", .window.as_secs())]
-    BudgetExhausted {
-        /// Requests allowed per window.
-        limit: usize,
-        /// The window.
-        window: Duration,
-    },
-    /// No zone holds the name.
-    #[error(
-        "no active Cloudflare zone found for {name} (tried {tried}); check the name, or that the token may read the zone (or set ddns.zone_id)"
-    )]
-    ZoneNotFound {
-        /// The record name.
-        name: String,
-        /// The candidate zone names tried.
-        tried: String,
-    },
-}
-
-impl ApiError {
-    /// The Cloudflare error codes of a refusal.
-    pub fn codes(&self) -> Vec<u32> {
-        match self {
-            ApiError::Refused { errors, .. } => errors.iter().map(|e| e.code).collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// True for "a record with that name already exists" (81053, 81057, 81058).
-    pub fn is_duplicate(&self) -> bool {
-        self.codes()
-            .iter()
-            .any(|c| matches!(c, 81053 | 81057 | 81058))
-    }
-}
+pub use error::{ApiError, ApiMessage};
+use pace::{Pace, retry_after};
+pub use pace::{parse_ratelimit, ratelimit_pause};
 
 /// Retry policy for transient failures.
 #[derive(Debug, Clone, Copy)]
@@ -249,30 +114,8 @@ impl ClientOptions {
 /// Called with the wall-clock end of a new or longer rate-limit pause (to persist it).
 pub type PauseHook = Arc<dyn Fn(SystemTime) + Send + Sync>;
 
-/// The local budget and the rate-limit pause. Never locked across an `.await`.
-#[derive(Debug, Default)]
-struct Pace {
-    sent: VecDeque<Instant>,
-    /// When requests may resume, monotonic and wall-clock.
-    pause_until: Option<(Instant, SystemTime)>,
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The pause `wait` from now, clamped to [`MAX_RATE_WAIT`]: a header's number (up to
-/// `u64::MAX` seconds) never overflows an `Instant` or a `SystemTime`.
-fn pause_from_now(wait: Duration) -> (Instant, SystemTime) {
-    pause_after(Instant::now(), SystemTime::now(), wait)
-}
-
-fn pause_after(now: Instant, wall: SystemTime, wait: Duration) -> (Instant, SystemTime) {
-    let wait = wait.min(MAX_RATE_WAIT);
-    (
-        now.checked_add(wait).unwrap_or(now),
-        wall.checked_add(wait).unwrap_or(wall),
-    )
 }
 
 /// A zone as `GET /zones` returns it.
@@ -349,6 +192,10 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+// The same two steps as edge-notify's `load_ca` (shared/notify/src/deliver/http.rs), kept
+// apart: each returns its crate's public error variants (`ApiError::ReadCaFile`/`ParseCaFile`
+// here, `NotifyError`'s naming `notify.ca_file` there); a shared helper would need a third
+// error type and a mapping at each side as long as this function.
 fn load_ca(path: &Path) -> Result<reqwest::Certificate, ApiError> {
     let pem = std::fs::read(path).map_err(|source| ApiError::ReadCaFile {
         path: path.to_owned(),
@@ -358,31 +205,6 @@ fn load_ca(path: &Path) -> Result<reqwest::Certificate, ApiError> {
         path: path.to_owned(),
         source,
     })
-}
-
-/// Parses a `Ratelimit: "default";r=50;t=30` header into (remaining, reset seconds).
-pub fn parse_ratelimit(v: &str) -> Option<(u64, u64)> {
-    let (mut r, mut t) = (None, None);
-    for part in v.split([';', ',']) {
-        let part = part.trim();
-        if let Some(x) = part.strip_prefix("r=") {
-            r = x.trim().parse().ok();
-        } else if let Some(x) = part.strip_prefix("t=") {
-            t = x.trim().parse().ok();
-        }
-    }
-    Some((r?, t.unwrap_or(0)))
-}
-
-/// The pause a `Ratelimit` header asks for: none while more than 2 requests are left in the
-/// window, else until it resets — at least 1 s, at most [`MAX_RATE_WAIT`] whatever `t=` says.
-pub fn ratelimit_pause(remaining: u64, reset: u64) -> Option<Duration> {
-    (remaining <= 2).then(|| Duration::from_secs(reset.clamp(1, MAX_RATE_WAIT.as_secs())))
-}
-
-fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    v.parse::<u64>().ok().map(Duration::from_secs)
 }
 
 impl Client {
@@ -438,122 +260,6 @@ impl Client {
                 .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
         }
         u
-    }
-
-    /// Calls `hook` whenever a rate-limit pause is set or lengthened.
-    pub fn set_pause_hook(&mut self, hook: PauseHook) {
-        self.pause_hook = Some(hook);
-    }
-
-    /// Shares the budget and the pause of `other` (a reload must not forget either).
-    pub fn share_pace(&mut self, other: &Client) {
-        self.pace = other.pace.clone();
-    }
-
-    /// Pauses requests until `until` (wall clock, e.g. read back from the state file),
-    /// never longer than [`MAX_RATE_WAIT`] from now; a time in the past does nothing.
-    pub fn resume_pause(&self, until: SystemTime) {
-        let (now, wall) = (Instant::now(), SystemTime::now());
-        if let Ok(wait) = until.duration_since(wall)
-            && !wait.is_zero()
-        {
-            // Unclamped, the wall-clock end is `until` itself (status shows the same second).
-            let p = pause_after(now, wall, wait);
-            let mut pace = lock(&self.pace);
-            if pace.pause_until.is_none_or(|(i, _)| i < p.0) {
-                pace.pause_until = Some(p);
-            }
-        }
-    }
-
-    /// The wall-clock end of the current rate-limit pause, if one is in force.
-    pub fn paused_until(&self) -> Option<SystemTime> {
-        lock(&self.pace)
-            .pause_until
-            .filter(|(i, _)| *i > Instant::now())
-            .map(|(_, w)| w)
-    }
-
-    /// Pauses every request for `wait` (clamped to [`MAX_RATE_WAIT`]) unless a longer
-    /// pause is already in force; a new or longer pause goes to the hook.
-    fn pause_for(&self, wait: Duration) {
-        let p = pause_from_now(wait);
-        let lengthened = {
-            let mut pace = lock(&self.pace);
-            if pace.pause_until.is_none_or(|(i, _)| i < p.0) {
-                pace.pause_until = Some(p);
-                true
-            } else {
-                false
-            }
-        };
-        if lengthened && let Some(hook) = &self.pause_hook {
-            hook(p.1);
-        }
-    }
-
-    /// Waits for a rate-limit pause and takes one slot of the local budget.
-    async fn take_slot(&self) -> Result<(), ApiError> {
-        loop {
-            let wait = {
-                let mut pace = lock(&self.pace);
-                let now = Instant::now();
-                match pace.pause_until {
-                    Some((until, _)) if until > now => Some(until - now),
-                    Some(_) => {
-                        pace.pause_until = None;
-                        None
-                    }
-                    None => None,
-                }
-            };
-            let Some(wait) = wait else {
-                break;
-            };
-            // The lock is not held while waiting: `status` can read the pause meanwhile.
-            let wait = wait.min(MAX_RATE_WAIT);
-            tracing::info!(
-                wait_ms = wait.as_millis() as u64,
-                "waiting for Cloudflare's rate limit window"
-            );
-            tokio::time::sleep(wait).await;
-        }
-        let mut pace = lock(&self.pace);
-        let now = Instant::now();
-        while pace
-            .sent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.opts.budget_window)
-        {
-            pace.sent.pop_front();
-        }
-        if pace.sent.len() >= self.opts.budget {
-            return Err(ApiError::BudgetExhausted {
-                limit: self.opts.budget,
-                window: self.opts.budget_window,
-            });
-        }
-        pace.sent.push_back(now);
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn note_headers(&self, h: &HeaderMap) {
-        let Some((remaining, reset)) = h
-            .get("ratelimit")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_ratelimit)
-        else {
-            return;
-        };
-        self.metrics
-            .ratelimit_remaining
-            .set(i64::try_from(remaining).unwrap_or(i64::MAX));
-        // Slow down before Cloudflare blocks the token for five minutes: when the window is
-        // nearly spent, wait for it to reset (at most MAX_RATE_WAIT, whatever `t=` says).
-        if let Some(wait) = ratelimit_pause(remaining, reset) {
-            self.pause_for(wait);
-        }
     }
 
     fn count(&self, method: &Method, status: Option<StatusCode>) {
@@ -831,120 +537,4 @@ async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::E
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ratelimit_header_is_parsed() {
-        assert_eq!(parse_ratelimit("\"default\";r=50;t=30"), Some((50, 30)));
-        assert_eq!(parse_ratelimit("\"default\";r=0;t=7"), Some((0, 7)));
-        assert_eq!(parse_ratelimit("\"default\";t=7"), None);
-    }
-
-    fn loopback_client() -> Client {
-        Client::new(
-            ClientOptions::new(Url::parse("http://127.0.0.1:9/client/v4").unwrap()),
-            &SecretString::new("t0k3n-value".to_owned()),
-            Metrics::default(),
-        )
-        .unwrap()
-    }
-
-    /// L3: `t=` is the server's number; `u64::MAX` seconds overflowed `Instant + Duration`
-    /// and the panic killed the current-thread daemon. It goes through the client's own path
-    /// (`note_headers`, as after every answer) and becomes a pause of at most MAX_RATE_WAIT.
-    #[test]
-    fn a_huge_ratelimit_reset_is_clamped_and_never_panics() {
-        let c = loopback_client();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        let mut c2 = c.clone();
-        c2.set_pause_hook(Arc::new(move |t| lock(&s).push(t)));
-        let mut h = HeaderMap::new();
-        h.insert(
-            "ratelimit",
-            HeaderValue::from_static("\"default\";r=0;t=18446744073709551615"),
-        );
-        let before = SystemTime::now();
-        c2.note_headers(&h);
-        let until = c
-            .paused_until()
-            .expect("a spent window pauses the shared pace");
-        let d = until.duration_since(before).unwrap();
-        assert!(
-            d <= MAX_RATE_WAIT + Duration::from_secs(1)
-                && d + Duration::from_secs(1) >= MAX_RATE_WAIT,
-            "{d:?}"
-        );
-        assert_eq!(*lock(&seen), vec![until], "the hook is told the pause once");
-        // A shorter pause does not shorten it, nor call the hook again.
-        h.insert("ratelimit", HeaderValue::from_static("\"default\";r=1;t=5"));
-        c2.note_headers(&h);
-        assert_eq!(c.paused_until(), Some(until));
-        assert_eq!(lock(&seen).len(), 1);
-        // Plenty left: no pause.
-        assert_eq!(ratelimit_pause(3, u64::MAX), None);
-        assert_eq!(ratelimit_pause(0, 0), Some(Duration::from_secs(1)));
-        assert_eq!(ratelimit_pause(2, u64::MAX), Some(MAX_RATE_WAIT));
-    }
-
-    #[test]
-    fn a_persisted_pause_resumes_clamped_and_a_past_one_is_ignored() {
-        let c = loopback_client();
-        c.resume_pause(SystemTime::now() - Duration::from_secs(5));
-        assert_eq!(c.paused_until(), None);
-        // A wall clock far ahead (a corrupt file, a clock set back) waits MAX_RATE_WAIT at most.
-        c.resume_pause(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::MAX / 4));
-        let d = c
-            .paused_until()
-            .unwrap()
-            .duration_since(SystemTime::now())
-            .unwrap();
-        assert!(d <= MAX_RATE_WAIT, "{d:?}");
-        assert!(d + Duration::from_secs(2) >= MAX_RATE_WAIT, "{d:?}");
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy {
-            attempts: 4,
-            rate_limit_attempts: 4,
-            base: Duration::from_millis(100),
-            cap: Duration::from_millis(400),
-        };
-        for _ in 0..50 {
-            let d1 = p.delay(1);
-            assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100));
-            let d5 = p.delay(5);
-            assert!(d5 >= Duration::from_millis(200) && d5 <= Duration::from_millis(400));
-        }
-    }
-
-    #[test]
-    fn plain_http_is_refused_unless_loopback() {
-        let tok = SecretString::new("t0k3n-value".to_owned());
-        let e = Client::new(
-            ClientOptions::new(Url::parse("http://198.18.0.1/client/v4").unwrap()),
-            &tok,
-            Metrics::default(),
-        )
-        .unwrap_err();
-        let msg = e.to_string();
-        assert!(msg.contains("only https://"), "{msg}");
-        assert!(!msg.contains("t0k3n-value"));
-        let c = Client::new(
-            ClientOptions::new(Url::parse("http://127.0.0.1:9/client/v4").unwrap()),
-            &tok,
-            Metrics::default(),
-        )
-        .unwrap();
-        assert!(!format!("{c:?}").contains("t0k3n-value"));
-        assert_eq!(
-            c.url("/zones", &[("name", "a b".into())]).as_str(),
-            "http://127.0.0.1:9/client/v4/zones?name=a+b"
-        );
-    }
 }

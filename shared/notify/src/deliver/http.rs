@@ -20,6 +20,10 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+// The same two steps as edge-ddns's `load_ca` (daemons/ddns/src/cloudflare.rs), kept apart:
+// each returns its crate's public error variants (`NotifyError::ReadCaFile`/`ParseCaFile`
+// here, naming `notify.ca_file`; `ApiError`'s there); a shared helper would need a third
+// error type and a mapping at each side as long as this function.
 fn load_ca(path: &Path) -> Result<reqwest::Certificate, NotifyError> {
     let pem = std::fs::read(path).map_err(|source| NotifyError::ReadCaFile {
         path: path.to_owned(),
