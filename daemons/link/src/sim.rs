@@ -61,6 +61,13 @@ fn with_link(s: &mut Observed, name: &str, change: impl FnOnce(&mut Link)) {
     }
 }
 
+/// Sets `field` to `value` when an operation gives one.
+fn set_if<T>(field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *field = v;
+    }
+}
+
 fn create_bridge(s: &mut Observed, b: &NewBridge) {
     if s.links.contains_key(&b.name) {
         return;
@@ -89,15 +96,9 @@ fn create_bridge(s: &mut Observed, b: &NewBridge) {
 
 fn set_bridge_options(s: &mut Observed, name: &str, set: &BridgeOptions) {
     if let Some(b) = s.links.get_mut(name).and_then(|l| l.bridge.as_mut()) {
-        if let Some(v) = set.stp {
-            b.stp = v;
-        }
-        if let Some(v) = set.forward_delay_cs {
-            b.forward_delay_cs = v;
-        }
-        if let Some(v) = set.multicast_snooping {
-            b.multicast_snooping = v;
-        }
+        set_if(&mut b.stp, set.stp);
+        set_if(&mut b.forward_delay_cs, set.forward_delay_cs);
+        set_if(&mut b.multicast_snooping, set.multicast_snooping);
     }
 }
 
@@ -128,18 +129,10 @@ fn set_controller(s: &mut Observed, port: &str, bridge: &str, mtu: Option<u32>) 
 
 fn set_port_options(s: &mut Observed, port: &str, set: &PortOptions) {
     if let Some(p) = s.links.get_mut(port).and_then(|l| l.port.as_mut()) {
-        if let Some(v) = set.hairpin {
-            p.hairpin = v;
-        }
-        if let Some(v) = set.learning {
-            p.learning = v;
-        }
-        if let Some(v) = set.cost {
-            p.cost = v;
-        }
-        if let Some(v) = set.priority {
-            p.priority = v;
-        }
+        set_if(&mut p.hairpin, set.hairpin);
+        set_if(&mut p.learning, set.learning);
+        set_if(&mut p.cost, set.cost);
+        set_if(&mut p.priority, set.priority);
     }
 }
 

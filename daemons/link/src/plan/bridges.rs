@@ -1,7 +1,7 @@
 //! The bridge phases: each configured bridge created or brought to its settings, its
 //! addresses added, and the addresses we tagged that no bridge declares any more removed.
 
-use super::{Note, Planner};
+use super::{Note, Planner, change};
 use crate::model::{Address, BridgeInfo, BridgeSpec, OWNER_PROTO};
 use crate::op::{BridgeOptions, NewBridge, Op};
 
@@ -42,18 +42,19 @@ impl Planner<'_> {
     fn bridge_options(&mut self, b: &BridgeSpec, info: BridgeInfo) {
         let mut set = BridgeOptions::default();
         let mut was = BridgeOptions::default();
-        if info.stp != b.stp {
-            set.stp = Some(b.stp);
-            was.stp = Some(info.stp);
-        }
-        if info.forward_delay_cs != b.forward_delay_cs {
-            set.forward_delay_cs = Some(b.forward_delay_cs);
-            was.forward_delay_cs = Some(info.forward_delay_cs);
-        }
-        if info.multicast_snooping != b.multicast_snooping {
-            set.multicast_snooping = Some(b.multicast_snooping);
-            was.multicast_snooping = Some(info.multicast_snooping);
-        }
+        change(Some(b.stp), info.stp, &mut set.stp, &mut was.stp);
+        change(
+            Some(b.forward_delay_cs),
+            info.forward_delay_cs,
+            &mut set.forward_delay_cs,
+            &mut was.forward_delay_cs,
+        );
+        change(
+            Some(b.multicast_snooping),
+            info.multicast_snooping,
+            &mut set.multicast_snooping,
+            &mut was.multicast_snooping,
+        );
         if !set.is_empty() {
             self.push(Op::SetBridgeOptions {
                 name: b.name.clone(),

@@ -107,6 +107,15 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
     p.plan
 }
 
+/// Records a change of one setting: `want` in `set` and `have` in `was`, when `want` is
+/// given and differs from `have`.
+fn change<T: Copy + PartialEq>(want: Option<T>, have: T, set: &mut Option<T>, was: &mut Option<T>) {
+    if let Some(v) = want.filter(|v| *v != have) {
+        *set = Some(v);
+        *was = Some(have);
+    }
+}
+
 /// The planner's state, shared by its phases.
 struct Planner<'a> {
     desired: &'a Desired,

@@ -2,7 +2,7 @@
 //! up) with its bridge-port settings, and the routes of an address moving with it handed
 //! to `moves`.
 
-use super::{Note, Planner, Waiting};
+use super::{Note, Planner, Waiting, change};
 use crate::model::{BridgeSpec, Link, PortInfo, PortSpec};
 use crate::op::{Op, PortOptions, PortWas};
 
@@ -72,22 +72,20 @@ impl Planner<'_> {
             .unwrap_or(PortInfo::KERNEL_DEFAULT);
         let mut set = PortOptions::default();
         let mut was = PortOptions::default();
-        if let Some(v) = p.hairpin.filter(|v| *v != info.hairpin) {
-            set.hairpin = Some(v);
-            was.hairpin = Some(info.hairpin);
-        }
-        if let Some(v) = p.learning.filter(|v| *v != info.learning) {
-            set.learning = Some(v);
-            was.learning = Some(info.learning);
-        }
-        if let Some(v) = p.cost.filter(|v| *v != info.cost) {
-            set.cost = Some(v);
-            was.cost = Some(info.cost);
-        }
-        if let Some(v) = p.priority.filter(|v| *v != info.priority) {
-            set.priority = Some(v);
-            was.priority = Some(info.priority);
-        }
+        change(p.hairpin, info.hairpin, &mut set.hairpin, &mut was.hairpin);
+        change(
+            p.learning,
+            info.learning,
+            &mut set.learning,
+            &mut was.learning,
+        );
+        change(p.cost, info.cost, &mut set.cost, &mut was.cost);
+        change(
+            p.priority,
+            info.priority,
+            &mut set.priority,
+            &mut was.priority,
+        );
         if !set.is_empty() {
             self.push(Op::SetPortOptions {
                 port: p.name.clone(),
