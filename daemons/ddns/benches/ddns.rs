@@ -18,10 +18,11 @@
 mod common;
 
 use std::io::Read as _;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use edge_ddns::sync::Syncer;
 use edge_testkit::{in_new_netns, run_ok, wait_for};
 use hyper::Method;
 
@@ -67,6 +68,26 @@ fn run() {
     let mut s = lab.syncer(&cfg);
     let first = sync(&mut s, T0);
     assert!(first.ok, "{first:?}");
+    reaction_in_process(&lab, &mut s);
+
+    // ---- API calls per simulated day ----------------------------------------------------
+    steady_day(&lab, &mut s);
+
+    // ---- the seed script against the same server -----------------------------------------
+    seed_script(&lab);
+
+    // ---- daemon: event path and idle RSS -------------------------------------------------
+    drop(s);
+    let lab = Lab::new();
+    let mut child = start_daemon(&lab);
+    let pid = child.id();
+    event_path(&lab);
+    idle_memory(pid);
+    stop_daemon(&mut child);
+}
+
+/// Reaction, in process: a detection run that first sees a new address -> the PATCH.
+fn reaction_in_process(lab: &Lab, s: &mut Syncer) {
     let n = 30u32;
     let mut reaction = Vec::new();
     let mut detection = Vec::new();
@@ -75,7 +96,7 @@ fn run() {
         lab.set_all(Some(&addr));
         lab.cf.clear_log();
         let start = Instant::now();
-        let r = sync(&mut s, T0 + u64::from(i) * 60);
+        let r = sync(s, T0 + u64::from(i) * 60);
         assert!(r.ok, "{r:?}");
         let log = lab.log();
         let patch = log
@@ -105,15 +126,17 @@ fn run() {
         "  seed script      up to 300000 ms (cron every 5 min), 150000 ms on average -> edge-ddns is {:.0}x faster at worst",
         300_000.0 / max.max(0.001)
     );
+}
 
-    // ---- API calls per simulated day ----------------------------------------------------
+/// API calls (and echo requests) in one simulated day of runs every 60 s.
+fn steady_day(lab: &Lab, s: &mut Syncer) {
     lab.cf.clear_log();
     let echo_hits_before: u64 = lab.echoes.iter().map(|e| e.hits()).sum();
     let day_start = T0 + 3600 * 24;
     let started = Instant::now();
     let runs: u32 = 24 * 60;
     for k in 0..runs {
-        let r = sync(&mut s, day_start + u64::from(k) * 60);
+        let r = sync(s, day_start + u64::from(k) * 60);
         assert!(r.ok);
     }
     let sim = started.elapsed();
@@ -135,8 +158,10 @@ fn run() {
         "  detection        {echo_hits} echo requests/day ({} sources x {runs} runs, one cheap request each); seed script: 288 to ipify",
         lab.echoes.len()
     );
+}
 
-    // ---- the seed script against the same server -----------------------------------------
+/// The user's seed script run against the same test server, as the anchor.
+fn seed_script(lab: &Lab) {
     let rec_before = lab.a_records()[0].clone();
     let token_file = lab.dir.path().join("token");
     let script = |echo: &str| {
@@ -187,10 +212,11 @@ fn run() {
     } else {
         println!("  the script failed (curl or jq missing?): {e1} {e2}");
     }
+}
 
-    // ---- daemon: event path and idle RSS -------------------------------------------------
-    drop(s);
-    let lab = Lab::new();
+/// The daemon on a veth WAN interface (holding IP1) whose events it follows, with a 200 ms
+/// debounce.
+fn start_daemon(lab: &Lab) -> Child {
     run_ok(
         "ip",
         [
@@ -211,15 +237,18 @@ fn run() {
     let cfg = lab.dir.path().join("edge.toml");
     std::fs::write(&cfg, &text).unwrap();
     lab.echoes[2].set_answer(None);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-ddns"))
+    Command::new(env!("CARGO_BIN_EXE_edge-ddns"))
         .args(["--log-level", "warn", "--config"])
         .arg(&cfg)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn edge-ddns");
-    let pid = child.id();
+        .expect("spawn edge-ddns")
+}
+
+/// The daemon's event path: WAN address change (netlink) -> PATCH received.
+fn event_path(lab: &Lab) {
     let created = wait_for(Duration::from_secs(10), || lab.a_records().len() == 1).is_some();
     let mut events = Vec::new();
     if created {
@@ -268,6 +297,10 @@ fn run() {
             events[events.len() - 1]
         );
     }
+}
+
+/// The daemon's resident memory when idle.
+fn idle_memory(pid: u32) {
     // Idle: let it settle after the last sync, then read VmRSS.
     std::thread::sleep(Duration::from_secs(3));
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -295,6 +328,11 @@ fn run() {
         rss_kib / 1024.0 / 12.0 * 100.0
     );
     println!("  {}", memory_breakdown(pid));
+}
+
+/// SIGTERM, then what the daemon warned about.
+fn stop_daemon(child: &mut Child) {
+    let pid = child.id();
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGTERM,

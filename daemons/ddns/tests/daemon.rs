@@ -107,6 +107,9 @@ fn http_get(addr: &str, path: &str) -> String {
 }
 
 #[test]
+// One daemon's life read top to bottom: startup sync, address event, edgectl, metrics,
+// SIGHUP; every step shares the veth, the daemon, its client and the API log of the last.
+#[allow(clippy::too_many_lines)]
 fn the_daemon_reacts_to_wan_address_events_and_answers_edgectl() {
     in_new_netns(|| {
         let lab = Lab::new();
@@ -247,6 +250,9 @@ fn the_daemon_reacts_to_wan_address_events_and_answers_edgectl() {
 }
 
 #[test]
+// One scenario read top to bottom: the two namespaces, the servers in `inet` and the config
+// closure serve both runs (without and with the CA); split, each part would take them all.
+#[allow(clippy::too_many_lines)]
 fn https_with_a_test_ca_to_an_api_server_in_another_namespace() {
     edge_testkit::cleanup_stale("edd");
     let inet = Netns::new("edd", "inet");
@@ -474,6 +480,9 @@ fn unix_now() -> u64 {
 /// (two syncs fold into one follow-up; the plan sees the record the first sync created), and
 /// SIGTERM during a long pause stops the daemon at once.
 #[test]
+// One daemon's life read top to bottom: the 429 wait, the requests made during it, the
+// watchdog, then SIGTERM in a pause; the steps share the daemon, its client and the API log.
+#[allow(clippy::too_many_lines)]
 fn a_sync_waiting_for_a_rate_limit_keeps_the_watchdog_fed_and_the_daemon_responsive() {
     in_new_netns(|| {
         let lab = Lab::new();
