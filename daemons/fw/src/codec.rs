@@ -170,6 +170,9 @@ fn nat_data(
     }
 }
 
+// The same variants are destructured by `Display for Expr` (wire.rs), field for field: that
+// one writes the kernel's text notation, this one its netlink attributes; both must name
+// every field of every variant, so the two matches stay apart.
 fn expr_data(a: &mut Attrs, e: &Expr, ids: SetIds<'_>) {
     let reg = |r: &Reg| r.to_wire();
     match e {

@@ -308,6 +308,9 @@ fn fmt_nat(
 }
 
 /// The kernel's own notation for expressions (`nft --debug=netlink` prints the same).
+// The same variants are destructured by `codec::expr_data`, field for field: that one writes
+// the netlink attributes, this one the text notation; both must name every field of every
+// variant, so the two matches stay apart.
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -258,21 +258,16 @@ pub fn diff_table(want: &Table, have: Option<&Table>) -> Vec<Change> {
             how: Presence::Extra,
         });
     }
-    for name in want.counters.keys() {
-        if !have.counters.contains_key(name) {
+    // Counters wanted and not live, then live and not wanted.
+    for (from, other, how) in [
+        (&want.counters, &have.counters, Presence::Missing),
+        (&have.counters, &want.counters, Presence::Extra),
+    ] {
+        for name in from.keys().filter(|n| !other.contains_key(*n)) {
             out.push(Change::Counter {
                 table: t.clone(),
                 name: name.clone(),
-                how: Presence::Missing,
-            });
-        }
-    }
-    for name in have.counters.keys() {
-        if !want.counters.contains_key(name) {
-            out.push(Change::Counter {
-                table: t.clone(),
-                name: name.clone(),
-                how: Presence::Extra,
+                how: how.clone(),
             });
         }
     }
