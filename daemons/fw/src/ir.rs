@@ -609,6 +609,18 @@ impl fmt::Display for Declarations<'_> {
     }
 }
 
+/// A set's `elements = { a,\n b }` line, one element per line as `nft list` shows them.
+fn elements_line(f: &mut fmt::Formatter<'_>, items: &[impl fmt::Display]) -> fmt::Result {
+    f.write_str("\t\telements = { ")?;
+    for (i, e) in items.iter().enumerate() {
+        if i > 0 {
+            f.write_str(",\n\t\t\t     ")?;
+        }
+        write!(f, "{e}")?;
+    }
+    f.write_str(" }\n")
+}
+
 impl Table {
     fn render(&self, f: &mut fmt::Formatter<'_>, contents: bool) -> fmt::Result {
         writeln!(f, "table inet {} {{", self.name)?;
@@ -631,14 +643,7 @@ impl Table {
             writeln!(f, "\t\ttype {}", s.type_line())?;
             writeln!(f, "\t\tsize {}", s.declared_size())?;
             if contents && !s.elements.is_empty() {
-                f.write_str("\t\telements = { ")?;
-                for (i, e) in s.elements.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(",\n\t\t\t     ")?;
-                    }
-                    write!(f, "{e}")?;
-                }
-                f.write_str(" }\n")?;
+                elements_line(f, &s.elements)?;
             }
             f.write_str("\t}\n")?;
         }
@@ -653,14 +658,7 @@ impl Table {
             writeln!(f, "\t\tsize {}", s.declared_size())?;
             writeln!(f, "\t\tflags interval")?;
             if contents && !s.nets.is_empty() {
-                f.write_str("\t\telements = { ")?;
-                for (i, n) in s.nets.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(",\n\t\t\t     ")?;
-                    }
-                    write!(f, "{n}")?;
-                }
-                f.write_str(" }\n")?;
+                elements_line(f, &s.nets)?;
             }
             f.write_str("\t}\n")?;
         }
