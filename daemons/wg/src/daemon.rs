@@ -25,6 +25,15 @@ use crate::stale::{Seen, StaleWatch};
 use edge_ipc::proto::{Request, Response};
 use edge_ipc::shell::{Event, Shell, idle};
 
+mod status;
+mod uapi_link;
+
+pub use status::ipc_status;
+pub use uapi_link::uapi_link_command;
+
+use status::{sample, status_with};
+use uapi_link::{link_uapi, unlink_uapi};
+
 use crate::bringup;
 use crate::config::{self, Resolved};
 use crate::device::{Device, Options};
@@ -33,7 +42,7 @@ use crate::model::Key;
 use crate::netlink::Netlink;
 use crate::resolver::{EndpointResolver, ResolveError};
 use crate::state::{self, EndpointStore};
-use crate::uapi_server::{PublicLink, SOCKET_DIR, UapiServer, link_public, unlink_public};
+use crate::uapi_server::UapiServer;
 use edge_util::unix_now_i64;
 
 /// Reads the secrets and resolves the endpoints a `[wg]` section names.
@@ -302,120 +311,6 @@ impl Live {
     }
 }
 
-/// The status detail `edgectl wg show` renders.
-pub fn ipc_status(dev: &Device) -> edge_ipc::wg::Status {
-    status_with(dev, None)
-}
-
-/// The status with what only the daemon knows: expiries (expired peers are listed too,
-/// though the engine no longer has them) and the endpoint names' lookups.
-fn status_with(dev: &Device, extra: Option<&Extra>) -> edge_ipc::wg::Status {
-    let mut s = engine_status(dev);
-    let Some(x) = extra else { return s };
-    let Some(wg) = &x.wg else { return s };
-    let now = unix_now_i64();
-    for p in &wg.peers {
-        let key = p.public_key.to_base64();
-        let i = match s.peers.iter().position(|st| st.public_key == key) {
-            Some(i) => i,
-            None => {
-                s.peers.push(edge_ipc::wg::PeerStatus {
-                    name: Some(p.name.clone()),
-                    public_key: key,
-                    preshared_key: p.preshared_key.is_some(),
-                    allowed_ips: p.allowed_ips.iter().map(|n| n.to_string()).collect(),
-                    ..Default::default()
-                });
-                s.peers.len() - 1
-            }
-        };
-        let st = &mut s.peers[i];
-        st.expires = p.expires.map(|e| e.unix().max(0) as u64);
-        st.expired = config::is_expired(p, now);
-        if let Some(ep) = &p.endpoint
-            && ep.host.parse::<std::net::IpAddr>().is_err()
-        {
-            st.endpoint_host = Some(ep.to_string());
-            if let Some((a, at)) = x.resolved.get(&p.name) {
-                st.resolved_endpoint = Some(a.to_string());
-                st.resolved_at = *at;
-            }
-        }
-    }
-    s
-}
-
-fn engine_status(dev: &Device) -> edge_ipc::wg::Status {
-    let st = dev.status();
-    let m = dev.metrics();
-    let by_key: BTreeMap<&str, &crate::stats::PeerMetrics> =
-        m.peers.iter().map(|p| (p.public_key.as_str(), p)).collect();
-    edge_ipc::wg::Status {
-        interface: st.interface.clone(),
-        public_key: st.public_key.clone(),
-        listen_port: st.listen_port,
-        fwmark: st.fwmark,
-        peers: st
-            .peers
-            .iter()
-            .map(|p| {
-                let pm = by_key.get(p.public_key.as_str());
-                edge_ipc::wg::PeerStatus {
-                    name: p.name.clone(),
-                    public_key: p.public_key.clone(),
-                    preshared_key: p.preshared_key.is_some(),
-                    endpoint: p.endpoint.map(|e| e.to_string()),
-                    allowed_ips: p.allowed_ips.iter().map(|n| n.to_string()).collect(),
-                    latest_handshake: p.last_handshake.0,
-                    rx_bytes: p.rx_bytes,
-                    tx_bytes: p.tx_bytes,
-                    persistent_keepalive: p.persistent_keepalive,
-                    handshake_attempts: pm.map_or(0, |m| m.counts.handshake_attempts),
-                    endpoint_changes: pm.map_or(0, |m| m.counts.endpoint_changes),
-                    ..Default::default()
-                }
-            })
-            .collect(),
-        cookie_replies: m.cookie_replies,
-        listen_address: dev.listen_address().map(|a| a.to_string()),
-        standby: dev.standby(),
-        reached_out: dev.reached_out(),
-    }
-}
-
-fn sample(dev: &Device, extra: &Mutex<Extra>) -> edge_metrics::wg::Sample {
-    let m = dev.metrics();
-    let x = extra.lock();
-    let now = unix_now_i64();
-    let expiries =
-        x.wg.iter()
-            .flat_map(|wg| wg.peers.iter())
-            .filter_map(|p| {
-                p.expires.map(|e| edge_metrics::wg::PeerExpiry {
-                    peer: p.name.clone(),
-                    expires_seconds: e.unix(),
-                    expired: config::is_expired(p, now),
-                })
-            })
-            .collect();
-    let lookups = x.lookups.iter().map(|(k, v)| (k.clone(), *v)).collect();
-    drop(x);
-    edge_metrics::wg::Sample {
-        peers: m
-            .peers
-            .into_iter()
-            .map(|p| edge_metrics::wg::PeerSample {
-                peer: p.name.unwrap_or(p.public_key),
-                counts: p.counts,
-            })
-            .collect(),
-        cookie_replies: m.cookie_replies,
-        drops: m.drops,
-        expiries,
-        endpoint_lookups: lookups,
-    }
-}
-
 /// Runs edge-wg until SIGTERM.
 pub async fn run(mut shell: Shell, opts: Options) -> anyhow::Result<()> {
     let Some(wg) = shell.config().wg.clone() else {
@@ -663,72 +558,6 @@ fn follow_role(dev: &Device, to: Standing, live: &mut Live) {
             "active: handshakes initiated to every peer with a known endpoint"
         );
     }
-}
-
-/// Links `/var/run/wireguard/<name>.sock` to our socket where this process may (as root
-/// outside systemd); under the shipped unit the privileged `ExecStartPost=` does it.
-fn link_uapi(name: &str, socket: &Path) {
-    match link_public(Path::new(SOCKET_DIR), name, socket) {
-        Ok(PublicLink::Linked | PublicLink::AlreadyLinked) => {
-            tracing::info!(link = %Path::new(SOCKET_DIR).join(format!("{name}.sock")).display(), socket = %socket.display(), "uapi socket linked for `wg`");
-        }
-        Ok(PublicLink::Occupied(why)) => {
-            tracing::warn!("`wg {name}` will not reach edge-wg: {why}");
-        }
-        Err(e) => tracing::debug!(
-            "cannot link the uapi socket here ({e}); the unit's ExecStartPost=+edge-wg --uapi-link does it"
-        ),
-    }
-}
-
-/// Removes our link in `/var/run/wireguard` (nothing else there).
-fn unlink_uapi(name: &str, socket: &Path) {
-    if let Err(e) = unlink_public(Path::new(SOCKET_DIR), name, socket) {
-        tracing::debug!(
-            "cannot unlink the uapi socket here ({e}); the unit's ExecStopPost= does it"
-        );
-    }
-}
-
-/// `edge-wg --uapi-link` / `--uapi-unlink`, run by the unit with privileges (`+`) after start
-/// and after stop: links (or unlinks) `/var/run/wireguard/<interface>.sock` to the daemon's
-/// socket in `<runtime_dir>/wg/`. Never fails the unit: a problem is printed and exit is 0.
-pub fn uapi_link_command(args: &edge_ipc::shell::CommonArgs, link: bool) -> std::process::ExitCode {
-    let path = edge_config::resolve_path(args.config.as_deref());
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("edge-wg: cannot read {}: {e}", path.display());
-            return std::process::ExitCode::SUCCESS;
-        }
-    };
-    let cfg = match edge_config::parse(&path, &text) {
-        Ok(l) => l.config,
-        Err(d) => {
-            eprint!("{}", d.render());
-            return std::process::ExitCode::SUCCESS;
-        }
-    };
-    let Some(wg) = &cfg.wg else {
-        return std::process::ExitCode::SUCCESS;
-    };
-    let name = wg.interface.as_str();
-    let socket = cfg.role_runtime_dir(Role::Wg).join(format!("{name}.sock"));
-    let public = Path::new(SOCKET_DIR);
-    if link {
-        match link_public(public, name, &socket) {
-            Ok(PublicLink::Occupied(why)) => {
-                eprintln!(
-                    "edge-wg: `wg {name}` will not reach edge-wg: {why}; stop the other WireGuard implementation using {name} or rename [wg].interface"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => eprintln!("edge-wg: {:#}", anyhow::Error::new(e)),
-        }
-    } else if let Err(e) = unlink_public(public, name, &socket) {
-        eprintln!("edge-wg: {:#}", anyhow::Error::new(e));
-    }
-    std::process::ExitCode::SUCCESS
 }
 
 /// How often the daemon checks whether an endpoint moved.
