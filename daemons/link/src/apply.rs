@@ -37,6 +37,10 @@ use crate::sysctl;
 
 /// How often the neighbour table is polled while waiting for a gateway to answer.
 const NEIGH_POLL: Duration = Duration::from_millis(10);
+/// How long a moved IPv6 address may take to get its local route (see
+/// `Applier::wait_local_route`); in practice a few milliseconds.
+const LOCAL_ROUTE_WAIT: Duration = Duration::from_secs(1);
+const LOCAL_ROUTE_POLL: Duration = Duration::from_millis(2);
 
 /// Why one operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -463,11 +467,43 @@ impl Applier {
         if nodad {
             m.header.flags = AddressHeaderFlags::Nodad;
         }
-        self.write(
-            RouteNetlinkMessage::NewAddress(m),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )
-        .await
+        let out = self
+            .write(
+                RouteNetlinkMessage::NewAddress(m),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )
+            .await?;
+        if let (true, Outcome::Changed, IpAddr::V6(a)) = (nodad, &out, net.addr()) {
+            self.wait_local_route(i, a).await?;
+        }
+        Ok(out)
+    }
+
+    /// Waits until the kernel has finished adding the IPv6 address `a` on `idx`. For a
+    /// `nodad` address the kernel does the last step — the local route that delivers packets
+    /// to it, and the `RTM_NEWADDR` announcement — later, from a work queue; removing the
+    /// moved address's old copy before that would leave it undeliverable for a moment, so a
+    /// move is only make-before-break once the local route exists. Gives up (logged) after
+    /// [`LOCAL_ROUTE_WAIT`]: the gateway check and the rollback still guard the move.
+    async fn wait_local_route(&self, idx: u32, a: std::net::Ipv6Addr) -> Result<(), OpError> {
+        let deadline = tokio::time::Instant::now() + LOCAL_ROUTE_WAIT;
+        loop {
+            let mut m = RouteMessage::default();
+            m.header.address_family = AddressFamily::Inet6;
+            let routes = self
+                .nl
+                .dump(RouteNetlinkMessage::GetRoute(m))
+                .await
+                .map_err(OpError::Netlink)?;
+            if routes.iter().any(|r| is_local_route(r, idx, a)) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(address = %a, ifindex = idx, "the kernel has not installed the local route of a moved address yet; going on");
+                return Ok(());
+            }
+            tokio::time::sleep(LOCAL_ROUTE_POLL).await;
+        }
     }
 
     async fn del_address(&mut self, dev: &str, net: &ipnet::IpNet) -> Result<Outcome, OpError> {
@@ -719,6 +755,21 @@ pub fn route_message(r: &Route, oif: Option<u32>) -> RouteMessage {
     }
     m.attributes.push(RouteAttribute::Priority(r.metric));
     m
+}
+
+/// Whether `m` is the local-table route of `a` on `idx` (`local a dev <idx> table local`).
+fn is_local_route(m: &RouteNetlinkMessage, idx: u32, a: std::net::Ipv6Addr) -> bool {
+    let RouteNetlinkMessage::NewRoute(r) = m else {
+        return false;
+    };
+    r.header.kind == RouteType::Local
+        && r.header.destination_prefix_length == 128
+        && r.attributes
+            .iter()
+            .any(|x| matches!(x, RouteAttribute::Destination(RouteAddress::Inet6(d)) if *d == a))
+        && r.attributes
+            .iter()
+            .any(|x| matches!(x, RouteAttribute::Oif(i) if *i == idx))
 }
 
 fn neigh_address(ip: IpAddr) -> NeighbourAddress {
