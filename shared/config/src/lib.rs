@@ -7,6 +7,10 @@
 //! hint; unknown keys are errors.
 //! Decoding and checking are pure; only [`load`] touches the file system (the file itself and
 //! the modes of the secret files it names).
+//!
+//! The section structs (`Ddns`, `Forward`, `Bridge`, …) are alike in shape only — documented
+//! public fields — and `duplicates` pairs them; each is the typed form of its own TOML table
+//! and they share nothing but the pattern.
 
 pub mod check;
 pub mod ddns;
